@@ -1,0 +1,140 @@
+package format
+
+import (
+	"encoding/binary"
+	"unicode/utf8"
+
+	"github.com/holdfast/holdfast/internal/keys"
+)
+
+// RecordType says what a key journal record wraps.
+type RecordType uint8
+
+const (
+	RecordBucketKey RecordType = 1 // a bucket key under a root key
+	RecordDataKey   RecordType = 2 // a data key rewrapped under a bucket key
+)
+
+// KeyRecord is the plaintext of a key journal entry (kind 2).
+type KeyRecord struct {
+	Type       RecordType
+	Bucket     keys.ID
+	BucketName string
+	KeyVersion uint32
+	Object     keys.ID
+	Wrapped    keys.Wrapped
+	KeyCheck   [32]byte
+	Created    uint64
+}
+
+const recordVersion = 1
+
+// Marshal encodes r.
+func (r *KeyRecord) Marshal() ([]byte, error) {
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	b := []byte{recordVersion, byte(r.Type)}
+	b = append(b, r.Bucket[:]...)
+	b = appendStr(b, r.BucketName)
+	b = binary.BigEndian.AppendUint32(b, r.KeyVersion)
+	b = append(b, r.Object[:]...)
+	b = append(b, byte(r.Wrapped.Source), byte(r.Wrapped.Alg))
+	b = binary.BigEndian.AppendUint32(b, r.Wrapped.KEKVersion)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(r.Wrapped.Data)))
+	b = append(b, r.Wrapped.Data...)
+	b = append(b, r.KeyCheck[:]...)
+	return binary.BigEndian.AppendUint64(b, r.Created), nil
+}
+
+func (r *KeyRecord) validate() error {
+	switch r.Type {
+	case RecordBucketKey:
+		if r.Object != (keys.ID{}) {
+			return Corrupt(LayerManifest, "bucket key record names an object")
+		}
+	case RecordDataKey:
+		if r.Object == (keys.ID{}) {
+			return Corrupt(LayerManifest, "data key record without an object")
+		}
+	default:
+		return Corrupt(LayerManifest, "unknown key record type %d", r.Type)
+	}
+	if r.Wrapped.Source < keys.SourceKeyring || r.Wrapped.Source > keys.SourceKeyServer {
+		return Corrupt(LayerManifest, "unknown key source %d", r.Wrapped.Source)
+	}
+	if n := keys.WrappedLen(r.Wrapped.Alg); n == 0 || n != len(r.Wrapped.Data) {
+		return Corrupt(LayerManifest, "wrapped key of %d bytes for alg %d", len(r.Wrapped.Data), r.Wrapped.Alg)
+	}
+	if r.KeyVersion == 0 || r.Wrapped.KEKVersion == 0 || len(r.BucketName) > MaxBucketLen || !utf8.ValidString(r.BucketName) {
+		return Corrupt(LayerManifest, "invalid key record")
+	}
+	return nil
+}
+
+// ParseKeyRecord decodes a key journal entry plaintext.
+func ParseKeyRecord(b []byte) (*KeyRecord, error) {
+	rd := reader{b: b}
+	if v := rd.u8(); v != recordVersion {
+		return nil, Corrupt(LayerManifest, "unsupported key record version %d", v)
+	}
+	r := &KeyRecord{Type: RecordType(rd.u8())}
+	rd.id(&r.Bucket)
+	r.BucketName = rd.str()
+	r.KeyVersion = rd.u32()
+	rd.id(&r.Object)
+	r.Wrapped.Source = keys.SourceKind(rd.u8())
+	r.Wrapped.Alg = keys.Alg(rd.u8())
+	r.Wrapped.KEKVersion = rd.u32()
+	n := int(rd.u16())
+	if p := rd.take(n); p != nil {
+		r.Wrapped.Data = append([]byte(nil), p...)
+	}
+	rd.bytes(r.KeyCheck[:])
+	r.Created = rd.u64()
+	if rd.err != nil {
+		return nil, Corrupt(LayerManifest, "key record truncated")
+	}
+	if rd.remaining() != 0 {
+		return nil, Corrupt(LayerManifest, "key record has %d trailing bytes", rd.remaining())
+	}
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Marker is the plaintext of the repository marker (kind 4).
+type Marker struct {
+	Repo    keys.ID
+	Created uint64
+}
+
+const markerVersion = 1
+
+// MarkerPrefix starts the store name of every repository marker.
+const MarkerPrefix = "holdfast-repo-"
+
+// MarkerName is the store name of repo's marker.
+func MarkerName(repo keys.ID) string { return MarkerPrefix + StoreName(repo) }
+
+// Marshal encodes m.
+func (m Marker) Marshal() []byte {
+	b := append([]byte{markerVersion}, m.Repo[:]...)
+	return binary.BigEndian.AppendUint64(b, m.Created)
+}
+
+// ParseMarker decodes a marker plaintext.
+func ParseMarker(b []byte) (Marker, error) {
+	rd := reader{b: b}
+	var m Marker
+	if v := rd.u8(); v != markerVersion {
+		return m, Corrupt(LayerManifest, "unsupported marker version %d", v)
+	}
+	rd.id(&m.Repo)
+	m.Created = rd.u64()
+	if rd.err != nil || rd.remaining() != 0 {
+		return m, Corrupt(LayerManifest, "marker is %d bytes", len(b))
+	}
+	return m, nil
+}

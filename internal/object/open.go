@@ -1,0 +1,508 @@
+package object
+
+import (
+	"bytes"
+	"context"
+	"crypto/cipher"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/holdfast/holdfast/internal/format"
+	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/secret"
+	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/stream"
+)
+
+// Expect is what the reader knows before it reads. Zero fields are not
+// checked, except Repo and Object, which always are.
+type Expect struct {
+	Identity
+	Pin         *[32]byte // from the catalog; nil during recovery
+	StoredLen   int64     // 0: ask the store
+	ManifestOff int64     // 0: find the manifest through the footer
+	ManifestLen int64
+}
+
+// UnwrapFunc opens the header's key slot. It returns the data key and the
+// associated data it used, which the manifest must agree with.
+type UnwrapFunc func(h format.Header) (secret.Key, keys.AD, error)
+
+// Object is an authenticated stored object, ready for reading.
+type Object struct {
+	Manifest *format.Manifest
+	Header   format.Header
+	Sizes    format.Sizes
+	Pin      [32]byte
+
+	name   string
+	st     store.Store
+	d      *derived
+	segOff []uint64 // ciphertext offset of each segment
+	segPT  []uint64 // plaintext offset of each segment
+}
+
+// PinError is returned when the stored header, manifest or footer differ
+// from the catalog's pin. It unwraps to a format.CorruptError at LayerPin.
+type PinError struct {
+	Found [32]byte // pin of what the store holds
+}
+
+func (e *PinError) Error() string { return e.Unwrap().Error() }
+func (e *PinError) Unwrap() error {
+	return &format.CorruptError{Layer: format.LayerPin, Detail: "stored object differs from the catalog's pin"}
+}
+
+func readAll(ctx context.Context, st store.Store, name string, off, n int64) ([]byte, error) {
+	rc, err := st.ReadRange(ctx, name, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, format.Corrupt(format.LayerSize, "object shorter than expected")
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// readTail reads [off, stored) and proves the object ends there: it asks
+// for one byte more, which a longer object would deliver.
+func readTail(ctx context.Context, st store.Store, name string, off, stored int64) ([]byte, error) {
+	rc, err := st.ReadRange(ctx, name, off, stored-off+1)
+	if err != nil {
+		if errors.Is(err, store.ErrInvalidRange) {
+			return nil, format.Corrupt(format.LayerSize, "object shorter than expected")
+		}
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, stored-off+1))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case int64(len(b)) < stored-off:
+		return nil, format.Corrupt(format.LayerSize, "object shorter than expected")
+	case int64(len(b)) > stored-off:
+		return nil, format.Corrupt(format.LayerSize, "object longer than expected")
+	}
+	return b, nil
+}
+
+// Open reads and authenticates the header, manifest and footer of the
+// object stored under name. No plaintext is released by Open.
+func Open(ctx context.Context, st store.Store, name string, exp Expect, unwrap UnwrapFunc) (*Object, error) {
+	stored := exp.StoredLen
+	if stored == 0 {
+		info, err := st.Stat(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		stored = info.Size
+	}
+	if stored < format.MinStored {
+		return nil, format.Corrupt(format.LayerSize, "stored length %d below the minimum", stored)
+	}
+	hb, err := readAll(ctx, st, name, 0, format.HeaderLen)
+	if err != nil {
+		return nil, err
+	}
+	h, err := format.ParseHeader(hb)
+	if err != nil {
+		return nil, err
+	}
+	var mct, fct []byte
+	if exp.ManifestOff > 0 {
+		if exp.ManifestOff+exp.ManifestLen+format.FooterLen != stored {
+			return nil, fmt.Errorf("catalog offsets do not fit the stored length")
+		}
+		// Read whole manifest blocks (padding lies before the manifest), so
+		// the request does not reveal the manifest's exact length.
+		start := max(stored-format.FooterLen-int64(roundBlock(uint64(exp.ManifestLen))), format.HeaderLen)
+		tail, err := readTail(ctx, st, name, start, stored)
+		if err != nil {
+			return nil, err
+		}
+		tail = tail[exp.ManifestOff-start:]
+		mct, fct = tail[:exp.ManifestLen], tail[exp.ManifestLen:]
+	} else {
+		if fct, err = readTail(ctx, st, name, stored-format.FooterLen, stored); err != nil {
+			return nil, err
+		}
+	}
+	if exp.Pin != nil {
+		if mct == nil {
+			return nil, errors.New("a pinned read needs the catalog's manifest offsets")
+		}
+		got := format.Pin(hb, mct, fct)
+		if subtle.ConstantTimeCompare(got[:], exp.Pin[:]) != 1 {
+			return nil, &PinError{Found: got}
+		}
+	}
+	dek, ad, err := unwrap(h)
+	if err != nil {
+		if errors.Is(err, keys.ErrUnavailable) {
+			return nil, err
+		}
+		return nil, &format.CorruptError{Layer: format.LayerUnwrap, Detail: err.Error()}
+	}
+	if zero := dek.Use(func(b []byte) error {
+		if subtle.ConstantTimeCompare(b, make([]byte, len(b))) == 1 {
+			return errors.New("all-zero data key")
+		}
+		return nil
+	}); zero != nil {
+		dek.Wipe()
+		return nil, format.Corrupt(format.LayerUnwrap, "%v", zero)
+	}
+	d, err := derive(dek)
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(d.commit[:], h.Commit[:]) != 1 {
+		dek.Wipe()
+		return nil, format.Corrupt(format.LayerCommit, "data key does not match its commitment")
+	}
+	fplain, err := d.footer.Open(nil, zeroNonce, fct, hb)
+	if err != nil {
+		dek.Wipe()
+		return nil, format.Corrupt(format.LayerFooter, "footer failed authentication")
+	}
+	foot, err := format.ParseFooter(fplain)
+	if err != nil {
+		dek.Wipe()
+		return nil, err
+	}
+	if foot.ManifestOff+uint64(foot.ManifestLen)+format.FooterLen != uint64(stored) || foot.ManifestOff < format.HeaderLen {
+		dek.Wipe()
+		return nil, format.Corrupt(format.LayerSize, "footer offsets do not fit the stored length")
+	}
+	if mct == nil {
+		if mct, err = readAll(ctx, st, name, int64(foot.ManifestOff), int64(foot.ManifestLen)); err != nil {
+			dek.Wipe()
+			return nil, err
+		}
+	} else if foot.ManifestOff != uint64(exp.ManifestOff) || uint64(foot.ManifestLen) != uint64(len(mct)) {
+		dek.Wipe()
+		return nil, format.Corrupt(format.LayerFooter, "footer disagrees with the catalog")
+	}
+	mplain, err := d.manifest.Open(nil, zeroNonce, mct, hb)
+	if err != nil {
+		dek.Wipe()
+		return nil, format.Corrupt(format.LayerManifest, "manifest failed authentication")
+	}
+	m, err := format.ParseManifest(mplain)
+	if err != nil {
+		dek.Wipe()
+		return nil, err
+	}
+	o := &Object{Manifest: m, Header: h, Pin: format.Pin(hb, mct, fct), name: name, st: st, d: d}
+	if err := o.check(exp, ad, uint64(stored), len(mplain), foot); err != nil {
+		dek.Wipe()
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *Object) check(exp Expect, ad keys.AD, stored uint64, plainLen int, foot format.Footer) error {
+	m := o.Manifest
+	// The key slot's associated data and the manifest must name the same place.
+	wantPurpose := keys.PurposeDataKey
+	if m.Kind != format.KindData {
+		wantPurpose = keys.PurposeSystemKey
+	}
+	if ad.Purpose != wantPurpose || ad.Repo != m.Repo || ad.Bucket != m.Bucket || ad.KEKVersion != m.KeyVersion || ad.Object != m.Object {
+		return format.Corrupt(format.LayerIdentity, "manifest identity differs from the key slot's")
+	}
+	if m.Repo != exp.Repo {
+		return format.Corrupt(format.LayerIdentity, "object belongs to another repository")
+	}
+	name := format.StoreName(m.Object)
+	if m.Kind == format.KindMarker {
+		if m.Object != m.Repo {
+			return format.Corrupt(format.LayerIdentity, "marker names another repository")
+		}
+		name = format.MarkerName(m.Repo)
+	}
+	if m.Object != exp.Object || name != o.name {
+		return format.Corrupt(format.LayerIdentity, "object was written under another name")
+	}
+	e := exp.Identity
+	if e.Kind != 0 && m.Kind != e.Kind {
+		return format.Corrupt(format.LayerIdentity, "object is a %s, expected a %s", m.Kind, e.Kind)
+	}
+	if e.Kind == format.KindData && e.BucketName != "" {
+		if m.Bucket != e.Bucket || m.BucketName != e.BucketName || m.Key != e.Key {
+			return format.Corrupt(format.LayerIdentity, "object belongs to another bucket or key")
+		}
+		if e.ObjectVersion != 0 && m.ObjectVersion != e.ObjectVersion {
+			return format.Corrupt(format.LayerIdentity, "object is version %d, expected %d", m.ObjectVersion, e.ObjectVersion)
+		}
+		if e.KeyVersion != 0 && m.KeyVersion != e.KeyVersion {
+			return format.Corrupt(format.LayerIdentity, "object key version differs")
+		}
+	}
+	lens := make([]uint64, len(m.Segments))
+	o.segOff = make([]uint64, len(m.Segments))
+	o.segPT = make([]uint64, len(m.Segments))
+	off, pt := uint64(format.HeaderLen), uint64(0)
+	for i, s := range m.Segments {
+		lens[i] = s.Len
+		o.segOff[i], o.segPT[i] = off, pt
+		off += format.SegmentCTLen(s.Len)
+		pt += s.Len
+	}
+	sz := format.ComputeSizes(lens, plainLen)
+	if sz.Stored != stored || sz.Padding != m.Padding || sz.ManifestOff != foot.ManifestOff || sz.ManifestLen != uint64(foot.ManifestLen) {
+		return format.Corrupt(format.LayerSize, "stored length %d does not follow the size rule (%d)", stored, sz.Stored)
+	}
+	o.Sizes = sz
+	return nil
+}
+
+func roundBlock(n uint64) uint64 {
+	return format.ManifestBlk * ((n + format.ManifestBlk - 1) / format.ManifestBlk)
+}
+
+// Wipe forgets the object's data key.
+func (o *Object) Wipe() { o.d.dek.Wipe() }
+
+type openJob struct {
+	seg  int
+	ct   []byte
+	pt   []byte
+	err  error
+	done chan struct{}
+}
+
+// WriteTo decrypts the whole object into w, segments in parallel and in
+// order, then checks the padding. A chunk is written only after its tag
+// verified; a failure stops the output there and returns the error.
+func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
+	// One request for everything after the header, so the request does not
+	// reveal where the segments end.
+	rc, err := o.st.ReadRange(ctx, o.name, format.HeaderLen, int64(o.Sizes.Stored)-format.HeaderLen)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+
+	workers := runtime.GOMAXPROCS(0)
+	inflight := workers + 2
+	maxSeg := uint64(0)
+	for _, s := range o.Manifest.Segments {
+		maxSeg = max(maxSeg, s.Len)
+	}
+	free := make(chan *openJob, inflight)
+	for i := 0; i < inflight; i++ {
+		free <- &openJob{}
+	}
+	work := make(chan *openJob, inflight)
+	order := make(chan *openJob, inflight)
+	stop := make(chan struct{})
+	defer close(stop)
+	for i := 0; i < workers; i++ {
+		go func() {
+			for j := range work {
+				s := o.Manifest.Segments[j.seg]
+				aead, err := stream.SegmentAEAD(o.d.dek, s.Salt[:])
+				if err == nil {
+					j.pt, err = stream.Open(aead, j.pt[:0], j.ct, s.Len)
+				}
+				if err != nil {
+					err = format.Corrupt(format.LayerChunk, "segment %d: %v", j.seg, err)
+				}
+				j.err = err
+				close(j.done)
+			}
+		}()
+	}
+	var readErr error
+	go func() {
+		defer close(order)
+		defer close(work)
+		for i, s := range o.Manifest.Segments {
+			var j *openJob
+			select {
+			case j = <-free:
+			case <-stop:
+				return
+			}
+			n := format.SegmentCTLen(s.Len)
+			if uint64(cap(j.ct)) < n {
+				j.ct = make([]byte, n, format.SegmentCTLen(maxSeg))
+				j.pt = make([]byte, 0, maxSeg)
+			}
+			j.ct = j.ct[:n]
+			if _, err := io.ReadFull(rc, j.ct); err != nil {
+				if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+					err = format.Corrupt(format.LayerSize, "object truncated in segment %d", i)
+				}
+				readErr = err
+				return
+			}
+			j.seg, j.err, j.done = i, nil, make(chan struct{})
+			select {
+			case order <- j:
+			case <-stop:
+				return
+			}
+			work <- j
+		}
+	}()
+	var written int64
+	for j := range order {
+		<-j.done
+		if j.err != nil {
+			return written, j.err
+		}
+		n, err := w.Write(j.pt)
+		written += int64(n)
+		if err != nil {
+			return written, err
+		}
+		free <- j
+	}
+	if readErr != nil {
+		return written, readErr
+	}
+	// Padding: the rest of the body must be the padding keystream.
+	ps := o.d.padStream()
+	want := make([]byte, 64<<10)
+	got := make([]byte, 64<<10)
+	for pad := o.Sizes.Padding; pad > 0; {
+		n := min(pad, uint64(len(want)))
+		if _, err := io.ReadFull(rc, got[:n]); err != nil {
+			return written, format.Corrupt(format.LayerSize, "object truncated in padding")
+		}
+		fillPadding(ps, want[:n])
+		if !bytes.Equal(got[:n], want[:n]) {
+			return written, format.Corrupt(format.LayerPadding, "padding altered")
+		}
+		pad -= n
+	}
+	return written, nil
+}
+
+// Range returns a reader of n plaintext bytes starting at off (n < 0: to
+// the end). It fetches and decrypts only the chunks the range covers.
+func (o *Object) Range(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+	size := int64(o.Manifest.Length)
+	if off < 0 || off > size {
+		return nil, fmt.Errorf("range start %d outside object of %d bytes: %w", off, size, store.ErrInvalidRange)
+	}
+	if n < 0 || n > size-off {
+		n = size - off
+	}
+	return &rangeReader{ctx: ctx, o: o, off: uint64(off), end: uint64(off + n), seg: -1}, nil
+}
+
+type rangeReader struct {
+	ctx      context.Context
+	o        *Object
+	off, end uint64 // plaintext positions still to deliver
+	seg      int
+	rc       io.ReadCloser
+	aead     cipher.AEAD
+	chunk    uint64 // next chunk index within seg
+	nchunks  uint64
+	ct, pt   []byte
+	buf      []byte // undelivered plaintext
+	err      error
+}
+
+func (r *rangeReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.off >= r.end {
+			return 0, io.EOF
+		}
+		if err := r.next(); err != nil {
+			r.err = err
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// next decrypts the chunk containing r.off into r.buf.
+func (r *rangeReader) next() error {
+	o := r.o
+	segs := o.Manifest.Segments
+	// Find the segment holding r.off.
+	i := r.seg
+	if i < 0 || r.off >= o.segPT[i]+segs[i].Len {
+		i = 0
+		for i+1 < len(segs) && o.segPT[i+1] <= r.off {
+			i++
+		}
+		for segs[i].Len == 0 && i+1 < len(segs) {
+			i++
+		}
+		if r.rc != nil {
+			r.rc.Close()
+			r.rc = nil
+		}
+		aead, err := stream.SegmentAEAD(o.d.dek, segs[i].Salt[:])
+		if err != nil {
+			return err
+		}
+		r.seg, r.aead = i, aead
+		r.nchunks = format.Chunks(segs[i].Len)
+		inSeg := r.off - o.segPT[i]
+		r.chunk = inSeg / format.ChunkSize
+		last := (min(r.end, o.segPT[i]+segs[i].Len) - o.segPT[i] + format.ChunkSize - 1) / format.ChunkSize
+		last = max(last, r.chunk+1)
+		ctStart := o.segOff[i] + r.chunk*format.ChunkCTSize
+		ctEnd := min(o.segOff[i]+last*format.ChunkCTSize, o.segOff[i]+format.SegmentCTLen(segs[i].Len))
+		rc, err := o.st.ReadRange(r.ctx, o.name, int64(ctStart), int64(ctEnd-ctStart))
+		if err != nil {
+			return err
+		}
+		r.rc = rc
+		if r.ct == nil {
+			r.ct = make([]byte, format.ChunkCTSize)
+			r.pt = make([]byte, 0, format.ChunkSize)
+		}
+	}
+	s := segs[i]
+	ctLen := uint64(format.ChunkCTSize)
+	if r.chunk == r.nchunks-1 {
+		ctLen = format.SegmentCTLen(s.Len) - r.chunk*format.ChunkCTSize
+	}
+	if _, err := io.ReadFull(r.rc, r.ct[:ctLen]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return format.Corrupt(format.LayerSize, "object truncated in segment %d", i)
+		}
+		return err
+	}
+	pt, err := stream.OpenChunk(r.aead, r.pt[:0], r.ct[:ctLen], r.chunk, r.chunk == r.nchunks-1)
+	if err != nil {
+		return format.Corrupt(format.LayerChunk, "segment %d chunk %d: %v", i, r.chunk, err)
+	}
+	chunkStart := o.segPT[i] + r.chunk*format.ChunkSize
+	lo := r.off - chunkStart
+	hi := min(uint64(len(pt)), r.end-chunkStart)
+	r.buf = pt[lo:hi]
+	r.off = chunkStart + hi
+	r.chunk++
+	return nil
+}
+
+func (r *rangeReader) Close() error {
+	if r.rc != nil {
+		return r.rc.Close()
+	}
+	return nil
+}
