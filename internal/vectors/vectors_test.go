@@ -1,0 +1,128 @@
+package vectors
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/holdfast/holdfast/internal/format"
+	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/object"
+	"github.com/holdfast/holdfast/internal/secret"
+	"github.com/holdfast/holdfast/internal/store/local"
+)
+
+const committed = "../../testdata/vectors/object"
+
+// TestCommittedVectorsAreCurrent fails when the generator's output differs
+// from the committed vectors: a format change must be deliberate.
+func TestCommittedVectorsAreCurrent(t *testing.T) {
+	if err := Check(committed); err != nil {
+		t.Fatalf("%v (run: go run ./internal/vectors/cmd/genvectors)", err)
+	}
+}
+
+func decodeID(t *testing.T, s string) keys.ID {
+	t.Helper()
+	var id keys.ID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 16 {
+		t.Fatalf("bad id %q", s)
+	}
+	copy(id[:], b)
+	return id
+}
+
+// TestVectors reads every committed vector the way Holdfast reads a store
+// without a catalog: positive ones must yield their plaintext and manifest,
+// negative ones must be rejected at the layer they name.
+func TestVectors(t *testing.T) {
+	idx := loadIndex(t, committed)
+	var pos, neg int
+	for _, c := range idx.Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join(committed, c.File))
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, m, err := readVector(t, c, data)
+			if c.Expect == "ok" {
+				pos++
+				if err != nil {
+					t.Fatalf("positive vector rejected: %v", err)
+				}
+				sum := sha256.Sum256(plain)
+				if hex.EncodeToString(sum[:]) != c.PlainSHA256 || m.Length != c.Length || uint64(len(data)) != c.StoredLength ||
+					m.Key != c.Key || m.BucketName != c.Bucket || m.ObjectVersion != c.ObjectVersion || int(m.Kind) != c.Kind {
+					t.Fatalf("positive vector decoded to something else")
+				}
+				return
+			}
+			neg++
+			if err == nil {
+				t.Fatalf("negative vector accepted")
+			}
+			if got := format.LayerOf(err); string(got) != c.Layer {
+				t.Fatalf("rejected at layer %q, vector says %q (%v)", got, c.Layer, err)
+			}
+		})
+	}
+	if pos < 8 || neg < 20 {
+		t.Fatalf("only %d positive and %d negative vectors", pos, neg)
+	}
+}
+
+func loadIndex(t *testing.T, dir string) Index {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+func readVector(t *testing.T, c Case, data []byte) ([]byte, *format.Manifest, error) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Put(ctx, c.StoreName, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	kb, err := hex.DecodeString(c.KEK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := secret.FromBytes(kb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad := keys.AD{Purpose: keys.Purpose(c.Purpose), Repo: decodeID(t, c.Repo), Bucket: decodeID(t, c.BucketID),
+		KEKVersion: c.KEKVersion, Object: decodeID(t, c.ObjectID)}
+	unwrap := func(h format.Header) (secret.Key, keys.AD, error) {
+		k, err := keys.UnwrapSoftware(kek, ad, h.Wrapped)
+		return k, ad, err
+	}
+	exp := object.Expect{Identity: object.Identity{Repo: ad.Repo, Object: ad.Object}}
+	o, err := object.Open(ctx, st, c.StoreName, exp, unwrap)
+	if err != nil {
+		return nil, nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := o.WriteTo(ctx, &buf); err != nil {
+		return nil, nil, err
+	}
+	return buf.Bytes(), o.Manifest, nil
+}
