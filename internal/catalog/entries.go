@@ -1,0 +1,619 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/holdfast/holdfast/internal/keys"
+)
+
+// maxVersion is the largest version SQLite's INTEGER holds.
+const maxVersion = 1<<63 - 1
+
+// ---- versions, lookup ----
+
+func (c *sqliteCatalog) NextVersion(ctx context.Context, bucket, key string) (uint64, error) {
+	var reserved int64
+	err := c.queryRow(ctx, `SELECT reserved FROM versions WHERE bucket = ? AND key = ?`, bucket, key).Scan(&reserved)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("catalog: next version of %q/%q: %w", bucket, key, err)
+	}
+	return uint64(reserved) + 1, nil
+}
+
+// reserve raises the highest version recorded for (bucket,key) to v.
+func (t *txn) reserve(bucket, key string, v uint64) error {
+	_, err := t.exec(upsertVersions+` VALUES (?, ?, ?)`+onVersionConflict, bucket, key, int64(v))
+	return err
+}
+
+const (
+	upsertVersions = `INSERT INTO versions (bucket, key, reserved)`
+	// Writes only when the version grows: a commit of a reserved version
+	// changes nothing.
+	onVersionConflict = ` ON CONFLICT (bucket, key) DO UPDATE SET reserved = excluded.reserved
+		WHERE excluded.reserved > reserved`
+)
+
+// highestCommitted is an SQL expression: the highest version ever current
+// for (bucket,key), given as SQL expressions.
+func highestCommitted(bucket, key string) string {
+	return `max(coalesce((SELECT version FROM objects WHERE bucket = ` + bucket + ` AND key = ` + key + `), 0),
+		coalesce((SELECT max(version) FROM history WHERE bucket = ` + bucket + ` AND key = ` + key + `), 0))`
+}
+
+// knownIn is an SQL condition: object id ?id is recorded in table.
+func knownIn(table, id string) string {
+	return `EXISTS (SELECT 1 FROM ` + table + ` WHERE object_id = ` + id + `)`
+}
+
+var lookupQuery = fmt.Sprintf(`SELECT CASE
+	WHEN %s THEN %d
+	WHEN %s THEN %d
+	WHEN %s THEN %d
+	WHEN %s THEN %d
+	WHEN %s THEN %d
+	ELSE %d END`,
+	knownIn("objects", "?1"), KnownCurrent,
+	knownIn("pending", "?1"), KnownPending,
+	knownIn("garbage", "?1"), KnownGarbage,
+	knownIn("history", "?1"), KnownHistory,
+	knownIn("system_objects", "?1"), KnownSystem,
+	KnownNone)
+
+func (t *txn) lookup(id keys.ID) (Known, error) {
+	var k int
+	err := t.queryRow(lookupQuery, id[:]).Scan(&k)
+	return Known(k), err
+}
+
+func (c *sqliteCatalog) Lookup(ctx context.Context, id keys.ID) (Known, error) {
+	var k int
+	if err := c.queryRow(ctx, lookupQuery, id[:]).Scan(&k); err != nil {
+		return KnownNone, fmt.Errorf("catalog: lookup %x: %w", id, err)
+	}
+	return Known(k), nil
+}
+
+// ---- pending writes ----
+
+func validPending(p *Pending) error {
+	switch {
+	case p.Kind < KindObject || p.Kind > KindMarker:
+		return fmt.Errorf("unknown kind %d", p.Kind)
+	case p.Kind == KindObject && (p.Bucket == "" || p.Key == ""):
+		return errors.New("object write needs a bucket and a key")
+	case p.Version > maxVersion:
+		return fmt.Errorf("version %d out of range", p.Version)
+	}
+	return nil
+}
+
+func pendingErr(p *Pending, err error) error {
+	if p.Kind == KindObject {
+		return fmt.Errorf("catalog: begin put %q/%q version %d: %w", p.Bucket, p.Key, p.Version, err)
+	}
+	return fmt.Errorf("catalog: begin write of %x: %w", p.ObjectID, err)
+}
+
+const insertPending = `INSERT INTO pending (object_id, kind, bucket, key, version, owner, started)`
+
+// beginState is everything BeginPut checks, in one query: bucket ?1
+// exists, the highest version reserved for (?1,?2), object id ?3 known.
+var beginState = `SELECT EXISTS (SELECT 1 FROM buckets WHERE name = ?1),
+	coalesce((SELECT reserved FROM versions WHERE bucket = ?1 AND key = ?2), 0),
+	` + knownIn("objects", "?3") + ` OR ` + knownIn("pending", "?3") + ` OR ` + knownIn("garbage", "?3") +
+	` OR ` + knownIn("history", "?3") + ` OR ` + knownIn("system_objects", "?3")
+
+func (c *sqliteCatalog) BeginPut(ctx context.Context, p Pending) error {
+	if err := validPending(&p); err != nil {
+		return pendingErr(&p, err)
+	}
+	err := c.write(ctx, func(t *txn) error {
+		var bucketOK, known bool
+		var reserved int64
+		if err := t.queryRow(beginState, p.Bucket, p.Key, p.ObjectID[:]).Scan(&bucketOK, &reserved, &known); err != nil {
+			return err
+		}
+		switch {
+		case known:
+			return fmt.Errorf("object id %x: %w", p.ObjectID, ErrExists)
+		case p.Kind != KindObject:
+		case !bucketOK:
+			return fmt.Errorf("bucket %q: %w", p.Bucket, ErrNotFound)
+		case p.Version > 0 && p.Version <= uint64(reserved):
+			return fmt.Errorf("%w: version %d already recorded", ErrStaleVersion, reserved)
+		case p.Version > 0:
+			if err := t.reserve(p.Bucket, p.Key, p.Version); err != nil {
+				return err
+			}
+		}
+		_, err := t.exec(insertPending+` VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			p.ObjectID[:], int64(p.Kind), p.Bucket, p.Key, int64(p.Version), p.Owner, nanos(p.Started))
+		return exists(err)
+	})
+	if err != nil {
+		return pendingErr(&p, err)
+	}
+	return nil
+}
+
+func (c *sqliteCatalog) AbortPut(ctx context.Context, id keys.ID) error {
+	err := c.write(ctx, func(t *txn) error {
+		return affected(t.exec(`DELETE FROM pending WHERE object_id = ?`, id[:]))
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: abort write of %x: %w", id, err)
+	}
+	return nil
+}
+
+// affected turns a result that affected no row into ErrNotFound.
+func affected(r sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (c *sqliteCatalog) ListPending(ctx context.Context) ([]Pending, error) {
+	rows, err := c.query(ctx, `SELECT object_id, kind, bucket, key, version, owner, started
+		FROM pending ORDER BY started, object_id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: pending writes: %w", err)
+	}
+	defer rows.Close()
+	var ps []Pending
+	for rows.Next() {
+		var p Pending
+		var kind, version, started int64
+		if err := rows.Scan(fixed{p.ObjectID[:], "object id"}, &kind, &p.Bucket, &p.Key, &version, &p.Owner, &started); err != nil {
+			return nil, fmt.Errorf("catalog: pending writes: %w", err)
+		}
+		p.Kind, p.Version, p.Started = int(kind), uint64(version), fromNanos(started)
+		ps = append(ps, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: pending writes: %w", err)
+	}
+	return ps, nil
+}
+
+// ---- entries ----
+
+const entryCols = `bucket, key, version, object_id, size, stored_len, manifest_off, manifest_len,
+	pin, key_commit, key_version, wrapped, modified, content_type, meta, segments`
+
+const entryNCols = 16
+
+func entryArgs(e *Entry) []any {
+	return []any{e.Bucket, e.Key, int64(e.Version), e.ObjectID[:], e.Size, e.StoredLen,
+		e.ManifestOff, e.ManifestLen, e.Pin[:], e.Commit[:], int64(e.KeyVersion), blob(e.Wrapped),
+		nanos(e.Modified), e.ContentType, encodeMeta(e.Meta), int64(e.Segments)}
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanEntry(s scanner) (Entry, error) {
+	var e Entry
+	var version, keyVersion, modified, segments int64
+	var meta []byte
+	err := s.Scan(&e.Bucket, &e.Key, &version, fixed{e.ObjectID[:], "object id"}, &e.Size, &e.StoredLen,
+		&e.ManifestOff, &e.ManifestLen, fixed{e.Pin[:], "pin"}, fixed{e.Commit[:], "commit"},
+		&keyVersion, &e.Wrapped, &modified, &e.ContentType, &meta, &segments)
+	if err != nil {
+		return Entry{}, err
+	}
+	e.Version, e.KeyVersion, e.Segments = uint64(version), uint32(keyVersion), int(segments)
+	e.Wrapped = nilIfEmpty(e.Wrapped)
+	e.Modified = fromNanos(modified)
+	if e.Meta, err = decodeMeta(meta); err != nil {
+		return Entry{}, fmt.Errorf("%q/%q: %w", e.Bucket, e.Key, err)
+	}
+	return e, nil
+}
+
+func validEntry(e *Entry) error {
+	switch {
+	case e.Bucket == "" || e.Key == "":
+		return errors.New("entry needs a bucket and a key")
+	case e.Version == 0 || e.Version > maxVersion:
+		return fmt.Errorf("version %d out of range", e.Version)
+	case e.Size < 0 || e.StoredLen < 0 || e.ManifestOff < 0 || e.ManifestLen < 0 || e.Segments < 0:
+		return errors.New("negative size")
+	}
+	return nil
+}
+
+func commitErr(e *Entry, err error) error {
+	return fmt.Errorf("catalog: commit %q/%q version %d: %w", e.Bucket, e.Key, e.Version, err)
+}
+
+// current returns the current entry of (bucket,key), or nil.
+func (t *txn) current(bucket, key string) (*Entry, error) {
+	e, err := scanEntry(t.queryRow(`SELECT `+entryCols+` FROM objects WHERE bucket = ? AND key = ?`, bucket, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// retire moves cur from the current table to history in state st and its
+// object id to garbage.
+func (t *txn) retire(cur *Entry, st HistoryState) error {
+	if _, err := t.exec(`INSERT INTO history (object_id, bucket, key, version, pin, key_commit, state, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		cur.ObjectID[:], cur.Bucket, cur.Key, int64(cur.Version), cur.Pin[:], cur.Commit[:], int64(st), t.now); err != nil {
+		return err
+	}
+	if _, err := t.exec(`INSERT INTO garbage (object_id, at) VALUES (?, ?)`, cur.ObjectID[:], t.now); err != nil {
+		return err
+	}
+	_, err := t.exec(`DELETE FROM objects WHERE bucket = ? AND key = ?`, cur.Bucket, cur.Key)
+	return err
+}
+
+// pinIs is an SQL condition on objects: the pin is p (through the index).
+func pinIs(p string) string {
+	return `substr(pin, 1, 8) = substr(` + p + `, 1, 8) AND pin = ` + p
+}
+
+// commitState is everything CommitPut checks, in one query: bucket ?1
+// exists; the highest version ever current for (?1,?2), and the current
+// one; object id ?3 recorded anywhere but pending; pin ?4 current. An id in history or
+// garbage must never become current again: the garbage collector would
+// delete its store object. A pending row for ?3 proves the rest: BeginPut
+// checked the id, and every other use of it removes the pending row.
+var commitState = `SELECT EXISTS (SELECT 1 FROM buckets WHERE name = ?1),
+	` + highestCommitted("?1", "?2") + `,
+	coalesce((SELECT version FROM objects WHERE bucket = ?1 AND key = ?2), 0),
+	NOT ` + knownIn("pending", "?3") + ` AND (` + knownIn("objects", "?3") + ` OR ` + knownIn("garbage", "?3") +
+	` OR ` + knownIn("history", "?3") + ` OR ` + knownIn("system_objects", "?3") + `),
+	EXISTS (SELECT 1 FROM objects WHERE ` + pinIs("?4") + `)`
+
+func (c *sqliteCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) {
+	if err := validEntry(&e); err != nil {
+		return nil, commitErr(&e, err)
+	}
+	var old *Entry
+	err := c.write(ctx, func(t *txn) error {
+		var bucketOK, known, pinUsed bool
+		var high, current int64
+		if err := t.queryRow(commitState, e.Bucket, e.Key, e.ObjectID[:], e.Pin[:]).Scan(&bucketOK, &high, &current, &known, &pinUsed); err != nil {
+			return err
+		}
+		switch {
+		case !bucketOK:
+			return fmt.Errorf("bucket %q: %w", e.Bucket, ErrNotFound)
+		case e.Version <= uint64(high):
+			return fmt.Errorf("%w: version %d already committed", ErrStaleVersion, high)
+		case known:
+			return fmt.Errorf("object id %x: %w", e.ObjectID, ErrExists)
+		case pinUsed:
+			return fmt.Errorf("pin %x: %w", e.Pin, ErrExists)
+		}
+		if current > 0 {
+			var err error
+			if old, err = t.current(e.Bucket, e.Key); err != nil {
+				return err
+			}
+			if err := t.retire(old, Superseded); err != nil {
+				return err
+			}
+		}
+		if _, err := t.exec(`DELETE FROM pending WHERE object_id = ?`, e.ObjectID[:]); err != nil {
+			return err
+		}
+		if _, err := t.exec(`INSERT INTO objects (`+entryCols+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, entryArgs(&e)...); err != nil {
+			return exists(err)
+		}
+		return t.reserve(e.Bucket, e.Key, e.Version)
+	})
+	if err != nil {
+		return nil, commitErr(&e, err)
+	}
+	return old, nil
+}
+
+func (c *sqliteCatalog) Get(ctx context.Context, bucket, key string) (Entry, error) {
+	e, err := scanEntry(c.queryRow(ctx, `SELECT `+entryCols+` FROM objects WHERE bucket = ? AND key = ?`, bucket, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, fmt.Errorf("catalog: %q/%q: %w", bucket, key, ErrNotFound)
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("catalog: %q/%q: %w", bucket, key, err)
+	}
+	return e, nil
+}
+
+// page reads up to pageSize entries with q and calls fn for each once the
+// rows are closed. It returns the number read and the last entry.
+func (c *sqliteCatalog) page(ctx context.Context, fn func(Entry) error, q string, args ...any) (int, Entry, error) {
+	rows, err := c.query(ctx, q, args...)
+	if err != nil {
+		return 0, Entry{}, err
+	}
+	es := make([]Entry, 0, pageSize)
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			rows.Close()
+			return 0, Entry{}, err
+		}
+		es = append(es, e)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, Entry{}, err
+	}
+	if err := rows.Err(); err != nil {
+		return 0, Entry{}, err
+	}
+	for _, e := range es {
+		if err := fn(e); err != nil {
+			return 0, Entry{}, errStop{err}
+		}
+	}
+	if len(es) == 0 {
+		return 0, Entry{}, nil
+	}
+	return len(es), es[len(es)-1], nil
+}
+
+// errStop carries an error from fn through page, so that it is returned
+// unwrapped.
+type errStop struct{ err error }
+
+func (e errStop) Error() string { return e.err.Error() }
+
+func (c *sqliteCatalog) List(ctx context.Context, bucket, prefix, startAfter string, fn func(Entry) error) error {
+	after, inclusive := startAfter, false
+	if prefix > startAfter {
+		after, inclusive = prefix, true
+	}
+	end, bounded := prefixEnd(prefix)
+	for {
+		q := `SELECT ` + entryCols + ` FROM objects WHERE bucket = ? AND key > ?`
+		if inclusive {
+			q = `SELECT ` + entryCols + ` FROM objects WHERE bucket = ? AND key >= ?`
+		}
+		args := []any{bucket, after}
+		if bounded {
+			q += ` AND key < ?`
+			args = append(args, end)
+		}
+		q += fmt.Sprintf(` ORDER BY key LIMIT %d`, pageSize)
+		n, last, err := c.page(ctx, fn, q, args...)
+		if stop, ok := err.(errStop); ok {
+			return stop.err
+		}
+		if err != nil {
+			return fmt.Errorf("catalog: list %q prefix %q: %w", bucket, prefix, err)
+		}
+		if n < pageSize {
+			return nil
+		}
+		after, inclusive = last.Key, false
+	}
+}
+
+func (c *sqliteCatalog) All(ctx context.Context, fn func(Entry) error) error {
+	bucket, key := "", ""
+	for {
+		n, last, err := c.page(ctx, fn, fmt.Sprintf(`SELECT `+entryCols+` FROM objects
+			WHERE (bucket, key) > (?, ?) ORDER BY bucket, key LIMIT %d`, pageSize), bucket, key)
+		if stop, ok := err.(errStop); ok {
+			return stop.err
+		}
+		if err != nil {
+			return fmt.Errorf("catalog: all entries: %w", err)
+		}
+		if n < pageSize {
+			return nil
+		}
+		bucket, key = last.Bucket, last.Key
+	}
+}
+
+func (c *sqliteCatalog) Count(ctx context.Context) (int64, error) {
+	var n int64
+	if err := c.queryRow(ctx, `SELECT count(*) FROM objects`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("catalog: count: %w", err)
+	}
+	return n, nil
+}
+
+func (c *sqliteCatalog) Delete(ctx context.Context, bucket, key string) (Entry, error) {
+	var old *Entry
+	err := c.write(ctx, func(t *txn) error {
+		var err error
+		if old, err = t.current(bucket, key); err != nil {
+			return err
+		}
+		if old == nil {
+			return ErrNotFound
+		}
+		return t.retire(old, Deleted)
+	})
+	if err != nil {
+		return Entry{}, fmt.Errorf("catalog: delete %q/%q: %w", bucket, key, err)
+	}
+	return *old, nil
+}
+
+func (c *sqliteCatalog) Rewrap(ctx context.Context, bucket, key string, id keys.ID, keyVersion uint32, wrapped []byte) error {
+	err := c.write(ctx, func(t *txn) error {
+		r, err := t.exec(`UPDATE objects SET key_version = ?, wrapped = ?
+			WHERE bucket = ? AND key = ? AND object_id = ?`,
+			int64(keyVersion), blob(wrapped), bucket, key, id[:])
+		if err != nil {
+			return err
+		}
+		if n, err := r.RowsAffected(); err != nil {
+			return err
+		} else if n == 1 {
+			return nil
+		}
+		if cur, err := t.current(bucket, key); err != nil {
+			return err
+		} else if cur == nil {
+			return ErrNotFound
+		}
+		return fmt.Errorf("%w: object %x is no longer current", ErrStaleVersion, id)
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: rewrap %q/%q: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// ---- garbage, history, system objects ----
+
+func (c *sqliteCatalog) Garbage(ctx context.Context) ([]keys.ID, error) {
+	rows, err := c.query(ctx, `SELECT object_id FROM garbage ORDER BY at, object_id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: garbage: %w", err)
+	}
+	defer rows.Close()
+	var ids []keys.ID
+	for rows.Next() {
+		var id keys.ID
+		if err := rows.Scan(fixed{id[:], "object id"}); err != nil {
+			return nil, fmt.Errorf("catalog: garbage: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: garbage: %w", err)
+	}
+	return ids, nil
+}
+
+func (c *sqliteCatalog) ForgetGarbage(ctx context.Context, id keys.ID) error {
+	err := c.write(ctx, func(t *txn) error {
+		return affected(t.exec(`DELETE FROM garbage WHERE object_id = ?`, id[:]))
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: forget garbage %x: %w", id, err)
+	}
+	return nil
+}
+
+const historyCols = `object_id, bucket, key, version, pin, key_commit, state, at`
+
+func scanHistory(s scanner) (HistoryEntry, error) {
+	var h HistoryEntry
+	var version, state, at int64
+	err := s.Scan(fixed{h.ObjectID[:], "object id"}, &h.Bucket, &h.Key, &version, fixed{h.Pin[:], "pin"},
+		fixed{h.Commit[:], "commit"}, &state, &at)
+	h.Version, h.State, h.At = uint64(version), HistoryState(state), fromNanos(at)
+	return h, err
+}
+
+func (c *sqliteCatalog) history(ctx context.Context, what string, q string, arg []byte) (HistoryEntry, error) {
+	h, err := scanHistory(c.queryRow(ctx, `SELECT `+historyCols+` FROM history WHERE `+q, arg))
+	if errors.Is(err, sql.ErrNoRows) {
+		return HistoryEntry{}, fmt.Errorf("catalog: history with %s %x: %w", what, arg, ErrNotFound)
+	}
+	if err != nil {
+		return HistoryEntry{}, fmt.Errorf("catalog: history with %s %x: %w", what, arg, err)
+	}
+	return h, nil
+}
+
+func (c *sqliteCatalog) HistoryByObjectID(ctx context.Context, id keys.ID) (HistoryEntry, error) {
+	return c.history(ctx, "object id", `object_id = ?`, id[:])
+}
+
+func (c *sqliteCatalog) HistoryByPin(ctx context.Context, pin [32]byte) (HistoryEntry, error) {
+	return c.history(ctx, "pin", `substr(pin, 1, 8) = substr(?1, 1, 8) AND pin = ?1
+		ORDER BY at DESC, version DESC LIMIT 1`, pin[:])
+}
+
+func (c *sqliteCatalog) HistoryByCommit(ctx context.Context, commit [32]byte) (HistoryEntry, error) {
+	return c.history(ctx, "commit", `substr(key_commit, 1, 8) = substr(?1, 1, 8) AND key_commit = ?1
+		ORDER BY at DESC, version DESC LIMIT 1`, commit[:])
+}
+
+func (c *sqliteCatalog) current(ctx context.Context, what string, q string, arg []byte) (Entry, error) {
+	e, err := scanEntry(c.queryRow(ctx, `SELECT `+entryCols+` FROM objects WHERE `+q, arg))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, fmt.Errorf("catalog: entry with %s %x: %w", what, arg, ErrNotFound)
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("catalog: entry with %s %x: %w", what, arg, err)
+	}
+	return e, nil
+}
+
+func (c *sqliteCatalog) CurrentByPin(ctx context.Context, pin [32]byte) (Entry, error) {
+	return c.current(ctx, "pin", pinIs("?1"), pin[:])
+}
+
+func (c *sqliteCatalog) CurrentByCommit(ctx context.Context, commit [32]byte) (Entry, error) {
+	return c.current(ctx, "commit", `substr(key_commit, 1, 8) = substr(?1, 1, 8) AND key_commit = ?1 LIMIT 1`, commit[:])
+}
+
+func insertSystem(t *txn, s *SystemObject) error {
+	_, err := t.exec(`INSERT INTO system_objects (object_id, kind, pin, stored_len, manifest_off, manifest_len, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		s.ObjectID[:], int64(s.Kind), s.Pin[:], s.StoredLen, s.ManifestOff, s.ManifestLen, nanos(s.Created))
+	return exists(err)
+}
+
+func (c *sqliteCatalog) CommitSystem(ctx context.Context, s SystemObject) error {
+	err := c.write(ctx, func(t *txn) error {
+		if k, err := t.lookup(s.ObjectID); err != nil {
+			return err
+		} else if k != KnownNone && k != KnownPending {
+			return ErrExists
+		}
+		if _, err := t.exec(`DELETE FROM pending WHERE object_id = ?`, s.ObjectID[:]); err != nil {
+			return err
+		}
+		return insertSystem(t, &s)
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: commit system object %x: %w", s.ObjectID, err)
+	}
+	return nil
+}
+
+func (c *sqliteCatalog) SystemObjects(ctx context.Context) ([]SystemObject, error) {
+	rows, err := c.query(ctx, `SELECT object_id, kind, pin, stored_len, manifest_off, manifest_len, created
+		FROM system_objects ORDER BY created, object_id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: system objects: %w", err)
+	}
+	defer rows.Close()
+	var ss []SystemObject
+	for rows.Next() {
+		var s SystemObject
+		var kind, created int64
+		if err := rows.Scan(fixed{s.ObjectID[:], "object id"}, &kind, fixed{s.Pin[:], "pin"},
+			&s.StoredLen, &s.ManifestOff, &s.ManifestLen, &created); err != nil {
+			return nil, fmt.Errorf("catalog: system objects: %w", err)
+		}
+		s.Kind, s.Created = int(kind), fromNanos(created)
+		ss = append(ss, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: system objects: %w", err)
+	}
+	return ss, nil
+}

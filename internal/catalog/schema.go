@@ -1,0 +1,169 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+)
+
+// schemaVersion is the version of the schema below. A catalog with a higher
+// version is refused (ErrNewerSchema); a lower one would be migrated here.
+const schemaVersion = 1
+
+// metaSchemaVersion is the meta row holding the schema version. SetMeta
+// refuses to touch it.
+const metaSchemaVersion = "schema_version"
+
+// Conventions: ids are 16-byte BLOBs, pins and commitments 32-byte BLOBs,
+// times unix nanoseconds (0 is the zero time), keys TEXT compared bytewise
+// (BINARY collation, the order of Go strings and of S3 listings).
+var schemaV1 = []string{
+	`CREATE TABLE meta (
+		key   TEXT PRIMARY KEY,
+		value BLOB NOT NULL
+	) WITHOUT ROWID`,
+
+	`CREATE TABLE buckets (
+		name    TEXT PRIMARY KEY,
+		id      BLOB NOT NULL UNIQUE CHECK (length(id) = 16),
+		created INTEGER NOT NULL
+	) WITHOUT ROWID`,
+
+	// Bucket keys are kept when their bucket is deleted: they are records
+	// of the key journal, and store objects of the bucket may remain.
+	`CREATE TABLE bucket_keys (
+		bucket_id   BLOB NOT NULL CHECK (length(bucket_id) = 16),
+		version     INTEGER NOT NULL,
+		source      INTEGER NOT NULL,
+		alg         INTEGER NOT NULL,
+		kek_version INTEGER NOT NULL,
+		wrapped     BLOB NOT NULL,
+		key_check   BLOB NOT NULL,
+		created     INTEGER NOT NULL,
+		journal_id  BLOB NOT NULL CHECK (length(journal_id) = 16),
+		state       INTEGER NOT NULL,
+		PRIMARY KEY (bucket_id, version)
+	) WITHOUT ROWID`,
+
+	// Current entries. The foreign key keeps objects out of missing
+	// buckets and keeps non-empty buckets from being deleted.
+	//
+	// A rowid table, so that each secondary index entry carries an 8-byte
+	// rowid rather than the (bucket,key) primary key, which may be a long
+	// string. Pins and commitments are random: every insert lands on a
+	// random index page, and at scale each one dirties a page of its own.
+	// They are indexed on their first 8 bytes, which finds them as surely
+	// (queries compare the whole value too) in a third of the space; pin
+	// uniqueness is checked by the writers, not by the index.
+	`CREATE TABLE objects (
+		bucket       TEXT NOT NULL REFERENCES buckets (name),
+		key          TEXT NOT NULL,
+		version      INTEGER NOT NULL CHECK (version > 0),
+		object_id    BLOB NOT NULL UNIQUE CHECK (length(object_id) = 16),
+		size         INTEGER NOT NULL,
+		stored_len   INTEGER NOT NULL,
+		manifest_off INTEGER NOT NULL,
+		manifest_len INTEGER NOT NULL,
+		pin          BLOB NOT NULL CHECK (length(pin) = 32),
+		key_commit   BLOB NOT NULL CHECK (length(key_commit) = 32),
+		key_version  INTEGER NOT NULL,
+		wrapped      BLOB NOT NULL,
+		modified     INTEGER NOT NULL,
+		content_type TEXT NOT NULL,
+		meta         BLOB NOT NULL,
+		segments     INTEGER NOT NULL,
+		PRIMARY KEY (bucket, key)
+	)`,
+	`CREATE INDEX objects_pin ON objects (substr(pin, 1, 8))`,
+	`CREATE INDEX objects_commit ON objects (substr(key_commit, 1, 8))`,
+
+	// Versions makes NextVersion monotonic even after delete: one row per
+	// (bucket,key) ever written, never removed, holding the highest version
+	// reserved (BeginPut) or committed. The highest version ever current,
+	// which CommitPut checks, is the larger of the current entry's and the
+	// newest in history (which is never pruned).
+	`CREATE TABLE versions (
+		bucket   TEXT NOT NULL,
+		key      TEXT NOT NULL,
+		reserved INTEGER NOT NULL,
+		PRIMARY KEY (bucket, key)
+	) WITHOUT ROWID`,
+
+	`CREATE TABLE history (
+		object_id  BLOB PRIMARY KEY CHECK (length(object_id) = 16),
+		bucket     TEXT NOT NULL,
+		key        TEXT NOT NULL,
+		version    INTEGER NOT NULL,
+		pin        BLOB NOT NULL CHECK (length(pin) = 32),
+		key_commit BLOB NOT NULL CHECK (length(key_commit) = 32),
+		state      INTEGER NOT NULL,
+		at         INTEGER NOT NULL
+	) WITHOUT ROWID`,
+	`CREATE INDEX history_pin ON history (substr(pin, 1, 8))`,
+	`CREATE INDEX history_commit ON history (substr(key_commit, 1, 8))`,
+	`CREATE INDEX history_bucket_key ON history (bucket, key, version)`,
+
+	`CREATE TABLE pending (
+		object_id BLOB PRIMARY KEY CHECK (length(object_id) = 16),
+		kind      INTEGER NOT NULL,
+		bucket    TEXT NOT NULL,
+		key       TEXT NOT NULL,
+		version   INTEGER NOT NULL,
+		owner     TEXT NOT NULL,
+		started   INTEGER NOT NULL
+	) WITHOUT ROWID`,
+
+	`CREATE TABLE garbage (
+		object_id BLOB PRIMARY KEY CHECK (length(object_id) = 16),
+		at        INTEGER NOT NULL
+	) WITHOUT ROWID`,
+
+	`CREATE TABLE system_objects (
+		object_id    BLOB PRIMARY KEY CHECK (length(object_id) = 16),
+		kind         INTEGER NOT NULL,
+		pin          BLOB NOT NULL CHECK (length(pin) = 32),
+		stored_len   INTEGER NOT NULL,
+		manifest_off INTEGER NOT NULL,
+		manifest_len INTEGER NOT NULL,
+		created      INTEGER NOT NULL
+	) WITHOUT ROWID`,
+}
+
+// initSchema creates the schema in an empty database, or checks the version
+// of an existing one. It runs in a write transaction so that two processes
+// opening a new file at once create it once.
+func (c *sqliteCatalog) initSchema(ctx context.Context) error {
+	return c.write(ctx, func(t *txn) error {
+		tx := t.tx
+		var tables int
+		if err := tx.QueryRowContext(ctx,
+			`SELECT count(*) FROM sqlite_schema WHERE type = 'table'`).Scan(&tables); err != nil {
+			return err
+		}
+		if tables == 0 {
+			for _, q := range schemaV1 {
+				if _, err := tx.ExecContext(ctx, q); err != nil {
+					return fmt.Errorf("create schema: %w", err)
+				}
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)`,
+				metaSchemaVersion, []byte(strconv.Itoa(schemaVersion)))
+			return err
+		}
+		var v []byte
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, metaSchemaVersion).Scan(&v)
+		if err != nil {
+			return fmt.Errorf("not a holdfast catalog (no schema version): %w", err)
+		}
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad schema version %q", v)
+		}
+		if n > schemaVersion {
+			return fmt.Errorf("%w: file has schema version %d, this program knows up to %d; upgrade holdfast",
+				ErrNewerSchema, n, schemaVersion)
+		}
+		// n == schemaVersion: nothing to migrate yet.
+		return nil
+	})
+}
