@@ -1,0 +1,225 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/format"
+	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/object"
+	"github.com/holdfast/holdfast/internal/secret"
+)
+
+func newID() (keys.ID, error) {
+	var id keys.ID
+	_, err := rand.Read(id[:])
+	return id, err
+}
+
+// dataAD is the associated data of an object's data key under a bucket key.
+func (r *Repo) dataAD(bucket keys.ID, bkVersion uint32, obj keys.ID) keys.AD {
+	return keys.AD{Purpose: keys.PurposeDataKey, Repo: r.id, Bucket: bucket, KEKVersion: bkVersion, Object: obj}
+}
+
+// systemAD is the associated data of a system object's data key.
+func (r *Repo) systemAD(rootVersion uint32, obj keys.ID) keys.AD {
+	return keys.AD{Purpose: keys.PurposeSystemKey, Repo: r.id, KEKVersion: rootVersion, Object: obj}
+}
+
+func (r *Repo) bucketAD(bucket keys.ID, rootVersion, bkVersion uint32) keys.AD {
+	return keys.AD{Purpose: keys.PurposeBucketKey, Repo: r.id, Bucket: bucket, KEKVersion: rootVersion, KeyVersion: bkVersion}
+}
+
+// bucketKey returns the unwrapped bucket key (cached for the process).
+func (r *Repo) bucketKey(ctx context.Context, bk catalog.BucketKey) (secret.Key, error) {
+	ref := bkRef{bk.BucketID, bk.Version}
+	r.mu.Lock()
+	k, ok := r.bkeys[ref]
+	r.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := r.src.Unwrap(ctx, bk.Wrapped, r.bucketAD(bk.BucketID, bk.Wrapped.KEKVersion, bk.Version))
+	if err != nil {
+		return secret.Key{}, fmt.Errorf("unwrapping bucket key v%d: %w", bk.Version, err)
+	}
+	kc, err := keys.KeyCheck(k)
+	if err != nil || subtle.ConstantTimeCompare(kc, bk.KeyCheck) != 1 {
+		k.Wipe()
+		return secret.Key{}, fmt.Errorf("bucket key v%d does not match its key check: %w", bk.Version, keys.ErrNotMyKey)
+	}
+	r.mu.Lock()
+	r.bkeys[ref] = k
+	r.mu.Unlock()
+	return k, nil
+}
+
+// primaryBucketKey returns the newest active key version of a bucket.
+func (r *Repo) primaryBucketKey(ctx context.Context, b catalog.Bucket) (catalog.BucketKey, error) {
+	bks, err := r.cat.BucketKeys(ctx, b.ID)
+	if err != nil {
+		return catalog.BucketKey{}, err
+	}
+	for i := len(bks) - 1; i >= 0; i-- {
+		if bks[i].State == 1 {
+			return bks[i], nil
+		}
+	}
+	return catalog.BucketKey{}, fmt.Errorf("bucket %q has no active key: %w", b.Name, ErrNotFound)
+}
+
+// ensureBucket returns bucket name, creating it (with key version 1 and its
+// journal entry) if needed.
+func (r *Repo) ensureBucket(ctx context.Context, name string) (catalog.Bucket, catalog.BucketKey, error) {
+	b, err := r.cat.GetBucket(ctx, name)
+	if errors.Is(err, catalog.ErrNotFound) {
+		b = catalog.Bucket{Name: name, Created: time.Now()}
+		if b.ID, err = newID(); err != nil {
+			return b, catalog.BucketKey{}, err
+		}
+		err = r.cat.CreateBucket(ctx, b)
+		if errors.Is(err, catalog.ErrExists) { // another process won the race
+			b, err = r.cat.GetBucket(ctx, name)
+		}
+	}
+	if err != nil {
+		return b, catalog.BucketKey{}, err
+	}
+	bk, err := r.primaryBucketKey(ctx, b)
+	if errors.Is(err, ErrNotFound) {
+		bk, err = r.newBucketKey(ctx, b, 1)
+	}
+	return b, bk, err
+}
+
+// newBucketKey makes bucket key version ver, writes its journal entry to
+// the store and records it in the catalog.
+func (r *Repo) newBucketKey(ctx context.Context, b catalog.Bucket, ver uint32) (catalog.BucketKey, error) {
+	k, err := secret.New()
+	if err != nil {
+		return catalog.BucketKey{}, err
+	}
+	root := r.src.Primary()
+	w, err := r.src.Wrap(ctx, root, r.bucketAD(b.ID, root, ver), k)
+	if err != nil {
+		return catalog.BucketKey{}, fmt.Errorf("wrapping bucket key: %w", err)
+	}
+	kc, err := keys.KeyCheck(k)
+	if err != nil {
+		return catalog.BucketKey{}, err
+	}
+	now := time.Now()
+	rec := format.KeyRecord{Type: format.RecordBucketKey, Bucket: b.ID, BucketName: b.Name, KeyVersion: ver,
+		Wrapped: w, Created: uint64(now.UnixNano())}
+	copy(rec.KeyCheck[:], kc)
+	plain, err := rec.Marshal()
+	if err != nil {
+		return catalog.BucketKey{}, err
+	}
+	jid, err := r.writeSystem(ctx, format.KindJournal, nil, plain)
+	if err != nil {
+		return catalog.BucketKey{}, fmt.Errorf("writing key journal entry: %w", err)
+	}
+	bk := catalog.BucketKey{BucketID: b.ID, Version: ver, Wrapped: w, KeyCheck: kc, Created: now, JournalID: jid, State: 1}
+	if err := r.cat.AddBucketKey(ctx, bk); err != nil {
+		return catalog.BucketKey{}, err
+	}
+	r.mu.Lock()
+	r.bkeys[bkRef{b.ID, ver}] = k
+	r.mu.Unlock()
+	return bk, nil
+}
+
+// writeSystem stores a system object (journal entry, marker) whose data
+// key is wrapped under the primary root key. id nil: a fresh id.
+func (r *Repo) writeSystem(ctx context.Context, kind format.Kind, fixed *keys.ID, plain []byte) (keys.ID, error) {
+	var id keys.ID
+	var err error
+	if fixed != nil {
+		id = *fixed
+	} else if id, err = newID(); err != nil {
+		return id, err
+	}
+	name := format.StoreName(id)
+	if kind == format.KindMarker {
+		name = format.MarkerName(r.id)
+	}
+	root := r.src.Primary()
+	wrap := func(dek secret.Key) (keys.Alg, []byte, error) {
+		w, err := r.src.Wrap(ctx, root, r.systemAD(root, id), dek)
+		if err != nil {
+			return 0, nil, err
+		}
+		return w.Alg, w.Data, nil
+	}
+	ident := object.Identity{Kind: kind, Repo: r.id, Object: id, KeyVersion: root, ObjectVersion: 1}
+	s, err := object.NewSealer(bytes.NewReader(plain), ident, object.Attrs{Modified: time.Now()}, wrap, object.SealOptions{})
+	if err != nil {
+		return id, err
+	}
+	if err := r.cat.BeginPut(ctx, catalog.Pending{ObjectID: id, Kind: int(kind), Owner: ownerToken(), Started: time.Now()}); err != nil {
+		return id, err
+	}
+	if err := r.st.Put(ctx, name, s, -1); err != nil {
+		r.discard(ctx, id, name)
+		return id, err
+	}
+	res := s.Result()
+	so := catalog.SystemObject{ObjectID: id, Kind: int(kind), Pin: res.Pin, StoredLen: int64(res.Sizes.Stored),
+		ManifestOff: int64(res.Sizes.ManifestOff), ManifestLen: int64(res.Sizes.ManifestLen), Created: time.Now()}
+	if err := r.cat.CommitSystem(ctx, so); err != nil {
+		return id, err
+	}
+	return id, nil
+}
+
+func (r *Repo) writeMarker(ctx context.Context) error {
+	m := format.Marker{Repo: r.id, Created: uint64(time.Now().UnixNano())}
+	id := r.id
+	_, err := r.writeSystem(ctx, format.KindMarker, &id, m.Marshal())
+	return err
+}
+
+// unwrapSystem tries every root key version for a system object's header.
+func (r *Repo) unwrapSystem(ctx context.Context, obj keys.ID, versions []uint32) object.UnwrapFunc {
+	return func(h format.Header) (secret.Key, keys.AD, error) {
+		for _, v := range versions {
+			ad := r.systemAD(v, obj)
+			w := keys.Wrapped{Source: r.src.Kind(), Alg: h.Alg, KEKVersion: v, Data: h.Wrapped}
+			k, err := r.src.Unwrap(ctx, w, ad)
+			if err == nil {
+				return k, ad, nil
+			}
+			if !errors.Is(err, keys.ErrNotMyKey) {
+				return secret.Key{}, ad, err
+			}
+		}
+		return secret.Key{}, keys.AD{}, keys.ErrNotMyKey
+	}
+}
+
+// rootVersions lists the root key versions that can still unwrap.
+func (r *Repo) rootVersions() []uint32 {
+	var vs []uint32
+	for _, v := range r.kr.Versions() {
+		if v.State != keyring.StateDestroyed {
+			vs = append(vs, v.Version)
+		}
+	}
+	return vs
+}
+
+// discard removes a store object written by a failed operation and its
+// pending record. Errors are ignored: the next cleanup finishes the job.
+func (r *Repo) discard(ctx context.Context, id keys.ID, name string) {
+	ctx = context.WithoutCancel(ctx)
+	_ = r.st.Delete(ctx, name)
+	_ = r.cat.AbortPut(ctx, id)
+}

@@ -1,0 +1,335 @@
+package repo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/format"
+	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/secret"
+	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/store/local"
+)
+
+// Files in a home directory.
+const (
+	ConfigFile  = "config.json"
+	KeyringFile = "keyring"
+	CatalogFile = "catalog.db"
+	StoreDir    = "store"
+)
+
+// DefaultHome returns $HOLDFAST_HOME, or "holdfast" under the user's
+// configuration directory.
+func DefaultHome() (string, error) {
+	if h := os.Getenv("HOLDFAST_HOME"); h != "" {
+		return filepath.Abs(h)
+	}
+	d, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("finding a home directory: %w (set HOLDFAST_HOME)", err)
+	}
+	return filepath.Join(d, "holdfast"), nil
+}
+
+// Config is the home's config.json.
+type Config struct {
+	Version    int         `json:"version"`
+	Repository string      `json:"repository"`
+	Store      StoreConfig `json:"store"`
+}
+
+// StoreConfig says which store holds the repository.
+type StoreConfig struct {
+	Type string `json:"type"` // "local"
+	Path string `json:"path"`
+}
+
+func loadConfig(home string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(filepath.Join(home, ConfigFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return c, fmt.Errorf("no repository at %q: %w", home, ErrNotFound)
+		}
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("reading %q: %w", filepath.Join(home, ConfigFile), err)
+	}
+	if c.Version != 1 {
+		return c, fmt.Errorf("%q: unsupported config version %d", filepath.Join(home, ConfigFile), c.Version)
+	}
+	return c, nil
+}
+
+func saveConfig(home string, c Config) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(home, ConfigFile), append(b, '\n'), 0o600)
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func openStore(c StoreConfig, hooks *Hooks) (store.Store, error) {
+	switch c.Type {
+	case "local":
+		var opt local.Options
+		if hooks != nil {
+			opt.TestHookBeforeRename = hooks.BeforeRename
+		}
+		return local.OpenWithOptions(c.Path, opt)
+	}
+	return nil, fmt.Errorf("unknown store type %q", c.Type)
+}
+
+// Hooks are test hooks; production code never sets them.
+type Hooks struct {
+	// WrapStore wraps the store (fault injection, byte counting).
+	WrapStore func(store.Store) store.Store
+	// BeforeRename is passed to the local store.
+	BeforeRename func(name string)
+	// At is called at named points of a write (see the crash tests).
+	At func(point string)
+}
+
+func (h *Hooks) at(p string) {
+	if h != nil && h.At != nil {
+		h.At(p)
+	}
+}
+
+// Repo is an open repository.
+type Repo struct {
+	Home  string
+	cfg   Config
+	id    keys.ID
+	kr    *keyring.Keyring
+	src   keys.Source
+	cat   catalog.Catalog
+	st    store.Store
+	hooks *Hooks
+
+	mu    sync.Mutex
+	bkeys map[bkRef]secret.Key
+}
+
+type bkRef struct {
+	bucket  keys.ID
+	version uint32
+}
+
+// ID returns the repository id.
+func (r *Repo) ID() keys.ID { return r.id }
+
+// Store returns the repository's store (for verify and tests).
+func (r *Repo) Store() store.Store { return r.st }
+
+// Catalog returns the repository's catalog.
+func (r *Repo) Catalog() catalog.Catalog { return r.cat }
+
+// Close releases everything and wipes keys.
+func (r *Repo) Close() error {
+	r.mu.Lock()
+	for k, v := range r.bkeys {
+		v.Wipe()
+		delete(r.bkeys, k)
+	}
+	r.mu.Unlock()
+	var errs []error
+	if r.cat != nil {
+		errs = append(errs, r.cat.Close())
+	}
+	if r.st != nil {
+		errs = append(errs, r.st.Close())
+	}
+	if r.kr != nil {
+		r.kr.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// InitOptions configure a new repository.
+type InitOptions struct {
+	Home       string
+	StorePath  string // default: Home/store
+	Passphrase []byte
+	KDF        keyring.Params
+	Hooks      *Hooks
+}
+
+// Init creates a home and a repository in an empty store (or one holding
+// no repository marker). It refuses an existing home and a store that
+// holds another repository.
+func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
+	if _, err := os.Stat(filepath.Join(o.Home, ConfigFile)); err == nil {
+		return nil, fmt.Errorf("a repository already exists at %q: %w", o.Home, ErrExists)
+	}
+	if _, err := os.Stat(filepath.Join(o.Home, KeyringFile)); err == nil {
+		return nil, fmt.Errorf("a keyring already exists at %q (an interrupted init? remove it, or use recover): %w", filepath.Join(o.Home, KeyringFile), ErrExists)
+	}
+	if err := os.MkdirAll(o.Home, 0o700); err != nil {
+		return nil, err
+	}
+	sp := o.StorePath
+	if sp == "" {
+		sp = filepath.Join(o.Home, StoreDir)
+	}
+	sp, err = filepath.Abs(sp)
+	if err != nil {
+		return nil, err
+	}
+	sc := StoreConfig{Type: "local", Path: sp}
+	st, err := openStore(sc, o.Hooks)
+	if err != nil {
+		return nil, err
+	}
+	if o.Hooks != nil && o.Hooks.WrapStore != nil {
+		st = o.Hooks.WrapStore(st)
+	}
+	var found []string
+	if err := st.List(ctx, format.MarkerPrefix, func(oi store.ObjectInfo) error {
+		found = append(found, oi.Name)
+		return nil
+	}); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listing the store: %w", err)
+	}
+	if len(found) > 0 {
+		st.Close()
+		return nil, fmt.Errorf("store %q holds repository %s: %w", sp, found[0][len(format.MarkerPrefix):], ErrOtherRepository)
+	}
+	var id keys.ID
+	if _, err := rand.Read(id[:]); err != nil {
+		st.Close()
+		return nil, err
+	}
+	var created []string
+	defer func() {
+		if err != nil {
+			for _, p := range created {
+				os.Remove(p)
+			}
+		}
+	}()
+	kp := filepath.Join(o.Home, KeyringFile)
+	kr, err := keyring.Create(kp, o.Passphrase, id, o.KDF)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	created = append(created, kp)
+	cp := filepath.Join(o.Home, CatalogFile)
+	cat, err := catalog.Open(ctx, cp)
+	if err != nil {
+		kr.Close()
+		st.Close()
+		return nil, err
+	}
+	created = append(created, cp, cp+"-wal", cp+"-shm")
+	r := &Repo{Home: o.Home, cfg: Config{Version: 1, Repository: hex.EncodeToString(id[:]), Store: sc},
+		id: id, kr: kr, src: kr, cat: cat, st: st, hooks: o.Hooks, bkeys: map[bkRef]secret.Key{}}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if err = cat.SetMeta(ctx, "repo-id", id[:]); err != nil {
+		return nil, err
+	}
+	if err = r.writeMarker(ctx); err != nil {
+		return nil, err
+	}
+	if err = saveConfig(o.Home, r.cfg); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// OpenOptions configure Open.
+type OpenOptions struct {
+	Home       string
+	Passphrase []byte
+	Hooks      *Hooks
+}
+
+// Open opens an existing repository.
+func Open(ctx context.Context, o OpenOptions) (*Repo, error) {
+	cfg, err := loadConfig(o.Home)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := keyring.Open(filepath.Join(o.Home, KeyringFile), o.Passphrase)
+	if err != nil {
+		return nil, err
+	}
+	r, err := openWith(ctx, o.Home, cfg, kr, o.Hooks)
+	if err != nil {
+		kr.Close()
+		return nil, err
+	}
+	want, _ := hex.DecodeString(cfg.Repository)
+	if got, err := r.cat.GetMeta(ctx, "repo-id"); err != nil || string(got) != string(want) || string(want) != string(r.id[:]) {
+		r.Close()
+		return nil, fmt.Errorf("home %q: the config, keyring and catalog name different repositories", o.Home)
+	}
+	return r, nil
+}
+
+func openWith(ctx context.Context, home string, cfg Config, kr *keyring.Keyring, hooks *Hooks) (*Repo, error) {
+	st, err := openStore(cfg.Store, hooks)
+	if err != nil {
+		return nil, err
+	}
+	if hooks != nil && hooks.WrapStore != nil {
+		st = hooks.WrapStore(st)
+	}
+	cat, err := catalog.Open(ctx, filepath.Join(home, CatalogFile))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &Repo{Home: home, cfg: cfg, id: kr.Repo(), kr: kr, src: kr, cat: cat, st: st, hooks: hooks,
+		bkeys: map[bkRef]secret.Key{}}, nil
+}

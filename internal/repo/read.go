@@ -1,0 +1,200 @@
+package repo
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/format"
+	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/object"
+	"github.com/holdfast/holdfast/internal/secret"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+func randReader(r io.Reader) io.Reader {
+	if r == nil {
+		return rand.Reader
+	}
+	return r
+}
+
+func isNotExist(err error) bool { return errors.Is(err, store.ErrNotExist) }
+
+// Reader is an authenticated object ready to be read.
+type Reader struct {
+	Entry catalog.Entry
+	obj   *object.Object
+	r     *Repo
+}
+
+// Stat returns the catalog entry of bucket/key.
+func (r *Repo) Stat(ctx context.Context, bucket, key string) (catalog.Entry, error) {
+	e, err := r.cat.Get(ctx, bucket, key)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return e, fmt.Errorf("%s/%s: %w", bucket, key, ErrNotFound)
+	}
+	return e, err
+}
+
+// OpenObject authenticates the stored header, manifest and footer of
+// bucket/key against the catalog's pin. It releases no plaintext; damage
+// is reported as a *DamageError.
+func (r *Repo) OpenObject(ctx context.Context, bucket, key string) (*Reader, error) {
+	e, err := r.Stat(ctx, bucket, key)
+	if err != nil {
+		return nil, err
+	}
+	o, err := r.openEntry(ctx, e)
+	if err != nil {
+		return nil, r.damage(ctx, e, err)
+	}
+	return &Reader{Entry: e, obj: o, r: r}, nil
+}
+
+func (r *Repo) openEntry(ctx context.Context, e catalog.Entry) (*object.Object, error) {
+	b, err := r.cat.GetBucket(ctx, e.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	bks, err := r.cat.BucketKeys(ctx, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	var bk *catalog.BucketKey
+	for i := range bks {
+		if bks[i].Version == e.KeyVersion {
+			bk = &bks[i]
+		}
+	}
+	if bk == nil {
+		return nil, fmt.Errorf("%s/%s: bucket key v%d is not in the catalog", e.Bucket, e.Key, e.KeyVersion)
+	}
+	kek, err := r.bucketKey(ctx, *bk)
+	if err != nil {
+		return nil, err
+	}
+	pin := e.Pin
+	exp := object.Expect{
+		Identity: object.Identity{Kind: format.KindData, Repo: r.id, Object: e.ObjectID, Bucket: b.ID,
+			KeyVersion: e.KeyVersion, BucketName: e.Bucket, Key: e.Key, ObjectVersion: e.Version},
+		Pin: &pin, StoredLen: e.StoredLen, ManifestOff: e.ManifestOff, ManifestLen: e.ManifestLen,
+	}
+	ad := r.dataAD(b.ID, e.KeyVersion, e.ObjectID)
+	unwrap := func(h format.Header) (secret.Key, keys.AD, error) {
+		// The catalog's record is authoritative: a later rewrap supersedes
+		// the one in the header.
+		k, err := keys.UnwrapSoftware(kek, ad, e.Wrapped)
+		return k, ad, err
+	}
+	return object.Open(ctx, r.st, format.StoreName(e.ObjectID), exp, unwrap)
+}
+
+// WriteTo writes the whole plaintext to w. Every chunk is authenticated
+// before it is written; on damage the error is a *DamageError and w holds
+// only authenticated bytes.
+func (rd *Reader) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
+	n, err := rd.obj.WriteTo(ctx, w)
+	if err != nil {
+		return n, rd.r.damage(ctx, rd.Entry, err)
+	}
+	return n, nil
+}
+
+// Range returns a reader of n bytes at off (n < 0: to the end).
+func (rd *Reader) Range(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+	rc, err := rd.obj.Range(ctx, off, n)
+	if err != nil {
+		return nil, err
+	}
+	return &damageReader{rc: rc, rd: rd, ctx: ctx}, nil
+}
+
+// Manifest returns the authenticated manifest.
+func (rd *Reader) Manifest() *format.Manifest { return rd.obj.Manifest }
+
+// Close forgets the object's data key.
+func (rd *Reader) Close() { rd.obj.Wipe() }
+
+type damageReader struct {
+	rc  io.ReadCloser
+	rd  *Reader
+	ctx context.Context
+}
+
+func (d *damageReader) Read(p []byte) (int, error) {
+	n, err := d.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = d.rd.r.damage(d.ctx, d.rd.Entry, err)
+	}
+	return n, err
+}
+func (d *damageReader) Close() error { return d.rc.Close() }
+
+// damage turns a read failure into a *DamageError naming what the store
+// now holds in the object's place, or returns err unchanged when it is not
+// about the stored bytes (a store outage, a cancelled context).
+func (r *Repo) damage(ctx context.Context, e catalog.Entry, err error) error {
+	var de *DamageError
+	if errors.As(err, &de) {
+		return err
+	}
+	if !errors.Is(err, format.ErrCorrupt) && !isNotExist(err) && !errors.Is(err, store.ErrInvalidRange) {
+		return err
+	}
+	st := r.classify(ctx, e)
+	if st == StatusAltered && format.LayerOf(err) == format.LayerSize && !isNotExist(err) {
+		// A short read of an object whose stored length and header are
+		// intact: the transfer was cut, the data is not damaged.
+		if info, serr := r.st.Stat(ctx, format.StoreName(e.ObjectID)); serr == nil && info.Size == e.StoredLen {
+			return fmt.Errorf("%s/%s: reading from the store was cut short: %w", e.Bucket, e.Key, errTransient)
+		}
+	}
+	return &DamageError{Bucket: e.Bucket, Key: e.Key, Name: format.StoreName(e.ObjectID), Status: st, Layer: format.LayerOf(err), Err: err}
+}
+
+// classify looks at what the store holds under e's name, without keys: the
+// data key commitment in the header identifies which version of which
+// object it is.
+func (r *Repo) classify(ctx context.Context, e catalog.Entry) Status {
+	name := format.StoreName(e.ObjectID)
+	info, err := r.st.Stat(ctx, name)
+	if isNotExist(err) {
+		return StatusMissing
+	}
+	if err != nil || info.Size < format.HeaderLen {
+		return StatusTruncated
+	}
+	rc, err := r.st.ReadRange(ctx, name, 0, format.HeaderLen)
+	if err != nil {
+		return StatusAltered
+	}
+	defer rc.Close()
+	hb := make([]byte, format.HeaderLen)
+	if _, err := io.ReadFull(rc, hb); err != nil {
+		return StatusTruncated
+	}
+	h, err := format.ParseHeader(hb)
+	if err != nil {
+		return StatusAltered
+	}
+	if h.Commit == e.Commit {
+		if info.Size < e.StoredLen {
+			return StatusTruncated
+		}
+		return StatusAltered
+	}
+	if he, err := r.cat.HistoryByCommit(ctx, h.Commit); err == nil {
+		if he.Bucket == e.Bucket && he.Key == e.Key && he.Version < e.Version {
+			return StatusRolledBack
+		}
+		return StatusSwapped
+	}
+	if _, err := r.cat.CurrentByCommit(ctx, h.Commit); err == nil {
+		return StatusSwapped
+	}
+	return StatusAltered
+}
