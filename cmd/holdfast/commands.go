@@ -1,0 +1,628 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/repo"
+)
+
+func (e *env) homeDir() (string, error) {
+	if e.home != "" {
+		return filepath.Abs(e.home)
+	}
+	return repo.DefaultHome()
+}
+
+func (e *env) passphrase(confirm bool) ([]byte, error) {
+	return keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: confirm})
+}
+
+// open opens the repository and finishes what earlier interrupted runs
+// left (their pending writes and unremoved old versions).
+func (e *env) open(ctx context.Context, cleanup bool) (*repo.Repo, error) {
+	home, err := e.homeDir()
+	if err != nil {
+		return nil, err
+	}
+	pass, err := e.passphrase(false)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pass)
+	r, err := repo.Open(ctx, repo.OpenOptions{Home: home, Passphrase: pass, Hooks: e.hooks})
+	if err != nil {
+		return nil, err
+	}
+	if cleanup {
+		if _, err := r.Cleanup(ctx); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("cleaning up after an earlier interrupted run: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func (e *env) initCmd() *cobra.Command {
+	var storeDir string
+	c := &cobra.Command{
+		Use:   "init [--store DIR]",
+		Short: "Create a home (keyring, catalog) and a repository in a store",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			home, err := e.homeDir()
+			if err != nil {
+				return err
+			}
+			pass, err := e.passphrase(true)
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			if !e.quiet && !e.jsonOut {
+				fmt.Fprintln(e.stderr, "holdfast: calibrating the passphrase key derivation…")
+			}
+			r, err := repo.Init(c.Context(), repo.InitOptions{Home: home, StorePath: storeDir, Passphrase: pass,
+				KDF: keyring.Calibrate(keyring.DefaultCalibrationTarget), Hooks: e.hooks})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			id := r.ID()
+			if e.jsonOut {
+				return printJSON(e.stdout, map[string]string{"home": home, "repository": fmt.Sprintf("%x", id[:])})
+			}
+			fmt.Fprintf(e.stdout, "created repository %x\nhome:  %s\n", id[:], home)
+			fmt.Fprintln(e.stdout, "Back up the keyring file and remember the passphrase: without both, the data cannot be read.")
+			return nil
+		},
+	}
+	c.Flags().StringVar(&storeDir, "store", "", "directory of the local store (default: HOME/store)")
+	return c
+}
+
+func parseMeta(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("--meta wants NAME=VALUE, got %q", kv)
+		}
+		m[strings.ToLower(k)] = v
+	}
+	return m, nil
+}
+
+func (e *env) putCmd() *cobra.Command {
+	var recursive bool
+	var contentType string
+	var meta []string
+	c := &cobra.Command{
+		Use:   "put [-r] FILE|DIR|- BUCKET/KEY",
+		Short: "Encrypt and store a file (- for standard input), or a tree with -r",
+		Args:  exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			src, dst := args[0], args[1]
+			md, err := parseMeta(meta)
+			if err != nil {
+				return err
+			}
+			bucket, key, err := repo.SplitPath(dst, recursive)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			ctx := c.Context()
+			r, err := e.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if recursive {
+				return e.putTree(ctx, r, src, bucket, key)
+			}
+			var in io.Reader = e.stdin
+			var size int64 = -1
+			if src != "-" {
+				f, err := os.Open(src)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				fi, err := f.Stat()
+				if err != nil {
+					return err
+				}
+				if fi.IsDir() {
+					return usagef("%q is a directory: use put -r", src)
+				}
+				in, size = f, fi.Size()
+			}
+			bar := newBar(e.stderr, e.quiet || e.jsonOut, size, "put "+dst)
+			if bar != nil {
+				in = io.TeeReader(in, bar)
+				defer bar.Finish()
+			}
+			ent, err := r.Put(ctx, bucket, key, in, repo.PutOptions{ContentType: contentType, Meta: md})
+			if err != nil {
+				return err
+			}
+			return e.printEntry(ent, "stored")
+		},
+	}
+	c.Flags().BoolVarP(&recursive, "recursive", "r", false, "store a directory tree under BUCKET/PREFIX")
+	c.Flags().StringVar(&contentType, "content-type", "", "content type to record")
+	c.Flags().StringArrayVar(&meta, "meta", nil, "user metadata NAME=VALUE (repeatable)")
+	return c
+}
+
+func (e *env) putTree(ctx context.Context, r *repo.Repo, dir, bucket, prefix string) error {
+	type item struct{ path, key string }
+	var items []item
+	var total int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		k := filepath.ToSlash(rel)
+		if prefix != "" {
+			k = strings.TrimSuffix(prefix, "/") + "/" + k
+		}
+		if err := repo.ValidateKey(k); err != nil {
+			return err
+		}
+		if info, err := d.Info(); err == nil {
+			total += info.Size()
+		}
+		items = append(items, item{p, k})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	bar := newBar(e.stderr, e.quiet || e.jsonOut, total, "put "+bucket)
+	var bytes int64
+	start := time.Now()
+	for _, it := range items {
+		f, err := os.Open(it.path)
+		if err != nil {
+			return err
+		}
+		var in io.Reader = f
+		if bar != nil {
+			in = io.TeeReader(f, bar)
+		}
+		ent, err := r.Put(ctx, bucket, it.key, in, repo.PutOptions{})
+		f.Close()
+		if err != nil {
+			return err
+		}
+		bytes += ent.Size
+	}
+	if bar != nil {
+		bar.Finish()
+	}
+	el := time.Since(start)
+	if e.jsonOut {
+		return printJSON(e.stdout, map[string]any{"files": len(items), "bytes": bytes, "seconds": el.Seconds()})
+	}
+	if !e.quiet {
+		fmt.Fprintf(e.stdout, "stored %d files (%d bytes) in %s/%s in %.2fs\n", len(items), bytes, bucket, prefix, el.Seconds())
+	}
+	return nil
+}
+
+func (e *env) printEntry(ent catalog.Entry, verb string) error {
+	if e.jsonOut {
+		return printJSON(e.stdout, entryJSON(ent))
+	}
+	if !e.quiet {
+		fmt.Fprintf(e.stdout, "%s %s/%s (%d bytes, version %d)\n", verb, ent.Bucket, ent.Key, ent.Size, ent.Version)
+	}
+	return nil
+}
+
+type jsonEntry struct {
+	Bucket      string            `json:"bucket"`
+	Key         string            `json:"key"`
+	Size        int64             `json:"size"`
+	Version     uint64            `json:"version"`
+	Modified    time.Time         `json:"modified"`
+	ContentType string            `json:"content_type,omitempty"`
+	Meta        map[string]string `json:"meta,omitempty"`
+	StoredSize  int64             `json:"stored_size"`
+	Object      string            `json:"object"`
+	Segments    int               `json:"segments"`
+}
+
+func entryJSON(e catalog.Entry) jsonEntry {
+	return jsonEntry{Bucket: e.Bucket, Key: e.Key, Size: e.Size, Version: e.Version, Modified: e.Modified.UTC(),
+		ContentType: e.ContentType, Meta: e.Meta, StoredSize: e.StoredLen, Object: fmt.Sprintf("%x", e.ObjectID[:]), Segments: e.Segments}
+}
+
+func (e *env) getCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "get BUCKET/KEY FILE|-",
+		Short: "Fetch, authenticate and decrypt an object into a file (- for standard output)",
+		Args:  exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			bucket, key, err := repo.SplitPath(args[0], false)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			ctx := c.Context()
+			r, err := e.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			rd, err := r.OpenObject(ctx, bucket, key)
+			if err != nil {
+				return err
+			}
+			defer rd.Close()
+			if args[1] == "-" {
+				_, err := rd.WriteTo(ctx, e.stdout)
+				return err
+			}
+			return writeFileAtomic(args[1], func(w io.Writer) error {
+				bar := newBar(e.stderr, e.quiet || e.jsonOut, rd.Entry.Size, "get "+args[0])
+				if bar != nil {
+					w = io.MultiWriter(w, bar)
+					defer bar.Finish()
+				}
+				_, err := rd.WriteTo(ctx, w)
+				return err
+			})
+		},
+	}
+	return c
+}
+
+// writeFileAtomic writes path through a temporary file in the same
+// directory, renamed into place only when fill succeeds: a failed or
+// interrupted get leaves no output file.
+func writeFileAtomic(path string, fill func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".holdfast-get-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := fill(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}
+
+// parseRange parses START-END (inclusive, like HTTP), START- or -SUFFIX.
+func parseRange(s string, size int64) (off, n int64, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, usagef("--range wants START-END, START- or -SUFFIX, got %q", s)
+	}
+	switch {
+	case a == "" && b != "":
+		suf, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || suf <= 0 {
+			return 0, 0, usagef("bad --range %q", s)
+		}
+		if suf > size {
+			suf = size
+		}
+		return size - suf, suf, nil
+	case a != "":
+		off, err = strconv.ParseInt(a, 10, 64)
+		if err != nil || off < 0 {
+			return 0, 0, usagef("bad --range %q", s)
+		}
+		if off >= size && size > 0 || off > size {
+			return 0, 0, usagef("--range %q starts beyond the object's %d bytes", s, size)
+		}
+		if b == "" {
+			return off, size - off, nil
+		}
+		end, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || end < off {
+			return 0, 0, usagef("bad --range %q", s)
+		}
+		return off, min(end, size-1) - off + 1, nil
+	}
+	return 0, 0, usagef("bad --range %q", s)
+}
+
+func (e *env) catCmd() *cobra.Command {
+	var rng string
+	c := &cobra.Command{
+		Use:   "cat BUCKET/KEY [--range START-END]",
+		Short: "Write an object (or a byte range of it) to standard output",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			bucket, key, err := repo.SplitPath(args[0], false)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			ctx := c.Context()
+			r, err := e.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			rd, err := r.OpenObject(ctx, bucket, key)
+			if err != nil {
+				return err
+			}
+			defer rd.Close()
+			if rng == "" {
+				_, err := rd.WriteTo(ctx, e.stdout)
+				return err
+			}
+			off, n, err := parseRange(rng, rd.Entry.Size)
+			if err != nil {
+				return err
+			}
+			rc, err := rd.Range(ctx, off, n)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			_, err = io.Copy(e.stdout, rc)
+			return err
+		},
+	}
+	c.Flags().StringVar(&rng, "range", "", "bytes START-END (inclusive), START- or -SUFFIX")
+	return c
+}
+
+func (e *env) lsCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ls [BUCKET[/PREFIX]]",
+		Short: "List buckets, or the objects in a bucket",
+		Args:  rangeArgs(0, 1),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx := c.Context()
+			r, err := e.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			cat := r.Catalog()
+			if len(args) == 0 {
+				bs, err := cat.Buckets(ctx)
+				if err != nil {
+					return err
+				}
+				if e.jsonOut {
+					out := []map[string]any{}
+					for _, b := range bs {
+						out = append(out, map[string]any{"bucket": b.Name, "created": b.Created.UTC()})
+					}
+					return printJSON(e.stdout, out)
+				}
+				for _, b := range bs {
+					fmt.Fprintf(e.stdout, "%s  %s\n", b.Created.UTC().Format(time.DateTime), b.Name)
+				}
+				return nil
+			}
+			bucket, prefix, err := repo.SplitPath(args[0], true)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			if _, err := cat.GetBucket(ctx, bucket); err != nil {
+				if errors.Is(err, catalog.ErrNotFound) {
+					return fmt.Errorf("bucket %q: %w", bucket, repo.ErrNotFound)
+				}
+				return err
+			}
+			out := []jsonEntry{}
+			err = cat.List(ctx, bucket, prefix, "", func(ent catalog.Entry) error {
+				if e.jsonOut {
+					out = append(out, entryJSON(ent))
+					return nil
+				}
+				_, err := fmt.Fprintf(e.stdout, "%s %12d  %s\n", ent.Modified.UTC().Format(time.DateTime), ent.Size, ent.Key)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if e.jsonOut {
+				return printJSON(e.stdout, out)
+			}
+			return nil
+		},
+	}
+	return c
+}
+
+func (e *env) rmCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "rm BUCKET/KEY",
+		Short: "Delete an object",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			bucket, key, err := repo.SplitPath(args[0], false)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			ctx := c.Context()
+			r, err := e.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			ent, err := r.Delete(ctx, bucket, key)
+			if err != nil {
+				return err
+			}
+			return e.printEntry(ent, "deleted")
+		},
+	}
+	return c
+}
+
+func (e *env) statCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "stat BUCKET/KEY",
+		Short: "Show an object's catalog record",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			bucket, key, err := repo.SplitPath(args[0], false)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			ctx := c.Context()
+			r, err := e.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			ent, err := r.Stat(ctx, bucket, key)
+			if err != nil {
+				return err
+			}
+			if e.jsonOut {
+				return printJSON(e.stdout, entryJSON(ent))
+			}
+			j := entryJSON(ent)
+			fmt.Fprintf(e.stdout, "object:       %s/%s\nsize:         %d\nversion:      %d\nmodified:     %s\n", j.Bucket, j.Key, j.Size, j.Version, j.Modified.Format(time.RFC3339Nano))
+			if j.ContentType != "" {
+				fmt.Fprintf(e.stdout, "content-type: %s\n", j.ContentType)
+			}
+			for k, v := range j.Meta {
+				fmt.Fprintf(e.stdout, "meta:         %s=%s\n", k, v)
+			}
+			fmt.Fprintf(e.stdout, "stored as:    %s (%d bytes, %d segments)\n", j.Object, j.StoredSize, j.Segments)
+			return nil
+		},
+	}
+	return c
+}
+
+func (e *env) verifyCmd() *cobra.Command {
+	var quick bool
+	c := &cobra.Command{
+		Use:   "verify [--quick]",
+		Short: "Authenticate every stored object against the catalog and report damage",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx := c.Context()
+			r, err := e.open(ctx, false)
+			if err != nil {
+				return codeError{exitUnchecked, err}
+			}
+			defer r.Close()
+			findings := []repo.Finding{}
+			sum, err := r.Verify(ctx, repo.VerifyOptions{Quick: quick}, func(f repo.Finding) {
+				findings = append(findings, f)
+				if !e.jsonOut {
+					what := f.Name
+					if f.Bucket != "" {
+						what = f.Bucket + "/" + f.Key
+					}
+					fmt.Fprintf(e.stdout, "%-12s %s (%s)\n", f.Status, what, f.Status.Describe())
+				}
+			})
+			if err != nil {
+				return codeError{exitUnchecked, fmt.Errorf("could not check: %w", err)}
+			}
+			verdict := "clean"
+			if sum.Damaged() {
+				verdict = "damaged"
+			}
+			if e.jsonOut {
+				if err := printJSON(e.stdout, map[string]any{"verdict": verdict, "summary": sum, "findings": findings}); err != nil {
+					return err
+				}
+			} else {
+				mode := "full"
+				if quick {
+					mode = "quick"
+				}
+				fmt.Fprintf(e.stdout, "verify (%s): %s: %d objects checked, %d ok, %d damaged, %d pending, %d leftovers cleaned\n",
+					mode, verdict, sum.Checked, sum.Counts[repo.StatusOK], sum.Checked-sum.Counts[repo.StatusOK]-sum.Counts[repo.StatusPending],
+					sum.Counts[repo.StatusPending], sum.Cleaned)
+			}
+			if sum.Damaged() {
+				return codeError{code: exitDamaged}
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&quick, "quick", false, "check listing, lengths, headers and manifests only (no body decryption)")
+	return c
+}
+
+func (e *env) recoverCmd() *cobra.Command {
+	var storeDir string
+	c := &cobra.Command{
+		Use:   "recover [--store DIR]",
+		Short: "Rebuild a lost catalog from the store with the keyring",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			home, err := e.homeDir()
+			if err != nil {
+				return err
+			}
+			pass, err := e.passphrase(false)
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			r, rep, err := repo.Recover(c.Context(), repo.RecoverOptions{Home: home, StorePath: storeDir, Passphrase: pass, Hooks: e.hooks})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if e.jsonOut {
+				return printJSON(e.stdout, rep)
+			}
+			fmt.Fprintf(e.stdout, "recovered %d objects (%d bytes) in %d buckets; %d older versions removed; %d unknown store objects ignored\n",
+				rep.Objects, rep.Bytes, rep.Buckets, rep.Superseded, len(rep.Unknown))
+			for _, u := range rep.Unknown {
+				fmt.Fprintf(e.stdout, "unknown      %s (not written by this repository)\n", u)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&storeDir, "store", "", "directory of the local store (default: the config's, else HOME/store)")
+	return c
+}

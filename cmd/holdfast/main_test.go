@@ -1,0 +1,108 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/holdfast/holdfast/internal/keyring"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"holdfast": func() {
+			// Scripts get cheap Argon2 parameters; this hook exists only in
+			// test binaries.
+			keyring.SetInsecureTestParamsForTesting()
+			os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil))
+		},
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("HOLDFAST_HOME", filepath.Join(e.WorkDir, "home"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"code":     cmdCode,
+			"provider": cmdProvider,
+			"mkrandom": cmdMkrandom,
+		},
+	})
+}
+
+// code N CMD ARGS... runs CMD and requires exit code N.
+func cmdCode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: code N command [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("bad exit code %q", args[0])
+	}
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		got = ee.ExitCode()
+	} else if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	if got != want {
+		ts.Fatalf("exit code %d, want %d", got, want)
+	}
+}
+
+// mkrandom FILE SIZE writes SIZE random bytes.
+func cmdMkrandom(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: mkrandom file size")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	b := make([]byte, n)
+	rand.Read(b)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
+}
+
+// provider flip BUCKET/KEY OFFSET | cut BUCKET/KEY LEN | rm BUCKET/KEY
+// edits the stored object behind BUCKET/KEY in the local store, as a
+// malicious provider would.
+func cmdProvider(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: provider flip|cut|rm BUCKET/KEY [N]")
+	}
+	ts.Check(ts.Exec("holdfast", "stat", "--json", args[1]))
+	var st struct{ Object string }
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &st))
+	p := filepath.Join(ts.Getenv("HOLDFAST_HOME"), "store", st.Object[:2], st.Object)
+	b, err := os.ReadFile(p)
+	ts.Check(err)
+	n := 0
+	if len(args) > 2 {
+		n, err = strconv.Atoi(args[2])
+		ts.Check(err)
+	}
+	switch args[0] {
+	case "flip":
+		b[n] ^= 1
+		ts.Check(os.WriteFile(p, b, 0o600))
+	case "cut":
+		ts.Check(os.WriteFile(p, b[:n], 0o600))
+	case "rm":
+		ts.Check(os.Remove(p))
+	default:
+		ts.Fatalf("unknown provider action %q", args[0])
+	}
+}

@@ -1,0 +1,135 @@
+package main
+
+// This file owns everything the CLI prints about outcomes: error and hint
+// lines, exit codes, JSON output and progress bars.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/repo"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+// Exit codes (docs/cli.md, "Exit codes").
+const (
+	exitOK        = 0 // success; verify: clean
+	exitError     = 1 // any other error
+	exitUsage     = 2 // bad command line
+	exitNotFound  = 3 // no such bucket, object or repository
+	exitDamaged   = 4 // stored data failed authentication; verify: damage found
+	exitKey       = 5 // wrong passphrase, or the keyring is corrupt or unusable
+	exitUnchecked = 6 // could not check: store or catalog unavailable (verify: could not check)
+	exitRefused   = 7 // refused to overwrite or to mix repositories
+	exitInterrupt = 130
+)
+
+// usageError marks a command-line mistake.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(f string, a ...any) error { return usageError{fmt.Sprintf(f, a...)} }
+
+// exitError carries an explicit exit code (verify's verdicts).
+type codeError struct {
+	code int
+	err  error
+}
+
+func (e codeError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e codeError) Unwrap() error { return e.err }
+
+// report prints err as one line with a hint where one helps, and returns
+// the exit code.
+func report(stderr io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ce codeError
+	if errors.As(err, &ce) && ce.err == nil {
+		return ce.code
+	}
+	code, hint := classify(err)
+	fmt.Fprintf(stderr, "holdfast: error: %v\n", err)
+	if hint != "" {
+		fmt.Fprintf(stderr, "holdfast: hint: %s\n", hint)
+	}
+	return code
+}
+
+func classify(err error) (int, string) {
+	var ce codeError
+	var ue usageError
+	var de *repo.DamageError
+	switch {
+	case errors.As(err, &ce):
+		return ce.code, ""
+	case errors.As(err, &ue):
+		return exitUsage, "run 'holdfast help' for usage"
+	case errors.As(err, &de):
+		return exitDamaged, "the provider changed or lost this object; run 'holdfast verify' for the full picture"
+	case errors.Is(err, repo.ErrDamaged):
+		return exitDamaged, "run 'holdfast verify' for the full picture"
+	case errors.Is(err, keyring.ErrWrongPassphrase):
+		return exitKey, "check the passphrase (HOLDFAST_PASSPHRASE, --passphrase-file or the prompt)"
+	case errors.Is(err, keyring.ErrCorrupt), errors.Is(err, keyring.ErrUnsupported), errors.Is(err, keyring.ErrKDFParams):
+		return exitKey, "restore the keyring file from your backup"
+	case errors.Is(err, keys.ErrNotMyKey), errors.Is(err, keys.ErrUnavailable):
+		return exitKey, ""
+	case errors.Is(err, repo.ErrOtherRepository):
+		return exitRefused, "use an empty store, or the keyring of the repository it holds"
+	case errors.Is(err, repo.ErrExists), errors.Is(err, keyring.ErrExists):
+		return exitRefused, ""
+	case errors.Is(err, repo.ErrNotFound), errors.Is(err, catalog.ErrNotFound):
+		return exitNotFound, ""
+	case errors.Is(err, context.Canceled):
+		return exitInterrupt, ""
+	case errors.Is(err, store.ErrNotExist):
+		return exitUnchecked, ""
+	}
+	return exitError, ""
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// newBar returns a byte progress bar on stderr when it is a terminal, or
+// nil. A nil bar is safe to use.
+func newBar(stderr io.Writer, quiet bool, total int64, desc string) *progressbar.ProgressBar {
+	if quiet || !isTerminal(stderr) {
+		return nil
+	}
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(stderr),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionThrottle(100_000_000),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetWidth(30),
+	)
+}
