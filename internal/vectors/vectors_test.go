@@ -1,20 +1,15 @@
 package vectors
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keys"
-	"github.com/holdfast/holdfast/internal/object"
-	"github.com/holdfast/holdfast/internal/secret"
-	"github.com/holdfast/holdfast/internal/store/local"
 )
 
 const committed = "../../testdata/vectors/object"
@@ -79,12 +74,8 @@ func TestVectors(t *testing.T) {
 
 func loadIndex(t *testing.T, dir string) Index {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	idx, err := LoadIndex(dir)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var idx Index
-	if err := json.Unmarshal(b, &idx); err != nil {
 		t.Fatal(err)
 	}
 	return idx
@@ -92,37 +83,6 @@ func loadIndex(t *testing.T, dir string) Index {
 
 func readVector(t *testing.T, c Case, data []byte) ([]byte, *format.Manifest, error) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := local.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Put(ctx, c.StoreName, bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatal(err)
-	}
-	kb, err := hex.DecodeString(c.KEK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kek, err := secret.FromBytes(kb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ad := keys.AD{Purpose: keys.Purpose(c.Purpose), Repo: decodeID(t, c.Repo), Bucket: decodeID(t, c.BucketID),
-		KEKVersion: c.KEKVersion, Object: decodeID(t, c.ObjectID)}
-	unwrap := func(h format.Header) (secret.Key, keys.AD, error) {
-		k, err := keys.UnwrapSoftware(kek, ad, h.Wrapped)
-		return k, ad, err
-	}
-	exp := object.Expect{Identity: object.Identity{Repo: ad.Repo, Object: ad.Object}}
-	o, err := object.Open(ctx, st, c.StoreName, exp, unwrap)
-	if err != nil {
-		return nil, nil, err
-	}
-	var buf bytes.Buffer
-	if _, err := o.WriteTo(ctx, &buf); err != nil {
-		return nil, nil, err
-	}
-	return buf.Bytes(), o.Manifest, nil
+	m, plain, err := Open(context.Background(), t.TempDir(), c, data)
+	return plain, m, err
 }

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. Installs what it needs on a fresh
+# Debian machine, then: formatting and vet, the vectors check, unit and
+# script tests, the independent Python decoder, and a short run of every
+# fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME=${FUZZTIME:-15s}
+need_pkgs=()
+/usr/bin/python3 -c 'import cryptography' 2>/dev/null || need_pkgs+=(python3-cryptography)
+/usr/bin/python3 -c 'import argon2' 2>/dev/null || need_pkgs+=(python3-argon2)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "== installing ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+echo "== gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted"; exit 1
+fi
+go vet ./...
+
+echo "== test vectors are what the generator makes"
+go run ./internal/vectors/cmd/genvectors -check
+
+echo "== unit, integration and script tests"
+go test -count=1 ./...
+
+echo "== independent decoder (Python, from docs/format.md alone)"
+/usr/bin/python3 tools/pydecode/pydecode.py testdata/vectors | tail -n 1
+
+echo "== fuzzing each parser for $FUZZTIME"
+for target in \
+  ./internal/format:FuzzParseHeader \
+  ./internal/format:FuzzParseManifest \
+  ./internal/format:FuzzParseKeyRecord \
+  ./internal/format:FuzzParseMarker \
+  ./internal/format:FuzzParseFooter \
+  ./internal/vectors:FuzzReadObject \
+  ./internal/keyring:FuzzOpen \
+  ./internal/keyring:FuzzPayload; do
+  pkg=${target%%:*}; fn=${target##*:}
+  echo "-- $fn ($pkg)"
+  go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$FUZZTIME" "$pkg" | tail -n 1
+done
+echo "== all tests passed"
