@@ -28,7 +28,20 @@ echo "== test vectors are what the generator makes"
 go run ./internal/vectors/cmd/genvectors -check
 
 echo "== unit, integration and script tests"
-go test -count=1 ./...
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+go test -count=1 -v ./... >"$log" 2>&1
+rc=$?
+set -e
+grep -E '^(ok|FAIL|---|panic:)|^\s+--- FAIL' "$log" | grep -v -- '--- PASS' || true
+passed=$(grep -cE '^\s*--- PASS' "$log" || true)
+failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
+if [ "$rc" -ne 0 ]; then
+  grep -B5 -A40 -E '^\s*--- FAIL|^panic:' "$log" | head -200
+  echo "go-test: $passed passed, $failed failed"
+  exit "$rc"
+fi
 
 echo "== independent decoder (Python, from docs/format.md alone)"
 /usr/bin/python3 tools/pydecode/pydecode.py testdata/vectors | tail -n 1
@@ -48,3 +61,4 @@ for target in \
   go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$FUZZTIME" "$pkg" | tail -n 1
 done
 echo "== all tests passed"
+echo "go-test: $passed passed, $failed failed"

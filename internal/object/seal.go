@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/format"
@@ -144,6 +145,25 @@ func (s *Sealer) Close() error {
 	return nil
 }
 
+var sealBufs sync.Pool // of *sealJob with DefaultSegmentSize buffers
+
+func getSealBuf(segSize int) *sealJob {
+	if segSize == DefaultSegmentSize {
+		if j, ok := sealBufs.Get().(*sealJob); ok {
+			return j
+		}
+	}
+	return &sealJob{pt: make([]byte, segSize), ct: make([]byte, 0, format.SegmentCTLen(uint64(segSize)))}
+}
+
+func putSealBuf(segSize int, j *sealJob) {
+	if segSize == DefaultSegmentSize {
+		j.done, j.err = nil, nil
+		j.pt = j.pt[:cap(j.pt)]
+		sealBufs.Put(j)
+	}
+}
+
 type sealJob struct {
 	pt   []byte
 	ct   []byte
@@ -171,10 +191,22 @@ func (s *Sealer) WriteTo(w io.Writer) (int64, error) {
 
 	segSize := s.opt.SegmentSize
 	inflight := s.opt.Workers + 2
+	// Buffers are taken from a pool as the pipeline needs them, so a small
+	// object costs one buffer pair, not inflight pairs, and a run of many
+	// objects reuses the same memory.
 	free := make(chan *sealJob, inflight)
-	for i := 0; i < inflight; i++ {
-		free <- &sealJob{pt: make([]byte, segSize), ct: make([]byte, 0, format.SegmentCTLen(uint64(segSize)))}
-	}
+	allocated := 0 // owned by the reader goroutine until it closes order
+	var mine []*sealJob
+	finished := false
+	defer func() {
+		// After a clean finish the reader has closed order and every
+		// buffer is idle in free; only then do they go back to the pool.
+		if finished {
+			for _, j := range mine {
+				putSealBuf(segSize, j)
+			}
+		}
+	}()
 	work := make(chan *sealJob, inflight)
 	order := make(chan *sealJob, inflight)
 	stop := make(chan struct{})
@@ -200,8 +232,18 @@ func (s *Sealer) WriteTo(w io.Writer) (int64, error) {
 			var j *sealJob
 			select {
 			case j = <-free:
-			case <-stop:
-				return
+			default:
+				if allocated < inflight {
+					j = getSealBuf(segSize)
+					allocated++
+					mine = append(mine, j)
+					break
+				}
+				select {
+				case j = <-free:
+				case <-stop:
+					return
+				}
 			}
 			n, err := io.ReadFull(s.src, j.pt[:segSize])
 			last := false
@@ -276,6 +318,7 @@ func (s *Sealer) WriteTo(w io.Writer) (int64, error) {
 		return written, fmt.Errorf("internal error: wrote %d bytes, size rule says %d", written, res.Sizes.Stored)
 	}
 	s.res = res
+	finished = true
 	return written, nil
 }
 

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/catalog"
@@ -13,6 +15,7 @@ import (
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/object"
 	"github.com/holdfast/holdfast/internal/secret"
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 // PutOptions carry an object's metadata.
@@ -28,21 +31,10 @@ type PutOptions struct {
 // previous version. A crash anywhere leaves the previous version readable;
 // the next Cleanup removes what the crash left.
 func (r *Repo) Put(ctx context.Context, bucket, key string, src io.Reader, o PutOptions) (catalog.Entry, error) {
-	if err := ValidateBucket(bucket); err != nil {
-		return catalog.Entry{}, err
-	}
 	if err := ValidateKey(key); err != nil {
 		return catalog.Entry{}, err
 	}
-	meta, err := metaPairs(o.Meta)
-	if err != nil {
-		return catalog.Entry{}, err
-	}
-	b, bk, err := r.ensureBucket(ctx, bucket)
-	if err != nil {
-		return catalog.Entry{}, err
-	}
-	kek, err := r.bucketKey(ctx, bk)
+	w, err := r.writer(ctx, bucket)
 	if err != nil {
 		return catalog.Entry{}, err
 	}
@@ -54,43 +46,20 @@ func (r *Repo) Put(ctx context.Context, bucket, key string, src io.Reader, o Put
 	if err != nil {
 		return catalog.Entry{}, err
 	}
-	name := format.StoreName(id)
-	mod := o.Modified
-	if mod.IsZero() {
-		mod = time.Now()
-	}
-	ident := object.Identity{Kind: format.KindData, Repo: r.id, Object: id, Bucket: b.ID, KeyVersion: bk.Version,
-		BucketName: bucket, Key: key, ObjectVersion: ver}
-	ad := r.dataAD(b.ID, bk.Version, id)
-	wrap := func(dek secret.Key) (keys.Alg, []byte, error) {
-		w, err := keys.WrapSoftware(kek, ad, dek, randReader(o.Seal.Rand))
-		return keys.AlgHKDFGCMCommit, w, err
-	}
-	s, err := object.NewSealer(src, ident, object.Attrs{Modified: mod, ContentType: o.ContentType, Meta: meta}, wrap, o.Seal)
-	if err != nil {
-		return catalog.Entry{}, err
-	}
 	if err := r.cat.BeginPut(ctx, catalog.Pending{ObjectID: id, Kind: int(format.KindData), Bucket: bucket, Key: key,
 		Owner: ownerToken(), Started: time.Now()}); err != nil {
 		return catalog.Entry{}, err
 	}
 	r.hooks.at("put:pending")
-	if err := r.st.Put(ctx, name, s, -1); err != nil {
-		r.discard(ctx, id, name)
-		return catalog.Entry{}, fmt.Errorf("storing %s/%s: %w", bucket, key, err)
+	e, err := w.store(ctx, key, ver, id, src, o)
+	if err != nil {
+		r.discard(ctx, id, format.StoreName(id))
+		return catalog.Entry{}, err
 	}
 	r.hooks.at("put:stored")
-	res := s.Result()
-	e := catalog.Entry{
-		Bucket: bucket, Key: key, Version: ver, ObjectID: id, Size: int64(res.Manifest.Length),
-		StoredLen: int64(res.Sizes.Stored), ManifestOff: int64(res.Sizes.ManifestOff), ManifestLen: int64(res.Sizes.ManifestLen),
-		Pin: res.Pin, Commit: res.Commit, KeyVersion: bk.Version, Wrapped: res.Wrapped,
-		Modified: time.Unix(0, int64(res.Manifest.Modified)), ContentType: o.ContentType, Meta: o.Meta,
-		Segments: len(res.Manifest.Segments),
-	}
 	old, err := r.cat.CommitPut(ctx, e)
 	if err != nil {
-		r.discard(ctx, id, name)
+		r.discard(ctx, id, format.StoreName(id))
 		return catalog.Entry{}, fmt.Errorf("recording %s/%s: %w", bucket, key, err)
 	}
 	r.hooks.at("put:committed")
@@ -99,6 +68,179 @@ func (r *Repo) Put(ctx context.Context, bucket, key string, src io.Reader, o Put
 	}
 	r.hooks.at("put:done")
 	return e, nil
+}
+
+// bucketWriter seals and stores objects of one bucket under its primary
+// bucket key.
+type bucketWriter struct {
+	r      *Repo
+	bucket catalog.Bucket
+	bk     catalog.BucketKey
+	kek    secret.Key
+	// deferSync, when set, stores without per-object fsyncs; the caller
+	// calls Sync before recording the objects in the catalog.
+	deferSync store.DeferredSyncer
+}
+
+func (r *Repo) writer(ctx context.Context, bucket string) (*bucketWriter, error) {
+	if err := ValidateBucket(bucket); err != nil {
+		return nil, err
+	}
+	b, bk, err := r.ensureBucket(ctx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	kek, err := r.bucketKey(ctx, bk)
+	if err != nil {
+		return nil, err
+	}
+	return &bucketWriter{r: r, bucket: b, bk: bk, kek: kek}, nil
+}
+
+// store seals src as version ver of key under object id id, writes it to
+// the store and returns the catalog entry to commit. The caller has
+// recorded the pending write.
+func (w *bucketWriter) store(ctx context.Context, key string, ver uint64, id keys.ID, src io.Reader, o PutOptions) (catalog.Entry, error) {
+	r, b, bk := w.r, w.bucket, w.bk
+	meta, err := metaPairs(o.Meta)
+	if err != nil {
+		return catalog.Entry{}, err
+	}
+	mod := o.Modified
+	if mod.IsZero() {
+		mod = time.Now()
+	}
+	ident := object.Identity{Kind: format.KindData, Repo: r.id, Object: id, Bucket: b.ID, KeyVersion: bk.Version,
+		BucketName: b.Name, Key: key, ObjectVersion: ver}
+	ad := r.dataAD(b.ID, bk.Version, id)
+	wrap := func(dek secret.Key) (keys.Alg, []byte, error) {
+		wr, err := keys.WrapSoftware(w.kek, ad, dek, randReader(o.Seal.Rand))
+		return keys.AlgHKDFGCMCommit, wr, err
+	}
+	s, err := object.NewSealer(src, ident, object.Attrs{Modified: mod, ContentType: o.ContentType, Meta: meta}, wrap, o.Seal)
+	if err != nil {
+		return catalog.Entry{}, err
+	}
+	put := r.st.Put
+	if w.deferSync != nil {
+		put = w.deferSync.PutNoSync
+	}
+	if err := put(ctx, format.StoreName(id), s, store.UnknownSize); err != nil {
+		return catalog.Entry{}, fmt.Errorf("storing %s/%s: %w", b.Name, key, err)
+	}
+	res := s.Result()
+	return catalog.Entry{
+		Bucket: b.Name, Key: key, Version: ver, ObjectID: id, Size: int64(res.Manifest.Length),
+		StoredLen: int64(res.Sizes.Stored), ManifestOff: int64(res.Sizes.ManifestOff), ManifestLen: int64(res.Sizes.ManifestLen),
+		Pin: res.Pin, Commit: res.Commit, KeyVersion: bk.Version, Wrapped: res.Wrapped,
+		Modified: time.Unix(0, int64(res.Manifest.Modified)), ContentType: o.ContentType, Meta: o.Meta,
+		Segments: len(res.Manifest.Segments),
+	}, nil
+}
+
+// PutItem is one object of a PutMany.
+type PutItem struct {
+	Key  string
+	Open func() (io.ReadCloser, error)
+	Opts PutOptions
+}
+
+// putBatch is how many objects PutMany records per catalog transaction
+// (a variable so that tests can use small batches).
+var putBatch = 512
+
+// PutMany stores many objects in one bucket with the same order of
+// operations as Put, batched: one catalog transaction records a batch's
+// pending writes, the store writes run on every core, one transaction
+// commits the batch, then the replaced versions are deleted. If any object
+// of a batch fails, that batch's store writes are removed and nothing of
+// it is committed; earlier batches stay committed. done is called after
+// each committed object.
+func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done func(catalog.Entry)) error {
+	for _, it := range items {
+		if err := ValidateKey(it.Key); err != nil {
+			return err
+		}
+	}
+	w, err := r.writer(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	w.deferSync, _ = r.st.(store.DeferredSyncer)
+	owner := ownerToken()
+	for len(items) > 0 {
+		n := min(len(items), putBatch)
+		batch := items[:n]
+		items = items[n:]
+		ps := make([]catalog.Pending, n)
+		for i, it := range batch {
+			id, err := newID()
+			if err != nil {
+				return err
+			}
+			ps[i] = catalog.Pending{ObjectID: id, Kind: int(format.KindData), Bucket: bucket, Key: it.Key, Owner: owner, Started: time.Now()}
+		}
+		if err := r.cat.BeginPutBatch(ctx, ps); err != nil {
+			return err
+		}
+		entries := make([]catalog.Entry, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range runtime.GOMAXPROCS(0) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					rc, err := batch[i].Open()
+					if err == nil {
+						o := batch[i].Opts
+						o.Seal.Workers = 1 // parallel across objects instead
+						entries[i], err = w.store(ctx, batch[i].Key, ps[i].Version, ps[i].ObjectID, rc, o)
+						rc.Close()
+					}
+					errs[i] = err
+				}
+			}()
+		}
+		for i := range batch {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			for _, p := range ps {
+				r.discard(ctx, p.ObjectID, format.StoreName(p.ObjectID))
+			}
+			return err
+		}
+		if w.deferSync != nil {
+			// The batch's objects are made durable before the catalog
+			// records them.
+			if err := w.deferSync.Sync(ctx); err != nil {
+				for _, p := range ps {
+					r.discard(ctx, p.ObjectID, format.StoreName(p.ObjectID))
+				}
+				return err
+			}
+		}
+		replaced, err := r.cat.CommitPutBatch(ctx, entries)
+		if err != nil {
+			for _, p := range ps {
+				r.discard(ctx, p.ObjectID, format.StoreName(p.ObjectID))
+			}
+			return err
+		}
+		for i, old := range replaced {
+			if old != nil {
+				r.removeGarbage(ctx, old.ObjectID)
+			}
+			if done != nil {
+				done(entries[i])
+			}
+		}
+	}
+	return nil
 }
 
 // removeGarbage deletes a superseded or deleted version from the store and

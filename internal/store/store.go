@@ -88,3 +88,16 @@ func ValidName(name string) bool {
 	}
 	return true
 }
+
+// DeferredSyncer is implemented by stores that can make many objects
+// durable at once, which is far cheaper than one Put at a time. Callers
+// find it by type assertion.
+type DeferredSyncer interface {
+	// PutNoSync is Put except that the object, though complete and visible
+	// when it returns nil, may be lost or cut short by a power failure (not
+	// by a process crash) until Sync returns. Callers must not record the
+	// object anywhere durable before Sync.
+	PutNoSync(ctx context.Context, name string, r io.Reader, size int64) error
+	// Sync makes every object stored by PutNoSync before the call durable.
+	Sync(ctx context.Context) error
+}

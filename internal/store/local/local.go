@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/holdfast/holdfast/internal/store"
 )
 
@@ -29,7 +31,10 @@ const (
 	copyBlock = 1 << 20
 )
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store          = (*Store)(nil)
+	_ store.DeferredSyncer = (*Store)(nil)
+)
 
 // Options configures a Store. The zero value is the production
 // configuration.
@@ -44,6 +49,9 @@ type Options struct {
 // Store is a store.Store backed by a local directory. It is safe for
 // concurrent use.
 type Store struct {
+	dirtyMu sync.Mutex
+	dirty   map[string]struct{} // fan directories that received PutNoSync objects
+
 	root   string
 	tmp    string
 	opts   Options
@@ -177,7 +185,54 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	return nil
 }
 
+// PutNoSync implements store.DeferredSyncer: Put without the fsyncs,
+// which Sync performs for all such objects at once.
+func (s *Store) PutNoSync(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := s.check(ctx, "put", name); err != nil {
+		return err
+	}
+	if size < store.UnknownSize {
+		return fmt.Errorf("local: put %q: negative size %d: %w", name, size, store.ErrShortWrite)
+	}
+	if err := s.putOpt(ctx, name, r, size, false); err != nil {
+		return fmt.Errorf("local: put %q: %w", name, err)
+	}
+	return nil
+}
+
+// Sync implements store.DeferredSyncer: one syncfs for the data of every
+// object written since the last Sync, then an fsync of each directory that
+// received one.
+func (s *Store) Sync(ctx context.Context) error {
+	s.dirtyMu.Lock()
+	dirs := s.dirty
+	s.dirty = nil
+	s.dirtyMu.Unlock()
+	if len(dirs) == 0 {
+		return nil
+	}
+	d, err := os.Open(s.root)
+	if err != nil {
+		return err
+	}
+	err = unix.Syncfs(int(d.Fd()))
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("local: sync: %w", err)
+	}
+	for dir := range dirs {
+		if err := syncDir(filepath.Join(s.root, dir)); err != nil {
+			return fmt.Errorf("local: sync: %w", err)
+		}
+	}
+	return nil
+}
+
 func (s *Store) put(ctx context.Context, name string, r io.Reader, size int64) error {
+	return s.putOpt(ctx, name, r, size, true)
+}
+
+func (s *Store) putOpt(ctx context.Context, name string, r io.Reader, size int64, durable bool) error {
 	f, err := s.createTemp()
 	if err != nil {
 		return err
@@ -196,8 +251,10 @@ func (s *Store) put(ctx context.Context, name string, r io.Reader, size int64) e
 	if err := copyBody(ctx, f, r, size); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	err = f.Close()
 	f = nil
@@ -217,6 +274,15 @@ func (s *Store) put(ctx context.Context, name string, r io.Reader, size int64) e
 		return err
 	}
 	renamed = true
+	if !durable {
+		s.dirtyMu.Lock()
+		if s.dirty == nil {
+			s.dirty = map[string]struct{}{}
+		}
+		s.dirty[fanDir(name)] = struct{}{}
+		s.dirtyMu.Unlock()
+		return nil
+	}
 	// The object is visible now. If this fsync fails its durability is
 	// unknown; the error is reported all the same.
 	return syncDir(filepath.Join(s.root, fanDir(name)))
@@ -268,10 +334,15 @@ func copyBody(ctx context.Context, f *os.File, r io.Reader, size int64) error {
 	} else {
 		// bodyWriter is not an io.ReaderFrom, so io.CopyBuffer either lets
 		// an io.WriterTo source write into it or copies through buf.
-		w := &bodyWriter{ctx: ctx, f: f, left: size}
+		sp := smallPool.Get().(*[]byte)
+		w := &bodyWriter{ctx: ctx, f: f, left: size, small: (*sp)[:0]}
 		bp := bufPool.Get().(*[]byte)
 		_, err = io.CopyBuffer(w, r, *bp)
+		if err == nil {
+			err = w.flush()
+		}
 		bufPool.Put(bp)
+		smallPool.Put(sp)
 		if err == nil && w.left != 0 && !unknown {
 			err = fmt.Errorf("got %d of %d bytes: %w", size-w.left, size, store.ErrShortWrite)
 		}
@@ -282,11 +353,28 @@ func copyBody(ctx context.Context, f *os.File, r io.Reader, size int64) error {
 	return err
 }
 
-// bodyWriter writes to f, refusing to go past the declared size.
+// bodyWriter writes to f, refusing to go past the declared size. Small
+// writes (an object's header, manifest and footer) are gathered in small
+// so that a small object costs one write system call.
 type bodyWriter struct {
-	ctx  context.Context
-	f    *os.File
-	left int64
+	ctx   context.Context
+	f     *os.File
+	left  int64
+	small []byte
+}
+
+// smallWrite is the largest write bodyWriter gathers.
+const smallWrite = 64 << 10
+
+var smallPool = sync.Pool{New: func() any { b := make([]byte, 0, smallWrite); return &b }}
+
+func (w *bodyWriter) flush() error {
+	if len(w.small) == 0 {
+		return nil
+	}
+	_, err := w.f.Write(w.small)
+	w.small = w.small[:0]
+	return err
 }
 
 // Write writes p in blocks of at most copyBlock bytes, checking the context
@@ -295,6 +383,19 @@ type bodyWriter struct {
 func (w *bodyWriter) Write(p []byte) (int, error) {
 	if int64(len(p)) > w.left {
 		return 0, errTooLong
+	}
+	if len(w.small)+len(p) <= cap(w.small) {
+		w.small = append(w.small, p...)
+		w.left -= int64(len(p))
+		return len(p), nil
+	}
+	if err := w.flush(); err != nil {
+		return 0, err
+	}
+	if len(p) < cap(w.small) {
+		w.small = append(w.small, p...)
+		w.left -= int64(len(p))
+		return len(p), nil
 	}
 	written := 0
 	for written < len(p) {

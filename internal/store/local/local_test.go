@@ -599,3 +599,44 @@ func TestPutCancelledFromPipe(t *testing.T) {
 		}
 	}
 }
+
+func TestPutNoSyncThenSync(t *testing.T) {
+	ctx := t.Context()
+	s, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	bodies := map[string][]byte{}
+	for i, name := range []string{"aa01", "aa02", "bb01", "cc01"} {
+		b := bytes.Repeat([]byte{byte(i)}, 1000*(i+1))
+		bodies[name] = b
+		if err := s.PutNoSync(ctx, name, bytes.NewReader(b), store.UnknownSize); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range bodies {
+		rc, err := s.ReadRange(ctx, name, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, b) {
+			t.Fatalf("%s differs", name)
+		}
+	}
+	// A short body is refused by PutNoSync as by Put, and nothing shows.
+	if err := s.PutNoSync(ctx, "dd01", bytes.NewReader(make([]byte, 10)), 11); !errors.Is(err, store.ErrShortWrite) {
+		t.Fatalf("short PutNoSync: %v", err)
+	}
+	if _, err := s.Stat(ctx, "dd01"); !errors.Is(err, store.ErrNotExist) {
+		t.Fatalf("failed PutNoSync left an object: %v", err)
+	}
+	if err := s.Sync(ctx); err != nil { // nothing to do
+		t.Fatal(err)
+	}
+}
