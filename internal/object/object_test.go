@@ -279,7 +279,7 @@ type memStore struct {
 }
 
 func (m *memStore) ReadRange(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
-	if n < 0 {
+	if n < 0 || off+n > int64(len(m.data)) {
 		n = int64(len(m.data)) - off
 	}
 	return io.NopCloser(bytes.NewReader(m.data[off : off+n])), nil

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# make bench: measures Holdfast against the tools users would pick instead,
+# on this machine, in one run, and writes docs/performance.md from the
+# results. Installs what it needs (Debian: age, rclone, hyperfine).
+# Everything happens on /dev/shm (tmpfs) so the disk is not the bottleneck.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-7}
+SIZE_MIB=${SIZE_MIB:-1024}
+FILES=${FILES:-10000}
+W=${BENCH_DIR:-/dev/shm/holdfast-bench}
+OUT=bench/out
+mkdir -p "$OUT"
+
+missing=()
+for t in age rclone hyperfine; do command -v $t >/dev/null || missing+=($t); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+go build -o bin/holdfast ./cmd/holdfast
+HF=$PWD/bin/holdfast
+rm -rf "$W" && mkdir -p "$W"
+trap 'rm -rf "$W"' EXIT
+
+echo "== data: $SIZE_MIB MiB random file, $FILES files of 4 KiB"
+head -c "${SIZE_MIB}M" /dev/urandom >"$W/in.bin"
+mkdir -p "$W/tree"
+for ((i = 0; i < FILES; i++)); do
+  d="$W/tree/d$((i / 100))"; [ -d "$d" ] || mkdir -p "$d"
+  head -c 4096 /dev/urandom >"$d/f$i"
+done
+# Touch fresh memory once, so the first measured run does not pay for the
+# VM's first use of tmpfs pages.
+head -c "$((SIZE_MIB * 3))M" /dev/zero >"$W/warm" && rm "$W/warm"
+
+# Holdfast with production key-derivation parameters (calibrated at init).
+export HOLDFAST_PASSPHRASE="benchmark passphrase"
+export HOLDFAST_HOME="$W/home"
+$HF init -q >/dev/null
+# age with a native X25519 recipient (no KDF), rclone crypt over a local dir.
+age-keygen -o "$W/age.key" 2>/dev/null
+AGE_PUB=$(age-keygen -y "$W/age.key")
+age -r "$AGE_PUB" -o "$W/in.age" "$W/in.bin"
+# Two crypt remotes: "hfc" holds what is read back, "hfu" receives uploads
+# and is emptied before each run (crypt encrypts names, so only whole
+# remotes can be cleared from outside).
+export RCLONE_CONFIG=/dev/null
+RCLONE_PW=$(rclone obscure "benchmark passphrase")
+export RCLONE_CONFIG_HFC_TYPE=crypt RCLONE_CONFIG_HFC_REMOTE="$W/rclone-crypt" RCLONE_CONFIG_HFC_PASSWORD="$RCLONE_PW"
+export RCLONE_CONFIG_HFU_TYPE=crypt RCLONE_CONFIG_HFU_REMOTE="$W/rclone-up" RCLONE_CONFIG_HFU_PASSWORD="$RCLONE_PW"
+unset AWS_CA_BUNDLE || true
+rclone copy "$W/in.bin" hfc:down/
+$HF put -q "$W/in.bin" bench/big
+
+echo "== $SIZE_MIB MiB: cp, holdfast put/get, age -e/-d, rclone crypt up/down ($RUNS runs each)"
+hyperfine --runs "$RUNS" --warmup 1 --export-json "$OUT/big.json" --style basic \
+  -n "cp" --prepare "rm -f $W/cp.out" "cp $W/in.bin $W/cp.out" \
+  -n "holdfast put" --prepare "true" "$HF put -q $W/in.bin bench/big" \
+  -n "holdfast get" --prepare "rm -f $W/hf.out" "$HF get -q bench/big $W/hf.out" \
+  -n "age -e" --prepare "rm -f $W/age.out" "age -r $AGE_PUB -o $W/age.out $W/in.bin" \
+  -n "age -d" --prepare "rm -f $W/age.dec" "age -d -i $W/age.key -o $W/age.dec $W/in.age" \
+  -n "rclone crypt up" --prepare "rm -rf $W/rclone-up" "rclone copy $W/in.bin hfu:" \
+  -n "rclone crypt down" --prepare "rm -rf $W/rdown" "rclone copy hfc:down/in.bin $W/rdown/"
+cmp "$W/in.bin" "$W/hf.out"
+
+echo "== peak RSS (KiB)"
+{
+  /usr/bin/time -f "holdfast put %M" $HF put -q "$W/in.bin" bench/big
+  rm -f "$W/hf.out"; /usr/bin/time -f "holdfast get %M" $HF get -q bench/big "$W/hf.out"
+  /usr/bin/time -f "holdfast ls %M" $HF ls >/dev/null
+} 2>"$OUT/rss.txt"
+cat "$OUT/rss.txt"
+xxd -s 10 -l 9 -p "$HOLDFAST_HOME/keyring" >"$OUT/kdf.hex"
+
+echo "== $FILES files of 4 KiB"
+hyperfine --runs "$RUNS" --export-json "$OUT/tree.json" --style basic \
+  -n "cp -r" --prepare "rm -rf $W/tree.cp" "cp -r $W/tree $W/tree.cp" \
+  -n "holdfast put -r" --prepare "rm -rf $W/home2 && HOLDFAST_HOME=$W/home2 $HF init -q >/dev/null" \
+     "env HOLDFAST_HOME=$W/home2 $HF put -r -q $W/tree files/tree" \
+  -n "holdfast ls (10,000)" --prepare "true" "env HOLDFAST_HOME=$W/home2 $HF ls files/tree/ >/dev/null" \
+  -n "rclone crypt up" --prepare "rm -rf $W/rclone-up" "rclone copy $W/tree hfu:"
+
+echo "== Go benchmarks: raw AES-256-GCM vs the chunk stream (one core), object pipeline"
+go test -run '^$' -bench 'Raw|Stream' -benchtime 1s -count 5 ./internal/stream ./internal/object | tee "$OUT/gobench.txt" | grep -E '^Benchmark'
+
+echo "== writing docs/performance.md"
+/usr/bin/python3 bench/report.py "$OUT" >docs/performance.md
+echo "done: docs/performance.md"
