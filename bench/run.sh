@@ -54,16 +54,25 @@ unset AWS_CA_BUNDLE || true
 rclone copy "$W/in.bin" hfc:down/
 $HF put -q "$W/in.bin" bench/big
 
-echo "== $SIZE_MIB MiB: cp, holdfast put/get, age -e/-d, rclone crypt up/down ($RUNS runs each)"
-hyperfine --runs "$RUNS" --warmup 1 --export-json "$OUT/big.json" --style basic \
-  -n "cp" --prepare "rm -f $W/cp.out" "cp $W/in.bin $W/cp.out" \
-  -n "holdfast put" --prepare "true" "$HF put -q $W/in.bin bench/big" \
-  -n "holdfast get" --prepare "rm -f $W/hf.out" "$HF get -q bench/big $W/hf.out" \
-  -n "age -e" --prepare "rm -f $W/age.out" "age -r $AGE_PUB -o $W/age.out $W/in.bin" \
-  -n "age -d" --prepare "rm -f $W/age.dec" "age -d -i $W/age.key -o $W/age.dec $W/in.age" \
-  -n "rclone crypt up" --prepare "rm -rf $W/rclone-up" "rclone copy $W/in.bin hfu:" \
-  -n "rclone crypt down" --prepare "rm -rf $W/rdown" "rclone copy hfc:down/in.bin $W/rdown/"
-cmp "$W/in.bin" "$W/hf.out"
+echo "== $SIZE_MIB MiB: cp, holdfast put/get, age -e/-d, rclone crypt up/down, interleaved, $RUNS rounds"
+# Each round runs every command once, back to back, so that each ratio to
+# cp compares runs made under the same conditions; the report takes the
+# median of the per-round ratios.
+t() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$s $e" | awk '{printf "%.4f", $2-$1}'; }
+: >"$OUT/big.tsv"
+for ((r = 0; r <= RUNS; r++)); do   # round 0 is a warm-up, not recorded
+  rm -f "$W/cp.out" "$W/hf.out" "$W/age.out" "$W/age.dec"; rm -rf "$W/rclone-up" "$W/rdown"
+  row="cp=$(t cp "$W/in.bin" "$W/cp.out")"
+  row+=" holdfast_put=$(t $HF put -q "$W/in.bin" bench/big)"
+  row+=" holdfast_get=$(t $HF get -q bench/big "$W/hf.out")"
+  row+=" age_e=$(t age -r "$AGE_PUB" -o "$W/age.out" "$W/in.bin")"
+  row+=" age_d=$(t age -d -i "$W/age.key" -o "$W/age.dec" "$W/in.age")"
+  row+=" rclone_crypt_up=$(t rclone copy "$W/in.bin" hfu:)"
+  row+=" rclone_crypt_down=$(t rclone copy hfc:down/in.bin "$W/rdown/")"
+  cmp "$W/in.bin" "$W/hf.out"
+  echo "round $r: $row"
+  [ "$r" -gt 0 ] && echo "$row" >>"$OUT/big.tsv"
+done
 
 echo "== peak RSS (KiB)"
 {

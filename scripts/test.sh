@@ -53,6 +53,7 @@ for target in \
   ./internal/format:FuzzParseKeyRecord \
   ./internal/format:FuzzParseMarker \
   ./internal/format:FuzzParseFooter \
+  ./internal/format:FuzzParseCatalogBackup \
   ./internal/vectors:FuzzReadObject \
   ./internal/keyring:FuzzOpen \
   ./internal/keyring:FuzzPayload; do

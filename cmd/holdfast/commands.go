@@ -204,21 +204,19 @@ func (e *env) putTree(ctx context.Context, r *repo.Repo, dir, bucket, prefix str
 	bar := newBar(e.stderr, e.quiet || e.jsonOut, total, "put "+bucket)
 	var bytes int64
 	start := time.Now()
-	for _, it := range items {
-		f, err := os.Open(it.path)
-		if err != nil {
-			return err
-		}
-		var in io.Reader = f
-		if bar != nil {
-			in = io.TeeReader(f, bar)
-		}
-		ent, err := r.Put(ctx, bucket, it.key, in, repo.PutOptions{})
-		f.Close()
-		if err != nil {
-			return err
-		}
+	puts := make([]repo.PutItem, len(items))
+	for i, it := range items {
+		p := it.path
+		puts[i] = repo.PutItem{Key: it.key, Open: func() (io.ReadCloser, error) { return os.Open(p) }}
+	}
+	err = r.PutMany(ctx, bucket, puts, func(ent catalog.Entry) {
 		bytes += ent.Size
+		if bar != nil {
+			bar.Add64(ent.Size)
+		}
+	})
+	if err != nil {
+		return err
 	}
 	if bar != nil {
 		bar.Finish()

@@ -76,33 +76,63 @@ func cmdMkrandom(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
 }
 
-// provider flip BUCKET/KEY OFFSET | cut BUCKET/KEY LEN | rm BUCKET/KEY
-// edits the stored object behind BUCKET/KEY in the local store, as a
-// malicious provider would.
+// provider edits the local store as a malicious provider would:
+//
+//	provider flip BUCKET/KEY OFFSET   flip one bit
+//	provider cut BUCKET/KEY LEN       truncate
+//	provider rm BUCKET/KEY            delete
+//	provider save BUCKET/KEY FILE     copy the stored bytes out
+//	provider restore BUCKET/KEY FILE  put saved bytes back in its place
+//	provider swap BUCKET/KEY BUCKET/KEY2
+//	provider inject BUCKET/KEY NAME   copy its stored bytes to a new name
 func cmdProvider(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 {
-		ts.Fatalf("usage: provider flip|cut|rm BUCKET/KEY [N]")
+		ts.Fatalf("usage: provider ACTION BUCKET/KEY [ARG]")
 	}
-	ts.Check(ts.Exec("holdfast", "stat", "--json", args[1]))
-	var st struct{ Object string }
-	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &st))
-	p := filepath.Join(ts.Getenv("HOLDFAST_HOME"), "store", st.Object[:2], st.Object)
+	p := storedPath(ts, args[1])
+	arg := ""
+	if len(args) > 2 {
+		arg = args[2]
+	}
 	b, err := os.ReadFile(p)
 	ts.Check(err)
-	n := 0
-	if len(args) > 2 {
-		n, err = strconv.Atoi(args[2])
-		ts.Check(err)
-	}
 	switch args[0] {
-	case "flip":
-		b[n] ^= 1
+	case "flip", "cut":
+		n, err := strconv.Atoi(arg)
+		ts.Check(err)
+		if args[0] == "flip" {
+			b[n] ^= 1
+		} else {
+			b = b[:n]
+		}
 		ts.Check(os.WriteFile(p, b, 0o600))
-	case "cut":
-		ts.Check(os.WriteFile(p, b[:n], 0o600))
 	case "rm":
 		ts.Check(os.Remove(p))
+	case "save":
+		ts.Check(os.WriteFile(ts.MkAbs(arg), b, 0o600))
+	case "restore":
+		saved, err := os.ReadFile(ts.MkAbs(arg))
+		ts.Check(err)
+		ts.Check(os.WriteFile(p, saved, 0o600))
+	case "swap":
+		q := storedPath(ts, arg)
+		other, err := os.ReadFile(q)
+		ts.Check(err)
+		ts.Check(os.WriteFile(p, other, 0o600))
+		ts.Check(os.WriteFile(q, b, 0o600))
+	case "inject":
+		q := filepath.Join(ts.Getenv("HOLDFAST_HOME"), "store", arg[:2], arg)
+		ts.Check(os.MkdirAll(filepath.Dir(q), 0o700))
+		ts.Check(os.WriteFile(q, b, 0o600))
 	default:
 		ts.Fatalf("unknown provider action %q", args[0])
 	}
+}
+
+// storedPath is the local store file behind BUCKET/KEY.
+func storedPath(ts *testscript.TestScript, obj string) string {
+	ts.Check(ts.Exec("holdfast", "stat", "--json", obj))
+	var st struct{ Object string }
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &st))
+	return filepath.Join(ts.Getenv("HOLDFAST_HOME"), "store", st.Object[:2], st.Object)
 }

@@ -100,6 +100,8 @@ func classify(err error) (int, string) {
 		return exitNotFound, ""
 	case errors.Is(err, context.Canceled):
 		return exitInterrupt, ""
+	case errors.Is(err, repo.ErrStoreUnavailable):
+		return exitUnchecked, "mount or reconnect the store, or fix the path in HOME/config.json"
 	case errors.Is(err, store.ErrNotExist):
 		return exitUnchecked, ""
 	}

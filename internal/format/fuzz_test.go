@@ -97,7 +97,11 @@ func FuzzParseMarker(f *testing.F) {
 }
 
 func FuzzParseFooter(f *testing.F) {
-	f.Add(format.Footer{ManifestOff: 4000, ManifestLen: 216}.Marshal())
+	s := seeds(f)
+	need(f, "footer", len(s.Footers))
+	for _, b := range s.Footers {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ft, err := format.ParseFooter(b)
 		if err != nil {
@@ -105,6 +109,24 @@ func FuzzParseFooter(f *testing.F) {
 		}
 		if !bytes.Equal(ft.Marshal(), b) {
 			t.Fatal("accepted footer does not re-encode to itself")
+		}
+	})
+}
+
+func FuzzParseCatalogBackup(f *testing.F) {
+	s := seeds(f)
+	need(f, "catalog backup", len(s.Backups))
+	for _, b := range s.Backups {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := format.ParseCatalogBackup(b)
+		if err != nil {
+			return
+		}
+		out, err := c.Marshal()
+		if err != nil || !bytes.Equal(out, b) {
+			t.Fatalf("accepted catalog backup does not re-encode to itself: %v", err)
 		}
 	})
 }

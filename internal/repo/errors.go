@@ -14,6 +14,8 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrOtherRepository: the store holds another repository's marker.
 	ErrOtherRepository = errors.New("store holds another repository")
+	// ErrStoreUnavailable: the store cannot be reached.
+	ErrStoreUnavailable = errors.New("store unavailable")
 	// ErrDamaged is wrapped by every DamageError.
 	ErrDamaged = errors.New("stored data is damaged")
 	// errTransient: a read failed in a way that says nothing about the

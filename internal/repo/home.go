@@ -318,6 +318,14 @@ func Open(ctx context.Context, o OpenOptions) (*Repo, error) {
 }
 
 func openWith(ctx context.Context, home string, cfg Config, kr *keyring.Keyring, hooks *Hooks) (*Repo, error) {
+	// An existing repository's store must be there: a missing directory is
+	// an unmounted disk, not an empty store (which would look as if the
+	// provider had deleted everything).
+	if cfg.Store.Type == "local" {
+		if fi, err := os.Stat(cfg.Store.Path); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("store %q is not reachable: %w", cfg.Store.Path, ErrStoreUnavailable)
+		}
+	}
 	st, err := openStore(cfg.Store, hooks)
 	if err != nil {
 		return nil, err

@@ -25,6 +25,8 @@ type Seeds struct {
 	Manifests [][]byte // manifest plaintexts
 	Records   [][]byte // key journal entry plaintexts
 	Markers   [][]byte // marker plaintexts
+	Footers   [][]byte // footer plaintexts
+	Backups   [][]byte // catalog backup plaintexts
 }
 
 // LoadIndex reads dir/index.json.
@@ -117,11 +119,19 @@ func LoadSeeds(dir, tmpDir string) (*Seeds, error) {
 			return nil, err
 		}
 		s.Manifests = append(s.Manifests, mb)
+		lens := make([]uint64, len(m.Segments))
+		for i, sg := range m.Segments {
+			lens[i] = sg.Len
+		}
+		sz := format.ComputeSizes(lens, len(mb))
+		s.Footers = append(s.Footers, format.Footer{ManifestOff: sz.ManifestOff, ManifestLen: uint32(sz.ManifestLen)}.Marshal())
 		switch m.Kind {
 		case format.KindJournal:
 			s.Records = append(s.Records, plain)
 		case format.KindMarker:
 			s.Markers = append(s.Markers, plain)
+		case format.KindBackup:
+			s.Backups = append(s.Backups, plain)
 		}
 	}
 	return s, nil

@@ -231,9 +231,33 @@ func Generate(dir string) error {
 		return err
 	}
 	mk := format.Marker{Repo: g.repo, Created: jrec.Created}
+	bk := format.CatalogBackup{Repo: g.repo, Sequence: 2, Created: jrec.Created,
+		Buckets: []format.BackupBucket{{Name: "docs", ID: g.id(), Created: jrec.Created}, {Name: "photos", ID: jrec.Bucket, Created: jrec.Created}},
+		Keys: []format.BackupKey{{Bucket: jrec.Bucket, Version: 1, Wrapped: jrec.Wrapped, KeyCheck: jrec.KeyCheck, Created: jrec.Created, State: 1, Journal: g.id()}},
+		Objects: []format.BackupObject{
+			{Bucket: "photos", Key: "a/one-byte", Version: 3, Object: g.id(), Size: 1, Stored: 4352, ManifestOff: 4108, ManifestLen: 216,
+				KeyVersion: 1, Wrapped: make([]byte, keys.WrappedLenHKDFGCMCommit), Modified: jrec.Created, Segments: 1},
+			{Bucket: "photos", Key: "b", Version: 1, Object: g.id(), Size: 1000, Stored: 5376, ManifestOff: 5132, ManifestLen: 216,
+				KeyVersion: 1, Wrapped: make([]byte, keys.WrappedLenHKDFGCMCommit), Modified: jrec.Created, ContentType: "image/jpeg",
+				Meta: []format.MetaPair{{Name: "camera", Value: "x100"}}, Segments: 1},
+		},
+		System: []format.BackupSystem{{Object: g.id(), Kind: format.KindJournal, Stored: 4608, ManifestOff: 4364, ManifestLen: 216, Created: jrec.Created}},
+	}
+	g.rnd.Read(bk.Previous[:])
+	for i := range bk.Objects {
+		g.rnd.Read(bk.Objects[i].Pin[:])
+		g.rnd.Read(bk.Objects[i].Commit[:])
+		g.rnd.Read(bk.Objects[i].Wrapped)
+	}
+	g.rnd.Read(bk.System[0].Pin[:])
+	bplain, err := bk.Marshal()
+	if err != nil {
+		return err
+	}
 	for _, s := range []spec{
 		{name: "journal-entry", kind: format.KindJournal, plain: jplain, comment: "key journal entry: a bucket key record (its wrapped bytes are random filler)"},
 		{name: "marker", kind: format.KindMarker, plain: mk.Marshal(), comment: "repository marker; stored under holdfast-repo-<repo id>"},
+		{name: "catalog-backup", kind: format.KindBackup, plain: bplain, comment: "catalog backup, sequence 2 (pins, commitments and wraps are random filler)"},
 	} {
 		sl, err := g.seal(s)
 		if err != nil {

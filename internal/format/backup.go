@@ -1,0 +1,296 @@
+package format
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"unicode/utf8"
+
+	"github.com/holdfast/holdfast/internal/keys"
+)
+
+// CatalogBackup is the plaintext of a catalog backup (kind 3): everything
+// the catalog needs to serve reads, in one canonical encoding
+// (docs/format.md, "Catalog backup").
+type CatalogBackup struct {
+	Repo     keys.ID
+	Sequence uint64
+	Created  uint64
+	Previous [32]byte // BackupHash of sequence-1; zero for sequence 1
+	Buckets  []BackupBucket
+	Keys     []BackupKey
+	Objects  []BackupObject
+	System   []BackupSystem
+}
+
+// BackupBucket is one bucket; sorted by Name.
+type BackupBucket struct {
+	Name    string
+	ID      keys.ID
+	Created uint64
+}
+
+// BackupKey is one bucket key version; sorted by (Bucket, Version).
+type BackupKey struct {
+	Bucket   keys.ID
+	Version  uint32
+	Wrapped  keys.Wrapped
+	KeyCheck [32]byte
+	Created  uint64
+	State    uint8 // 1 active, 2 decrypt-only, 3 destroyed
+	Journal  keys.ID
+}
+
+// BackupObject is one current object version; sorted by (Bucket, Key).
+type BackupObject struct {
+	Bucket, Key string
+	Version     uint64
+	Object      keys.ID
+	Size        uint64
+	Stored      uint64
+	ManifestOff uint64
+	ManifestLen uint64
+	Pin         [32]byte
+	Commit      [32]byte
+	KeyVersion  uint32
+	Wrapped     []byte // the data key's wrap under the bucket key (alg 1)
+	Modified    uint64
+	ContentType string
+	Meta        []MetaPair
+	Segments    uint32
+}
+
+// BackupSystem is one system object (journal entry or marker); sorted by
+// Object.
+type BackupSystem struct {
+	Object      keys.ID
+	Kind        Kind
+	Pin         [32]byte
+	Stored      uint64
+	ManifestOff uint64
+	ManifestLen uint64
+	Created     uint64
+}
+
+const backupVersion = 1
+
+// BackupHash is the hash that freshness records and the next backup's
+// Previous field name: SHA-256("holdfast/v1/backup" || plaintext).
+func BackupHash(plain []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte("holdfast/v1/backup"))
+	h.Write(plain)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func idLess(a, b keys.ID) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return false
+}
+
+func (c *CatalogBackup) validate() error {
+	bad := func(f string, a ...any) error { return Corrupt(LayerManifest, "catalog backup: "+f, a...) }
+	if c.Sequence == 0 {
+		return bad("sequence zero")
+	}
+	if c.Sequence == 1 && c.Previous != ([32]byte{}) {
+		return bad("first backup names a previous one")
+	}
+	for i, b := range c.Buckets {
+		if len(b.Name) > MaxBucketLen || !utf8.ValidString(b.Name) || (i > 0 && !(c.Buckets[i-1].Name < b.Name)) {
+			return bad("bucket %d out of order or invalid", i)
+		}
+	}
+	for i, k := range c.Keys {
+		if i > 0 {
+			p := c.Keys[i-1]
+			if !(idLess(p.Bucket, k.Bucket) || p.Bucket == k.Bucket && p.Version < k.Version) {
+				return bad("key %d out of order", i)
+			}
+		}
+		if k.Version == 0 || k.State < 1 || k.State > 3 || k.Wrapped.KEKVersion == 0 ||
+			k.Wrapped.Source < keys.SourceKeyring || k.Wrapped.Source > keys.SourceKeyServer ||
+			keys.WrappedLen(k.Wrapped.Alg) == 0 || keys.WrappedLen(k.Wrapped.Alg) != len(k.Wrapped.Data) {
+			return bad("key %d invalid", i)
+		}
+	}
+	for i, o := range c.Objects {
+		if i > 0 {
+			p := c.Objects[i-1]
+			if !(p.Bucket < o.Bucket || p.Bucket == o.Bucket && p.Key < o.Key) {
+				return bad("object %d out of order", i)
+			}
+		}
+		m := Manifest{Kind: KindData, BucketName: o.Bucket, Key: o.Key, ObjectVersion: o.Version, ContentType: o.ContentType,
+			Meta: o.Meta, Length: o.Size, Segments: []Segment{{Len: o.Size}}}
+		if err := m.validate(); err != nil {
+			return bad("object %d: %v", i, err)
+		}
+		if o.Version == 0 || o.Segments == 0 || len(o.Wrapped) != keys.WrappedLenHKDFGCMCommit || o.KeyVersion == 0 {
+			return bad("object %d invalid", i)
+		}
+	}
+	for i, s := range c.System {
+		if (s.Kind != KindJournal && s.Kind != KindMarker) || (i > 0 && !idLess(c.System[i-1].Object, s.Object)) {
+			return bad("system object %d invalid or out of order", i)
+		}
+	}
+	return nil
+}
+
+// Marshal encodes c.
+func (c *CatalogBackup) Marshal() ([]byte, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	b := []byte{backupVersion}
+	b = append(b, c.Repo[:]...)
+	b = binary.BigEndian.AppendUint64(b, c.Sequence)
+	b = binary.BigEndian.AppendUint64(b, c.Created)
+	b = append(b, c.Previous[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Buckets)))
+	for _, x := range c.Buckets {
+		b = appendStr(b, x.Name)
+		b = append(b, x.ID[:]...)
+		b = binary.BigEndian.AppendUint64(b, x.Created)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Keys)))
+	for _, k := range c.Keys {
+		b = append(b, k.Bucket[:]...)
+		b = binary.BigEndian.AppendUint32(b, k.Version)
+		b = append(b, byte(k.Wrapped.Source), byte(k.Wrapped.Alg))
+		b = binary.BigEndian.AppendUint32(b, k.Wrapped.KEKVersion)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(k.Wrapped.Data)))
+		b = append(b, k.Wrapped.Data...)
+		b = append(b, k.KeyCheck[:]...)
+		b = binary.BigEndian.AppendUint64(b, k.Created)
+		b = append(b, k.State)
+		b = append(b, k.Journal[:]...)
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(len(c.Objects)))
+	for _, o := range c.Objects {
+		b = appendStr(b, o.Bucket)
+		b = appendStr(b, o.Key)
+		b = binary.BigEndian.AppendUint64(b, o.Version)
+		b = append(b, o.Object[:]...)
+		for _, v := range []uint64{o.Size, o.Stored, o.ManifestOff, o.ManifestLen} {
+			b = binary.BigEndian.AppendUint64(b, v)
+		}
+		b = append(b, o.Pin[:]...)
+		b = append(b, o.Commit[:]...)
+		b = binary.BigEndian.AppendUint32(b, o.KeyVersion)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(o.Wrapped)))
+		b = append(b, o.Wrapped...)
+		b = binary.BigEndian.AppendUint64(b, o.Modified)
+		b = appendStr(b, o.ContentType)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(o.Meta)))
+		for _, p := range o.Meta {
+			b = appendStr(b, p.Name)
+			b = appendStr(b, p.Value)
+		}
+		b = binary.BigEndian.AppendUint32(b, o.Segments)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.System)))
+	for _, s := range c.System {
+		b = append(b, s.Object[:]...)
+		b = append(b, byte(s.Kind))
+		b = append(b, s.Pin[:]...)
+		for _, v := range []uint64{s.Stored, s.ManifestOff, s.ManifestLen, s.Created} {
+			b = binary.BigEndian.AppendUint64(b, v)
+		}
+	}
+	return b, nil
+}
+
+// ParseCatalogBackup decodes a catalog backup plaintext.
+func ParseCatalogBackup(b []byte) (*CatalogBackup, error) {
+	r := reader{b: b}
+	if v := r.u8(); v != backupVersion {
+		return nil, Corrupt(LayerManifest, "unsupported catalog backup version %d", v)
+	}
+	c := &CatalogBackup{}
+	r.id(&c.Repo)
+	c.Sequence = r.u64()
+	c.Created = r.u64()
+	r.bytes(c.Previous[:])
+	n := int(r.u32())
+	if n > r.remaining()/(2+16+8) {
+		return nil, Corrupt(LayerManifest, "catalog backup truncated")
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		x := BackupBucket{Name: r.str()}
+		r.id(&x.ID)
+		x.Created = r.u64()
+		c.Buckets = append(c.Buckets, x)
+	}
+	n = int(r.u32())
+	if n > r.remaining()/(16+4+2+4+2+32+8+1+16) {
+		return nil, Corrupt(LayerManifest, "catalog backup truncated")
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		var k BackupKey
+		r.id(&k.Bucket)
+		k.Version = r.u32()
+		k.Wrapped.Source = keys.SourceKind(r.u8())
+		k.Wrapped.Alg = keys.Alg(r.u8())
+		k.Wrapped.KEKVersion = r.u32()
+		if p := r.take(int(r.u16())); p != nil {
+			k.Wrapped.Data = append([]byte(nil), p...)
+		}
+		r.bytes(k.KeyCheck[:])
+		k.Created = r.u64()
+		k.State = r.u8()
+		r.id(&k.Journal)
+		c.Keys = append(c.Keys, k)
+	}
+	n64 := r.u64()
+	if n64 > uint64(r.remaining()/(2+2+8+16+32+64+4+2+8+2+2+4)) {
+		return nil, Corrupt(LayerManifest, "catalog backup truncated")
+	}
+	for i := uint64(0); i < n64 && r.err == nil; i++ {
+		o := BackupObject{Bucket: r.str(), Key: r.str(), Version: r.u64()}
+		r.id(&o.Object)
+		o.Size, o.Stored, o.ManifestOff, o.ManifestLen = r.u64(), r.u64(), r.u64(), r.u64()
+		r.bytes(o.Pin[:])
+		r.bytes(o.Commit[:])
+		o.KeyVersion = r.u32()
+		if p := r.take(int(r.u16())); p != nil {
+			o.Wrapped = append([]byte(nil), p...)
+		}
+		o.Modified = r.u64()
+		o.ContentType = r.str()
+		nm := int(r.u16())
+		for j := 0; j < nm && r.err == nil; j++ {
+			o.Meta = append(o.Meta, MetaPair{Name: r.str(), Value: r.str()})
+		}
+		o.Segments = r.u32()
+		c.Objects = append(c.Objects, o)
+	}
+	n = int(r.u32())
+	if n > r.remaining()/(16+1+32+32) {
+		return nil, Corrupt(LayerManifest, "catalog backup truncated")
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		var s BackupSystem
+		r.id(&s.Object)
+		s.Kind = Kind(r.u8())
+		r.bytes(s.Pin[:])
+		s.Stored, s.ManifestOff, s.ManifestLen, s.Created = r.u64(), r.u64(), r.u64(), r.u64()
+		c.System = append(c.System, s)
+	}
+	if r.err != nil {
+		return nil, Corrupt(LayerManifest, "catalog backup truncated")
+	}
+	if r.remaining() != 0 {
+		return nil, Corrupt(LayerManifest, "catalog backup has %d trailing bytes", r.remaining())
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
