@@ -233,7 +233,7 @@ func Generate(dir string) error {
 	mk := format.Marker{Repo: g.repo, Created: jrec.Created}
 	bk := format.CatalogBackup{Repo: g.repo, Sequence: 2, Created: jrec.Created,
 		Buckets: []format.BackupBucket{{Name: "docs", ID: g.id(), Created: jrec.Created}, {Name: "photos", ID: jrec.Bucket, Created: jrec.Created}},
-		Keys: []format.BackupKey{{Bucket: jrec.Bucket, Version: 1, Wrapped: jrec.Wrapped, KeyCheck: jrec.KeyCheck, Created: jrec.Created, State: 1, Journal: g.id()}},
+		Keys:    []format.BackupKey{{Bucket: jrec.Bucket, Version: 1, Wrapped: jrec.Wrapped, KeyCheck: jrec.KeyCheck, Created: jrec.Created, State: 1, Journal: g.id()}},
 		Objects: []format.BackupObject{
 			{Bucket: "photos", Key: "a/one-byte", Version: 3, Object: g.id(), Size: 1, Stored: 4352, ManifestOff: 4108, ManifestLen: 216,
 				KeyVersion: 1, Wrapped: make([]byte, keys.WrappedLenHKDFGCMCommit), Modified: jrec.Created, Segments: 1},
