@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/catalog"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/repo"
@@ -53,6 +54,22 @@ func (e *env) open(ctx context.Context, cleanup bool) (*repo.Repo, error) {
 		}
 	}
 	return r, nil
+}
+
+// onObject runs fn for a command on BUCKET/KEY with the repository open;
+// cleanup first finishes what earlier interrupted runs left.
+func (e *env) onObject(c *cobra.Command, arg string, cleanup bool, fn func(ctx context.Context, r *repo.Repo, bucket, key string) error) error {
+	bucket, key, err := repo.SplitPath(arg, false)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	ctx := c.Context()
+	r, err := e.open(ctx, cleanup)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return fn(ctx, r, bucket, key)
 }
 
 func (e *env) initCmd() *cobra.Command {
@@ -265,70 +282,32 @@ func (e *env) getCmd() *cobra.Command {
 		Short: "Fetch, authenticate and decrypt an object into a file (- for standard output)",
 		Args:  exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			bucket, key, err := repo.SplitPath(args[0], false)
-			if err != nil {
-				return usagef("%v", err)
-			}
-			ctx := c.Context()
-			r, err := e.open(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			rd, err := r.OpenObject(ctx, bucket, key)
-			if err != nil {
-				return err
-			}
-			defer rd.Close()
-			if args[1] == "-" {
-				_, err := rd.WriteTo(ctx, e.stdout)
-				return err
-			}
-			return writeFileAtomic(args[1], func(w io.Writer) error {
-				bar := newBar(e.stderr, e.quiet || e.jsonOut, rd.Entry.Size, "get "+args[0])
-				if bar != nil {
-					w = io.MultiWriter(w, bar)
-					defer bar.Finish()
+			return e.onObject(c, args[0], false, func(ctx context.Context, r *repo.Repo, bucket, key string) error {
+				rd, err := r.OpenObject(ctx, bucket, key)
+				if err != nil {
+					return err
 				}
-				_, err := rd.WriteTo(ctx, w)
-				return err
+				defer rd.Close()
+				if args[1] == "-" {
+					_, err := rd.WriteTo(ctx, e.stdout)
+					return err
+				}
+				// Through a temporary file renamed into place only when every
+				// byte authenticated: a failed or interrupted get leaves no
+				// output file.
+				return atomicfile.Write(args[1], atomicfile.Options{Mode: 0o644}, func(w io.Writer) error {
+					bar := newBar(e.stderr, e.quiet || e.jsonOut, rd.Entry.Size, "get "+args[0])
+					if bar != nil {
+						w = io.MultiWriter(w, bar)
+						defer bar.Finish()
+					}
+					_, err := rd.WriteTo(ctx, w)
+					return err
+				})
 			})
 		},
 	}
 	return c
-}
-
-// writeFileAtomic writes path through a temporary file in the same
-// directory, renamed into place only when fill succeeds: a failed or
-// interrupted get leaves no output file.
-func writeFileAtomic(path string, fill func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".holdfast-get-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := fill(f); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return nil
 }
 
 // parseRange parses START-END (inclusive, like HTTP), START- or -SUFFIX.
@@ -374,36 +353,28 @@ func (e *env) catCmd() *cobra.Command {
 		Short: "Write an object (or a byte range of it) to standard output",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			bucket, key, err := repo.SplitPath(args[0], false)
-			if err != nil {
-				return usagef("%v", err)
-			}
-			ctx := c.Context()
-			r, err := e.open(ctx, false)
-			if err != nil {
+			return e.onObject(c, args[0], false, func(ctx context.Context, r *repo.Repo, bucket, key string) error {
+				rd, err := r.OpenObject(ctx, bucket, key)
+				if err != nil {
+					return err
+				}
+				defer rd.Close()
+				if rng == "" {
+					_, err := rd.WriteTo(ctx, e.stdout)
+					return err
+				}
+				off, n, err := parseRange(rng, rd.Entry.Size)
+				if err != nil {
+					return err
+				}
+				rc, err := rd.Range(ctx, off, n)
+				if err != nil {
+					return err
+				}
+				defer rc.Close()
+				_, err = io.Copy(e.stdout, rc)
 				return err
-			}
-			defer r.Close()
-			rd, err := r.OpenObject(ctx, bucket, key)
-			if err != nil {
-				return err
-			}
-			defer rd.Close()
-			if rng == "" {
-				_, err := rd.WriteTo(ctx, e.stdout)
-				return err
-			}
-			off, n, err := parseRange(rng, rd.Entry.Size)
-			if err != nil {
-				return err
-			}
-			rc, err := rd.Range(ctx, off, n)
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			_, err = io.Copy(e.stdout, rc)
-			return err
+			})
 		},
 	}
 	c.Flags().StringVar(&rng, "range", "", "bytes START-END (inclusive), START- or -SUFFIX")
@@ -477,21 +448,13 @@ func (e *env) rmCmd() *cobra.Command {
 		Short: "Delete an object",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			bucket, key, err := repo.SplitPath(args[0], false)
-			if err != nil {
-				return usagef("%v", err)
-			}
-			ctx := c.Context()
-			r, err := e.open(ctx, true)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			ent, err := r.Delete(ctx, bucket, key)
-			if err != nil {
-				return err
-			}
-			return e.printEntry(ent, "deleted")
+			return e.onObject(c, args[0], true, func(ctx context.Context, r *repo.Repo, bucket, key string) error {
+				ent, err := r.Delete(ctx, bucket, key)
+				if err != nil {
+					return err
+				}
+				return e.printEntry(ent, "deleted")
+			})
 		},
 	}
 	return c
@@ -503,33 +466,25 @@ func (e *env) statCmd() *cobra.Command {
 		Short: "Show an object's catalog record",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			bucket, key, err := repo.SplitPath(args[0], false)
-			if err != nil {
-				return usagef("%v", err)
-			}
-			ctx := c.Context()
-			r, err := e.open(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			ent, err := r.Stat(ctx, bucket, key)
-			if err != nil {
-				return err
-			}
-			if e.jsonOut {
-				return printJSON(e.stdout, entryJSON(ent))
-			}
-			j := entryJSON(ent)
-			fmt.Fprintf(e.stdout, "object:       %s/%s\nsize:         %d\nversion:      %d\nmodified:     %s\n", j.Bucket, j.Key, j.Size, j.Version, j.Modified.Format(time.RFC3339Nano))
-			if j.ContentType != "" {
-				fmt.Fprintf(e.stdout, "content-type: %s\n", j.ContentType)
-			}
-			for k, v := range j.Meta {
-				fmt.Fprintf(e.stdout, "meta:         %s=%s\n", k, v)
-			}
-			fmt.Fprintf(e.stdout, "stored as:    %s (%d bytes, %d segments)\n", j.Object, j.StoredSize, j.Segments)
-			return nil
+			return e.onObject(c, args[0], false, func(ctx context.Context, r *repo.Repo, bucket, key string) error {
+				ent, err := r.Stat(ctx, bucket, key)
+				if err != nil {
+					return err
+				}
+				if e.jsonOut {
+					return printJSON(e.stdout, entryJSON(ent))
+				}
+				j := entryJSON(ent)
+				fmt.Fprintf(e.stdout, "object:       %s/%s\nsize:         %d\nversion:      %d\nmodified:     %s\n", j.Bucket, j.Key, j.Size, j.Version, j.Modified.Format(time.RFC3339Nano))
+				if j.ContentType != "" {
+					fmt.Fprintf(e.stdout, "content-type: %s\n", j.ContentType)
+				}
+				for k, v := range j.Meta {
+					fmt.Fprintf(e.stdout, "meta:         %s=%s\n", k, v)
+				}
+				fmt.Fprintf(e.stdout, "stored as:    %s (%d bytes, %d segments)\n", j.Object, j.StoredSize, j.Segments)
+				return nil
+			})
 		},
 	}
 	return c

@@ -1,0 +1,104 @@
+// Package atomicfile writes files so that a reader sees either the old
+// content or the new, never a mix, and a crash or failure leaves nothing
+// half-written under the name: the content goes to a temporary file in the
+// same directory (O_EXCL, mode 0600), is synced, and is moved into place;
+// then the directory is synced.
+//
+// It never leaves a temporary file behind on failure and never writes
+// outside the target's directory.
+package atomicfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// ErrExists: NoReplace found something at the path.
+var ErrExists = errors.New("file already exists")
+
+// Options tune Write.
+type Options struct {
+	// Mode of the final file; 0600 if zero.
+	Mode os.FileMode
+	// NoReplace moves the file into place with a hard link that fails with
+	// ErrExists if the path exists, so a concurrent creator is never
+	// overwritten. Otherwise a rename replaces any existing file.
+	NoReplace bool
+}
+
+// Write makes path hold exactly what fill writes, or leaves it untouched.
+func Write(path string, o Options, fill func(io.Writer) error) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("creating temporary file: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		// After a rename the name is gone; after a link or a failure it
+		// must go.
+		if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) && err == nil {
+			err = fmt.Errorf("removing temporary file: %w", rmErr)
+		}
+	}()
+	mode := o.Mode
+	if mode == 0 {
+		mode = 0o600
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("setting mode of temporary file: %w", err)
+	}
+	if err := fill(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing temporary file: %w", err)
+	}
+	err = f.Close()
+	f = nil
+	if err != nil {
+		return fmt.Errorf("closing temporary file: %w", err)
+	}
+	if o.NoReplace {
+		if err := os.Link(tmp, path); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("%q: %w", path, ErrExists)
+			}
+			return fmt.Errorf("moving file into place: %w", err)
+		}
+	} else if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("moving file into place: %w", err)
+	}
+	if err := SyncDir(dir); err != nil {
+		return fmt.Errorf("syncing directory: %w", err)
+	}
+	return nil
+}
+
+// WriteFile is Write for a byte slice.
+func WriteFile(path string, data []byte, o Options) error {
+	return Write(path, o, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// SyncDir fsyncs a directory, making the entries in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
