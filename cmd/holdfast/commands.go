@@ -504,7 +504,14 @@ func (e *env) verifyCmd() *cobra.Command {
 			}
 			defer r.Close()
 			findings := []repo.Finding{}
-			sum, err := r.Verify(ctx, repo.VerifyOptions{Quick: quick}, func(f repo.Finding) {
+			opts := repo.VerifyOptions{Quick: quick}
+			if n, err := r.Catalog().Count(ctx); err == nil {
+				if bar := newCountBar(e.stderr, e.quiet || e.jsonOut, n, "verify"); bar != nil {
+					opts.Progress = func(objects int, _ int64) { bar.Set(objects) }
+					defer bar.Finish()
+				}
+			}
+			sum, err := r.Verify(ctx, opts, func(f repo.Finding) {
 				findings = append(findings, f)
 				if !e.jsonOut {
 					what := f.Name

@@ -135,3 +135,18 @@ func newBar(stderr io.Writer, quiet bool, total int64, desc string) *progressbar
 		progressbar.OptionSetWidth(30),
 	)
 }
+
+// newCountBar is newBar for a count of objects.
+func newCountBar(stderr io.Writer, quiet bool, total int64, desc string) *progressbar.ProgressBar {
+	if quiet || !isTerminal(stderr) {
+		return nil
+	}
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(stderr),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(),
+		progressbar.OptionThrottle(100_000_000),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetWidth(30),
+	)
+}

@@ -98,8 +98,8 @@ func (c *CatalogBackup) validate() error {
 	if c.Sequence == 0 {
 		return bad("sequence zero")
 	}
-	if c.Sequence == 1 && c.Previous != ([32]byte{}) {
-		return bad("first backup names a previous one")
+	if (c.Sequence == 1) != (c.Previous == [32]byte{}) {
+		return bad("previous hash must be zero exactly for the first backup")
 	}
 	for i, b := range c.Buckets {
 		if len(b.Name) > MaxBucketLen || !utf8.ValidString(b.Name) || (i > 0 && !(c.Buckets[i-1].Name < b.Name)) {

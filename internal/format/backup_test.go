@@ -41,16 +41,17 @@ func TestCatalogBackupRoundTrip(t *testing.T) {
 
 func TestCatalogBackupRules(t *testing.T) {
 	for name, edit := range map[string]func(*CatalogBackup){
-		"sequence zero":        func(c *CatalogBackup) { c.Sequence = 0 },
-		"first with previous":  func(c *CatalogBackup) { c.Previous[0] = 1 },
-		"buckets unordered":    func(c *CatalogBackup) { c.Buckets[0].Name = "c" },
-		"keys unordered":       func(c *CatalogBackup) { c.Keys[1].Version = 1 },
-		"key state unknown":    func(c *CatalogBackup) { c.Keys[0].State = 9 },
-		"objects unordered":    func(c *CatalogBackup) { c.Objects[1].Key = "a" },
-		"object version zero":  func(c *CatalogBackup) { c.Objects[0].Version = 0 },
-		"system kind backup":   func(c *CatalogBackup) { c.System[0].Kind = KindBackup },
-		"system unordered":     func(c *CatalogBackup) { c.System[1].Object = keys.ID{0} },
-		"short wrapped object": func(c *CatalogBackup) { c.Objects[0].Wrapped = make([]byte, 60) },
+		"sequence zero":          func(c *CatalogBackup) { c.Sequence = 0 },
+		"first with previous":    func(c *CatalogBackup) { c.Previous[0] = 1 },
+		"later without previous": func(c *CatalogBackup) { c.Sequence = 2 },
+		"buckets unordered":      func(c *CatalogBackup) { c.Buckets[0].Name = "c" },
+		"keys unordered":         func(c *CatalogBackup) { c.Keys[1].Version = 1 },
+		"key state unknown":      func(c *CatalogBackup) { c.Keys[0].State = 9 },
+		"objects unordered":      func(c *CatalogBackup) { c.Objects[1].Key = "a" },
+		"object version zero":    func(c *CatalogBackup) { c.Objects[0].Version = 0 },
+		"system kind backup":     func(c *CatalogBackup) { c.System[0].Kind = KindBackup },
+		"system unordered":       func(c *CatalogBackup) { c.System[1].Object = keys.ID{0} },
+		"short wrapped object":   func(c *CatalogBackup) { c.Objects[0].Wrapped = make([]byte, 60) },
 	} {
 		c := sampleBackup()
 		if _, err := c.Marshal(); err != nil { // control

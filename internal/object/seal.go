@@ -189,109 +189,9 @@ func (s *Sealer) WriteTo(w io.Writer) (int64, error) {
 		return written, err
 	}
 
-	segSize := s.opt.SegmentSize
-	inflight := s.opt.Workers + 2
-	// Buffers are taken from a pool as the pipeline needs them, so a small
-	// object costs one buffer pair, not inflight pairs, and a run of many
-	// objects reuses the same memory.
-	free := make(chan *sealJob, inflight)
-	allocated := 0 // owned by the reader goroutine until it closes order
-	var mine []*sealJob
-	finished := false
-	defer func() {
-		// After a clean finish the reader has closed order and every
-		// buffer is idle in free; only then do they go back to the pool.
-		if finished {
-			for _, j := range mine {
-				putSealBuf(segSize, j)
-			}
-		}
-	}()
-	work := make(chan *sealJob, inflight)
-	order := make(chan *sealJob, inflight)
-	stop := make(chan struct{})
-	defer close(stop)
-
-	for i := 0; i < s.opt.Workers; i++ {
-		go func() {
-			for j := range work {
-				aead, err := stream.SegmentAEAD(s.d.dek, j.salt[:])
-				if err == nil {
-					j.ct = stream.Seal(aead, j.ct[:0], j.pt)
-				}
-				j.err = err
-				close(j.done)
-			}
-		}()
-	}
-	var readErr error
-	go func() {
-		defer close(order)
-		defer close(work)
-		for idx := 0; ; idx++ {
-			var j *sealJob
-			select {
-			case j = <-free:
-			default:
-				if allocated < inflight {
-					j = getSealBuf(segSize)
-					allocated++
-					mine = append(mine, j)
-					break
-				}
-				select {
-				case j = <-free:
-				case <-stop:
-					return
-				}
-			}
-			n, err := io.ReadFull(s.src, j.pt[:segSize])
-			last := false
-			switch {
-			case err == io.EOF:
-				if idx > 0 {
-					return
-				}
-				last = true
-			case err == io.ErrUnexpectedEOF:
-				last = true
-			case err != nil:
-				readErr = fmt.Errorf("reading input: %w", err)
-				return
-			}
-			j.pt = j.pt[:n]
-			if _, err := io.ReadFull(s.opt.Rand, j.salt[:]); err != nil {
-				readErr = fmt.Errorf("reading segment salt: %w", err)
-				return
-			}
-			j.done = make(chan struct{})
-			select {
-			case order <- j:
-			case <-stop:
-				return
-			}
-			work <- j
-			if last {
-				return
-			}
-		}
-	}()
-
-	var segs []format.Segment
-	for j := range order {
-		<-j.done
-		if j.err != nil {
-			return written, j.err
-		}
-		if err := write(j.ct); err != nil {
-			return written, err
-		}
-		segs = append(segs, format.Segment{Len: uint64(len(j.pt)), Salt: j.salt})
-		j.pt = j.pt[:cap(j.pt)]
-		free <- j
-	}
-	if readErr != nil {
-		return written, readErr
+	segs, err := s.writeSegments(write)
+	if err != nil {
+		return written, err
 	}
 	res, err := s.trailer(segs)
 	if err != nil {
@@ -318,8 +218,154 @@ func (s *Sealer) WriteTo(w io.Writer) (int64, error) {
 		return written, fmt.Errorf("internal error: wrote %d bytes, size rule says %d", written, res.Sizes.Stored)
 	}
 	s.res = res
-	finished = true
 	return written, nil
+}
+
+// seal encrypts j.pt as one segment under a fresh key from j.salt.
+func (s *Sealer) seal(j *sealJob) error {
+	aead, err := stream.SegmentAEAD(s.d.dek, j.salt[:])
+	if err == nil {
+		j.ct = stream.Seal(aead, j.ct[:0], j.pt)
+	}
+	return err
+}
+
+// writeSegments reads, seals and writes every segment in order. It reads
+// the first segment itself: an object that fits in one segment (most do)
+// is sealed right here, without starting the parallel pipeline.
+func (s *Sealer) writeSegments(write func([]byte) error) ([]format.Segment, error) {
+	segSize := s.opt.SegmentSize
+	first := getSealBuf(segSize)
+	n, err := io.ReadFull(s.src, first.pt[:segSize])
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		defer putSealBuf(segSize, first) // nothing else holds it
+		first.pt = first.pt[:n]
+		if _, err := io.ReadFull(s.opt.Rand, first.salt[:]); err != nil {
+			return nil, fmt.Errorf("reading segment salt: %w", err)
+		}
+		if err := s.seal(first); err != nil {
+			return nil, err
+		}
+		if err := write(first.ct); err != nil {
+			return nil, err
+		}
+		return []format.Segment{{Len: uint64(n), Salt: first.salt}}, nil
+	case err != nil:
+		putSealBuf(segSize, first)
+		return nil, fmt.Errorf("reading input: %w", err)
+	}
+	return s.pipeline(first, write)
+}
+
+// pipeline seals the segments on s.opt.Workers goroutines and writes them
+// in order; first is the already-read, full first segment.
+func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Segment, error) {
+	segSize := s.opt.SegmentSize
+	inflight := s.opt.Workers + 2
+	// Buffers are taken from a pool as the pipeline needs them, so a small
+	// object costs one buffer pair, not inflight pairs, and a run of many
+	// objects reuses the same memory.
+	free := make(chan *sealJob, inflight)
+	allocated := 1 // owned by the reader goroutine until it closes order
+	mine := []*sealJob{first}
+	finished := false
+	defer func() {
+		// After a clean finish the reader has closed order and every
+		// buffer is idle in free; only then do they go back to the pool.
+		if finished {
+			for _, j := range mine {
+				putSealBuf(segSize, j)
+			}
+		}
+	}()
+	work := make(chan *sealJob, inflight)
+	order := make(chan *sealJob, inflight)
+	stop := make(chan struct{})
+	defer close(stop)
+
+	for i := 0; i < s.opt.Workers; i++ {
+		go func() {
+			for j := range work {
+				j.err = s.seal(j)
+				close(j.done)
+			}
+		}()
+	}
+	var readErr error
+	go func() {
+		defer close(order)
+		defer close(work)
+		for idx := 0; ; idx++ {
+			var j *sealJob
+			last := false
+			if idx == 0 {
+				j = first // read by writeSegments: a full segment
+			} else {
+				select {
+				case j = <-free:
+				default:
+					if allocated < inflight {
+						j = getSealBuf(segSize)
+						allocated++
+						mine = append(mine, j)
+						break
+					}
+					select {
+					case j = <-free:
+					case <-stop:
+						return
+					}
+				}
+				n, err := io.ReadFull(s.src, j.pt[:segSize])
+				switch {
+				case err == io.EOF:
+					j.pt = j.pt[:cap(j.pt)]
+					free <- j
+					return
+				case err == io.ErrUnexpectedEOF:
+					last = true
+				case err != nil:
+					readErr = fmt.Errorf("reading input: %w", err)
+					return
+				}
+				j.pt = j.pt[:n]
+			}
+			if _, err := io.ReadFull(s.opt.Rand, j.salt[:]); err != nil {
+				readErr = fmt.Errorf("reading segment salt: %w", err)
+				return
+			}
+			j.done = make(chan struct{})
+			select {
+			case order <- j:
+			case <-stop:
+				return
+			}
+			work <- j
+			if last {
+				return
+			}
+		}
+	}()
+
+	var segs []format.Segment
+	for j := range order {
+		<-j.done
+		if j.err != nil {
+			return nil, j.err
+		}
+		if err := write(j.ct); err != nil {
+			return nil, err
+		}
+		segs = append(segs, format.Segment{Len: uint64(len(j.pt)), Salt: j.salt})
+		j.pt = j.pt[:cap(j.pt)]
+		free <- j
+	}
+	if readErr != nil {
+		return nil, readErr
+	}
+	finished = true
+	return segs, nil
 }
 
 // trailer builds the manifest and footer for the given segments.

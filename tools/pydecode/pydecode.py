@@ -13,7 +13,13 @@ Usage (from the repository root):
 
 Each object is read as format.md's "Reading an object" says, without a
 catalog, one function per step, in the order of the table; every
-rejection names the layer of the step that raised it.
+rejection names the layer of the step that raised it. A system object's
+plaintext (key journal entry, catalog backup, marker) is then decoded
+under every rule of its section, and a catalog backup's hash is computed.
+
+It also runs a self-test: the catalog-backup vector's plaintext must be
+accepted and a few rule-breaking mutations of it rejected. Those results
+are reported (and counted) like the vectors, as `selftest/...`.
 """
 
 import datetime
@@ -547,63 +553,282 @@ def read_object(blob, ctx, catalog=None):
 
 
 # ---------------------------------------------------------------------------
-# System objects (format.md "System objects")
+# System objects (format.md "System objects"). A failure of any rule of a
+# system object's plaintext is layer `manifest`: the spec says so for kinds
+# 2 and 3, and kind 4 follows them (see README).
+
+SYSTEM_LAYER = "manifest"
+KEY_SOURCES = (1, 2, 3)  # 1 keyring, 2 PKCS#11, 3 key server
+WRAPPED_LENGTH = {1: 112, 2: 60}  # by wrap algorithm
+BACKUP_KEY_STATES = {1: "active", 2: "decrypt-only", 3: "destroyed"}
+BACKUP_SYSTEM_KINDS = (KIND_JOURNAL, KIND_MARKER)
+BACKUP_SEQUENCE_AT = 1 + 16  # after backup version and repo id
+
+
+def read_system_plaintext(man, plaintext, ctx):
+    """After step 12: decode a system object's plaintext by its kind."""
+    if man["kind"] == KIND_JOURNAL:
+        return parse_journal_entry(plaintext)
+    if man["kind"] == KIND_CATALOG_BACKUP:
+        backup = parse_catalog_backup(plaintext)
+        check_backup_identity(backup, man)
+        return backup
+    if man["kind"] == KIND_MARKER:
+        return parse_marker(plaintext, man, ctx.store_name)
+    return None
+
+
+def read_limited_str(r, what, limit):
+    """A `str` of at most `limit` UTF-8 bytes."""
+    value = r.str(what)
+    if len(value.encode()) > limit:
+        raise Reject(r.layer, f"{what} longer than {limit} bytes")
+    return value
+
+
+def read_nonzero_u32(r, what):
+    value = r.u32(what)
+    if value == 0:
+        raise Reject(r.layer, f"{what} 0")
+    return value
+
+
+def read_source(r, what):
+    source = r.u8(what)
+    if source not in KEY_SOURCES:
+        raise Reject(r.layer, f"{what} {source} is not 1-3")
+    return source
+
+
+def read_alg(r, what):
+    alg = r.u8(what)
+    if alg not in WRAPPED_LENGTH:
+        raise Reject(r.layer, f"{what} {alg} is not 1 or 2")
+    return alg
+
+
+def read_wrapped(r, what, length):
+    """`u16 length || bytes`, the length fixed by the algorithm."""
+    n = r.u16(what + " length")
+    if n != length:
+        raise Reject(r.layer, f"{what} length {n}, want {length}")
+    return r.take(n, what)
+
+
+def check_strictly_increasing(entries, sort_key, what):
+    """The list is in the stated order with no duplicates."""
+    for i in range(1, len(entries)):
+        a, b = sort_key(entries[i - 1]), sort_key(entries[i])
+        if b == a:
+            raise Reject(SYSTEM_LAYER, f"{what} {i} duplicates {what} {i - 1}")
+        if b < a:
+            raise Reject(SYSTEM_LAYER, f"{what} {i} out of order (not after {what} {i - 1})")
+
+
+# Key journal entry (kind 2)
 
 
 def parse_journal_entry(p):
-    """Kind 2: one key record; "every field is checked"."""
-    r = Reader(p, "journal entry")
+    """Kind 2: one key record; "every field is checked" (layer `manifest`)."""
+    r = Reader(p, SYSTEM_LAYER)
     rec = {}
-    if r.u8("record version") != 0x01:
-        raise Reject("journal entry", "record version not 1")
+    version = r.u8("record version")
+    if version != 0x01:
+        raise Reject(SYSTEM_LAYER, f"record version {version}")
     rec["type"] = r.u8("record type")
     if rec["type"] not in (1, 2):
-        raise Reject("journal entry", f"unknown record type {rec['type']}")
+        raise Reject(SYSTEM_LAYER, f"unknown record type {rec['type']}")
     rec["bucket_id"] = r.take(16, "bucket id")
-    rec["bucket"] = r.str("bucket")
-    if len(rec["bucket"].encode()) > MAX_BUCKET_NAME:
-        raise Reject("journal entry", f"bucket name longer than {MAX_BUCKET_NAME} bytes")
-    rec["key_version"] = r.u32("key version")
-    if rec["key_version"] == 0:
-        raise Reject("journal entry", "key version 0")
+    rec["bucket"] = read_limited_str(r, "bucket", MAX_BUCKET_NAME)
+    rec["key_version"] = read_nonzero_u32(r, "key version")
     rec["object_id"] = r.take(16, "object id")
     if rec["type"] == 1 and rec["object_id"] != ZERO_ID:
-        raise Reject("journal entry", "type 1 record with a non-zero object id")
+        raise Reject(SYSTEM_LAYER, "type 1 record with a non-zero object id")
     if rec["type"] == 2 and rec["object_id"] == ZERO_ID:
-        raise Reject("journal entry", "type 2 record with a zero object id")
-    rec["source"] = r.u8("source")
-    if rec["source"] not in (1, 2, 3):
-        raise Reject("journal entry", f"unknown source {rec['source']}")
-    rec["alg"] = r.u8("alg")
-    if rec["alg"] not in (1, 2):
-        raise Reject("journal entry", f"unknown alg {rec['alg']}")
-    if rec["type"] == 2 and rec["alg"] == 2:
-        raise Reject("journal entry", "alg 2 under a bucket key")
-    rec["kek_version"] = r.u32("kek version")
-    if rec["kek_version"] == 0:
-        raise Reject("journal entry", "kek version 0")
-    n = r.u16("wrapped length")
-    if n != {1: 112, 2: 60}[rec["alg"]]:
-        raise Reject("journal entry", f"wrapped length {n} for alg {rec['alg']}")
-    rec["wrapped"] = r.take(n, "wrapped")
+        raise Reject(SYSTEM_LAYER, "type 2 record with a zero object id")
+    rec["source"] = read_source(r, "source")
+    rec["alg"] = read_alg(r, "alg")
+    if rec["type"] == 2 and rec["alg"] != 1:
+        raise Reject(SYSTEM_LAYER, "type 2 record not alg 1 (it is wrapped under a bucket key)")
+    rec["kek_version"] = read_nonzero_u32(r, "kek version")
+    if rec["type"] == 2 and rec["kek_version"] != rec["key_version"]:
+        raise Reject(SYSTEM_LAYER, "type 2 record's kek version is not its key version")
+    rec["wrapped"] = read_wrapped(r, "wrapped", WRAPPED_LENGTH[rec["alg"]])
     rec["key_check"] = r.take(32, "key check")
     rec["created"] = r.u64("created")
     r.end()
     return rec
 
 
+# Catalog backup (kind 3)
+
+
+def parse_catalog_backup(p):
+    """Kind 3: every rule of "Catalog backup (kind 3)" (layer `manifest`).
+
+    Every list entry keeps its byte span `at` (and a key its `state_at`)
+    so that the self-test can break one rule in place.
+    """
+    r = Reader(p, SYSTEM_LAYER)
+    backup = {}
+    version = r.u8("backup version")
+    if version != 0x01:
+        raise Reject(SYSTEM_LAYER, f"backup version {version}")
+    backup["repo_id"] = r.take(16, "repo id")
+    backup["sequence"] = r.u64("sequence")
+    if backup["sequence"] < 1:
+        raise Reject(SYSTEM_LAYER, "sequence 0")
+    backup["created"] = r.u64("created")
+    backup["previous"] = r.take(32, "previous")
+    check_backup_previous(backup)
+    backup["buckets"] = parse_backup_buckets(r)
+    backup["keys"] = parse_backup_keys(r)
+    backup["objects"] = parse_backup_objects(r)
+    backup["system"] = parse_backup_system_objects(r)
+    r.end()
+    backup["hash"] = backup_hash(p)
+    return backup
+
+
+def check_backup_previous(backup):
+    """`previous` is zero for sequence 1 and (a hash) not zero after it."""
+    zero = backup["previous"] == bytes(32)
+    if backup["sequence"] == 1 and not zero:
+        raise Reject(SYSTEM_LAYER, "sequence 1 with a non-zero previous hash")
+    if backup["sequence"] > 1 and zero:
+        raise Reject(SYSTEM_LAYER, f"sequence {backup['sequence']} with a zero previous hash")
+
+
+def parse_backup_buckets(r):
+    """u32 count; name (<= 63 bytes, strictly increasing), id, created."""
+    buckets = []
+    for i in range(r.u32("bucket count")):
+        start = r.pos
+        bucket = {
+            "name": read_limited_str(r, f"bucket {i} name", MAX_BUCKET_NAME),
+            "bucket_id": r.take(16, f"bucket {i} id"),
+            "created": r.u64(f"bucket {i} created"),
+        }
+        bucket["at"] = (start, r.pos)
+        buckets.append(bucket)
+    check_strictly_increasing(buckets, lambda b: b["name"].encode(), "bucket")
+    return buckets
+
+
+def parse_backup_keys(r):
+    """u32 count; ordered by (bucket id bytes, version), no duplicates."""
+    keys = [parse_backup_key(r, i) for i in range(r.u32("key count"))]
+    check_strictly_increasing(keys, lambda k: (k["bucket_id"], k["version"]), "key")
+    return keys
+
+
+def parse_backup_key(r, i):
+    what = f"key {i}"
+    start = r.pos
+    key = {"bucket_id": r.take(16, f"{what} bucket id")}
+    key["version"] = read_nonzero_u32(r, f"{what} version")
+    key["source"] = read_source(r, f"{what} source")
+    key["alg"] = read_alg(r, f"{what} alg")
+    key["kek_version"] = read_nonzero_u32(r, f"{what} kek version")
+    key["wrapped"] = read_wrapped(r, f"{what} wrapped", WRAPPED_LENGTH[key["alg"]])
+    key["key_check"] = r.take(32, f"{what} key check")
+    key["created"] = r.u64(f"{what} created")
+    key["state_at"] = r.pos
+    state = r.u8(f"{what} state")
+    if state not in BACKUP_KEY_STATES:
+        raise Reject(SYSTEM_LAYER, f"{what} state {state} is not 1-3")
+    key["state"] = BACKUP_KEY_STATES[state]
+    key["journal_id"] = r.take(16, f"{what} journal id")
+    key["at"] = (start, r.pos)
+    return key
+
+
+def parse_backup_objects(r):
+    """u64 count; ordered by (bucket, key) bytes, no duplicates."""
+    objects = [parse_backup_object(r, i) for i in range(r.u64("object count"))]
+    check_strictly_increasing(objects, lambda o: (o["bucket"].encode(), o["key"].encode()), "object")
+    return objects
+
+
+def parse_backup_object(r, i):
+    """One object version; the manifest's rules for bucket, key, content
+    type and metadata apply."""
+    what = f"object {i}"
+    start = r.pos
+    obj = {
+        "bucket": read_limited_str(r, f"{what} bucket", MAX_BUCKET_NAME),
+        "key": read_limited_str(r, f"{what} key", MAX_KEY),
+    }
+    obj["version"] = r.u64(f"{what} version")
+    if obj["version"] < 1:
+        raise Reject(SYSTEM_LAYER, f"{what} version 0")
+    obj["object_id"] = r.take(16, f"{what} object id")
+    obj["size"] = r.u64(f"{what} size")
+    obj["stored_length"] = r.u64(f"{what} stored length")
+    obj["manifest_offset"] = r.u64(f"{what} manifest offset")
+    obj["manifest_length"] = r.u64(f"{what} manifest length")
+    obj["pin"] = r.take(32, f"{what} pin")
+    obj["commitment"] = r.take(32, f"{what} commitment")
+    obj["key_version"] = read_nonzero_u32(r, f"{what} key version")
+    obj["wrapped"] = read_wrapped(r, f"{what} wrapped", WRAPPED_LENGTH[1])
+    obj["modified"] = r.u64(f"{what} modified")
+    obj["content_type"] = read_limited_str(r, f"{what} content type", MAX_CONTENT_TYPE)
+    obj["meta"] = parse_manifest_meta(r)
+    obj["segments"] = read_nonzero_u32(r, f"{what} segments")
+    obj["at"] = (start, r.pos)
+    return obj
+
+
+def parse_backup_system_objects(r):
+    """u32 count; ordered by object id bytes, strictly increasing."""
+    system = [parse_backup_system_object(r, i) for i in range(r.u32("system count"))]
+    check_strictly_increasing(system, lambda s: s["object_id"], "system object")
+    return system
+
+
+def parse_backup_system_object(r, i):
+    what = f"system object {i}"
+    start = r.pos
+    obj = {"object_id": r.take(16, f"{what} object id")}
+    obj["kind"] = r.u8(f"{what} kind")
+    if obj["kind"] not in BACKUP_SYSTEM_KINDS:
+        raise Reject(SYSTEM_LAYER, f"{what} kind {obj['kind']} is not 2 or 4")
+    obj["pin"] = r.take(32, f"{what} pin")
+    obj["stored_length"] = r.u64(f"{what} stored length")
+    obj["manifest_offset"] = r.u64(f"{what} manifest offset")
+    obj["manifest_length"] = r.u64(f"{what} manifest length")
+    obj["created"] = r.u64(f"{what} created")
+    obj["at"] = (start, r.pos)
+    return obj
+
+
+def check_backup_identity(backup, man):
+    """The backup's repo id is the manifest's (see README: not stated)."""
+    if backup["repo_id"] != man["repo_id"]:
+        raise Reject(SYSTEM_LAYER, "backup repo id differs from the manifest's")
+
+
+def backup_hash(p):
+    """SHA-256("holdfast/v1/backup" || plaintext)."""
+    return hashlib.sha256(b"holdfast/v1/backup" + p).digest()
+
+
+# Repository marker (kind 4)
+
+
 def parse_marker(p, man, store_name):
     """Kind 4: version, repo id (= name's and manifest's), created."""
-    r = Reader(p, "marker")
-    if r.u8("marker version") != 0x01:
-        raise Reject("marker", "marker version not 1")
+    r = Reader(p, SYSTEM_LAYER)
+    version = r.u8("marker version")
+    if version != 0x01:
+        raise Reject(SYSTEM_LAYER, f"marker version {version}")
     repo_id = r.take(16, "repo id")
     created = r.u64("created")
     r.end()
     if repo_id != man["repo_id"]:
-        raise Reject("marker", "repo id differs from the manifest's")
+        raise Reject(SYSTEM_LAYER, "marker repo id differs from the manifest's")
     if store_name != MARKER_PREFIX + repo_id.hex():
-        raise Reject("marker", "repo id differs from the store name's")
+        raise Reject(SYSTEM_LAYER, "marker repo id differs from the store name's")
     return {"repo_id": repo_id, "created": created}
 
 
@@ -611,9 +836,7 @@ def parse_marker(p, man, store_name):
 # Object vectors
 
 
-def check_object_vector(case, directory):
-    with open(os.path.join(directory, case["file"]), "rb") as f:
-        blob = f.read()
+def case_context(case):
     ctx = ReadContext(
         wrapping_key=bytes.fromhex(case["kek"]),
         kek_version=case["kek_version"],
@@ -626,23 +849,36 @@ def check_object_vector(case, directory):
         raise AssertionError(
             f"index object_id {case['object_id']} is not the store name's {ctx.object_id.hex()}"
         )
+    return ctx
+
+
+def read_case_object(case, directory):
+    with open(os.path.join(directory, case["file"]), "rb") as f:
+        blob = f.read()
+    ctx = case_context(case)
+    man, plaintext, pin = read_object(blob, ctx)
+    return blob, ctx, man, plaintext, pin
+
+
+def check_object_vector(case, directory):
+    """Returns a note for the ok line (the backup hash of a kind-3 object)."""
     try:
-        man, plaintext, pin = read_object(blob, ctx)
+        blob, ctx, man, plaintext, pin = read_case_object(case, directory)
+        system = read_system_plaintext(man, plaintext, ctx)
     except Reject as e:
         if case["expect"] == "reject":
             if e.layer == case["layer"]:
-                return
+                return None
             raise AssertionError(f"rejected at layer {e.layer!r} ({e.reason}), want {case['layer']!r}")
         raise AssertionError(f"rejected: {e}")
     if case["expect"] != "ok":
         raise AssertionError(f"accepted, want rejection at layer {case['layer']!r}")
     compare_object_expectations(case, man, plaintext, pin, len(blob))
-    if man["kind"] == KIND_JOURNAL:
-        rec = parse_journal_entry(plaintext)
-        if rec["type"] == 1 and rec["bucket_id"] == ZERO_ID:
-            raise AssertionError("bucket key record with a zero bucket id")
-    elif man["kind"] == KIND_MARKER:
-        parse_marker(plaintext, man, ctx.store_name)
+    if man["kind"] == KIND_JOURNAL and system["type"] == 1 and system["bucket_id"] == ZERO_ID:
+        raise AssertionError("bucket key record with a zero bucket id")
+    if man["kind"] == KIND_CATALOG_BACKUP:
+        return f"sequence {system['sequence']}, backup hash {system['hash'].hex()}"
+    return None
 
 
 def compare_object_expectations(case, man, plaintext, pin, stored_length):
@@ -927,6 +1163,123 @@ def compare_keyring_expectations(case, ring):
 
 
 # ---------------------------------------------------------------------------
+# Self-test: the catalog-backup vector's plaintext must be accepted, and each
+# rule-breaking mutation of it rejected (layer `manifest`, for that rule).
+
+
+def catalog_backup_plaintext(index, directory):
+    """(plaintext, manifest) of the positive kind-3 vector, read in full."""
+    cases = [c for c in index["cases"] if c["name"] == "catalog-backup"]
+    if len(cases) != 1:
+        raise AssertionError(f"{len(cases)} catalog-backup vectors in the index, want 1")
+    _, _, man, plaintext, _ = read_case_object(cases[0], directory)
+    if man["kind"] != KIND_CATALOG_BACKUP:
+        raise AssertionError(f"catalog-backup vector is kind {man['kind']}")
+    return plaintext, man
+
+
+def splice(p, at, replacement):
+    return p[:at] + replacement + p[at + len(replacement):]
+
+
+def mutate_swap_objects(p, backup):
+    """Objects 0 and 1 change places (breaks the (bucket, key) order)."""
+    if len(backup["objects"]) < 2:
+        raise AssertionError("the vector has fewer than two objects to swap")
+    (s0, e0), (s1, e1) = backup["objects"][0]["at"], backup["objects"][1]["at"]
+    return p[:s0] + p[s1:e1] + p[e0:s1] + p[s0:e0] + p[e1:]
+
+
+def mutate_swap_buckets(p, backup):
+    """Buckets 0 and 1 change places (breaks the name order)."""
+    if len(backup["buckets"]) < 2:
+        raise AssertionError("the vector has fewer than two buckets to swap")
+    (s0, e0), (s1, e1) = backup["buckets"][0]["at"], backup["buckets"][1]["at"]
+    return p[:s0] + p[s1:e1] + p[e0:s1] + p[s0:e0] + p[e1:]
+
+
+def mutate_duplicate_object(p, backup):
+    """Object 1 replaced by a copy of object 0 (a duplicate (bucket, key))."""
+    if len(backup["objects"]) < 2:
+        raise AssertionError("the vector has fewer than two objects")
+    (s0, e0), (s1, e1) = backup["objects"][0]["at"], backup["objects"][1]["at"]
+    return p[:s1] + p[s0:e0] + p[e1:]
+
+
+def mutate_sequence_zero(p, backup):
+    return splice(p, BACKUP_SEQUENCE_AT, bytes(8))
+
+
+def mutate_trailing_byte(p, backup):
+    return p + b"\x00"
+
+
+def mutate_key_state_9(p, backup):
+    if not backup["keys"]:
+        raise AssertionError("the vector has no key record")
+    return splice(p, backup["keys"][0]["state_at"], b"\x09")
+
+
+def mutate_system_kind_3(p, backup):
+    if not backup["system"]:
+        raise AssertionError("the vector has no system object")
+    return splice(p, backup["system"][0]["at"][0] + 16, bytes([KIND_CATALOG_BACKUP]))
+
+
+# (name, mutation, a fragment of the rejection's reason)
+SELFTEST_MUTATIONS = [
+    ("swap-objects", mutate_swap_objects, "object 1 out of order"),
+    ("sequence-0", mutate_sequence_zero, "sequence 0"),
+    ("trailing-byte", mutate_trailing_byte, "1 trailing bytes"),
+    ("key-state-9", mutate_key_state_9, "key 0 state 9"),
+    ("swap-buckets", mutate_swap_buckets, "bucket 1 out of order"),
+    ("duplicate-object", mutate_duplicate_object, "object 1 duplicates object 0"),
+    ("system-kind-3", mutate_system_kind_3, "system object 0 kind 3"),
+]
+
+
+def decode_backup(p, man):
+    backup = parse_catalog_backup(p)
+    check_backup_identity(backup, man)
+    return backup
+
+
+def selftest_accepts(p, man):
+    backup = decode_backup(p, man)
+    return f"backup hash {backup['hash'].hex()}"
+
+
+def selftest_rejects(p, man, mutate, fragment):
+    mutated = mutate(p, decode_backup(p, man))
+    if mutated == p:
+        raise AssertionError("the mutation changed nothing")
+    try:
+        decode_backup(mutated, man)
+    except Reject as e:
+        if e.layer != SYSTEM_LAYER or fragment not in e.reason:
+            raise AssertionError(f"rejected as {e}, want {SYSTEM_LAYER}: ...{fragment}...")
+        return e.reason
+    raise AssertionError("mutated backup accepted")
+
+
+def run_selftests(index, directory, report):
+    try:
+        plaintext, man = catalog_backup_plaintext(index, directory)
+        unreadable = None
+    except Exception as e:  # noqa: BLE001 -- reported by every self-test
+        plaintext, man, unreadable = None, None, e
+
+    def with_plaintext(fn, *args):
+        if unreadable is not None:
+            raise AssertionError(f"catalog-backup vector unusable: {unreadable}")
+        return fn(plaintext, man, *args)
+
+    report("selftest/catalog-backup-unmutated", with_plaintext, selftest_accepts)
+    for name, mutate, fragment in SELFTEST_MUTATIONS:
+        report(f"selftest/catalog-backup-{name}", with_plaintext, selftest_rejects, mutate, fragment)
+
+
+# ---------------------------------------------------------------------------
 # Driver
 
 
@@ -936,14 +1289,14 @@ def run(vectors_dir):
     def report(name, fn, *args):
         nonlocal passed, failed
         try:
-            fn(*args)
+            note = fn(*args)
         except Exception as e:  # noqa: BLE001 -- every failure is reported
             failed += 1
             why = str(e) if isinstance(e, (AssertionError, Reject)) else f"{type(e).__name__}: {e}"
             print(f"FAIL {name}: {why}")
         else:
             passed += 1
-            print(f"ok {name}")
+            print(f"ok {name}: {note}" if note else f"ok {name}")
 
     obj_dir = os.path.join(vectors_dir, "object")
     index_path = os.path.join(obj_dir, "index.json")
@@ -955,6 +1308,7 @@ def run(vectors_dir):
             print(f"FAIL object/index.json: format_version {index.get('format_version')}")
         for case in index["cases"]:
             report("object/" + case["name"], check_object_vector, case, obj_dir)
+        run_selftests(index, obj_dir, report)
     else:
         failed += 1
         print(f"FAIL {index_path}: missing")
