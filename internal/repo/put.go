@@ -150,12 +150,14 @@ type PutItem struct {
 var putBatch = 512
 
 // PutMany stores many objects in one bucket with the same order of
-// operations as Put, batched: one catalog transaction records a batch's
-// pending writes, the store writes run on every core, one transaction
-// commits the batch, then the replaced versions are deleted. If any object
-// of a batch fails, that batch's store writes are removed and nothing of
-// it is committed; earlier batches stay committed. done is called after
-// each committed object.
+// operations as Put, batched and overlapped: one catalog transaction
+// records a batch's pending writes, the store writes run on every core,
+// the batch is made durable (one sync for stores that implement
+// store.DeferredSyncer) and committed in one transaction, then the
+// replaced versions are deleted — while the next batch is already being
+// stored. If any object of a batch fails, that batch's store writes are
+// removed and nothing of it is committed; earlier batches stay committed.
+// done is called, from one goroutine, after each committed object.
 func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done func(catalog.Entry)) error {
 	for _, it := range items {
 		if err := ValidateKey(it.Key); err != nil {
@@ -168,6 +170,58 @@ func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done
 	}
 	w.deferSync, _ = r.st.(store.DeferredSyncer)
 	owner := ownerToken()
+
+	type stored struct {
+		ps      []catalog.Pending
+		entries []catalog.Entry
+	}
+	discard := func(ps []catalog.Pending) {
+		for _, p := range ps {
+			r.discard(ctx, p.ObjectID, format.StoreName(p.ObjectID))
+		}
+	}
+	// The committer makes each stored batch durable and records it while
+	// the loop below stores the next one.
+	toCommit := make(chan stored, 1)
+	commitDone := make(chan error, 1)
+	go func() {
+		var failed error
+		for b := range toCommit {
+			if failed != nil {
+				discard(b.ps)
+				continue
+			}
+			if w.deferSync != nil {
+				// The batch's objects are durable before the catalog
+				// records them.
+				if err := w.deferSync.Sync(ctx); err != nil {
+					failed = err
+					discard(b.ps)
+					continue
+				}
+			}
+			replaced, err := r.cat.CommitPutBatch(ctx, b.entries)
+			if err != nil {
+				failed = err
+				discard(b.ps)
+				continue
+			}
+			for i, old := range replaced {
+				if old != nil {
+					r.removeGarbage(ctx, old.ObjectID)
+				}
+				if done != nil {
+					done(b.entries[i])
+				}
+			}
+		}
+		commitDone <- failed
+	}()
+	finish := func(err error) error {
+		close(toCommit)
+		return errors.Join(err, <-commitDone)
+	}
+
 	for len(items) > 0 {
 		n := min(len(items), putBatch)
 		batch := items[:n]
@@ -176,12 +230,12 @@ func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done
 		for i, it := range batch {
 			id, err := newID()
 			if err != nil {
-				return err
+				return finish(err)
 			}
 			ps[i] = catalog.Pending{ObjectID: id, Kind: int(format.KindData), Bucket: bucket, Key: it.Key, Owner: owner, Started: time.Now()}
 		}
 		if err := r.cat.BeginPutBatch(ctx, ps); err != nil {
-			return err
+			return finish(err)
 		}
 		entries := make([]catalog.Entry, n)
 		errs := make([]error, n)
@@ -209,38 +263,12 @@ func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done
 		close(next)
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
-			for _, p := range ps {
-				r.discard(ctx, p.ObjectID, format.StoreName(p.ObjectID))
-			}
-			return err
+			discard(ps)
+			return finish(err)
 		}
-		if w.deferSync != nil {
-			// The batch's objects are made durable before the catalog
-			// records them.
-			if err := w.deferSync.Sync(ctx); err != nil {
-				for _, p := range ps {
-					r.discard(ctx, p.ObjectID, format.StoreName(p.ObjectID))
-				}
-				return err
-			}
-		}
-		replaced, err := r.cat.CommitPutBatch(ctx, entries)
-		if err != nil {
-			for _, p := range ps {
-				r.discard(ctx, p.ObjectID, format.StoreName(p.ObjectID))
-			}
-			return err
-		}
-		for i, old := range replaced {
-			if old != nil {
-				r.removeGarbage(ctx, old.ObjectID)
-			}
-			if done != nil {
-				done(entries[i])
-			}
-		}
+		toCommit <- stored{ps, entries}
 	}
-	return nil
+	return finish(nil)
 }
 
 // removeGarbage deletes a superseded or deleted version from the store and
