@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -295,7 +296,7 @@ func (e *env) getCmd() *cobra.Command {
 				// Through a temporary file renamed into place only when every
 				// byte authenticated: a failed or interrupted get leaves no
 				// output file.
-				return atomicfile.Write(args[1], atomicfile.Options{Mode: 0o644}, func(w io.Writer) error {
+				return atomicfile.Write(args[1], atomicfile.Options{Mode: outputMode()}, func(w io.Writer) error {
 					bar := newBar(e.stderr, e.quiet || e.jsonOut, rd.Entry.Size, "get "+args[0])
 					if bar != nil {
 						w = io.MultiWriter(w, bar)
@@ -308,6 +309,13 @@ func (e *env) getCmd() *cobra.Command {
 		},
 	}
 	return c
+}
+
+// outputMode is the mode a new file gets by default: 0666 less the umask.
+func outputMode() os.FileMode {
+	u := syscall.Umask(0)
+	syscall.Umask(u)
+	return 0o666 &^ os.FileMode(u)
 }
 
 // parseRange parses START-END (inclusive, like HTTP), START- or -SUFFIX.
@@ -500,7 +508,7 @@ func (e *env) verifyCmd() *cobra.Command {
 			ctx := c.Context()
 			r, err := e.open(ctx, false)
 			if err != nil {
-				return codeError{exitUnchecked, err}
+				return err
 			}
 			defer r.Close()
 			findings := []repo.Finding{}
@@ -522,6 +530,9 @@ func (e *env) verifyCmd() *cobra.Command {
 				}
 			})
 			if err != nil {
+				if code, _ := classify(err); code != exitError {
+					return err // interrupted, key trouble, …: its own code
+				}
 				return codeError{exitUnchecked, fmt.Errorf("could not check: %w", err)}
 			}
 			verdict := "clean"

@@ -36,6 +36,11 @@ type env struct {
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.Hooks) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal, a second one ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, hooks: hooks}
 	root := &cobra.Command{
 		Use:           "holdfast",

@@ -51,18 +51,19 @@ func Write(path string, o Options, fill func(io.Writer) error) (err error) {
 			err = fmt.Errorf("removing temporary file: %w", rmErr)
 		}
 	}()
-	mode := o.Mode
-	if mode == 0 {
-		mode = 0o600
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fmt.Errorf("setting mode of temporary file: %w", err)
-	}
+	// The temporary file stays 0600 while it is written (a partial file
+	// left by a crash is readable by its owner only); the final mode is set
+	// once the content is complete.
 	if err := fill(f); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("syncing temporary file: %w", err)
+	}
+	if o.Mode != 0 && o.Mode != 0o600 {
+		if err := f.Chmod(o.Mode); err != nil {
+			return fmt.Errorf("setting mode of temporary file: %w", err)
+		}
 	}
 	err = f.Close()
 	f = nil
@@ -79,8 +80,10 @@ func Write(path string, o Options, fill func(io.Writer) error) (err error) {
 	} else if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("moving file into place: %w", err)
 	}
+	// If this last sync fails, the new content is in place but its
+	// durability is unknown; the error says so.
 	if err := SyncDir(dir); err != nil {
-		return fmt.Errorf("syncing directory: %w", err)
+		return fmt.Errorf("file written, but syncing its directory failed: %w", err)
 	}
 	return nil
 }

@@ -369,8 +369,17 @@ func commitSegment(t *txn, es []Entry, replaced []*Entry) error {
 				return err
 			}
 		}
-		if _, err := t.exec(`DELETE FROM pending WHERE object_id IN (SELECT object_id FROM temp.commit_batch)`); err != nil {
+		// Every entry must still be pending: a write whose pending row
+		// was removed (its object cleaned up as an orphan) must not
+		// commit.
+		res, err := t.exec(`DELETE FROM pending WHERE object_id IN (SELECT object_id FROM temp.commit_batch)`)
+		if err != nil {
 			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != int64(len(es)) {
+			return fmt.Errorf("%d of %d writes are no longer pending: %w", int64(len(es))-n, len(es), ErrNotPending)
 		}
 	}
 	args = make([]any, 0, len(es)*entryNCols)

@@ -15,6 +15,9 @@ var (
 	// ErrStaleVersion: a version is not greater than one already recorded
 	// for its (bucket,key), so another writer got there first.
 	ErrStaleVersion = errors.New("stale version")
+	// ErrNotPending: a commit found no pending record for its object (it
+	// was cleaned up as an orphan); the write must not be recorded.
+	ErrNotPending = errors.New("write is no longer pending")
 	// ErrNotEmpty: a bucket still has current objects.
 	ErrNotEmpty = errors.New("not empty")
 	// ErrNewerSchema: the catalog file was written by a newer Holdfast.
@@ -195,6 +198,11 @@ type Catalog interface {
 	CommitSystem(ctx context.Context, s SystemObject) error
 	// SystemObjects returns every system object, oldest first.
 	SystemObjects(ctx context.Context) ([]SystemObject, error)
+	// CommitBucketKey is CommitSystem for a key journal entry together with
+	// the bucket key record it holds, in one transaction: both or neither.
+	// ErrExists if the bucket already has that key version (another
+	// process created it first).
+	CommitBucketKey(ctx context.Context, s SystemObject, k BucketKey) error
 
 	Get(ctx context.Context, bucket, key string) (Entry, error) // ErrNotFound
 	// List calls fn for the entries of bucket whose key starts with prefix,

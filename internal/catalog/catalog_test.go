@@ -370,6 +370,7 @@ func TestListPaging(t *testing.T) {
 	for i := range n {
 		es = append(es, mkEntry("b", fmt.Sprintf("k%05d", n-1-i), 1)) // reverse order
 	}
+	pend(t, c, es...)
 	_, err := c.CommitPutBatch(ctx, es)
 	mustNot(t, "CommitPutBatch", err)
 	putNext(t, c, "a", "first")
@@ -561,6 +562,7 @@ func testCommitRefusals(t *testing.T, wp writePath) {
 	mustNot(t, "Delete", err)
 	cur := putNext(t, c, "b", "cur")
 	sys := SystemObject{ObjectID: newID(), Kind: KindMarker, Pin: pinOf(newID())}
+	mustNot(t, "BeginPut", c.BeginPut(ctx, Pending{ObjectID: sys.ObjectID, Kind: KindMarker, Owner: "test", Started: time.Now()}))
 	mustNot(t, "CommitSystem", c.CommitSystem(ctx, sys))
 	for _, tc := range []struct {
 		name string
@@ -579,6 +581,9 @@ func testCommitRefusals(t *testing.T, wp writePath) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := mkEntry("b", "new-"+tc.name, 1)
+			if tc.want == nil {
+				pend(t, c, e)
+			}
 			tc.edit(&e)
 			before, _ := c.Count(ctx)
 			_, err := wp.commit(c, e)
@@ -834,11 +839,13 @@ func TestBatch(t *testing.T) {
 	// A stale entry fails the whole commit batch.
 	stale := append([]Entry{}, es...)
 	stale = append(stale, mkEntry("b", "k1", 1))
+	pend(t, c, stale[2:]...) // es[:2] are pending already
 	_, err := c.CommitPutBatch(ctx, stale)
 	wantErr(t, "CommitPutBatch with stale", err, ErrStaleVersion)
 	if cnt, _ := c.Count(ctx); cnt != 1 {
 		t.Errorf("failed batch committed: %d entries", cnt)
 	}
+	mustNot(t, "AbortPut", c.AbortPut(ctx, stale[3].ObjectID))
 
 	replaced, err := c.CommitPutBatch(ctx, es)
 	mustNot(t, "CommitPutBatch", err)
@@ -925,6 +932,9 @@ func TestBatchDuplicatesInside(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := b
 			tc.edit(&b)
+			if tc.want == nil {
+				pend(t, c, a, b)
+			}
 			_, err := c.CommitPutBatch(ctx, []Entry{a, b})
 			if tc.want == nil {
 				mustNot(t, "CommitPutBatch", err)
@@ -1193,5 +1203,74 @@ func TestPrefixEnd(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("prefixEnd(%q) = %q, %v", tc.in, got, ok)
 		}
+	}
+}
+
+// pend records pending writes for entries, as BeginPut would before a
+// commit.
+func pend(t testing.TB, c Catalog, es ...Entry) {
+	t.Helper()
+	ps := make([]Pending, len(es))
+	for i, e := range es {
+		ps[i] = Pending{ObjectID: e.ObjectID, Kind: KindObject, Bucket: e.Bucket, Key: e.Key, Owner: "test", Started: time.Now()}
+	}
+	mustNot(t, "BeginPutBatch", c.BeginPutBatch(context.Background(), ps))
+}
+
+// TestCommitNeedsPending: a write whose pending record was removed (by a
+// cleanup that judged it orphaned) cannot commit, beside a control that
+// differs only in the pending record.
+func TestCommitNeedsPending(t *testing.T) {
+	ctx := context.Background()
+	c, _ := newCatalog(t)
+	ok := mkEntry("b", "k", 1)
+	pend(t, c, ok)
+	if _, err := c.CommitPut(ctx, ok); err != nil {
+		t.Fatalf("control: %v", err)
+	}
+	gone := mkEntry("b", "k", 2)
+	pend(t, c, gone)
+	mustNot(t, "AbortPut", c.AbortPut(ctx, gone.ObjectID))
+	if _, err := c.CommitPut(ctx, gone); !errors.Is(err, ErrNotPending) {
+		t.Fatalf("commit without pending: %v", err)
+	}
+	batch := mkEntry("b", "k", 3)
+	if _, err := c.CommitPutBatch(ctx, []Entry{batch}); !errors.Is(err, ErrNotPending) {
+		t.Fatalf("batch commit without pending: %v", err)
+	}
+	sys := SystemObject{ObjectID: newID(), Kind: KindJournal, Pin: pinOf(newID())}
+	if err := c.CommitSystem(ctx, sys); !errors.Is(err, ErrNotPending) {
+		t.Fatalf("system commit without pending: %v", err)
+	}
+	if e, _ := c.Get(ctx, "b", "k"); e.ObjectID != ok.ObjectID {
+		t.Fatal("a refused commit changed the current entry")
+	}
+}
+
+// TestCommitBucketKeyIsAtomic: the journal entry and its bucket key record
+// are recorded together or not at all.
+func TestCommitBucketKeyIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	c, _ := newCatalog(t)
+	b := mustCreateBucket(t, c, "kb")
+	mk := func() (SystemObject, BucketKey) {
+		s := SystemObject{ObjectID: newID(), Kind: KindJournal, Pin: pinOf(newID())}
+		mustNot(t, "BeginPut", c.BeginPut(ctx, Pending{ObjectID: s.ObjectID, Kind: KindJournal, Owner: "t", Started: time.Now()}))
+		k := BucketKey{BucketID: b.ID, Version: 1, KeyCheck: make([]byte, 32), JournalID: s.ObjectID, State: 1,
+			Wrapped: keys.Wrapped{Source: keys.SourceKeyring, Alg: keys.AlgHKDFGCMCommit, KEKVersion: 1, Data: make([]byte, keys.WrappedLenHKDFGCMCommit)}}
+		return s, k
+	}
+	s1, k1 := mk()
+	mustNot(t, "CommitBucketKey", c.CommitBucketKey(ctx, s1, k1)) // control
+	s2, k2 := mk()                                                // a second v1: another process lost the race
+	if err := c.CommitBucketKey(ctx, s2, k2); !errors.Is(err, ErrExists) {
+		t.Fatalf("second v1: %v", err)
+	}
+	sys, _ := c.SystemObjects(ctx)
+	if len(sys) != 1 || sys[0].ObjectID != s1.ObjectID {
+		t.Fatalf("the refused journal entry was recorded: %+v", sys)
+	}
+	if k, _ := c.Lookup(ctx, s2.ObjectID); k != KnownPending {
+		t.Fatalf("the refused entry is %v, want still pending (for cleanup)", k)
 	}
 }

@@ -316,7 +316,10 @@ func (c *sqliteCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) 
 				return err
 			}
 		}
-		if _, err := t.exec(`DELETE FROM pending WHERE object_id = ?`, e.ObjectID[:]); err != nil {
+		if err := affected(t.exec(`DELETE FROM pending WHERE object_id = ?`, e.ObjectID[:])); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return ErrNotPending
+			}
 			return err
 		}
 		if _, err := t.exec(`INSERT INTO objects (`+entryCols+`)
@@ -577,13 +580,31 @@ func insertSystem(t *txn, s *SystemObject) error {
 }
 
 func (c *sqliteCatalog) CommitSystem(ctx context.Context, s SystemObject) error {
+	return c.commitSystem(ctx, s, nil)
+}
+
+func (c *sqliteCatalog) CommitBucketKey(ctx context.Context, s SystemObject, k BucketKey) error {
+	return c.commitSystem(ctx, s, &k)
+}
+
+// commitSystem records system object s and, in the same transaction, the
+// bucket key record it holds, if any.
+func (c *sqliteCatalog) commitSystem(ctx context.Context, s SystemObject, k *BucketKey) error {
 	err := c.write(ctx, func(t *txn) error {
+		if k != nil {
+			if err := insertBucketKey(t, k); err != nil {
+				return err
+			}
+		}
 		if k, err := t.lookup(s.ObjectID); err != nil {
 			return err
 		} else if k != KnownNone && k != KnownPending {
 			return ErrExists
 		}
-		if _, err := t.exec(`DELETE FROM pending WHERE object_id = ?`, s.ObjectID[:]); err != nil {
+		if err := affected(t.exec(`DELETE FROM pending WHERE object_id = ?`, s.ObjectID[:])); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return ErrNotPending
+			}
 			return err
 		}
 		return insertSystem(t, &s)

@@ -69,11 +69,11 @@ func Open(ctx context.Context, path string) (Catalog, error) {
 	q.Set("_busy_timeout", "10000")
 	q.Set("_journal_mode", "WAL")
 	q.Set("_foreign_keys", "on")
-	// In WAL mode synchronous=NORMAL never corrupts the database: a commit
-	// is atomic and survives a process crash; only a power loss or OS crash
-	// may roll back the last transactions before a checkpoint. FULL would
-	// fsync the WAL on every commit.
-	q.Set("_synchronous", "NORMAL")
+	// synchronous=FULL: a commit is durable when it returns. Holdfast
+	// deletes store objects right after commits that supersede them; with
+	// NORMAL a power loss could roll the catalog back to a version whose
+	// object is already gone.
+	q.Set("_synchronous", "FULL")
 	// BEGIN IMMEDIATE for every transaction: see sqliteCatalog.
 	q.Set("_txlock", "immediate")
 	// The batch calls stage rows in temporary tables; keep them in memory.

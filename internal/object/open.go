@@ -120,12 +120,13 @@ func Open(ctx context.Context, st store.Store, name string, exp Expect, unwrap U
 	}
 	var mct, fct []byte
 	if exp.ManifestOff > 0 {
-		if exp.ManifestOff+exp.ManifestLen+format.FooterLen != stored {
-			return nil, fmt.Errorf("catalog offsets do not fit the stored length")
+		if exp.ManifestOff < format.HeaderLen || exp.ManifestLen <= format.TagSize || exp.ManifestLen > stored ||
+			exp.ManifestOff+exp.ManifestLen+format.FooterLen != stored {
+			return nil, fmt.Errorf("the catalog's manifest offsets (%d, %d) do not fit the stored length %d", exp.ManifestOff, exp.ManifestLen, stored)
 		}
 		// Read whole manifest blocks (padding lies before the manifest), so
 		// the request does not reveal the manifest's exact length.
-		start := max(stored-format.FooterLen-int64(roundBlock(uint64(exp.ManifestLen))), format.HeaderLen)
+		start := min(max(stored-format.FooterLen-int64(roundBlock(uint64(exp.ManifestLen))), format.HeaderLen), exp.ManifestOff)
 		tail, err := readTail(ctx, st, name, start, stored)
 		if err != nil {
 			return nil, err

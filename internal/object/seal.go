@@ -137,10 +137,16 @@ func (s *Sealer) Read(p []byte) (int, error) {
 	return s.pr.Read(p)
 }
 
-// Close stops a Read in progress.
+// Close stops a Read in progress (its pipeline then winds down) and
+// forgets the data key. Callers that hand the Sealer to a store's Put must
+// Close it afterwards, whatever the outcome.
 func (s *Sealer) Close() error {
 	if s.pr != nil {
 		s.pr.CloseWithError(errors.New("sealer closed"))
+	}
+	if !s.started {
+		// WriteTo, if it ran, wiped the key when it finished.
+		s.d.dek.Wipe()
 	}
 	return nil
 }
@@ -179,6 +185,8 @@ func (s *Sealer) WriteTo(w io.Writer) (int64, error) {
 		return 0, errors.New("sealer already consumed")
 	}
 	s.done = true
+	// The data key is needed only while the object is written.
+	defer s.d.dek.Wipe()
 	var written int64
 	write := func(b []byte) error {
 		n, err := w.Write(b)

@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"syscall"
 	"testing"
 
+	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/store"
 	"github.com/holdfast/holdfast/internal/store/storetest"
@@ -68,6 +71,12 @@ func crashChild() int {
 		_, err = r.Delete(ctx, "crash", "obj")
 	case "new-bucket":
 		_, err = r.Put(ctx, "fresh", "obj", bytes.NewReader(newData), PutOptions{})
+	case "put-many":
+		var items []PutItem
+		for _, k := range []string{"obj", "many-1", "many-2"} {
+			items = append(items, PutItem{Key: k, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(newData)), nil }})
+		}
+		err = r.PutMany(ctx, "crash", items, nil)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -95,6 +104,11 @@ func TestCrashSafety(t *testing.T) {
 		{"new-bucket", "store:put-mid", false},
 		{"new-bucket", "store:put-end", false},
 		{"new-bucket", "store:rename", false},
+		{"new-bucket", "system:stored", false},
+		{"put-many", "store:put-mid", false},
+		{"put-many", "putmany:stored", false},
+		{"put-many", "putmany:synced", false},
+		{"put-many", "putmany:committed", true},
 	}
 	for _, c := range cases {
 		t.Run(c.op+"/"+c.point, func(t *testing.T) {
@@ -119,13 +133,18 @@ func TestCrashSafety(t *testing.T) {
 				if _, err := e.get("crash", "obj"); !errors.Is(err, ErrNotFound) {
 					t.Fatalf("after a committed rm: %v", err)
 				}
-			case c.op == "overwrite" && c.committed:
+			case (c.op == "overwrite" || c.op == "put-many") && c.committed:
 				e.mustGet("crash", "obj", newData)
 			default:
 				e.mustGet("crash", "obj", oldData)
 			}
 			if c.op == "new-bucket" {
 				if _, err := e.get("fresh", "obj"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("uncommitted object visible: %v", err)
+				}
+			}
+			if c.op == "put-many" && !c.committed {
+				if _, err := e.get("crash", "many-1"); !errors.Is(err, ErrNotFound) {
 					t.Fatalf("uncommitted object visible: %v", err)
 				}
 			}
@@ -146,6 +165,9 @@ func TestCrashSafety(t *testing.T) {
 			case "new-bucket":
 				e.put("fresh", "obj", newData)
 				e.mustGet("fresh", "obj", newData)
+			case "put-many":
+				e.put("crash", "many-1", newData)
+				e.mustGet("crash", "many-1", newData)
 			}
 			e.mustVerifyClean()
 			// Nothing but live objects and their system objects remain.
@@ -158,4 +180,37 @@ func TestCrashSafety(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMisjudgedOrphanCannotCommit: if another process wrongly cleans up a
+// live write (removes its pending record and stored object), that write
+// fails instead of recording an object that is gone; the previous version
+// still reads. Control: the same put without the interference succeeds.
+func TestMisjudgedOrphanCannotCommit(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.put("crash", "obj", oldData)
+	interfere := true
+	e.hooks = &Hooks{At: func(p string) {
+		if p != "put:stored" || !interfere {
+			return
+		}
+		pend, err := e.r.Catalog().ListPending(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		for _, p := range pend {
+			e.r.Store().Delete(ctx, format.StoreName(p.ObjectID))
+			e.r.Catalog().AbortPut(ctx, p.ObjectID)
+		}
+	}}
+	e.reopen()
+	if _, err := e.r.Put(ctx, "crash", "obj", bytes.NewReader(newData), PutOptions{}); !errors.Is(err, catalog.ErrNotPending) {
+		t.Fatalf("put after its pending record was removed: %v", err)
+	}
+	e.mustGet("crash", "obj", oldData)
+	e.mustVerifyClean()
+	interfere = false
+	e.put("crash", "obj", newData)
+	e.mustGet("crash", "obj", newData)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/object"
 	"github.com/holdfast/holdfast/internal/secret"
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 func newID() (keys.ID, error) {
@@ -123,13 +124,16 @@ func (r *Repo) newBucketKey(ctx context.Context, b catalog.Bucket, ver uint32) (
 	if err != nil {
 		return catalog.BucketKey{}, err
 	}
-	jid, err := r.writeSystem(ctx, format.KindJournal, nil, plain)
-	if err != nil {
+	bk := catalog.BucketKey{BucketID: b.ID, Version: ver, Wrapped: w, KeyCheck: kc, Created: now, State: 1}
+	// The journal entry and the catalog's record of the key commit in one
+	// transaction: both or neither.
+	if _, err := r.writeSystem(ctx, format.KindJournal, nil, plain, &bk); err != nil {
+		if errors.Is(err, catalog.ErrExists) {
+			// Another process made this version first; use its key.
+			k.Wipe()
+			return r.primaryBucketKey(ctx, b)
+		}
 		return catalog.BucketKey{}, fmt.Errorf("writing key journal entry: %w", err)
-	}
-	bk := catalog.BucketKey{BucketID: b.ID, Version: ver, Wrapped: w, KeyCheck: kc, Created: now, JournalID: jid, State: 1}
-	if err := r.cat.AddBucketKey(ctx, bk); err != nil {
-		return catalog.BucketKey{}, err
 	}
 	r.mu.Lock()
 	r.bkeys[bkRef{b.ID, ver}] = k
@@ -138,8 +142,11 @@ func (r *Repo) newBucketKey(ctx context.Context, b catalog.Bucket, ver uint32) (
 }
 
 // writeSystem stores a system object (journal entry, marker) whose data
-// key is wrapped under the primary root key. id nil: a fresh id.
-func (r *Repo) writeSystem(ctx context.Context, kind format.Kind, fixed *keys.ID, plain []byte) (keys.ID, error) {
+// key is wrapped under the primary root key. fixed nil: a fresh id. With bk
+// set, the bucket key record it holds is committed with it (bk.JournalID
+// is filled in); a conflict removes the stored object and returns
+// catalog.ErrExists.
+func (r *Repo) writeSystem(ctx context.Context, kind format.Kind, fixed *keys.ID, plain []byte, bk *catalog.BucketKey) (keys.ID, error) {
 	var id keys.ID
 	var err error
 	if fixed != nil {
@@ -164,17 +171,28 @@ func (r *Repo) writeSystem(ctx context.Context, kind format.Kind, fixed *keys.ID
 	if err != nil {
 		return id, err
 	}
+	defer s.Close()
 	if err := r.cat.BeginPut(ctx, catalog.Pending{ObjectID: id, Kind: int(kind), Owner: ownerToken(), Started: time.Now()}); err != nil {
 		return id, err
 	}
-	if err := r.st.Put(ctx, name, s, -1); err != nil {
+	if err := r.st.Put(ctx, name, s, store.UnknownSize); err != nil {
 		r.discard(ctx, id, name)
 		return id, err
 	}
+	r.hooks.at("system:stored")
 	res := s.Result()
 	so := catalog.SystemObject{ObjectID: id, Kind: int(kind), Pin: res.Pin, StoredLen: int64(res.Sizes.Stored),
 		ManifestOff: int64(res.Sizes.ManifestOff), ManifestLen: int64(res.Sizes.ManifestLen), Created: time.Now()}
-	if err := r.cat.CommitSystem(ctx, so); err != nil {
+	if bk != nil {
+		bk.JournalID = id
+		err = r.cat.CommitBucketKey(ctx, so, *bk)
+	} else {
+		err = r.cat.CommitSystem(ctx, so)
+	}
+	if err != nil {
+		if kind != format.KindMarker {
+			r.discard(ctx, id, name)
+		}
 		return id, err
 	}
 	return id, nil
@@ -183,7 +201,7 @@ func (r *Repo) writeSystem(ctx context.Context, kind format.Kind, fixed *keys.ID
 func (r *Repo) writeMarker(ctx context.Context) error {
 	m := format.Marker{Repo: r.id, Created: uint64(time.Now().UnixNano())}
 	id := r.id
-	_, err := r.writeSystem(ctx, format.KindMarker, &id, m.Marshal())
+	_, err := r.writeSystem(ctx, format.KindMarker, &id, m.Marshal(), nil)
 	return err
 }
 

@@ -175,8 +175,10 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 	if _, err := os.Stat(filepath.Join(o.Home, ConfigFile)); err == nil {
 		return nil, fmt.Errorf("a repository already exists at %q: %w", o.Home, ErrExists)
 	}
-	if _, err := os.Stat(filepath.Join(o.Home, KeyringFile)); err == nil {
-		return nil, fmt.Errorf("a keyring already exists at %q (an interrupted init? remove it, or use recover): %w", filepath.Join(o.Home, KeyringFile), ErrExists)
+	for _, f := range []string{KeyringFile, CatalogFile, CatalogFile + "-wal"} {
+		if _, err := os.Stat(filepath.Join(o.Home, f)); err == nil {
+			return nil, fmt.Errorf("%q already exists; init makes a new repository only in a home without one (to rebuild a lost catalog with its keyring, use recover): %w", filepath.Join(o.Home, f), ErrExists)
+		}
 	}
 	if err := os.MkdirAll(o.Home, 0o700); err != nil {
 		return nil, err
@@ -251,6 +253,8 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 		return nil, err
 	}
 	if err = saveConfig(o.Home, r.cfg); err != nil {
+		// Without its keyring the marker would block every later init.
+		_ = st.Delete(context.WithoutCancel(ctx), format.MarkerName(id))
 		return nil, err
 	}
 	return r, nil

@@ -1,34 +1,52 @@
 package repo
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
 )
 
-// ownerToken names this process: its pid and its start time in clock ticks
-// since boot, so a recycled pid is not mistaken for a live writer.
+// A pending write names its owner: this machine's boot id, the pid and the
+// process start time, so that a recycled pid is not mistaken for a live
+// writer and a writer on another machine (or boot) is never judged dead
+// from here.
+var thisBoot = func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}()
+
 func ownerToken() string {
 	pid := os.Getpid()
-	return fmt.Sprintf("%d:%s", pid, procStart(pid))
+	return fmt.Sprintf("%s:%d:%s", thisBoot, pid, procStart(pid))
 }
 
-// ownerAlive reports whether the process named by tok is still running.
+// ownerAlive reports whether the writer named by tok may still be running.
+// It answers false only when it knows: same boot, and no process with that
+// pid and start time. When it cannot tell (another machine, an unreadable
+// /proc) it answers true, so the write is left alone (reported pending).
 func ownerAlive(tok string) bool {
-	p, start, ok := strings.Cut(tok, ":")
-	if !ok {
-		return false
+	f := strings.Split(tok, ":")
+	if len(f) != 3 || f[0] != thisBoot || thisBoot == "unknown" {
+		return true
 	}
-	pid, err := strconv.Atoi(p)
+	pid, err := strconv.Atoi(f[1])
 	if err != nil || pid <= 0 {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
-	if pid == os.Getpid() {
-		return start == procStart(pid)
+	if err != nil {
+		return true
 	}
-	s := procStart(pid)
-	return s != "" && s == start
+	return statStart(string(b)) == f[2]
 }
 
 // procStart returns field 22 of /proc/PID/stat (start time), or "".
@@ -37,8 +55,11 @@ func procStart(pid int) string {
 	if err != nil {
 		return ""
 	}
+	return statStart(string(b))
+}
+
+func statStart(s string) string {
 	// The command name (field 2) may contain spaces; skip past its ')'.
-	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
 		return ""

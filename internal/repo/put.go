@@ -38,18 +38,18 @@ func (r *Repo) Put(ctx context.Context, bucket, key string, src io.Reader, o Put
 	if err != nil {
 		return catalog.Entry{}, err
 	}
-	ver, err := r.cat.NextVersion(ctx, bucket, key)
-	if err != nil {
-		return catalog.Entry{}, err
-	}
 	id, err := newID()
 	if err != nil {
 		return catalog.Entry{}, err
 	}
-	if err := r.cat.BeginPut(ctx, catalog.Pending{ObjectID: id, Kind: int(format.KindData), Bucket: bucket, Key: key,
-		Owner: ownerToken(), Started: time.Now()}); err != nil {
+	// The catalog assigns and reserves the version with the pending record,
+	// so two writers of one key never seal the same version.
+	ps := []catalog.Pending{{ObjectID: id, Kind: int(format.KindData), Bucket: bucket, Key: key,
+		Owner: ownerToken(), Started: time.Now()}}
+	if err := r.cat.BeginPutBatch(ctx, ps); err != nil {
 		return catalog.Entry{}, err
 	}
+	ver := ps[0].Version
 	r.hooks.at("put:pending")
 	e, err := w.store(ctx, key, ver, id, src, o)
 	if err != nil {
@@ -121,6 +121,7 @@ func (w *bucketWriter) store(ctx context.Context, key string, ver uint64, id key
 	if err != nil {
 		return catalog.Entry{}, err
 	}
+	defer s.Close()
 	put := r.st.Put
 	if w.deferSync != nil {
 		put = w.deferSync.PutNoSync
@@ -200,12 +201,14 @@ func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done
 					continue
 				}
 			}
+			r.hooks.at("putmany:synced")
 			replaced, err := r.cat.CommitPutBatch(ctx, b.entries)
 			if err != nil {
 				failed = err
 				discard(b.ps)
 				continue
 			}
+			r.hooks.at("putmany:committed")
 			for i, old := range replaced {
 				if old != nil {
 					r.removeGarbage(ctx, old.ObjectID)
@@ -266,6 +269,7 @@ func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done
 			discard(ps)
 			return finish(err)
 		}
+		r.hooks.at("putmany:stored")
 		toCommit <- stored{ps, entries}
 	}
 	return finish(nil)

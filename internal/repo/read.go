@@ -145,7 +145,11 @@ func (r *Repo) damage(ctx context.Context, e catalog.Entry, err error) error {
 	if !errors.Is(err, format.ErrCorrupt) && !isNotExist(err) && !errors.Is(err, store.ErrInvalidRange) {
 		return err
 	}
-	st := r.classify(ctx, e)
+	st, cerr := r.classify(ctx, e)
+	if cerr != nil {
+		// The store could not be asked what it holds: could not check.
+		return fmt.Errorf("%s/%s: %w (and then: %v)", e.Bucket, e.Key, err, cerr)
+	}
 	if st == StatusAltered && format.LayerOf(err) == format.LayerSize && !isNotExist(err) {
 		// A short read of an object whose stored length and header are
 		// intact: the transfer was cut, the data is not damaged.
@@ -158,43 +162,51 @@ func (r *Repo) damage(ctx context.Context, e catalog.Entry, err error) error {
 
 // classify looks at what the store holds under e's name, without keys: the
 // data key commitment in the header identifies which version of which
-// object it is.
-func (r *Repo) classify(ctx context.Context, e catalog.Entry) Status {
+// object it is. An error means the store could not be asked.
+func (r *Repo) classify(ctx context.Context, e catalog.Entry) (Status, error) {
 	name := format.StoreName(e.ObjectID)
 	info, err := r.st.Stat(ctx, name)
-	if isNotExist(err) {
-		return StatusMissing
-	}
-	if err != nil || info.Size < format.HeaderLen {
-		return StatusTruncated
+	switch {
+	case isNotExist(err):
+		return StatusMissing, nil
+	case err != nil:
+		return "", err
+	case info.Size < format.HeaderLen:
+		return StatusTruncated, nil
 	}
 	rc, err := r.st.ReadRange(ctx, name, 0, format.HeaderLen)
+	if isNotExist(err) {
+		return StatusMissing, nil
+	}
 	if err != nil {
-		return StatusAltered
+		return "", err
 	}
 	defer rc.Close()
 	hb := make([]byte, format.HeaderLen)
 	if _, err := io.ReadFull(rc, hb); err != nil {
-		return StatusTruncated
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return StatusTruncated, nil
+		}
+		return "", err
 	}
 	h, err := format.ParseHeader(hb)
 	if err != nil {
-		return StatusAltered
+		return StatusAltered, nil
 	}
 	if h.Commit == e.Commit {
 		if info.Size < e.StoredLen {
-			return StatusTruncated
+			return StatusTruncated, nil
 		}
-		return StatusAltered
+		return StatusAltered, nil
 	}
 	if he, err := r.cat.HistoryByCommit(ctx, h.Commit); err == nil {
 		if he.Bucket == e.Bucket && he.Key == e.Key && he.Version < e.Version {
-			return StatusRolledBack
+			return StatusRolledBack, nil
 		}
-		return StatusSwapped
+		return StatusSwapped, nil
 	}
 	if _, err := r.cat.CurrentByCommit(ctx, h.Commit); err == nil {
-		return StatusSwapped
+		return StatusSwapped, nil
 	}
-	return StatusAltered
+	return StatusAltered, nil
 }

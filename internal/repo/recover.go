@@ -190,47 +190,43 @@ func (r *Repo) rebuild(ctx context.Context) (*RecoverReport, error) {
 		sys = append(sys, systemRecord(o, f.id))
 		o.Wipe()
 		k, err := r.src.Unwrap(ctx, rec.Wrapped, r.bucketAD(rec.Bucket, rec.Wrapped.KEKVersion, rec.KeyVersion))
+		if errors.Is(err, keys.ErrUnavailable) {
+			return nil, err
+		}
 		if err != nil {
-			return nil, fmt.Errorf("unwrapping bucket key of %q from the key journal: %w", rec.BucketName, err)
+			rep.Unknown = append(rep.Unknown, f.name)
+			continue
 		}
 		kc, _ := keys.KeyCheck(k)
 		if subtle.ConstantTimeCompare(kc, rec.KeyCheck[:]) != 1 {
-			return nil, fmt.Errorf("bucket key of %q does not match its key check", rec.BucketName)
+			k.Wipe()
+			rep.Unknown = append(rep.Unknown, f.name)
+			continue
 		}
 		records = append(records, bkFound{rec: rec, key: k, jid: f.id})
 	}
-	buckets := map[keys.ID]catalog.Bucket{}
-	var bkeys []catalog.BucketKey
-	for _, b := range records {
-		if _, ok := buckets[b.rec.Bucket]; !ok {
-			buckets[b.rec.Bucket] = catalog.Bucket{Name: b.rec.BucketName, ID: b.rec.Bucket, Created: time.Unix(0, int64(b.rec.Created))}
-		}
-		bkeys = append(bkeys, catalog.BucketKey{BucketID: b.rec.Bucket, Version: b.rec.KeyVersion, Wrapped: b.rec.Wrapped,
-			KeyCheck: append([]byte(nil), b.rec.KeyCheck[:]...), Created: time.Unix(0, int64(b.rec.Created)), JournalID: b.jid, State: 1})
-		r.bkeys[bkRef{b.rec.Bucket, b.rec.KeyVersion}] = b.key
-	}
-
 	// Pass 2: data objects, under each bucket key in turn.
 	type lk struct{ bucket, key string }
 	newest := map[lk]catalog.Entry{}
 	var older []keys.ID
+	used := make([]int, len(records))
 	for _, f := range data {
 		var o *object.Object
-		for _, b := range records {
-			ad := r.dataAD(b.rec.Bucket, b.rec.KeyVersion, f.id)
-			unwrap := func(h format.Header) (secret.Key, keys.AD, error) {
-				k, err := keys.UnwrapSoftware(b.key, ad, h.Wrapped)
-				return k, ad, err
+		if f.header.Alg == keys.AlgHKDFGCMCommit {
+			for i, b := range records {
+				ad := r.dataAD(b.rec.Bucket, b.rec.KeyVersion, f.id)
+				unwrap := func(h format.Header) (secret.Key, keys.AD, error) {
+					k, err := keys.UnwrapSoftware(b.key, ad, h.Wrapped)
+					return k, ad, err
+				}
+				var err error
+				o, err = object.Open(ctx, r.st, f.name, object.Expect{Identity: object.Identity{Kind: format.KindData, Repo: r.id, Object: f.id}, StoredLen: f.size}, unwrap)
+				if err == nil {
+					used[i]++
+					break
+				}
+				o = nil
 			}
-			if f.header.Alg != keys.AlgHKDFGCMCommit {
-				break
-			}
-			var err error
-			o, err = object.Open(ctx, r.st, f.name, object.Expect{Identity: object.Identity{Kind: format.KindData, Repo: r.id, Object: f.id}, StoredLen: f.size}, unwrap)
-			if err == nil {
-				break
-			}
-			o = nil
 		}
 		if o == nil {
 			rep.Unknown = append(rep.Unknown, f.name)
@@ -250,13 +246,44 @@ func (r *Repo) rebuild(ctx context.Context) (*RecoverReport, error) {
 		o.Wipe()
 		k := lk{e.Bucket, e.Key}
 		if cur, ok := newest[k]; ok {
-			if cur.Version >= e.Version {
+			switch {
+			case cur.Version > e.Version:
 				older = append(older, e.ObjectID)
 				continue
+			case cur.Version < e.Version:
+				older = append(older, cur.ObjectID)
+			default:
+				// One version twice: keep the first found, touch neither.
+				rep.Unknown = append(rep.Unknown, f.name)
+				continue
 			}
-			older = append(older, cur.ObjectID)
 		}
 		newest[k] = e
+	}
+
+	// One record per bucket key version. Where an interrupted race left
+	// two, keep the one whose key opens objects; the other's key is wiped.
+	chosen := map[bkRef]int{}
+	for i, b := range records {
+		ref := bkRef{b.rec.Bucket, b.rec.KeyVersion}
+		if j, ok := chosen[ref]; !ok || used[i] > used[j] {
+			chosen[ref] = i
+		}
+	}
+	buckets := map[keys.ID]catalog.Bucket{}
+	var bkeys []catalog.BucketKey
+	for i, b := range records {
+		ref := bkRef{b.rec.Bucket, b.rec.KeyVersion}
+		if chosen[ref] != i {
+			b.key.Wipe()
+			continue
+		}
+		if _, ok := buckets[b.rec.Bucket]; !ok {
+			buckets[b.rec.Bucket] = catalog.Bucket{Name: b.rec.BucketName, ID: b.rec.Bucket, Created: time.Unix(0, int64(b.rec.Created))}
+		}
+		bkeys = append(bkeys, catalog.BucketKey{BucketID: b.rec.Bucket, Version: b.rec.KeyVersion, Wrapped: b.rec.Wrapped,
+			KeyCheck: append([]byte(nil), b.rec.KeyCheck[:]...), Created: time.Unix(0, int64(b.rec.Created)), JournalID: b.jid, State: 1})
+		r.bkeys[ref] = b.key
 	}
 	var bl []catalog.Bucket
 	for _, b := range buckets {

@@ -321,10 +321,20 @@ func TestRecover(t *testing.T) {
 		e.put("alpha", k, objs[k])
 		e.put("beta", k, objs[k])
 	}
-	// Overwrite one: recovery must pick the newest version.
+	// Overwrite one, and leave its old version in the store (as a crash
+	// before the old version's deletion would): recovery must pick the
+	// newest version and remove the old one.
+	oldName := e.nameOf("alpha", "dir/obj1")
+	oldBytes, err := os.ReadFile(e.storePath(oldName))
+	if err != nil {
+		t.Fatal(err)
+	}
 	objs["dir/obj1"] = []byte("second version")
 	e.put("alpha", "dir/obj1", objs["dir/obj1"])
 	e.put("beta", "dir/obj1", objs["dir/obj1"])
+	if err := os.WriteFile(e.storePath(oldName), oldBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.r.Put(ctx, "alpha", "meta", bytes.NewReader([]byte("m")), PutOptions{ContentType: "text/plain", Meta: map[string]string{"a": "b"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -344,8 +354,11 @@ func TestRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.r = r
-	if rep.Objects != 2*len(objs)+1 || rep.Buckets != 2 || len(rep.Unknown) != 0 {
+	if rep.Objects != 2*len(objs)+1 || rep.Buckets != 2 || len(rep.Unknown) != 0 || rep.Superseded != 1 {
 		t.Fatalf("recover report %+v", rep)
+	}
+	if _, err := os.Stat(e.storePath(oldName)); !os.IsNotExist(err) {
+		t.Fatalf("the superseded version is still stored: %v", err)
 	}
 	e.reopen()
 	for k, v := range objs {

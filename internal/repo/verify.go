@@ -100,7 +100,11 @@ func (r *Repo) Verify(ctx context.Context, o VerifyOptions, report func(Finding)
 			if ctx.Err() != nil {
 				return sum, ctx.Err()
 			}
-			f.Status, f.Layer, f.Detail = r.classifySystem(ctx, so, name, err), string(format.LayerOf(err)), err.Error()
+			st, cerr := r.classifySystem(ctx, so, name, err)
+			if cerr != nil {
+				return sum, cerr // could not check
+			}
+			f.Status, f.Layer, f.Detail = st, string(format.LayerOf(err)), err.Error()
 		}
 		sum.Checked++
 		add(f)
@@ -122,9 +126,16 @@ func (r *Repo) Verify(ctx context.Context, o VerifyOptions, report func(Finding)
 			if ctx.Err() != nil {
 				return sum, ctx.Err()
 			}
+			// A concurrent writer may have replaced or removed the entry
+			// since the catalog was read: then its old object is gone by
+			// our own hand, not the provider's.
+			if now, gerr := r.cat.Get(ctx, e.Bucket, e.Key); errors.Is(gerr, catalog.ErrNotFound) || (gerr == nil && now.ObjectID != e.ObjectID) {
+				continue
+			}
 			var de *DamageError
-			if !errors.As(r.damage(ctx, e, err), &de) {
-				return sum, err // could not check
+			derr := r.damage(ctx, e, err)
+			if !errors.As(derr, &de) {
+				return sum, derr // could not check
 			}
 			f.Status, f.Layer, f.Detail = de.Status, string(de.Layer), err.Error()
 		}
@@ -153,6 +164,11 @@ func (r *Repo) Verify(ctx context.Context, o VerifyOptions, report func(Finding)
 					continue
 				}
 			case k == catalog.KnownHistory:
+				// A concurrent writer may have just deleted it (it was in
+				// the listing, then left garbage): gone now means ours.
+				if _, err := r.st.Stat(ctx, name); isNotExist(err) {
+					continue
+				}
 				// An old version that was deleted from the store once and is
 				// back: the provider kept it and put it back. It can never be
 				// served (the catalog points elsewhere); report and remove it.
@@ -215,25 +231,31 @@ func (r *Repo) checkSystem(ctx context.Context, so catalog.SystemObject, name st
 	return nil
 }
 
-func (r *Repo) classifySystem(ctx context.Context, so catalog.SystemObject, name string, err error) Status {
+func (r *Repo) classifySystem(ctx context.Context, so catalog.SystemObject, name string, err error) (Status, error) {
+	if !errors.Is(err, format.ErrCorrupt) && !isNotExist(err) && !errors.Is(err, store.ErrInvalidRange) {
+		return "", err
+	}
 	info, serr := r.st.Stat(ctx, name)
 	switch {
 	case isNotExist(serr):
-		return StatusMissing
-	case serr == nil && info.Size < so.StoredLen:
-		return StatusTruncated
+		return StatusMissing, nil
+	case serr != nil:
+		return "", serr
+	case info.Size < so.StoredLen:
+		return StatusTruncated, nil
 	}
 	var pe *object.PinError
 	if errors.As(err, &pe) {
-		return StatusSwapped
+		return StatusSwapped, nil
 	}
-	return StatusAltered
+	return StatusAltered, nil
 }
 
 // Cleanup removes what this repository's interrupted writes left behind:
 // store objects of pending writes whose process is gone, and superseded or
 // deleted versions not yet removed from the store. It returns how many
-// store objects it removed.
+// store objects it removed. A store object it cannot delete now is left
+// for the next run (it is harmless garbage); only catalog errors fail it.
 func (r *Repo) Cleanup(ctx context.Context) (int, error) {
 	n := 0
 	pend, err := r.cat.ListPending(ctx)
@@ -244,20 +266,21 @@ func (r *Repo) Cleanup(ctx context.Context) (int, error) {
 		if ownerAlive(p.Owner) {
 			continue
 		}
-		name := format.StoreName(p.ObjectID)
 		if p.Kind == int(format.KindMarker) {
-			name = format.MarkerName(r.id)
-			// The marker is re-written by init only; keep whatever is there.
-			_ = r.cat.AbortPut(ctx, p.ObjectID)
+			// The marker is written by init only; keep whatever is there.
+			if err := r.cat.AbortPut(ctx, p.ObjectID); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+				return n, err
+			}
 			continue
 		}
-		err := r.st.Delete(ctx, name)
-		if err == nil {
+		err := r.st.Delete(ctx, format.StoreName(p.ObjectID))
+		switch {
+		case err == nil:
 			n++
-		} else if !isNotExist(err) {
-			return n, err
+		case !isNotExist(err):
+			continue // try again next time; the pending record stays
 		}
-		if err := r.cat.AbortPut(ctx, p.ObjectID); err != nil {
+		if err := r.cat.AbortPut(ctx, p.ObjectID); err != nil && !errors.Is(err, catalog.ErrNotFound) {
 			return n, err
 		}
 	}
@@ -267,12 +290,13 @@ func (r *Repo) Cleanup(ctx context.Context) (int, error) {
 	}
 	for _, id := range garbage {
 		err := r.st.Delete(ctx, format.StoreName(id))
-		if err == nil {
+		switch {
+		case err == nil:
 			n++
-		} else if !isNotExist(err) {
-			return n, err
+		case !isNotExist(err):
+			continue
 		}
-		if err := r.cat.ForgetGarbage(ctx, id); err != nil {
+		if err := r.cat.ForgetGarbage(ctx, id); err != nil && !errors.Is(err, catalog.ErrNotFound) {
 			return n, err
 		}
 	}

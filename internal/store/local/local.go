@@ -114,8 +114,8 @@ func (s *Store) removeStaleTemps() error {
 		return err
 	}
 	for _, e := range entries {
-		if pid, ok := tempOwner(e.Name()); ok && pid != os.Getpid() && processExists(pid) {
-			continue
+		if pid, ok := tempOwner(e.Name()); ok && (pid == os.Getpid() || processExists(pid)) {
+			continue // a live writer's, perhaps this process's own
 		}
 		if err := os.RemoveAll(filepath.Join(s.tmp, e.Name())); err != nil {
 			return fmt.Errorf("removing stale temporary file: %w", err)
@@ -211,6 +211,22 @@ func (s *Store) Sync(ctx context.Context) error {
 	if len(dirs) == 0 {
 		return nil
 	}
+	if err := s.syncAll(dirs); err != nil {
+		// Nothing is known durable: the next Sync does it all again.
+		s.dirtyMu.Lock()
+		if s.dirty == nil {
+			s.dirty = map[string]struct{}{}
+		}
+		for d := range dirs {
+			s.dirty[d] = struct{}{}
+		}
+		s.dirtyMu.Unlock()
+		return fmt.Errorf("local: sync: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) syncAll(dirs map[string]struct{}) error {
 	d, err := os.Open(s.root)
 	if err != nil {
 		return err
@@ -218,11 +234,11 @@ func (s *Store) Sync(ctx context.Context) error {
 	err = unix.Syncfs(int(d.Fd()))
 	d.Close()
 	if err != nil {
-		return fmt.Errorf("local: sync: %w", err)
+		return err
 	}
 	for dir := range dirs {
 		if err := syncDir(filepath.Join(s.root, dir)); err != nil {
-			return fmt.Errorf("local: sync: %w", err)
+			return err
 		}
 	}
 	return nil

@@ -640,3 +640,34 @@ func TestPutNoSyncThenSync(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStaleTempsOfLiveWritersKept: Open removes the temporary files of
+// writers that are gone and keeps those of live ones (another process
+// using the same store, or this one).
+func TestStaleTempsOfLiveWritersKept(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	s.Close()
+	gone := exec.Command(os.Args[0], "-test.run=^$")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(dir, ".tmp", fmt.Sprintf("put-%d-abc", os.Getppid()))
+	mine := filepath.Join(dir, ".tmp", fmt.Sprintf("put-%d-def", os.Getpid()))
+	dead := filepath.Join(dir, ".tmp", fmt.Sprintf("put-%d-ghi", gone.Process.Pid))
+	for _, p := range []string{live, mine, dead} {
+		if err := os.WriteFile(p, []byte("in flight"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = open(t, dir)
+	defer s.Close()
+	for _, p := range []string{live, mine} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("a live writer's temporary file was removed: %v", err)
+		}
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("a dead writer's temporary file was kept: %v", err)
+	}
+}
