@@ -61,8 +61,12 @@ echo "== $SIZE_MIB MiB: cp, holdfast put/get, age -e/-d, rclone crypt up/down, i
 t() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$s $e" | awk '{printf "%.4f", $2-$1}'; }
 : >"$OUT/big.tsv"
 for ((r = 0; r <= RUNS; r++)); do   # round 0 is a warm-up, not recorded
+  # Every command starts without its previous output, Holdfast included
+  # (so no run pays for deleting the last run's copy).
   rm -f "$W/cp.out" "$W/hf.out" "$W/age.out" "$W/age.dec"; rm -rf "$W/rclone-up" "$W/rdown"
+  $HF rm -q bench/big >/dev/null 2>&1 || true
   row="cp=$(t cp "$W/in.bin" "$W/cp.out")"
+  row+=" holdfast_ls=$(t $HF ls)"
   row+=" holdfast_put=$(t $HF put -q "$W/in.bin" bench/big)"
   row+=" holdfast_get=$(t $HF get -q bench/big "$W/hf.out")"
   row+=" age_e=$(t age -r "$AGE_PUB" -o "$W/age.out" "$W/in.bin")"
