@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -139,6 +140,10 @@ func (e *env) putCmd() *cobra.Command {
 			md, err := parseMeta(meta)
 			if err != nil {
 				return err
+			}
+			// As with aws s3 cp: BUCKET/ or BUCKET/PREFIX/ takes the file's name.
+			if !recursive && src != "-" && (strings.HasSuffix(dst, "/") || !strings.Contains(dst, "/")) {
+				dst = strings.TrimSuffix(dst, "/") + "/" + filepath.Base(src)
 			}
 			bucket, key, err := repo.SplitPath(dst, recursive)
 			if err != nil {
@@ -289,14 +294,19 @@ func (e *env) getCmd() *cobra.Command {
 					return err
 				}
 				defer rd.Close()
-				if args[1] == "-" {
+				out := args[1]
+				if out == "-" {
 					_, err := rd.WriteTo(ctx, e.stdout)
 					return err
+				}
+				// Into an existing directory: under the key's last element.
+				if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+					out = filepath.Join(out, path.Base(key))
 				}
 				// Through a temporary file renamed into place only when every
 				// byte authenticated: a failed or interrupted get leaves no
 				// output file.
-				return atomicfile.Write(args[1], atomicfile.Options{Mode: outputMode()}, func(w io.Writer) error {
+				return atomicfile.Write(out, atomicfile.Options{Mode: outputMode()}, func(w io.Writer) error {
 					bar := newBar(e.stderr, e.quiet || e.jsonOut, rd.Entry.Size, "get "+args[0])
 					if bar != nil {
 						w = io.MultiWriter(w, bar)
