@@ -29,18 +29,21 @@ func (e *env) homeDir() (string, error) {
 	return repo.DefaultHome()
 }
 
-func (e *env) passphrase(confirm bool) ([]byte, error) {
-	return keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: confirm})
+// homeAndPassphrase returns the home directory and the passphrase (asked
+// twice when confirm is set). The caller clears the passphrase.
+func (e *env) homeAndPassphrase(confirm bool) (string, []byte, error) {
+	home, err := e.homeDir()
+	if err != nil {
+		return "", nil, err
+	}
+	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: confirm})
+	return home, pass, err
 }
 
 // open opens the repository and finishes what earlier interrupted runs
 // left (their pending writes and unremoved old versions).
 func (e *env) open(ctx context.Context, cleanup bool) (*repo.Repo, error) {
-	home, err := e.homeDir()
-	if err != nil {
-		return nil, err
-	}
-	pass, err := e.passphrase(false)
+	home, pass, err := e.homeAndPassphrase(false)
 	if err != nil {
 		return nil, err
 	}
@@ -81,11 +84,7 @@ func (e *env) initCmd() *cobra.Command {
 		Short: "Create a home (keyring, catalog) and a repository in a store",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			home, err := e.homeDir()
-			if err != nil {
-				return err
-			}
-			pass, err := e.passphrase(true)
+			home, pass, err := e.homeAndPassphrase(true)
 			if err != nil {
 				return err
 			}
@@ -579,11 +578,7 @@ func (e *env) recoverCmd() *cobra.Command {
 		Short: "Rebuild a lost catalog from the store with the keyring",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			home, err := e.homeDir()
-			if err != nil {
-				return err
-			}
-			pass, err := e.passphrase(false)
+			home, pass, err := e.homeAndPassphrase(false)
 			if err != nil {
 				return err
 			}
