@@ -17,6 +17,9 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
+echo "== the real S3 server for the S3 store tests (versitygw, pinned in tools/versitygw)"
+bash scripts/versitygw.sh
+
 echo "== gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then

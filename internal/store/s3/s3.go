@@ -1,0 +1,347 @@
+package s3
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+// Config says where the store is and how to reach it.
+type Config struct {
+	Bucket   string
+	Prefix   string // prepended to every object name; "" or ending in "/"
+	Endpoint string // https://host[:port]; "" for AWS
+	Region   string
+	// PathStyle addresses the bucket in the path (custom endpoints,
+	// IP addresses) instead of the host name.
+	PathStyle bool
+	// AllowHTTP permits a plain-http endpoint, and only on a loopback
+	// address.
+	AllowHTTP bool
+	// AllowTLS12 permits TLS 1.2; TLS 1.3 is required otherwise.
+	AllowTLS12 bool
+	// CABundle is a PEM file of certificate authorities to trust instead
+	// of the system's.
+	CABundle string
+	// PinSPKI, if set, lists base64 SHA-256 digests of the acceptable
+	// server public keys (SubjectPublicKeyInfo); any other key is refused.
+	PinSPKI []string
+	// PartSize and Concurrency bound a multipart upload's memory to
+	// PartSize × Concurrency. Defaults: 16 MiB and 4.
+	PartSize    int64
+	Concurrency int
+}
+
+// Errors a configuration can be refused with.
+var (
+	ErrInsecureEndpoint = errors.New("refusing an insecure endpoint")
+	ErrPinMismatch      = errors.New("server key does not match the pinned key")
+)
+
+// Store is a store.Store in an S3 bucket.
+type Store struct {
+	closed atomic.Bool
+	c      *s3.Client
+	up     *manager.Uploader
+	bucket string
+	prefix string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns the store described by c. Credentials come from the standard
+// AWS chain (environment, shared config and credentials files, profile).
+func New(ctx context.Context, c Config) (*Store, error) {
+	if c.Bucket == "" {
+		return nil, errors.New("s3: no bucket given")
+	}
+	if c.Prefix != "" && !strings.HasSuffix(c.Prefix, "/") {
+		c.Prefix += "/"
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13}
+	if c.AllowTLS12 {
+		tlsCfg.MinVersion = tls.VersionTLS12
+	}
+	if c.Endpoint != "" {
+		u, err := url.Parse(c.Endpoint)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("s3: endpoint %q is not a URL", redact(c.Endpoint))
+		}
+		switch u.Scheme {
+		case "https":
+		case "http":
+			if !c.AllowHTTP {
+				return nil, fmt.Errorf("s3: endpoint %q is plain http (allow it explicitly, for a loopback address only): %w", redact(c.Endpoint), ErrInsecureEndpoint)
+			}
+			if !isLoopback(u.Hostname()) {
+				return nil, fmt.Errorf("s3: plain http is allowed only to a loopback address, not %q: %w", u.Hostname(), ErrInsecureEndpoint)
+			}
+		default:
+			return nil, fmt.Errorf("s3: endpoint %q: scheme must be https", redact(c.Endpoint))
+		}
+	}
+	if c.CABundle != "" {
+		pem, err := os.ReadFile(c.CABundle)
+		if err != nil {
+			return nil, fmt.Errorf("s3: reading CA bundle: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("s3: CA bundle %q holds no certificate", c.CABundle)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if len(c.PinSPKI) > 0 {
+		pins := map[string]bool{}
+		for _, p := range c.PinSPKI {
+			pins[p] = true
+		}
+		tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return ErrPinMismatch
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+			if !pins[base64.StdEncoding.EncodeToString(sum[:])] {
+				return ErrPinMismatch
+			}
+			return nil
+		}
+	}
+	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.TLSClientConfig = tlsCfg
+	})
+	region := c.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region), awsconfig.WithHTTPClient(hc))
+	if err != nil {
+		return nil, fmt.Errorf("s3: loading AWS configuration: %w", err)
+	}
+	cl := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if c.Endpoint != "" {
+			o.BaseEndpoint = aws.String(c.Endpoint)
+		}
+		o.UsePathStyle = c.PathStyle
+	})
+	part, conc := c.PartSize, c.Concurrency
+	if part <= 0 {
+		part = 16 << 20
+	}
+	if conc <= 0 {
+		conc = 4
+	}
+	up := manager.NewUploader(cl, func(u *manager.Uploader) {
+		u.PartSize = part
+		u.Concurrency = conc
+		u.LeavePartsOnError = false // abort failed multipart uploads
+	})
+	return &Store{c: cl, up: up, bucket: c.Bucket, prefix: c.Prefix}, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redact drops user information from a URL before it is shown.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User = nil
+	return u.String()
+}
+
+func (s *Store) key(name string) string { return s.prefix + name }
+
+func (s *Store) check(op, name string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("s3: %s %q: store is closed", op, name)
+	}
+	if !store.ValidName(name) {
+		return fmt.Errorf("s3: %s %q: %w", op, name, store.ErrInvalidName)
+	}
+	return nil
+}
+
+// wrapErr maps S3 answers onto the store's errors.
+func wrapErr(op, name string, err error) error {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusNotFound:
+			return fmt.Errorf("s3: %s %q: %w", op, name, store.ErrNotExist)
+		case http.StatusRequestedRangeNotSatisfiable:
+			return fmt.Errorf("s3: %s %q: %w", op, name, store.ErrInvalidRange)
+		}
+	}
+	return fmt.Errorf("s3: %s %q: %w", op, name, err)
+}
+
+// Put implements store.Store. The body streams through the SDK's uploader:
+// one PutObject for a small object, a multipart upload (aborted on
+// failure) for a large one, with memory bounded by part size × concurrency.
+func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := s.check("put", name); err != nil {
+		return err
+	}
+	if size < store.UnknownSize {
+		return fmt.Errorf("s3: put %q: negative size %d: %w", name, size, store.ErrShortWrite)
+	}
+	body := &exactReader{r: r, want: size}
+	_, err := s.up.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name)), Body: body})
+	if err != nil {
+		if body.err != nil {
+			return fmt.Errorf("s3: put %q: %w", name, body.err)
+		}
+		return wrapErr("put", name, err)
+	}
+	return nil
+}
+
+// exactReader fails the read (so the upload fails and nothing is stored)
+// when the body is longer or shorter than declared.
+type exactReader struct {
+	r    io.Reader
+	want int64 // UnknownSize: anything
+	n    int64
+	err  error
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	if e.want >= 0 && e.n > e.want {
+		e.err = fmt.Errorf("more than %d bytes: %w", e.want, store.ErrShortWrite)
+		return 0, e.err
+	}
+	if err == io.EOF && e.want >= 0 && e.n != e.want {
+		e.err = fmt.Errorf("got %d of %d bytes: %w", e.n, e.want, store.ErrShortWrite)
+		return n, e.err
+	}
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// ReadRange implements store.Store with a ranged GetObject.
+func (s *Store) ReadRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if err := s.check("read", name); err != nil {
+		return nil, err
+	}
+	if off < 0 || length < -1 {
+		return nil, fmt.Errorf("s3: read %q: range %d+%d: %w", name, off, length, store.ErrInvalidRange)
+	}
+	if length == 0 {
+		info, err := s.Stat(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if off > info.Size {
+			return nil, fmt.Errorf("s3: read %q: offset %d beyond %d bytes: %w", name, off, info.Size, store.ErrInvalidRange)
+		}
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	rng := fmt.Sprintf("bytes=%d-", off)
+	if length > 0 {
+		rng = fmt.Sprintf("bytes=%d-%d", off, off+length-1)
+	}
+	out, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name)), Range: aws.String(rng)})
+	if err != nil {
+		err = wrapErr("read", name, err)
+		if errors.Is(err, store.ErrInvalidRange) {
+			// S3 refuses a range that starts exactly at the end; the
+			// store contract makes that an empty read.
+			if info, serr := s.Stat(ctx, name); serr == nil && off == info.Size {
+				return io.NopCloser(strings.NewReader("")), nil
+			}
+		}
+		return nil, err
+	}
+	return out.Body, nil
+}
+
+// Stat implements store.Store with HeadObject.
+func (s *Store) Stat(ctx context.Context, name string) (store.ObjectInfo, error) {
+	if err := s.check("stat", name); err != nil {
+		return store.ObjectInfo{}, err
+	}
+	out, err := s.c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name))})
+	if err != nil {
+		return store.ObjectInfo{}, wrapErr("stat", name, err)
+	}
+	return store.ObjectInfo{Name: name, Size: aws.ToInt64(out.ContentLength)}, nil
+}
+
+// Delete implements store.Store. S3 deletes a missing key without
+// complaint, so a HeadObject first tells the caller it was missing.
+func (s *Store) Delete(ctx context.Context, name string) error {
+	if _, err := s.Stat(ctx, name); err != nil {
+		return err
+	}
+	_, err := s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name))})
+	if err != nil {
+		return wrapErr("delete", name, err)
+	}
+	return nil
+}
+
+// List implements store.Store with paginated ListObjectsV2 (S3 lists keys
+// in byte order). Keys under the prefix that are not valid names are not
+// Holdfast's and are skipped.
+func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
+	if s.closed.Load() {
+		return errors.New("s3: list: store is closed")
+	}
+	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix + prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return wrapErr("list", prefix, err)
+		}
+		for _, o := range page.Contents {
+			name := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+			if !store.ValidName(name) {
+				continue
+			}
+			if err := fn(store.ObjectInfo{Name: name, Size: aws.ToInt64(o.Size)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	return nil
+}
