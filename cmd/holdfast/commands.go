@@ -78,7 +78,7 @@ func (e *env) onObject(c *cobra.Command, arg string, cleanup bool, fn func(ctx c
 }
 
 func (e *env) initCmd() *cobra.Command {
-	var storeDir string
+	var sf storeFlags
 	c := &cobra.Command{
 		Use:   "init [--store DIR]",
 		Short: "Create a home (keyring, catalog) and a repository in a store",
@@ -92,7 +92,15 @@ func (e *env) initCmd() *cobra.Command {
 			if !e.quiet && !e.jsonOut {
 				fmt.Fprintln(e.stderr, "holdfast: calibrating the passphrase key derivation…")
 			}
-			r, err := repo.Init(c.Context(), repo.InitOptions{Home: home, StorePath: storeDir, Passphrase: pass,
+			s3cfg, err := sf.s3()
+			if err != nil {
+				return err
+			}
+			storeDir := sf.store
+			if s3cfg != nil {
+				storeDir = ""
+			}
+			r, err := repo.Init(c.Context(), repo.InitOptions{Home: home, StorePath: storeDir, S3: s3cfg, Passphrase: pass,
 				KDF: keyring.Calibrate(keyring.DefaultCalibrationTarget), Hooks: e.hooks})
 			if err != nil {
 				return err
@@ -102,12 +110,12 @@ func (e *env) initCmd() *cobra.Command {
 			if e.jsonOut {
 				return printJSON(e.stdout, map[string]string{"home": home, "repository": fmt.Sprintf("%x", id[:])})
 			}
-			fmt.Fprintf(e.stdout, "created repository %x\nhome:  %s\n", id[:], home)
+			fmt.Fprintf(e.stdout, "created repository %x\nhome:  %s\nstore: %s\n", id[:], home, r.StoreDescription())
 			fmt.Fprintln(e.stdout, "Back up the keyring file and remember the passphrase: without both, the data cannot be read.")
 			return nil
 		},
 	}
-	c.Flags().StringVar(&storeDir, "store", "", "directory of the local store (default: HOME/store)")
+	sf.register(c, "where the repository is stored (default: the directory HOME/store)")
 	return c
 }
 
@@ -572,7 +580,7 @@ func (e *env) verifyCmd() *cobra.Command {
 }
 
 func (e *env) recoverCmd() *cobra.Command {
-	var storeDir string
+	var sf storeFlags
 	c := &cobra.Command{
 		Use:   "recover [--store DIR]",
 		Short: "Rebuild a lost catalog from the store with the keyring",
@@ -583,7 +591,15 @@ func (e *env) recoverCmd() *cobra.Command {
 				return err
 			}
 			defer clear(pass)
-			r, rep, err := repo.Recover(c.Context(), repo.RecoverOptions{Home: home, StorePath: storeDir, Passphrase: pass, Hooks: e.hooks})
+			s3cfg, err := sf.s3()
+			if err != nil {
+				return err
+			}
+			storeDir := sf.store
+			if s3cfg != nil {
+				storeDir = ""
+			}
+			r, rep, err := repo.Recover(c.Context(), repo.RecoverOptions{Home: home, StorePath: storeDir, S3: s3cfg, Passphrase: pass, Hooks: e.hooks})
 			if err != nil {
 				return err
 			}
@@ -599,6 +615,6 @@ func (e *env) recoverCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&storeDir, "store", "", "directory of the local store (default: the config's, else HOME/store)")
+	sf.register(c, "where the repository is stored (default: the config's, else the directory HOME/store)")
 	return c
 }

@@ -1,18 +1,23 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/testutil/versitygw"
 )
 
 func TestMain(m *testing.M) {
@@ -40,6 +45,62 @@ func TestScripts(t *testing.T) {
 			"mkrandom": cmdMkrandom,
 		},
 	})
+}
+
+// TestScriptsS3 runs testdata/s3 against a real S3 server (versitygw over
+// HTTPS with a self-signed CA) started for the test.
+func TestScriptsS3(t *testing.T) {
+	srv, err := versitygw.Start(t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	n := 0
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/s3",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			n++
+			bucket := fmt.Sprintf("hf-cli-%d", n)
+			if err := srv.MakeBucket(context.Background(), bucket); err != nil {
+				return err
+			}
+			e.Setenv("HOLDFAST_HOME", filepath.Join(e.WorkDir, "home"))
+			e.Setenv("S3_BUCKET", bucket)
+			e.Setenv("S3_ENDPOINT", srv.Endpoint)
+			e.Setenv("S3_CA", srv.CAFile)
+			e.Setenv("S3_PIN", srv.SPKI)
+			e.Setenv("AWS_ACCESS_KEY_ID", versitygw.AccessKey)
+			e.Setenv("AWS_SECRET_ACCESS_KEY", versitygw.SecretKey)
+			e.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+			e.Setenv("AWS_CONFIG_FILE", os.DevNull)
+			e.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+			e.Values["s3"] = srv
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"code":     cmdCode,
+			"mkrandom": cmdMkrandom,
+			"s3keys":   cmdS3Keys,
+		},
+	})
+}
+
+// s3keys BUCKET lists every key in the bucket with its size and any user
+// metadata the provider holds for it, one per line, as the provider sees
+// them.
+func cmdS3Keys(ts *testscript.TestScript, neg bool, args []string) {
+	srv := ts.Value("s3").(*versitygw.Server)
+	c, err := srv.Client()
+	ts.Check(err)
+	ctx := context.Background()
+	out, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(args[0])})
+	ts.Check(err)
+	for _, o := range out.Contents {
+		h, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(args[0]), Key: o.Key})
+		ts.Check(err)
+		fmt.Fprintf(ts.Stdout(), "%s %d meta=%v type=%s\n", aws.ToString(o.Key), aws.ToInt64(o.Size), h.Metadata, aws.ToString(h.ContentType))
+	}
 }
 
 // code N CMD ARGS... runs CMD and requires exit code N.

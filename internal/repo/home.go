@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/internal/secret"
 	"github.com/holdfast/holdfast/internal/store"
 	"github.com/holdfast/holdfast/internal/store/local"
+	s3store "github.com/holdfast/holdfast/internal/store/s3"
 )
 
 // Files in a home directory.
@@ -49,10 +50,35 @@ type Config struct {
 	Store      StoreConfig `json:"store"`
 }
 
-// StoreConfig says which store holds the repository.
+// StoreConfig says which store holds the repository. It holds no secret:
+// S3 credentials come from the standard AWS chain.
 type StoreConfig struct {
-	Type string `json:"type"` // "local"
-	Path string `json:"path"`
+	Type string    `json:"type"` // "local" or "s3"
+	Path string    `json:"path,omitempty"`
+	S3   *S3Config `json:"s3,omitempty"`
+}
+
+// S3Config is the S3 store's part of the config (see internal/store/s3).
+type S3Config struct {
+	Bucket      string   `json:"bucket"`
+	Prefix      string   `json:"prefix,omitempty"`
+	Endpoint    string   `json:"endpoint,omitempty"`
+	Region      string   `json:"region,omitempty"`
+	PathStyle   bool     `json:"path_style,omitempty"`
+	AllowHTTP   bool     `json:"allow_http,omitempty"`
+	AllowTLS12  bool     `json:"allow_tls12,omitempty"`
+	CABundle    string   `json:"ca_bundle,omitempty"`
+	PinSPKI     []string `json:"pin_spki,omitempty"`
+	PartSize    int64    `json:"part_size,omitempty"`
+	Concurrency int      `json:"concurrency,omitempty"`
+}
+
+// Describe names the store for people (no credentials are ever in it).
+func (c StoreConfig) Describe() string {
+	if c.Type == "s3" && c.S3 != nil {
+		return "s3://" + c.S3.Bucket + "/" + c.S3.Prefix
+	}
+	return c.Path
 }
 
 func loadConfig(home string) (Config, error) {
@@ -81,8 +107,16 @@ func saveConfig(home string, c Config) error {
 	return atomicfile.WriteFile(filepath.Join(home, ConfigFile), append(b, '\n'), atomicfile.Options{Mode: 0o600})
 }
 
-func openStore(c StoreConfig, hooks *Hooks) (store.Store, error) {
+func openStore(ctx context.Context, c StoreConfig, hooks *Hooks) (store.Store, error) {
 	switch c.Type {
+	case "s3":
+		if c.S3 == nil {
+			return nil, errors.New("config: s3 store without its settings")
+		}
+		x := c.S3
+		return s3store.New(ctx, s3store.Config{Bucket: x.Bucket, Prefix: x.Prefix, Endpoint: x.Endpoint, Region: x.Region,
+			PathStyle: x.PathStyle, AllowHTTP: x.AllowHTTP, AllowTLS12: x.AllowTLS12, CABundle: x.CABundle, PinSPKI: x.PinSPKI,
+			PartSize: x.PartSize, Concurrency: x.Concurrency})
 	case "local":
 		var opt local.Options
 		if hooks != nil {
@@ -162,7 +196,8 @@ func (r *Repo) Close() error {
 // InitOptions configure a new repository.
 type InitOptions struct {
 	Home       string
-	StorePath  string // default: Home/store
+	StorePath  string    // local store directory; default: Home/store
+	S3         *S3Config // an S3 store instead
 	Passphrase []byte
 	KDF        keyring.Params
 	Hooks      *Hooks
@@ -183,16 +218,20 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 	if err := os.MkdirAll(o.Home, 0o700); err != nil {
 		return nil, err
 	}
-	sp := o.StorePath
-	if sp == "" {
-		sp = filepath.Join(o.Home, StoreDir)
+	var sc StoreConfig
+	if o.S3 != nil {
+		sc = StoreConfig{Type: "s3", S3: o.S3}
+	} else {
+		sp := o.StorePath
+		if sp == "" {
+			sp = filepath.Join(o.Home, StoreDir)
+		}
+		if sp, err = filepath.Abs(sp); err != nil {
+			return nil, err
+		}
+		sc = StoreConfig{Type: "local", Path: sp}
 	}
-	sp, err = filepath.Abs(sp)
-	if err != nil {
-		return nil, err
-	}
-	sc := StoreConfig{Type: "local", Path: sp}
-	st, err := openStore(sc, o.Hooks)
+	st, err := openStore(ctx, sc, o.Hooks)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +248,7 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 	}
 	if len(found) > 0 {
 		st.Close()
-		return nil, fmt.Errorf("store %q holds repository %s: %w", sp, found[0][len(format.MarkerPrefix):], ErrOtherRepository)
+		return nil, fmt.Errorf("store %q holds repository %s: %w", sc.Describe(), found[0][len(format.MarkerPrefix):], ErrOtherRepository)
 	}
 	var id keys.ID
 	if _, err := rand.Read(id[:]); err != nil {
@@ -299,7 +338,7 @@ func openWith(ctx context.Context, home string, cfg Config, kr *keyring.Keyring,
 			return nil, fmt.Errorf("store %q is not reachable: %w", cfg.Store.Path, ErrStoreUnavailable)
 		}
 	}
-	st, err := openStore(cfg.Store, hooks)
+	st, err := openStore(ctx, cfg.Store, hooks)
 	if err != nil {
 		return nil, err
 	}
@@ -314,3 +353,6 @@ func openWith(ctx context.Context, home string, cfg Config, kr *keyring.Keyring,
 	return &Repo{Home: home, cfg: cfg, id: kr.Repo(), kr: kr, src: kr, cat: cat, st: st, hooks: hooks,
 		bkeys: map[bkRef]secret.Key{}}, nil
 }
+
+// StoreDescription names the repository's store for people.
+func (r *Repo) StoreDescription() string { return r.cfg.Store.Describe() }

@@ -23,7 +23,8 @@ import (
 // RecoverOptions configure Recover.
 type RecoverOptions struct {
 	Home       string
-	StorePath  string // default: the config's, else Home/store
+	StorePath  string    // default: the config's, else Home/store
+	S3         *S3Config // an S3 store instead
 	Passphrase []byte
 	Hooks      *Hooks
 }
@@ -56,7 +57,9 @@ func Recover(ctx context.Context, o RecoverOptions) (*Repo, *RecoverReport, erro
 		cfg = Config{Version: 1, Store: StoreConfig{Type: "local", Path: filepath.Join(o.Home, StoreDir)}}
 	}
 	cfg.Repository = hex.EncodeToString(id[:])
-	if o.StorePath != "" {
+	if o.S3 != nil {
+		cfg.Store = StoreConfig{Type: "s3", S3: o.S3}
+	} else if o.StorePath != "" {
 		p, err := filepath.Abs(o.StorePath)
 		if err != nil {
 			kr.Close()

@@ -92,12 +92,12 @@ func TestServerAuthentication(t *testing.T) {
 		return err
 	}
 	// Control: the right CA and the right pin.
-	good := newStore(t, httpsSrv, func(c *Config) { c.PinSPKI = []string{httpsSrv.spki} })
+	good := newStore(t, httpsSrv, func(c *Config) { c.PinSPKI = []string{httpsSrv.SPKI} })
 	if err := obj(good); err != nil {
 		t.Fatalf("control: %v", err)
 	}
 	// A pin that does not match.
-	bad, err := New(ctx, Config{Bucket: good.bucket, Endpoint: httpsSrv.endpoint, PathStyle: true, CABundle: httpsSrv.caFile,
+	bad, err := New(ctx, Config{Bucket: good.bucket, Endpoint: httpsSrv.Endpoint, PathStyle: true, CABundle: httpsSrv.CAFile,
 		PinSPKI: []string{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestServerAuthentication(t *testing.T) {
 		t.Fatalf("pin mismatch: %v", err)
 	}
 	// No CA bundle: the self-signed certificate is not trusted.
-	untrusted, err := New(ctx, Config{Bucket: good.bucket, Endpoint: httpsSrv.endpoint, PathStyle: true})
+	untrusted, err := New(ctx, Config{Bucket: good.bucket, Endpoint: httpsSrv.Endpoint, PathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}

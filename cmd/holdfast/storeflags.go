@@ -1,0 +1,55 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/internal/repo"
+)
+
+// storeFlags are the options that choose and reach a store.
+type storeFlags struct {
+	store       string
+	endpoint    string
+	region      string
+	pathStyle   bool
+	allowHTTP   bool
+	allowTLS12  bool
+	caBundle    string
+	pins        []string
+	partMiB     int64
+	concurrency int
+}
+
+func (f *storeFlags) register(c *cobra.Command, what string) {
+	fl := c.Flags()
+	fl.StringVar(&f.store, "store", "", what+": a directory, or s3://BUCKET/PREFIX")
+	fl.StringVar(&f.endpoint, "s3-endpoint", "", "S3 endpoint URL (default: AWS)")
+	fl.StringVar(&f.region, "s3-region", "", "S3 region (default us-east-1)")
+	fl.BoolVar(&f.pathStyle, "s3-path-style", false, "address the bucket in the path, not the host name")
+	fl.BoolVar(&f.allowHTTP, "s3-allow-http", false, "allow a plain-http endpoint, on a loopback address only")
+	fl.BoolVar(&f.allowTLS12, "s3-allow-tls12", false, "allow TLS 1.2 (TLS 1.3 is required otherwise)")
+	fl.StringVar(&f.caBundle, "s3-ca-bundle", "", "PEM file of certificate authorities to trust for the endpoint")
+	fl.StringArrayVar(&f.pins, "s3-pin", nil, "accept only this server key: base64 SHA-256 of its SubjectPublicKeyInfo (repeatable)")
+	fl.Int64Var(&f.partMiB, "s3-part-size", 0, "multipart part size in MiB (default 16)")
+	fl.IntVar(&f.concurrency, "s3-concurrency", 0, "parts uploaded at once (default 4)")
+}
+
+// s3 returns the S3 settings when --store names an S3 bucket, else nil.
+func (f *storeFlags) s3() (*repo.S3Config, error) {
+	rest, ok := strings.CutPrefix(f.store, "s3://")
+	if !ok {
+		return nil, nil
+	}
+	bucket, prefix, _ := strings.Cut(rest, "/")
+	if bucket == "" {
+		return nil, usagef("--store %q names no bucket", f.store)
+	}
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return &repo.S3Config{Bucket: bucket, Prefix: prefix, Endpoint: f.endpoint, Region: f.region, PathStyle: f.pathStyle,
+		AllowHTTP: f.allowHTTP, AllowTLS12: f.allowTLS12, CABundle: f.caBundle, PinSPKI: f.pins,
+		PartSize: f.partMiB << 20, Concurrency: f.concurrency}, nil
+}
