@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,6 +19,8 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/repo"
+	"github.com/holdfast/holdfast/internal/store"
 	"github.com/holdfast/holdfast/internal/testutil/versitygw"
 )
 
@@ -26,7 +30,11 @@ func TestMain(m *testing.M) {
 			// Scripts get cheap Argon2 parameters; this hook exists only in
 			// test binaries.
 			keyring.SetInsecureTestParamsForTesting()
-			os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil))
+			var hooks *repo.Hooks
+			if n, err := strconv.ParseInt(os.Getenv("HOLDFAST_TEST_KILL_AFTER_BYTES"), 10, 64); err == nil {
+				hooks = &repo.Hooks{WrapStore: func(s store.Store) store.Store { return killAfter{s, n} }}
+			}
+			os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, hooks))
 		},
 	})
 }
@@ -79,9 +87,10 @@ func TestScriptsS3(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"code":     cmdCode,
-			"mkrandom": cmdMkrandom,
-			"s3keys":   cmdS3Keys,
+			"code":      cmdCode,
+			"mkrandom":  cmdMkrandom,
+			"s3keys":    cmdS3Keys,
+			"s3uploads": cmdS3Uploads,
 		},
 	})
 }
@@ -196,4 +205,41 @@ func storedPath(ts *testscript.TestScript, obj string) string {
 	var st struct{ Object string }
 	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &st))
 	return filepath.Join(ts.Getenv("HOLDFAST_HOME"), "store", st.Object[:2], st.Object)
+}
+
+// killAfter is a store whose Put kills the process (SIGKILL) once n bytes
+// of a body have been read: a crash in the middle of an upload.
+type killAfter struct {
+	store.Store
+	n int64
+}
+
+func (k killAfter) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	return k.Store.Put(ctx, name, &killReader{r: r, left: k.n}, size)
+}
+
+type killReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (k *killReader) Read(p []byte) (int, error) {
+	n, err := k.r.Read(p)
+	if k.left -= int64(n); k.left < 0 {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	return n, err
+}
+
+// s3uploads BUCKET prints the bucket's incomplete multipart uploads.
+func cmdS3Uploads(ts *testscript.TestScript, neg bool, args []string) {
+	srv := ts.Value("s3").(*versitygw.Server)
+	c, err := srv.Client()
+	ts.Check(err)
+	out, err := c.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(args[0])})
+	ts.Check(err)
+	for _, u := range out.Uploads {
+		fmt.Fprintf(ts.Stdout(), "upload %s\n", aws.ToString(u.Key))
+	}
 }

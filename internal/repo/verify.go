@@ -284,6 +284,32 @@ func (r *Repo) Cleanup(ctx context.Context) (int, error) {
 			return n, err
 		}
 	}
+	// Invisible leftovers of killed uploads (S3 multipart parts), except
+	// those of writes whose process still runs.
+	// A writer records its pending write before it starts an upload, so
+	// reading the pending list afresh for each upload found never aborts a
+	// live writer's upload.
+	if j, ok := r.st.(store.Janitor); ok {
+		inProgress := func(name string) bool {
+			id, ok := format.ParseStoreName(name)
+			if !ok {
+				return true // not ours to judge
+			}
+			now, err := r.cat.ListPending(ctx)
+			if err != nil {
+				return true
+			}
+			for _, p := range now {
+				if p.ObjectID == id {
+					return ownerAlive(p.Owner)
+				}
+			}
+			return false
+		}
+		if a, err := j.AbortIncomplete(ctx, inProgress); err == nil {
+			n += a
+		}
+	}
 	garbage, err := r.cat.Garbage(ctx)
 	if err != nil {
 		return n, err

@@ -101,3 +101,13 @@ type DeferredSyncer interface {
 	// Sync makes every object stored by PutNoSync before the call durable.
 	Sync(ctx context.Context) error
 }
+
+// Janitor is implemented by stores where an interrupted write can leave
+// invisible leftovers that still cost storage (S3's incomplete multipart
+// uploads). Callers find it by type assertion.
+type Janitor interface {
+	// AbortIncomplete abandons every leftover of an interrupted write
+	// except those for which inProgress(name) is true, and returns how many
+	// it abandoned.
+	AbortIncomplete(ctx context.Context, inProgress func(name string) bool) (int, error)
+}

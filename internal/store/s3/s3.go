@@ -67,7 +67,10 @@ type Store struct {
 	prefix string
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Janitor = (*Store)(nil)
+)
 
 // New returns the store described by c. Credentials come from the standard
 // AWS chain (environment, shared config and credentials files, profile).
@@ -346,6 +349,35 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInf
 		}
 	}
 	return nil
+}
+
+// AbortIncomplete implements store.Janitor: it aborts the incomplete
+// multipart uploads under the prefix (left by a writer killed mid-upload)
+// except those of writes still in progress.
+func (s *Store) AbortIncomplete(ctx context.Context, inProgress func(name string) bool) (int, error) {
+	n := 0
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix)}
+	for {
+		out, err := s.c.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return n, wrapErr("list uploads", s.prefix, err)
+		}
+		for _, u := range out.Uploads {
+			name := strings.TrimPrefix(aws.ToString(u.Key), s.prefix)
+			if !store.ValidName(name) || inProgress(name) {
+				continue
+			}
+			if _, err := s.c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(s.bucket),
+				Key: u.Key, UploadId: u.UploadId}); err != nil {
+				return n, wrapErr("abort upload", name, err)
+			}
+			n++
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return n, nil
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+	}
 }
 
 // Close implements store.Store.

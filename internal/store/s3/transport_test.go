@@ -141,3 +141,43 @@ func TestMultipartAndNothingButCiphertext(t *testing.T) {
 		t.Fatalf("head: metadata %v, ETag %s (want none, and a 3-part upload)", head.Metadata, aws.ToString(head.ETag))
 	}
 }
+
+// TestAbortIncomplete: an upload left incomplete (as by a writer killed
+// mid-upload) is aborted, unless its write is still in progress.
+func TestAbortIncomplete(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, httpsSrv, nil)
+	start := func(name string) {
+		up, err := s.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.c.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name)),
+			UploadId: up.UploadId, PartNumber: aws.Int32(1), Body: bytes.NewReader(make([]byte, 5<<20))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start("aaaa")
+	start("bbbb")
+	uploads := func() []string {
+		out, err := s.c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ks []string
+		for _, u := range out.Uploads {
+			ks = append(ks, aws.ToString(u.Key))
+		}
+		return ks
+	}
+	if got := uploads(); len(got) != 2 {
+		t.Fatalf("control: %d incomplete uploads, want 2", len(got))
+	}
+	n, err := s.AbortIncomplete(ctx, func(name string) bool { return name == "bbbb" })
+	if err != nil || n != 1 {
+		t.Fatalf("aborted %d (%v), want 1", n, err)
+	}
+	if got := uploads(); len(got) != 1 || got[0] != s.key("bbbb") {
+		t.Fatalf("left %v, want only the one in progress", got)
+	}
+}
