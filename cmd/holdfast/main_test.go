@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -63,13 +64,12 @@ func TestScriptsS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	n := 0
+	var n atomic.Int64 // scripts run in parallel
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/s3",
 		RequireExplicitExec: true,
 		Setup: func(e *testscript.Env) error {
-			n++
-			bucket := fmt.Sprintf("hf-cli-%d", n)
+			bucket := fmt.Sprintf("hf-cli-%d", n.Add(1))
 			if err := srv.MakeBucket(context.Background(), bucket); err != nil {
 				return err
 			}
