@@ -13,7 +13,8 @@ OUT=bench/out
 mkdir -p "$OUT"
 
 missing=()
-for t in age rclone hyperfine; do command -v $t >/dev/null || missing+=($t); done
+for t in age rclone hyperfine xxd; do command -v $t >/dev/null || missing+=($t); done
+[ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
