@@ -165,8 +165,7 @@ func (c *CatalogBackup) Marshal() ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, k.Version)
 		b = append(b, byte(k.Wrapped.Source), byte(k.Wrapped.Alg))
 		b = binary.BigEndian.AppendUint32(b, k.Wrapped.KEKVersion)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(k.Wrapped.Data)))
-		b = append(b, k.Wrapped.Data...)
+		b = appendBytes16(b, k.Wrapped.Data)
 		b = append(b, k.KeyCheck[:]...)
 		b = binary.BigEndian.AppendUint64(b, k.Created)
 		b = append(b, k.State)
@@ -184,15 +183,10 @@ func (c *CatalogBackup) Marshal() ([]byte, error) {
 		b = append(b, o.Pin[:]...)
 		b = append(b, o.Commit[:]...)
 		b = binary.BigEndian.AppendUint32(b, o.KeyVersion)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(o.Wrapped)))
-		b = append(b, o.Wrapped...)
+		b = appendBytes16(b, o.Wrapped)
 		b = binary.BigEndian.AppendUint64(b, o.Modified)
 		b = appendStr(b, o.ContentType)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(o.Meta)))
-		for _, p := range o.Meta {
-			b = appendStr(b, p.Name)
-			b = appendStr(b, p.Value)
-		}
+		b = appendMeta(b, o.Meta)
 		b = binary.BigEndian.AppendUint32(b, o.Segments)
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(c.System)))
@@ -239,9 +233,7 @@ func ParseCatalogBackup(b []byte) (*CatalogBackup, error) {
 		k.Wrapped.Source = keys.SourceKind(r.u8())
 		k.Wrapped.Alg = keys.Alg(r.u8())
 		k.Wrapped.KEKVersion = r.u32()
-		if p := r.take(int(r.u16())); p != nil {
-			k.Wrapped.Data = append([]byte(nil), p...)
-		}
+		k.Wrapped.Data = r.bytes16()
 		r.bytes(k.KeyCheck[:])
 		k.Created = r.u64()
 		k.State = r.u8()
@@ -259,15 +251,10 @@ func ParseCatalogBackup(b []byte) (*CatalogBackup, error) {
 		r.bytes(o.Pin[:])
 		r.bytes(o.Commit[:])
 		o.KeyVersion = r.u32()
-		if p := r.take(int(r.u16())); p != nil {
-			o.Wrapped = append([]byte(nil), p...)
-		}
+		o.Wrapped = r.bytes16()
 		o.Modified = r.u64()
 		o.ContentType = r.str()
-		nm := int(r.u16())
-		for j := 0; j < nm && r.err == nil; j++ {
-			o.Meta = append(o.Meta, MetaPair{Name: r.str(), Value: r.str()})
-		}
+		o.Meta = r.meta()
 		o.Segments = r.u32()
 		c.Objects = append(c.Objects, o)
 	}

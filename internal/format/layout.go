@@ -209,11 +209,7 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, m.ObjectVersion)
 	b = binary.BigEndian.AppendUint64(b, m.Modified)
 	b = appendStr(b, m.ContentType)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Meta)))
-	for _, p := range m.Meta {
-		b = appendStr(b, p.Name)
-		b = appendStr(b, p.Value)
-	}
+	b = appendMeta(b, m.Meta)
 	b = binary.BigEndian.AppendUint64(b, m.Length)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Segments)))
 	for _, s := range m.Segments {
@@ -307,13 +303,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	m.ObjectVersion = r.u64()
 	m.Modified = r.u64()
 	m.ContentType = r.str()
-	nm := int(r.u16())
-	if r.err == nil && nm > r.remaining()/4 {
-		return nil, Corrupt(LayerManifest, "metadata count %d exceeds the manifest", nm)
-	}
-	for i := 0; i < nm && r.err == nil; i++ {
-		m.Meta = append(m.Meta, MetaPair{Name: r.str(), Value: r.str()})
-	}
+	m.Meta = r.meta()
 	m.Length = r.u64()
 	ns := int(r.u32())
 	if r.err == nil && ns > r.remaining()/(8+SaltLen) {
@@ -461,6 +451,22 @@ func ParseStoreName(name string) (keys.ID, bool) {
 	return id, true
 }
 
+// appendMeta encodes metadata pairs: a u16 count, then name and value.
+func appendMeta(b []byte, meta []MetaPair) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(meta)))
+	for _, p := range meta {
+		b = appendStr(b, p.Name)
+		b = appendStr(b, p.Value)
+	}
+	return b
+}
+
+// appendBytes16 encodes a u16 length and the bytes.
+func appendBytes16(b, v []byte) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
+	return append(b, v...)
+}
+
 func appendStr(b []byte, s string) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
 	return append(b, s...)
@@ -517,6 +523,28 @@ func (r *reader) bytes(dst []byte) {
 	}
 }
 func (r *reader) id(dst *keys.ID) { r.bytes(dst[:]) }
+
+// meta reads what appendMeta wrote.
+func (r *reader) meta() []MetaPair {
+	n := int(r.u16())
+	if r.err == nil && n > r.remaining()/4 {
+		r.err = errors.New("metadata count exceeds the data")
+		return nil
+	}
+	var ps []MetaPair
+	for i := 0; i < n && r.err == nil; i++ {
+		ps = append(ps, MetaPair{Name: r.str(), Value: r.str()})
+	}
+	return ps
+}
+
+// bytes16 reads what appendBytes16 wrote.
+func (r *reader) bytes16() []byte {
+	if p := r.take(int(r.u16())); p != nil {
+		return append([]byte(nil), p...)
+	}
+	return nil
+}
 func (r *reader) str() string {
 	n := int(r.u16())
 	if p := r.take(n); p != nil {

@@ -41,8 +41,7 @@ func (r *KeyRecord) Marshal() ([]byte, error) {
 	b = append(b, r.Object[:]...)
 	b = append(b, byte(r.Wrapped.Source), byte(r.Wrapped.Alg))
 	b = binary.BigEndian.AppendUint32(b, r.Wrapped.KEKVersion)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(r.Wrapped.Data)))
-	b = append(b, r.Wrapped.Data...)
+	b = appendBytes16(b, r.Wrapped.Data)
 	b = append(b, r.KeyCheck[:]...)
 	return binary.BigEndian.AppendUint64(b, r.Created), nil
 }
@@ -86,10 +85,7 @@ func ParseKeyRecord(b []byte) (*KeyRecord, error) {
 	r.Wrapped.Source = keys.SourceKind(rd.u8())
 	r.Wrapped.Alg = keys.Alg(rd.u8())
 	r.Wrapped.KEKVersion = rd.u32()
-	n := int(rd.u16())
-	if p := rd.take(n); p != nil {
-		r.Wrapped.Data = append([]byte(nil), p...)
-	}
+	r.Wrapped.Data = rd.bytes16()
 	rd.bytes(r.KeyCheck[:])
 	r.Created = rd.u64()
 	if rd.err != nil {
