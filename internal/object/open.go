@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keys"
@@ -277,6 +278,7 @@ func (o *Object) Wipe() { o.d.dek.Wipe() }
 
 type openJob struct {
 	seg  int
+	buf  []byte // off-heap memory behind ct and pt, or nil
 	ct   []byte
 	pt   []byte
 	err  error
@@ -301,16 +303,43 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	for _, s := range o.Manifest.Segments {
 		maxSeg = max(maxSeg, s.Len)
 	}
+	// Segments of the default size or less use the sealer's off-heap
+	// buffers, taken as the pipeline needs them.
+	pooled := maxSeg <= DefaultSegmentSize
 	free := make(chan *openJob, inflight)
-	for i := 0; i < inflight; i++ {
-		free <- &openJob{}
+	jobs := make([]*openJob, inflight)
+	for i := range jobs {
+		jobs[i] = &openJob{}
+		free <- jobs[i]
 	}
+	var running sync.WaitGroup // the reader and the workers
+	finished := false
+	defer func() {
+		release := func() {
+			for _, j := range jobs {
+				if j.buf != nil {
+					sealBufs.Put(j.buf)
+					j.buf, j.ct, j.pt = nil, nil, nil
+				}
+			}
+		}
+		// After a failure the reader may still be blocked reading the store
+		// and workers may still be opening: the buffers go back only once
+		// all of them have stopped.
+		if finished {
+			release()
+		} else {
+			go func() { running.Wait(); release() }()
+		}
+	}()
 	work := make(chan *openJob, inflight)
 	order := make(chan *openJob, inflight)
 	stop := make(chan struct{})
 	defer close(stop)
+	running.Add(workers + 1)
 	for i := 0; i < workers; i++ {
 		go func() {
+			defer running.Done()
 			for j := range work {
 				s := o.Manifest.Segments[j.seg]
 				aead, err := stream.SegmentAEAD(o.d.dek, s.Salt[:])
@@ -327,6 +356,7 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	var readErr error
 	go func() {
+		defer running.Done()
 		defer close(order)
 		defer close(work)
 		for i, s := range o.Manifest.Segments {
@@ -336,12 +366,19 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 			case <-stop:
 				return
 			}
-			n := format.SegmentCTLen(s.Len)
-			if uint64(cap(j.ct)) < n {
-				j.ct = make([]byte, n, format.SegmentCTLen(maxSeg))
-				j.pt = make([]byte, 0, maxSeg)
+			if j.ct == nil {
+				if pooled {
+					b, err := sealBufs.Get()
+					if err != nil {
+						readErr = err
+						return
+					}
+					j.buf, j.pt, j.ct = b, b[:0:DefaultSegmentSize], b[DefaultSegmentSize:DefaultSegmentSize]
+				} else {
+					j.ct, j.pt = make([]byte, 0, format.SegmentCTLen(maxSeg)), make([]byte, 0, maxSeg)
+				}
 			}
-			j.ct = j.ct[:n]
+			j.ct = j.ct[:format.SegmentCTLen(s.Len)]
 			if _, err := io.ReadFull(rc, j.ct); err != nil {
 				if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 					err = format.Corrupt(format.LayerSize, "object truncated in segment %d", i)
@@ -374,6 +411,8 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	if readErr != nil {
 		return written, readErr
 	}
+	// The reader closed order: every job is idle.
+	finished = true
 	// Padding: the rest of the body must be the padding keystream.
 	ps := o.d.padStream()
 	want := make([]byte, 64<<10)

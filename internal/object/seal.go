@@ -11,6 +11,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/offheap"
 	"github.com/holdfast/holdfast/internal/secret"
 	"github.com/holdfast/holdfast/internal/stream"
 )
@@ -151,26 +152,33 @@ func (s *Sealer) Close() error {
 	return nil
 }
 
-var sealBufs sync.Pool // of *sealJob with DefaultSegmentSize buffers
+// sealBufs keeps idle buffers for segments of DefaultSegmentSize outside
+// the Go heap (see package offheap): enough for one pipelined object on
+// every core, reused by the objects that follow.
+var sealBufs = offheap.NewPool(DefaultSegmentSize+int(format.SegmentCTLen(DefaultSegmentSize)), runtime.GOMAXPROCS(0)+2)
 
-func getSealBuf(segSize int) *sealJob {
-	if segSize == DefaultSegmentSize {
-		if j, ok := sealBufs.Get().(*sealJob); ok {
-			return j
-		}
+func getSealBuf(segSize int) (*sealJob, error) {
+	ctLen := int(format.SegmentCTLen(uint64(segSize)))
+	if segSize != DefaultSegmentSize {
+		return &sealJob{pt: make([]byte, segSize), ct: make([]byte, 0, ctLen)}, nil
 	}
-	return &sealJob{pt: make([]byte, segSize), ct: make([]byte, 0, format.SegmentCTLen(uint64(segSize)))}
+	b, err := sealBufs.Get()
+	if err != nil {
+		return nil, err
+	}
+	return &sealJob{buf: b, pt: b[:segSize:segSize], ct: b[segSize:segSize]}, nil
 }
 
-func putSealBuf(segSize int, j *sealJob) {
-	if segSize == DefaultSegmentSize {
-		j.done, j.err = nil, nil
-		j.pt = j.pt[:cap(j.pt)]
-		sealBufs.Put(j)
+// putSealBuf returns j's buffer to the pool; nothing may use j afterwards.
+func putSealBuf(j *sealJob) {
+	if j.buf != nil {
+		sealBufs.Put(j.buf)
+		j.buf, j.pt, j.ct = nil, nil, nil
 	}
 }
 
 type sealJob struct {
+	buf  []byte // off-heap memory behind pt and ct, or nil
 	pt   []byte
 	ct   []byte
 	salt [format.SaltLen]byte
@@ -243,11 +251,14 @@ func (s *Sealer) seal(j *sealJob) error {
 // is sealed right here, without starting the parallel pipeline.
 func (s *Sealer) writeSegments(write func([]byte) error) ([]format.Segment, error) {
 	segSize := s.opt.SegmentSize
-	first := getSealBuf(segSize)
+	first, err := getSealBuf(segSize)
+	if err != nil {
+		return nil, err
+	}
 	n, err := io.ReadFull(s.src, first.pt[:segSize])
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		defer putSealBuf(segSize, first) // nothing else holds it
+		defer putSealBuf(first) // nothing else holds it
 		first.pt = first.pt[:n]
 		if _, err := io.ReadFull(s.opt.Rand, first.salt[:]); err != nil {
 			return nil, fmt.Errorf("reading segment salt: %w", err)
@@ -260,7 +271,7 @@ func (s *Sealer) writeSegments(write func([]byte) error) ([]format.Segment, erro
 		}
 		return []format.Segment{{Len: uint64(n), Salt: first.salt}}, nil
 	case err != nil:
-		putSealBuf(segSize, first)
+		putSealBuf(first)
 		return nil, fmt.Errorf("reading input: %w", err)
 	}
 	return s.pipeline(first, write)
@@ -278,13 +289,21 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 	allocated := 1 // owned by the reader goroutine until it closes order
 	mine := []*sealJob{first}
 	finished := false
+	var running sync.WaitGroup // the reader and the workers
 	defer func() {
-		// After a clean finish the reader has closed order and every
-		// buffer is idle in free; only then do they go back to the pool.
-		if finished {
+		release := func() {
 			for _, j := range mine {
-				putSealBuf(segSize, j)
+				putSealBuf(j)
 			}
+		}
+		// After a clean finish the reader has closed order and every
+		// buffer is idle in free. After a failure the reader may still be
+		// blocked reading the source and workers may still be sealing:
+		// the buffers go back only once all of them have stopped.
+		if finished {
+			release()
+		} else {
+			go func() { running.Wait(); release() }()
 		}
 	}()
 	work := make(chan *sealJob, inflight)
@@ -292,8 +311,10 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 	stop := make(chan struct{})
 	defer close(stop)
 
+	running.Add(s.opt.Workers + 1)
 	for i := 0; i < s.opt.Workers; i++ {
 		go func() {
+			defer running.Done()
 			for j := range work {
 				j.err = s.seal(j)
 				close(j.done)
@@ -302,6 +323,7 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 	}
 	var readErr error
 	go func() {
+		defer running.Done()
 		defer close(order)
 		defer close(work)
 		for idx := 0; ; idx++ {
@@ -314,7 +336,11 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 				case j = <-free:
 				default:
 					if allocated < inflight {
-						j = getSealBuf(segSize)
+						var err error
+						if j, err = getSealBuf(segSize); err != nil {
+							readErr = err
+							return
+						}
 						allocated++
 						mine = append(mine, j)
 						break
