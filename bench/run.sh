@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: measures Holdfast against the tools users would pick instead,
 # on this machine, in one run, and writes docs/performance.md from the
-# results. Installs what it needs (Debian: age, rclone, hyperfine).
+# results. Installs what it needs (Debian: age, rclone, hyperfine; awscli
+# and versitygw for the S3 rows in bench/s3.sh). SKIP_S3=1 leaves those out.
 # Everything happens on /dev/shm (tmpfs) so the disk is not the bottleneck.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,6 +99,13 @@ hyperfine --runs "$RUNS" --export-json "$OUT/tree.json" --style basic \
 
 echo "== Go benchmarks: raw AES-256-GCM vs the chunk stream (one core), object pipeline"
 go test -run '^$' -bench 'Raw|Stream' -benchtime 1s -count 5 ./internal/stream ./internal/object | tee "$OUT/gobench.txt" | grep -E '^Benchmark'
+
+if [ "${SKIP_S3:-}" != 1 ]; then
+  echo "== through S3 (bench/s3.sh)"
+  RUNS=$(( RUNS < 5 ? RUNS : 5 )) FILES=$FILES bash bench/s3.sh
+else
+  rm -f "$OUT"/s3*
+fi
 
 echo "== writing docs/performance.md"
 /usr/bin/python3 bench/report.py "$OUT" >docs/performance.md

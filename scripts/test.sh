@@ -10,6 +10,8 @@ FUZZTIME=${FUZZTIME:-15s}
 need_pkgs=()
 /usr/bin/python3 -c 'import cryptography' 2>/dev/null || need_pkgs+=(python3-cryptography)
 /usr/bin/python3 -c 'import argon2' 2>/dev/null || need_pkgs+=(python3-argon2)
+# The AWS CLI plays the provider's console in the S3 script tests.
+[ -x /usr/bin/aws ] || need_pkgs+=(awscli)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

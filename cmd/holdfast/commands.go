@@ -20,6 +20,7 @@ import (
 	"github.com/holdfast/holdfast/internal/catalog"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/repo"
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 func (e *env) homeDir() (string, error) {
@@ -57,6 +58,10 @@ func (e *env) open(ctx context.Context, cleanup bool) (*repo.Repo, error) {
 			r.Close()
 			return nil, fmt.Errorf("cleaning up after an earlier interrupted run: %w", err)
 		}
+	}
+	if err := e.autoBackup(ctx, r); err != nil {
+		r.Close()
+		return nil, err
 	}
 	return r, nil
 }
@@ -191,7 +196,7 @@ func (e *env) putCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.printEntry(ent, "stored")
+			return e.printEntry(r, ent, "stored")
 		},
 	}
 	c.Flags().BoolVarP(&recursive, "recursive", "r", false, "store a directory tree under BUCKET/PREFIX")
@@ -253,7 +258,7 @@ func (e *env) putTree(ctx context.Context, r *repo.Repo, dir, bucket, prefix str
 	}
 	el := time.Since(start)
 	if e.jsonOut {
-		return printJSON(e.stdout, map[string]any{"files": len(items), "bytes": bytes, "seconds": el.Seconds()})
+		return printJSON(e.stdout, withStore(r, map[string]any{"files": len(items), "bytes": bytes, "seconds": el.Seconds()}))
 	}
 	if !e.quiet {
 		fmt.Fprintf(e.stdout, "stored %d files (%d bytes) in %s/%s in %.2fs\n", len(items), bytes, bucket, prefix, el.Seconds())
@@ -261,9 +266,9 @@ func (e *env) putTree(ctx context.Context, r *repo.Repo, dir, bucket, prefix str
 	return nil
 }
 
-func (e *env) printEntry(ent catalog.Entry, verb string) error {
+func (e *env) printEntry(r *repo.Repo, ent catalog.Entry, verb string) error {
 	if e.jsonOut {
-		return printJSON(e.stdout, entryJSON(ent))
+		return printJSON(e.stdout, entryStoreJSON{entryJSON(ent), storeStats(r)})
 	}
 	if !e.quiet {
 		fmt.Fprintf(e.stdout, "%s %s/%s (%d bytes, version %d)\n", verb, ent.Bucket, ent.Key, ent.Size, ent.Version)
@@ -282,6 +287,29 @@ type jsonEntry struct {
 	StoredSize  int64             `json:"stored_size"`
 	Object      string            `json:"object"`
 	Segments    int               `json:"segments"`
+}
+
+// entryStoreJSON is an entry and what it took of the store.
+type entryStoreJSON struct {
+	jsonEntry
+	Store *store.Stats `json:"store,omitempty"`
+}
+
+// storeStats returns the store's request and retry counts for --json
+// output, or nil for a store that keeps none (a local directory).
+func storeStats(r *repo.Repo) *store.Stats {
+	if st, ok := r.StoreStats(); ok {
+		return &st
+	}
+	return nil
+}
+
+// withStore adds "store" (storeStats) to a JSON object when there is one.
+func withStore(r *repo.Repo, m map[string]any) map[string]any {
+	if st := storeStats(r); st != nil {
+		m["store"] = st
+	}
+	return m
 }
 
 func entryJSON(e catalog.Entry) jsonEntry {
@@ -313,7 +341,7 @@ func (e *env) getCmd() *cobra.Command {
 				// Through a temporary file renamed into place only when every
 				// byte authenticated: a failed or interrupted get leaves no
 				// output file.
-				return atomicfile.Write(out, atomicfile.Options{Mode: outputMode()}, func(w io.Writer) error {
+				err = atomicfile.Write(out, atomicfile.Options{Mode: outputMode()}, func(w io.Writer) error {
 					bar := newBar(e.stderr, e.quiet || e.jsonOut, rd.Entry.Size, "get "+args[0])
 					if bar != nil {
 						w = io.MultiWriter(w, bar)
@@ -322,6 +350,13 @@ func (e *env) getCmd() *cobra.Command {
 					_, err := rd.WriteTo(ctx, w)
 					return err
 				})
+				if err != nil || !e.jsonOut {
+					return err
+				}
+				return printJSON(e.stdout, struct {
+					entryStoreJSON
+					File string `json:"file"`
+				}{entryStoreJSON{entryJSON(rd.Entry), storeStats(r)}, out})
 			})
 		},
 	}
@@ -478,7 +513,7 @@ func (e *env) rmCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return e.printEntry(ent, "deleted")
+				return e.printEntry(r, ent, "deleted")
 			})
 		},
 	}
@@ -557,7 +592,7 @@ func (e *env) verifyCmd() *cobra.Command {
 				verdict = "damaged"
 			}
 			if e.jsonOut {
-				if err := printJSON(e.stdout, map[string]any{"verdict": verdict, "summary": sum, "findings": findings}); err != nil {
+				if err := printJSON(e.stdout, withStore(r, map[string]any{"verdict": verdict, "summary": sum, "findings": findings})); err != nil {
 					return err
 				}
 			} else {
@@ -581,8 +616,9 @@ func (e *env) verifyCmd() *cobra.Command {
 
 func (e *env) recoverCmd() *cobra.Command {
 	var sf storeFlags
+	var acceptUnverified bool
 	c := &cobra.Command{
-		Use:   "recover [--store DIR]",
+		Use:   "recover [--store DIR] [--accept-unverified-freshness]",
 		Short: "Rebuild a lost catalog from the store with the keyring",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -599,7 +635,8 @@ func (e *env) recoverCmd() *cobra.Command {
 			if s3cfg != nil {
 				storeDir = ""
 			}
-			r, rep, err := repo.Recover(c.Context(), repo.RecoverOptions{Home: home, StorePath: storeDir, S3: s3cfg, Passphrase: pass, Hooks: e.hooks})
+			r, rep, err := repo.Recover(c.Context(), repo.RecoverOptions{Home: home, StorePath: storeDir, S3: s3cfg, Passphrase: pass,
+				AcceptUnverifiedFreshness: acceptUnverified, Hooks: e.hooks})
 			if err != nil {
 				return err
 			}
@@ -607,14 +644,12 @@ func (e *env) recoverCmd() *cobra.Command {
 			if e.jsonOut {
 				return printJSON(e.stdout, rep)
 			}
-			fmt.Fprintf(e.stdout, "recovered %d objects (%d bytes) in %d buckets; %d older versions removed; %d unknown store objects ignored\n",
-				rep.Objects, rep.Bytes, rep.Buckets, rep.Superseded, len(rep.Unknown))
-			for _, u := range rep.Unknown {
-				fmt.Fprintf(e.stdout, "unknown      %s (not written by this repository)\n", u)
-			}
+			e.printRecover(rep)
 			return nil
 		},
 	}
 	sf.register(c, "where the repository is stored (default: the config's, else the directory HOME/store)")
+	c.Flags().BoolVar(&acceptUnverified, "accept-unverified-freshness", false,
+		"recover even if the store's catalog backups cannot be checked against the keyring's freshness record (none, older, or not linked)")
 	return c
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -35,6 +36,9 @@ func TestMain(m *testing.M) {
 			if n, err := strconv.ParseInt(os.Getenv("HOLDFAST_TEST_KILL_AFTER_BYTES"), 10, 64); err == nil {
 				hooks = &repo.Hooks{WrapStore: func(s store.Store) store.Store { return killAfter{s, n} }}
 			}
+			if p := os.Getenv("HOLDFAST_TEST_KILL_AT"); p != "" {
+				hooks = killAt(hooks, p)
+			}
 			os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, hooks))
 		},
 	})
@@ -52,6 +56,11 @@ func TestScripts(t *testing.T) {
 			"code":     cmdCode,
 			"provider": cmdProvider,
 			"mkrandom": cmdMkrandom,
+			"jsonget":  cmdJSONGet,
+			"storeobj": cmdStoreObj,
+			"chtime":   cmdChtime,
+			"mtime":    cmdMtime,
+			"badname":  cmdBadname,
 		},
 	})
 }
@@ -89,8 +98,13 @@ func TestScriptsS3(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"code":      cmdCode,
 			"mkrandom":  cmdMkrandom,
+			"chtime":    cmdChtime,
+			"mtime":     cmdMtime,
 			"s3keys":    cmdS3Keys,
+			"awsheads":  cmdAWSHeads,
 			"s3uploads": cmdS3Uploads,
+			"jsonget":   cmdJSONGet,
+			"s3obj":     cmdS3Obj,
 		},
 	})
 }
@@ -110,6 +124,39 @@ func cmdS3Keys(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 		fmt.Fprintf(ts.Stdout(), "%s %d meta=%v type=%s\n", aws.ToString(o.Key), aws.ToInt64(o.Size), h.Metadata, aws.ToString(h.ContentType))
 	}
+}
+
+// awsheads FILE runs `aws s3api head-object` on every key listed in FILE
+// (in $S3_BUCKET, through $S3_ENDPOINT) and prints each answer, then a line
+// "heads: N objects, M with metadata" counting answers with user metadata.
+func cmdAWSHeads(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: awsheads FILE")
+	}
+	keys := strings.Fields(ts.ReadFile(args[0]))
+	if len(keys) == 0 {
+		ts.Fatalf("awsheads: no keys in %s", args[0])
+	}
+	withMeta := 0
+	for _, k := range keys {
+		cmd := exec.Command("/usr/bin/aws", "s3api", "head-object", "--bucket", ts.Getenv("S3_BUCKET"), "--key", k,
+			"--endpoint-url", ts.Getenv("S3_ENDPOINT"), "--ca-bundle", ts.Getenv("S3_CA"), "--output", "json")
+		cmd.Env = os.Environ()
+		for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED"} {
+			cmd.Env = append(cmd.Env, v+"="+ts.Getenv(v))
+		}
+		out, err := cmd.Output()
+		if err != nil {
+			ts.Fatalf("aws s3api head-object %s: %v\n%s", k, err, out)
+		}
+		var h struct{ Metadata map[string]string }
+		ts.Check(json.Unmarshal(out, &h))
+		if len(h.Metadata) > 0 {
+			withMeta++
+		}
+		fmt.Fprintf(ts.Stdout(), "%s\n", out)
+	}
+	fmt.Fprintf(ts.Stdout(), "heads: %d objects, %d with metadata\n", len(keys), withMeta)
 }
 
 // code N CMD ARGS... runs CMD and requires exit code N.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +21,9 @@ type storeFlags struct {
 	pins        []string
 	partMiB     int64
 	concurrency int
+	maxAttempts int
+	timeout     time.Duration
+	idleTimeout time.Duration
 }
 
 func (f *storeFlags) register(c *cobra.Command, what string) {
@@ -34,6 +38,9 @@ func (f *storeFlags) register(c *cobra.Command, what string) {
 	fl.StringArrayVar(&f.pins, "s3-pin", nil, "accept only this server key: base64 SHA-256 of its SubjectPublicKeyInfo (repeatable)")
 	fl.Int64Var(&f.partMiB, "s3-part-size", 0, "multipart part size in MiB (default 16)")
 	fl.IntVar(&f.concurrency, "s3-concurrency", 0, "parts uploaded at once (default 4)")
+	fl.IntVar(&f.maxAttempts, "s3-max-attempts", 0, "attempts of one request before it fails, the first included (default 10)")
+	fl.DurationVar(&f.timeout, "s3-timeout", 0, "deadline of one request, all attempts and waits included (default 5m)")
+	fl.DurationVar(&f.idleTimeout, "s3-idle-timeout", 0, "an attempt fails after this long without a byte moving (default 30s)")
 }
 
 // s3 returns the S3 settings when --store names an S3 bucket, else nil.
@@ -46,10 +53,14 @@ func (f *storeFlags) s3() (*repo.S3Config, error) {
 	if bucket == "" {
 		return nil, usagef("--store %q names no bucket", f.store)
 	}
+	if f.maxAttempts < 0 || f.timeout < 0 || f.idleTimeout < 0 {
+		return nil, usagef("--s3-max-attempts, --s3-timeout and --s3-idle-timeout must not be negative")
+	}
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
 	return &repo.S3Config{Bucket: bucket, Prefix: prefix, Endpoint: f.endpoint, Region: f.region, PathStyle: f.pathStyle,
 		AllowHTTP: f.allowHTTP, AllowTLS12: f.allowTLS12, CABundle: f.caBundle, PinSPKI: f.pins,
-		PartSize: f.partMiB << 20, Concurrency: f.concurrency}, nil
+		PartSize: f.partMiB << 20, Concurrency: f.concurrency, MaxAttempts: f.maxAttempts,
+		Timeout: repo.Duration(f.timeout), IdleTimeout: repo.Duration(f.idleTimeout)}, nil
 }

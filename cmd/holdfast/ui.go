@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -30,7 +31,7 @@ const (
 	exitDamaged   = 4 // stored data failed authentication; verify: damage found
 	exitKey       = 5 // wrong passphrase, or the keyring is corrupt or unusable
 	exitUnchecked = 6 // could not check: store or catalog unavailable (verify: could not check)
-	exitRefused   = 7 // refused to overwrite or to mix repositories
+	exitRefused   = 7 // refused to overwrite or to mix repositories, or (recover) to trust catalog backups that may be rolled back
 	exitInterrupt = 130
 )
 
@@ -92,6 +93,8 @@ func classify(err error) (int, string) {
 		return exitKey, "restore the keyring file from your backup"
 	case errors.Is(err, keys.ErrNotMyKey), errors.Is(err, keys.ErrUnavailable):
 		return exitKey, ""
+	case errors.Is(err, repo.ErrUnverifiedFreshness):
+		return exitRefused, "recovery can check the store's catalog backups only against a keyring that recorded them (the copy from the lost home, or a later one); if you accept the store as it is, run recover again with --accept-unverified-freshness"
 	case errors.Is(err, repo.ErrOtherRepository):
 		return exitRefused, "use an empty store, or the keyring of the repository it holds"
 	case errors.Is(err, repo.ErrExists), errors.Is(err, keyring.ErrExists):
@@ -149,4 +152,58 @@ func newCountBar(stderr io.Writer, quiet bool, total int64, desc string) *progre
 		progressbar.OptionClearOnFinish(),
 		progressbar.OptionSetWidth(30),
 	)
+}
+
+// warnf prints a warning line: something was left alone, nothing failed.
+func warnf(stderr io.Writer, f string, a ...any) {
+	fmt.Fprintf(stderr, "holdfast: warning: "+f+"\n", a...)
+}
+
+// fileErrorf prints the error line of one file of a command that goes on
+// with the others (and reports the count at the end).
+func fileErrorf(stderr io.Writer, f string, a ...any) {
+	fmt.Fprintf(stderr, "holdfast: error: "+f+"\n", a...)
+}
+
+// lineBar is a progress bar (possibly nil) on standard error, shared by
+// goroutines, with the lines printed while it runs: a line to the bar's
+// terminal clears the bar first, so lines and bar never mix.
+type lineBar struct {
+	mu        sync.Mutex
+	bar       *progressbar.ProgressBar
+	stdoutTTY bool // standard output is a terminal too
+}
+
+func (l *lineBar) set(b *progressbar.ProgressBar, stdoutTTY bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bar, l.stdoutTTY = b, stdoutTTY
+}
+
+func (l *lineBar) add(n int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bar != nil {
+		l.bar.Add64(n)
+	}
+}
+
+// print runs fn, which prints lines to standard error (toStderr) or
+// standard output, with the bar out of their way.
+func (l *lineBar) print(toStderr bool, fn func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bar != nil && (toStderr || l.stdoutTTY) {
+		l.bar.Clear()
+	}
+	fn()
+}
+
+func (l *lineBar) finish() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bar != nil {
+		l.bar.Finish()
+		l.bar = nil
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // ErrExists: NoReplace found something at the path.
@@ -28,6 +29,9 @@ type Options struct {
 	// ErrExists if the path exists, so a concurrent creator is never
 	// overwritten. Otherwise a rename replaces any existing file.
 	NoReplace bool
+	// ModTime, if not zero, is the final file's modification time (set
+	// before the file is moved into place).
+	ModTime time.Time
 }
 
 // Write makes path hold exactly what fill writes, or leaves it untouched.
@@ -69,6 +73,11 @@ func Write(path string, o Options, fill func(io.Writer) error) (err error) {
 	f = nil
 	if err != nil {
 		return fmt.Errorf("closing temporary file: %w", err)
+	}
+	if !o.ModTime.IsZero() {
+		if err := os.Chtimes(tmp, time.Time{}, o.ModTime); err != nil {
+			return fmt.Errorf("setting the modification time of temporary file: %w", err)
+		}
 	}
 	if o.NoReplace {
 		if err := os.Link(tmp, path); err != nil {

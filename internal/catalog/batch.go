@@ -268,7 +268,10 @@ func (c *sqliteCatalog) CommitPutBatch(ctx context.Context, es []Entry) ([]*Entr
 	replaced := make([]*Entry, len(es))
 	err := c.write(ctx, func(t *txn) error {
 		t.local = true
-		return commitEntries(t, es, replaced)
+		if err := commitEntries(t, es, replaced); err != nil {
+			return err
+		}
+		return t.changed(len(es))
 	})
 	if err != nil {
 		return nil, err

@@ -114,6 +114,33 @@ type SystemObject struct {
 	Created                  time.Time
 }
 
+// BackupState records a catalog backup: its sequence and backup hash (the
+// pair the keyring's freshness record holds), its store object, when it was
+// made, and the catalog's Changes when its snapshot was taken.
+type BackupState struct {
+	Sequence uint64
+	Hash     [32]byte
+	ObjectID keys.ID
+	Created  time.Time
+	Changes  uint64
+}
+
+// Snapshot is a consistent read-only view of the catalog (see
+// Catalog.View). Its lists are in the orders a catalog backup needs:
+// buckets by name, bucket keys by (bucket id, version), entries by
+// (bucket, key), system objects by object id, all bytewise.
+type Snapshot interface {
+	Changes() (uint64, error)
+	Count() (int64, error)
+	Buckets() ([]Bucket, error)
+	BucketKeys() ([]BucketKey, error)
+	// All calls fn for every current entry, holding the snapshot open;
+	// fn must not write to the catalog through the same goroutine's
+	// transaction (it may call other Catalog methods).
+	All(fn func(Entry) error) error
+	SystemObjects() ([]SystemObject, error)
+}
+
 // Known says what the catalog knows about an object id found in the store.
 type Known int
 
@@ -249,6 +276,36 @@ type Catalog interface {
 	// garbage is also in history; Lookup says KnownGarbage until
 	// ForgetGarbage). KnownNone if nowhere.
 	Lookup(ctx context.Context, id keys.ID) (Known, error)
+
+	// Changes returns how many changes the catalog has committed: object
+	// commits and deletions, bucket creations and deletions, bucket key
+	// records and rewraps. It only grows (Restore does not count), so
+	// the difference of two readings counts the changes between them.
+	Changes(ctx context.Context) (uint64, error)
+	// View runs fn with a consistent read-only snapshot of the whole
+	// catalog (one read transaction): every read through it sees the
+	// catalog as of its first read, whatever other writers commit
+	// meanwhile, and writers are not blocked. The Snapshot is valid only
+	// during fn.
+	View(ctx context.Context, fn func(Snapshot) error) error
+	// LastBackup returns the record of the newest catalog backup this
+	// catalog committed or was restored from; ErrNotFound if none.
+	LastBackup(ctx context.Context) (BackupState, error)
+	// CommitBackup is CommitSystem for a catalog backup (s.Kind is
+	// KindBackup and s.ObjectID is b.ObjectID) together with b as the new
+	// LastBackup, in one transaction. It fails with ErrStaleVersion, and
+	// changes nothing, if the catalog already records a backup with
+	// b.Sequence or a higher one (another process backed up first), and
+	// with ErrNotPending if the write is no longer pending.
+	CommitBackup(ctx context.Context, s SystemObject, b BackupState) error
+	// SetLastBackup records b as LastBackup without a system object (a
+	// recovery restores the backup's own record with Restore). Like
+	// CommitBackup it refuses a sequence not above the recorded one.
+	SetLastBackup(ctx context.Context, b BackupState) error
+	// RetireSystem forgets system object id and lists it as garbage, so
+	// that its store object is deleted (an old catalog backup).
+	// ErrNotFound if it is not a system object.
+	RetireSystem(ctx context.Context, id keys.ID) error
 
 	// Restore inserts buckets, bucket keys, entries and system objects
 	// wholesale during recovery, in one transaction per call: all or

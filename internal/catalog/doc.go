@@ -14,6 +14,10 @@
 // The batch calls (BeginPutBatch, CommitPutBatch, Restore) apply many rows
 // with a few set-based statements and give the same result as the single
 // calls in order. The schema carries a version; a newer one is refused.
+// For catalog backups (backup.go) it counts committed changes in the
+// transactions that make them, exports consistent read-only snapshots
+// that do not block writers, and records the last backup committed,
+// refusing a sequence it already has.
 //
 // The catalog never holds key material in the clear: wrapped keys only.
 // It never touches the store: callers write and delete store objects and

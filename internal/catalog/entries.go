@@ -326,6 +326,9 @@ func (c *sqliteCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) 
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, entryArgs(&e)...); err != nil {
 			return exists(err)
 		}
+		if err := t.changed(1); err != nil {
+			return err
+		}
 		return t.reserve(e.Bucket, e.Key, e.Version)
 	})
 	if err != nil {
@@ -451,6 +454,9 @@ func (c *sqliteCatalog) Delete(ctx context.Context, bucket, key string) (Entry, 
 		if old == nil {
 			return ErrNotFound
 		}
+		if err := t.changed(1); err != nil {
+			return err
+		}
 		return t.retire(old, Deleted)
 	})
 	if err != nil {
@@ -470,7 +476,7 @@ func (c *sqliteCatalog) Rewrap(ctx context.Context, bucket, key string, id keys.
 		if n, err := r.RowsAffected(); err != nil {
 			return err
 		} else if n == 1 {
-			return nil
+			return t.changed(1)
 		}
 		if cur, err := t.current(bucket, key); err != nil {
 			return err
@@ -593,6 +599,9 @@ func (c *sqliteCatalog) commitSystem(ctx context.Context, s SystemObject, k *Buc
 	err := c.write(ctx, func(t *txn) error {
 		if k != nil {
 			if err := insertBucketKey(t, k); err != nil {
+				return err
+			}
+			if err := t.changed(1); err != nil {
 				return err
 			}
 		}

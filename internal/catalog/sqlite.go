@@ -266,7 +266,7 @@ func (c *sqliteCatalog) GetMeta(ctx context.Context, key string) ([]byte, error)
 }
 
 func (c *sqliteCatalog) SetMeta(ctx context.Context, key string, v []byte) error {
-	if key == metaSchemaVersion {
+	if key == metaSchemaVersion || key == metaChanges || key == metaLastBackup {
 		return fmt.Errorf("catalog: meta %q is reserved", key)
 	}
 	err := c.write(ctx, func(t *txn) error {
@@ -283,7 +283,13 @@ func (c *sqliteCatalog) SetMeta(ctx context.Context, key string, v []byte) error
 // ---- buckets ----
 
 func (c *sqliteCatalog) CreateBucket(ctx context.Context, b Bucket) error {
-	if err := c.write(ctx, func(t *txn) error { return insertBucket(t, b) }); err != nil {
+	err := c.write(ctx, func(t *txn) error {
+		if err := insertBucket(t, b); err != nil {
+			return err
+		}
+		return t.changed(1)
+	})
+	if err != nil {
 		return fmt.Errorf("catalog: create bucket %q: %w", b.Name, err)
 	}
 	return nil
@@ -350,8 +356,10 @@ func (c *sqliteCatalog) DeleteBucket(ctx context.Context, name string) error {
 		if used {
 			return ErrNotEmpty
 		}
-		_, err := t.exec(`DELETE FROM buckets WHERE name = ?`, name)
-		return err
+		if _, err := t.exec(`DELETE FROM buckets WHERE name = ?`, name); err != nil {
+			return err
+		}
+		return t.changed(1)
 	})
 	if err != nil {
 		return fmt.Errorf("catalog: delete bucket %q: %w", name, err)
@@ -409,8 +417,11 @@ func (c *sqliteCatalog) UpdateBucketKey(ctx context.Context, k BucketKey) error 
 	err := c.write(ctx, func(t *txn) error {
 		a := bucketKeyArgs(&k) // bucket_id, version, then the columns set
 		args := append(slices.Clone(a[2:]), a[0], a[1])
-		return affected(t.exec(`UPDATE bucket_keys SET source = ?, alg = ?, kek_version = ?, wrapped = ?,
-			key_check = ?, created = ?, journal_id = ?, state = ? WHERE bucket_id = ? AND version = ?`, args...))
+		if err := affected(t.exec(`UPDATE bucket_keys SET source = ?, alg = ?, kek_version = ?, wrapped = ?,
+			key_check = ?, created = ?, journal_id = ?, state = ? WHERE bucket_id = ? AND version = ?`, args...)); err != nil {
+			return err
+		}
+		return t.changed(1)
 	})
 	if err != nil {
 		return fmt.Errorf("catalog: update bucket key %x version %d: %w", k.BucketID, k.Version, err)

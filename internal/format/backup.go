@@ -3,6 +3,9 @@ package format
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
+	"hash"
+	"io"
 	"unicode/utf8"
 
 	"github.com/holdfast/holdfast/internal/keys"
@@ -73,15 +76,24 @@ type BackupSystem struct {
 
 const backupVersion = 1
 
+const backupHashLabel = "holdfast/v1/backup"
+
 // BackupHash is the hash that freshness records and the next backup's
 // Previous field name: SHA-256("holdfast/v1/backup" || plaintext).
 func BackupHash(plain []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte("holdfast/v1/backup"))
+	h := NewBackupHash()
 	h.Write(plain)
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
+}
+
+// NewBackupHash returns a hash.Hash whose sum over a backup's plaintext,
+// written in any pieces, is its BackupHash.
+func NewBackupHash() hash.Hash {
+	h := sha256.New()
+	h.Write([]byte(backupHashLabel))
+	return h
 }
 
 func idLess(a, b keys.ID) bool {
@@ -93,62 +105,101 @@ func idLess(a, b keys.ID) bool {
 	return false
 }
 
-func (c *CatalogBackup) validate() error {
-	bad := func(f string, a ...any) error { return Corrupt(LayerManifest, "catalog backup: "+f, a...) }
+func backupCorrupt(f string, a ...any) error {
+	return Corrupt(LayerManifest, "catalog backup: "+f, a...)
+}
+
+// The rules of docs/format.md, "Catalog backup", one part at a time, so
+// that Marshal and BackupEncoder check exactly the same things.
+
+func (c *CatalogBackup) validateHead() error {
 	if c.Sequence == 0 {
-		return bad("sequence zero")
+		return backupCorrupt("sequence zero")
 	}
 	if (c.Sequence == 1) != (c.Previous == [32]byte{}) {
-		return bad("previous hash must be zero exactly for the first backup")
+		return backupCorrupt("previous hash must be zero exactly for the first backup")
 	}
+	return nil
+}
+
+func (c *CatalogBackup) validateBuckets() error {
 	for i, b := range c.Buckets {
 		if len(b.Name) > MaxBucketLen || !utf8.ValidString(b.Name) || (i > 0 && !(c.Buckets[i-1].Name < b.Name)) {
-			return bad("bucket %d out of order or invalid", i)
-		}
-	}
-	for i, k := range c.Keys {
-		if i > 0 {
-			p := c.Keys[i-1]
-			if !(idLess(p.Bucket, k.Bucket) || p.Bucket == k.Bucket && p.Version < k.Version) {
-				return bad("key %d out of order", i)
-			}
-		}
-		if k.Version == 0 || k.State < 1 || k.State > 3 || k.Wrapped.KEKVersion == 0 ||
-			k.Wrapped.Source < keys.SourceKeyring || k.Wrapped.Source > keys.SourceKeyServer ||
-			keys.WrappedLen(k.Wrapped.Alg) == 0 || keys.WrappedLen(k.Wrapped.Alg) != len(k.Wrapped.Data) {
-			return bad("key %d invalid", i)
-		}
-	}
-	for i, o := range c.Objects {
-		if i > 0 {
-			p := c.Objects[i-1]
-			if !(p.Bucket < o.Bucket || p.Bucket == o.Bucket && p.Key < o.Key) {
-				return bad("object %d out of order", i)
-			}
-		}
-		m := Manifest{Kind: KindData, BucketName: o.Bucket, Key: o.Key, ObjectVersion: o.Version, ContentType: o.ContentType,
-			Meta: o.Meta, Length: o.Size, Segments: []Segment{{Len: o.Size}}}
-		if err := m.validate(); err != nil {
-			return bad("object %d: %v", i, err)
-		}
-		if o.Version == 0 || o.Segments == 0 || len(o.Wrapped) != keys.WrappedLenHKDFGCMCommit || o.KeyVersion == 0 {
-			return bad("object %d invalid", i)
-		}
-	}
-	for i, s := range c.System {
-		if (s.Kind != KindJournal && s.Kind != KindMarker) || (i > 0 && !idLess(c.System[i-1].Object, s.Object)) {
-			return bad("system object %d invalid or out of order", i)
+			return backupCorrupt("bucket %d out of order or invalid", i)
 		}
 	}
 	return nil
 }
 
-// Marshal encodes c.
-func (c *CatalogBackup) Marshal() ([]byte, error) {
-	if err := c.validate(); err != nil {
-		return nil, err
+func (c *CatalogBackup) validateKeys() error {
+	for i, k := range c.Keys {
+		if i > 0 {
+			p := c.Keys[i-1]
+			if !(idLess(p.Bucket, k.Bucket) || p.Bucket == k.Bucket && p.Version < k.Version) {
+				return backupCorrupt("key %d out of order", i)
+			}
+		}
+		if k.Version == 0 || k.State < 1 || k.State > 3 || k.Wrapped.KEKVersion == 0 ||
+			k.Wrapped.Source < keys.SourceKeyring || k.Wrapped.Source > keys.SourceKeyServer ||
+			keys.WrappedLen(k.Wrapped.Alg) == 0 || keys.WrappedLen(k.Wrapped.Alg) != len(k.Wrapped.Data) {
+			return backupCorrupt("key %d invalid", i)
+		}
 	}
-	b := []byte{backupVersion}
+	return nil
+}
+
+// validateObject checks object i, o, which follows prev (nil for the
+// first).
+func validateBackupObject(i uint64, prev, o *BackupObject) error {
+	if prev != nil && !(prev.Bucket < o.Bucket || prev.Bucket == o.Bucket && prev.Key < o.Key) {
+		return backupCorrupt("object %d out of order", i)
+	}
+	m := Manifest{Kind: KindData, BucketName: o.Bucket, Key: o.Key, ObjectVersion: o.Version, ContentType: o.ContentType,
+		Meta: o.Meta, Length: o.Size, Segments: []Segment{{Len: o.Size}}}
+	if err := m.validate(); err != nil {
+		return backupCorrupt("object %d: %v", i, err)
+	}
+	if o.Version == 0 || o.Segments == 0 || len(o.Wrapped) != keys.WrappedLenHKDFGCMCommit || o.KeyVersion == 0 {
+		return backupCorrupt("object %d invalid", i)
+	}
+	return nil
+}
+
+func validateBackupSystem(sys []BackupSystem) error {
+	for i, s := range sys {
+		if (s.Kind != KindJournal && s.Kind != KindMarker) || (i > 0 && !idLess(sys[i-1].Object, s.Object)) {
+			return backupCorrupt("system object %d invalid or out of order", i)
+		}
+	}
+	return nil
+}
+
+func (c *CatalogBackup) validate() error {
+	if err := c.validateHead(); err != nil {
+		return err
+	}
+	if err := c.validateBuckets(); err != nil {
+		return err
+	}
+	if err := c.validateKeys(); err != nil {
+		return err
+	}
+	for i := range c.Objects {
+		var prev *BackupObject
+		if i > 0 {
+			prev = &c.Objects[i-1]
+		}
+		if err := validateBackupObject(uint64(i), prev, &c.Objects[i]); err != nil {
+			return err
+		}
+	}
+	return validateBackupSystem(c.System)
+}
+
+// appendBackupHead encodes everything before the object count: version,
+// repository, sequence, created, previous, buckets and keys.
+func (c *CatalogBackup) appendHead(b []byte) []byte {
+	b = append(b, backupVersion)
 	b = append(b, c.Repo[:]...)
 	b = binary.BigEndian.AppendUint64(b, c.Sequence)
 	b = binary.BigEndian.AppendUint64(b, c.Created)
@@ -171,26 +222,30 @@ func (c *CatalogBackup) Marshal() ([]byte, error) {
 		b = append(b, k.State)
 		b = append(b, k.Journal[:]...)
 	}
-	b = binary.BigEndian.AppendUint64(b, uint64(len(c.Objects)))
-	for _, o := range c.Objects {
-		b = appendStr(b, o.Bucket)
-		b = appendStr(b, o.Key)
-		b = binary.BigEndian.AppendUint64(b, o.Version)
-		b = append(b, o.Object[:]...)
-		for _, v := range []uint64{o.Size, o.Stored, o.ManifestOff, o.ManifestLen} {
-			b = binary.BigEndian.AppendUint64(b, v)
-		}
-		b = append(b, o.Pin[:]...)
-		b = append(b, o.Commit[:]...)
-		b = binary.BigEndian.AppendUint32(b, o.KeyVersion)
-		b = appendBytes16(b, o.Wrapped)
-		b = binary.BigEndian.AppendUint64(b, o.Modified)
-		b = appendStr(b, o.ContentType)
-		b = appendMeta(b, o.Meta)
-		b = binary.BigEndian.AppendUint32(b, o.Segments)
+	return b
+}
+
+func appendBackupObject(b []byte, o *BackupObject) []byte {
+	b = appendStr(b, o.Bucket)
+	b = appendStr(b, o.Key)
+	b = binary.BigEndian.AppendUint64(b, o.Version)
+	b = append(b, o.Object[:]...)
+	for _, v := range []uint64{o.Size, o.Stored, o.ManifestOff, o.ManifestLen} {
+		b = binary.BigEndian.AppendUint64(b, v)
 	}
-	b = binary.BigEndian.AppendUint32(b, uint32(len(c.System)))
-	for _, s := range c.System {
+	b = append(b, o.Pin[:]...)
+	b = append(b, o.Commit[:]...)
+	b = binary.BigEndian.AppendUint32(b, o.KeyVersion)
+	b = appendBytes16(b, o.Wrapped)
+	b = binary.BigEndian.AppendUint64(b, o.Modified)
+	b = appendStr(b, o.ContentType)
+	b = appendMeta(b, o.Meta)
+	return binary.BigEndian.AppendUint32(b, o.Segments)
+}
+
+func appendBackupSystem(b []byte, sys []BackupSystem) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(sys)))
+	for _, s := range sys {
 		b = append(b, s.Object[:]...)
 		b = append(b, byte(s.Kind))
 		b = append(b, s.Pin[:]...)
@@ -198,7 +253,146 @@ func (c *CatalogBackup) Marshal() ([]byte, error) {
 			b = binary.BigEndian.AppendUint64(b, v)
 		}
 	}
-	return b, nil
+	return b
+}
+
+// Marshal encodes c.
+func (c *CatalogBackup) Marshal() ([]byte, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	b := c.appendHead(nil)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(c.Objects)))
+	for i := range c.Objects {
+		b = appendBackupObject(b, &c.Objects[i])
+	}
+	return appendBackupSystem(b, c.System), nil
+}
+
+// BackupEncoder writes a catalog backup's plaintext to an io.Writer piece
+// by piece, for catalogs too large to hold in memory: the bytes are those
+// Marshal produces for the same backup, and every piece is checked by the
+// same rules as it is written. Use NewBackupEncoder, then Object for each
+// object in order, then Finish.
+type BackupEncoder struct {
+	w      io.Writer
+	h      hash.Hash
+	buf    []byte
+	want   uint64 // objects announced
+	n      uint64 // objects written
+	prev   BackupObject
+	err    error
+	closed bool
+}
+
+// backupFlush is how much the encoder buffers before it writes.
+const backupFlush = 64 << 10
+
+// NewBackupEncoder validates and writes the head of c (everything up to
+// and including the object count, which is objects); c.Objects and
+// c.System must be empty: they follow through Object and Finish.
+func NewBackupEncoder(w io.Writer, c *CatalogBackup, objects uint64) (*BackupEncoder, error) {
+	if len(c.Objects) != 0 || len(c.System) != 0 {
+		return nil, errors.New("catalog backup encoder: objects and system objects are written separately")
+	}
+	for _, err := range []error{c.validateHead(), c.validateBuckets(), c.validateKeys()} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	e := &BackupEncoder{w: w, h: NewBackupHash(), want: objects}
+	e.buf = binary.BigEndian.AppendUint64(c.appendHead(make([]byte, 0, backupFlush)), objects)
+	return e, e.flush(false)
+}
+
+func (e *BackupEncoder) flush(all bool) error {
+	if e.err != nil {
+		return e.err
+	}
+	if !all && len(e.buf) < backupFlush {
+		return nil
+	}
+	e.h.Write(e.buf)
+	if _, err := e.w.Write(e.buf); err != nil {
+		e.err = err
+		return err
+	}
+	e.buf = e.buf[:0]
+	return nil
+}
+
+// Object validates and writes the next object; objects come in (bucket,
+// key) order, no more than announced.
+func (e *BackupEncoder) Object(o *BackupObject) error {
+	if e.err != nil {
+		return e.err
+	}
+	if e.n == e.want {
+		e.err = backupCorrupt("more objects than the %d announced", e.want)
+		return e.err
+	}
+	var prev *BackupObject
+	if e.n > 0 {
+		prev = &e.prev
+	}
+	if err := validateBackupObject(e.n, prev, o); err != nil {
+		e.err = err
+		return err
+	}
+	e.buf = appendBackupObject(e.buf, o)
+	e.prev = BackupObject{Bucket: o.Bucket, Key: o.Key}
+	e.n++
+	return e.flush(false)
+}
+
+// Finish writes the system objects, which end the backup, and returns the
+// backup hash of everything written. It fails if fewer objects were
+// written than announced.
+func (e *BackupEncoder) Finish(sys []BackupSystem) ([32]byte, error) {
+	var sum [32]byte
+	if e.err == nil && e.n != e.want {
+		e.err = backupCorrupt("%d objects written, %d announced", e.n, e.want)
+	}
+	if e.err == nil {
+		e.err = validateBackupSystem(sys)
+	}
+	if e.err != nil {
+		return sum, e.err
+	}
+	e.buf = appendBackupSystem(e.buf, sys)
+	if err := e.flush(true); err != nil {
+		return sum, err
+	}
+	e.err = errors.New("catalog backup encoder: finished")
+	e.h.Sum(sum[:0])
+	return sum, nil
+}
+
+// BackupHeadLen is the length of a catalog backup's fixed head: version,
+// repository id, sequence, created and previous hash.
+const BackupHeadLen = 1 + 16 + 8 + 8 + 32
+
+// ParseCatalogBackupHead decodes the fixed head of a catalog backup
+// plaintext (its first BackupHeadLen bytes; b may be longer) and checks
+// its rules: the result has Repo, Sequence, Created and Previous only.
+// Recovery uses it to rank backups without decoding them whole.
+func ParseCatalogBackupHead(b []byte) (*CatalogBackup, error) {
+	if len(b) < BackupHeadLen {
+		return nil, backupCorrupt("truncated")
+	}
+	r := reader{b: b[:BackupHeadLen]}
+	if v := r.u8(); v != backupVersion {
+		return nil, Corrupt(LayerManifest, "unsupported catalog backup version %d", v)
+	}
+	c := &CatalogBackup{}
+	r.id(&c.Repo)
+	c.Sequence = r.u64()
+	c.Created = r.u64()
+	r.bytes(c.Previous[:])
+	if err := c.validateHead(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // ParseCatalogBackup decodes a catalog backup plaintext.

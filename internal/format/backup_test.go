@@ -2,6 +2,8 @@ package format
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/keys"
@@ -68,5 +70,88 @@ func TestCatalogBackupRules(t *testing.T) {
 	}
 	if _, err := ParseCatalogBackup(b[:len(b)-1]); err == nil {
 		t.Error("truncation accepted")
+	}
+}
+
+// TestBackupEncoderMatchesMarshal: the streaming encoder writes exactly
+// Marshal's bytes and returns their backup hash, whatever the write sizes.
+func TestBackupEncoderMatchesMarshal(t *testing.T) {
+	c := sampleBackup()
+	c.Sequence, c.Previous = 7, [32]byte{9}
+	for i := range 3000 { // more than one flush of the encoder's buffer
+		c.Objects = append(c.Objects, BackupObject{Bucket: "b", Key: fmt.Sprintf("k%05d", i), Version: 1, KeyVersion: 1,
+			Wrapped: make([]byte, 112), Segments: 1, ContentType: "text/plain"})
+	}
+	want, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := *c
+	head.Objects, head.System = nil, nil
+	var buf bytes.Buffer
+	enc, err := NewBackupEncoder(&buf, &head, uint64(len(c.Objects)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Objects {
+		if err := enc.Object(&c.Objects[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := enc.Finish(c.System)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("encoder wrote %d bytes that differ from Marshal's %d", buf.Len(), len(want))
+	}
+	if sum != BackupHash(want) {
+		t.Fatal("encoder's hash differs from BackupHash")
+	}
+	h, err := ParseCatalogBackupHead(want)
+	if err != nil || h.Sequence != 7 || h.Previous != c.Previous || h.Repo != c.Repo {
+		t.Fatalf("head: %+v %v", h, err)
+	}
+	if _, err := ParseCatalogBackupHead(want[:BackupHeadLen-1]); err == nil {
+		t.Fatal("short head accepted")
+	}
+}
+
+// TestBackupEncoderRules: the encoder refuses what Marshal refuses; each
+// case has a control that differs only in the rule broken.
+func TestBackupEncoderRules(t *testing.T) {
+	enc := func(objs []BackupObject, announce uint64) error {
+		c := sampleBackup()
+		c.Objects, c.System = nil, nil
+		e, err := NewBackupEncoder(io.Discard, c, announce)
+		if err != nil {
+			return err
+		}
+		for i := range objs {
+			if err := e.Object(&objs[i]); err != nil {
+				return err
+			}
+		}
+		_, err = e.Finish(sampleBackup().System)
+		return err
+	}
+	objs := sampleBackup().Objects
+	if err := enc(objs, 2); err != nil {
+		t.Fatalf("control: %v", err)
+	}
+	if err := enc(objs, 3); err == nil {
+		t.Error("fewer objects than announced accepted")
+	}
+	if err := enc(objs, 1); err == nil {
+		t.Error("more objects than announced accepted")
+	}
+	if err := enc([]BackupObject{objs[1], objs[0]}, 2); err == nil {
+		t.Error("objects out of order accepted")
+	}
+	bad := sampleBackup()
+	bad.Objects = nil
+	bad.Sequence = 2
+	if _, err := NewBackupEncoder(io.Discard, bad, 0); err == nil {
+		t.Error("sequence 2 without a previous hash accepted")
 	}
 }

@@ -128,5 +128,26 @@ func FuzzParseCatalogBackup(f *testing.F) {
 		if err != nil || !bytes.Equal(out, b) {
 			t.Fatalf("accepted catalog backup does not re-encode to itself: %v", err)
 		}
+		// The head parser and the streaming encoder agree with the whole.
+		h, err := format.ParseCatalogBackupHead(b)
+		if err != nil || h.Repo != c.Repo || h.Sequence != c.Sequence || h.Created != c.Created || h.Previous != c.Previous {
+			t.Fatalf("head of an accepted catalog backup: %+v %v", h, err)
+		}
+		head := *c
+		head.Objects, head.System = nil, nil
+		var buf bytes.Buffer
+		enc, err := format.NewBackupEncoder(&buf, &head, uint64(len(c.Objects)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range c.Objects {
+			if err := enc.Object(&c.Objects[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sum, err := enc.Finish(c.System)
+		if err != nil || !bytes.Equal(buf.Bytes(), b) || sum != format.BackupHash(b) {
+			t.Fatalf("the streaming encoder does not reproduce an accepted catalog backup: %v", err)
+		}
 	})
 }

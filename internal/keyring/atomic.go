@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/holdfast/holdfast/internal/atomicfile"
+	"golang.org/x/sys/unix"
 )
 
 // ErrExists: Create found a file (or anything else) at the keyring path.
@@ -38,4 +39,26 @@ func writeFileAtomic(path string, data []byte, replace bool) error {
 		return ErrExists
 	}
 	return err
+}
+
+// lockKeyring takes an exclusive lock on the keyring at path (an flock on
+// path + ".lock", made if missing) and returns its release. Every
+// replacement of the keyring file holds it from the check of the file on
+// disk to the rename.
+func lockKeyring(path string) (func(), error) {
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking keyring: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking keyring: %w", err)
+	}
+	return func() { f.Close() }, nil // closing the file releases the lock
 }

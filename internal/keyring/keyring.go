@@ -190,6 +190,15 @@ func (k *Keyring) write(st payload, h header, kek secret.Key, replace bool) erro
 		return err
 	}
 	if replace {
+		// Check and replace under the lock, so that of two processes that
+		// read the same file only the first replaces it; the other finds
+		// the file changed (ErrModified) instead of undoing the first's
+		// change (a root key version, a newer freshness record).
+		unlock, err := lockKeyring(k.path)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		cur, err := readFile(k.path)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrModified, err)
@@ -437,6 +446,56 @@ func (k *Keyring) setFreshness(f Freshness, now time.Time) error {
 		return fmt.Errorf("setting freshness in %q: %w", k.path, err)
 	}
 	k.st = next
+	return nil
+}
+
+// Reload reads the keyring file again after another process changed it
+// (a write failed with ErrModified), using the key this Keyring derived
+// from the passphrase, so no passphrase is needed: it works while the file
+// is sealed under the same salt and parameters (another process rotated a
+// key or recorded freshness) and fails with ErrModified if the passphrase
+// was changed meanwhile (open the keyring again). It refuses a file of
+// another repository and one whose freshness record is older than the one
+// in memory (ErrFreshnessRollback), and changes nothing when it fails.
+func (k *Keyring) Reload() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.shut {
+		return fmt.Errorf("reloading keyring: %w", ErrClosed)
+	}
+	b, err := readFile(k.path)
+	if err != nil {
+		return fmt.Errorf("reloading keyring %q: %w", k.path, err)
+	}
+	h, ct, err := parseFile(b)
+	if err != nil {
+		return fmt.Errorf("reloading keyring %q: %w", k.path, err)
+	}
+	if h.params != k.hdr.params || h.salt != k.hdr.salt {
+		return fmt.Errorf("reloading keyring %q: %w: its passphrase was changed", k.path, ErrModified)
+	}
+	pt, err := openCiphertext(k.kek, h, ct)
+	if err != nil {
+		return fmt.Errorf("reloading keyring %q: %w", k.path, err)
+	}
+	st, err := unmarshalPayload(pt)
+	clear(pt)
+	if err != nil {
+		return fmt.Errorf("reloading keyring %q: %w", k.path, err)
+	}
+	switch {
+	case st.repo != k.st.repo:
+		err = errors.New("it now belongs to another repository")
+	case k.st.hasFresh && (!st.hasFresh || st.fresh.Sequence < k.st.fresh.Sequence ||
+		st.fresh.Sequence == k.st.fresh.Sequence && st.fresh.Hash != k.st.fresh.Hash):
+		err = fmt.Errorf("%w: the file's freshness record is older than the one read before", ErrFreshnessRollback)
+	}
+	if err != nil {
+		st.wipe()
+		return fmt.Errorf("reloading keyring %q: %w", k.path, err)
+	}
+	k.st.wipe()
+	k.st, k.hdr, k.disk = st, h, sha256.Sum256(b)
 	return nil
 }
 

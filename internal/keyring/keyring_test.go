@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,11 +72,13 @@ func dirNames(t testing.TB, dir string) []string {
 	return names
 }
 
-// wantOnly fails unless dir holds exactly the keyring file (no temp files).
+// wantOnly fails unless dir holds exactly the keyring file and, once the
+// file has been replaced, its lock file (no temp files).
 func wantOnly(t testing.TB, path string) {
 	t.Helper()
-	if got := dirNames(t, filepath.Dir(path)); !slices.Equal(got, []string{filepath.Base(path)}) {
-		t.Fatalf("directory holds %q, want only %q", got, filepath.Base(path))
+	got := slices.DeleteFunc(dirNames(t, filepath.Dir(path)), func(n string) bool { return n == filepath.Base(path)+".lock" })
+	if !slices.Equal(got, []string{filepath.Base(path)}) {
+		t.Fatalf("directory holds %q, want only %q (and its lock)", got, filepath.Base(path))
 	}
 }
 
@@ -835,5 +839,160 @@ func TestConcurrentUse(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestReload: a handle whose write was refused because another process
+// changed the file reloads it without the passphrase and then writes; a
+// reload after a passphrase change, or one that would move freshness
+// backwards, is refused and changes nothing. Each refusal follows a
+// control that differs only in the change made.
+func TestReload(t *testing.T) {
+	a, path := newKeyring(t)
+	b, err := Open(path, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	h := func(x byte) (v [32]byte) { v[0] = x; return }
+	if err := a.SetFreshness(Freshness{Sequence: 1, Hash: h(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetFreshness(Freshness{Sequence: 2, Hash: h(2)}); !errors.Is(err, ErrModified) {
+		t.Fatalf("write over another handle's change: %v", err)
+	}
+	if err := b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := b.Freshness(); !ok || f.Sequence != 1 || f.Hash != h(1) {
+		t.Fatalf("reloaded freshness %+v %v", f, ok)
+	}
+	if err := b.SetFreshness(Freshness{Sequence: 2, Hash: h(2)}); err != nil {
+		t.Fatalf("write after reload: %v", err)
+	}
+	// The reloaded keys still work: b wraps, a (reloaded) unwraps.
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	dk, _ := secret.New()
+	ad := keys.AD{Purpose: keys.PurposeSystemKey, Repo: a.Repo(), KEKVersion: 1}
+	w, err := b.Wrap(context.Background(), 1, ad, dk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Unwrap(context.Background(), w, ad); err != nil {
+		t.Fatalf("unwrap after reload: %v", err)
+	}
+
+	// A file whose freshness is older than what the handle read: refused.
+	older := mustRead(t, path) // sequence 2
+	if err := a.SetFreshness(Freshness{Sequence: 3, Hash: h(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reload(); err != nil { // control: moving forward reloads
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, older, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reload(); !errors.Is(err, ErrFreshnessRollback) {
+		t.Fatalf("reload of an older file: %v", err)
+	}
+	if f, _ := b.Freshness(); f.Sequence != 3 {
+		t.Fatalf("refused reload changed memory: %+v", f)
+	}
+
+	// After a passphrase change the cached key cannot read the file.
+	c, err := Open(path, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.ChangePassphrase([]byte("another passphrase"), Calibrate(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); !errors.Is(err, ErrModified) {
+		t.Fatalf("reload after a passphrase change: %v", err)
+	}
+}
+
+// TestConcurrentWritersLoseNothing: two handles on one file, as two
+// processes would have, record freshness and rotate concurrently, each
+// reloading and retrying when the other changed the file. Every change a
+// writer was told succeeded is in the final file: the newest freshness
+// record and the rotated root key version.
+func TestConcurrentWritersLoseNothing(t *testing.T) {
+	a, path := newKeyring(t)
+	b, err := Open(path, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var next, best atomic.Uint64
+	rotated := make(chan uint32, 1)
+	retry := func(k *Keyring, op func() error) error {
+		for {
+			err := op()
+			if !errors.Is(err, ErrModified) {
+				return err
+			}
+			if err := k.Reload(); err != nil {
+				return err
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for w, k := range []*Keyring{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				if w == 0 && i == 20 {
+					var v uint32
+					if err := retry(k, func() (err error) { v, err = k.Rotate(); return }); err != nil {
+						t.Error(err)
+						return
+					}
+					rotated <- v
+				}
+				seq := next.Add(1)
+				f := Freshness{Sequence: seq, Hash: [32]byte{byte(seq), byte(seq >> 8)}}
+				err := retry(k, func() error { return k.SetFreshness(f) })
+				switch {
+				case err == nil:
+					for {
+						cur := best.Load()
+						if seq <= cur || best.CompareAndSwap(cur, seq) {
+							break
+						}
+					}
+				case errors.Is(err, ErrFreshnessRollback):
+					// The other writer already recorded a newer one.
+				default:
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	c, err := Open(path, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if f, ok := c.Freshness(); !ok || f.Sequence != best.Load() {
+		t.Fatalf("file records sequence %d, but %d was recorded successfully", f.Sequence, best.Load())
+	}
+	v := <-rotated
+	found := false
+	for _, info := range c.Versions() {
+		found = found || info.Version == v
+	}
+	if !found {
+		t.Fatalf("rotated root key version %d lost: %+v", v, c.Versions())
 	}
 }

@@ -312,6 +312,22 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 		jobs[i] = &openJob{}
 		free <- jobs[i]
 	}
+	// A multi-segment object takes every buffer it may use at once, so its
+	// memory is the same however fast the store and the writer are.
+	if pooled && len(o.Manifest.Segments) > 1 {
+		for _, j := range jobs {
+			b, err := sealBufs.Get()
+			if err != nil {
+				for _, j := range jobs {
+					if j.buf != nil {
+						sealBufs.Put(j.buf)
+					}
+				}
+				return 0, err
+			}
+			j.buf, j.pt, j.ct = b, b[:0:DefaultSegmentSize], b[DefaultSegmentSize:DefaultSegmentSize]
+		}
+	}
 	var running sync.WaitGroup // the reader and the workers
 	finished := false
 	defer func() {

@@ -289,6 +289,20 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 	allocated := 1 // owned by the reader goroutine until it closes order
 	mine := []*sealJob{first}
 	finished := false
+	// A multi-segment object takes every buffer it may use at once, so its
+	// memory is the same however fast its reader, workers and writer run.
+	for allocated < inflight {
+		j, err := getSealBuf(segSize)
+		if err != nil {
+			for _, j := range mine {
+				putSealBuf(j)
+			}
+			return nil, err
+		}
+		mine = append(mine, j)
+		free <- j
+		allocated++
+	}
 	var running sync.WaitGroup // the reader and the workers
 	defer func() {
 		release := func() {

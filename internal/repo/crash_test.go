@@ -77,6 +77,8 @@ func crashChild() int {
 			items = append(items, PutItem{Key: k, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(newData)), nil }})
 		}
 		err = r.PutMany(ctx, "crash", items, nil)
+	case "backup":
+		_, err = r.Backup(ctx)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

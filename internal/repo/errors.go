@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/holdfast/holdfast/internal/format"
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 var (
@@ -14,8 +15,9 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrOtherRepository: the store holds another repository's marker.
 	ErrOtherRepository = errors.New("store holds another repository")
-	// ErrStoreUnavailable: the store cannot be reached.
-	ErrStoreUnavailable = errors.New("store unavailable")
+	// ErrStoreUnavailable: the store cannot be reached (the store's own
+	// error, so that store failures after retries are this too).
+	ErrStoreUnavailable = store.ErrUnavailable
 	// ErrDamaged is wrapped by every DamageError.
 	ErrDamaged = errors.New("stored data is damaged")
 	// errTransient: a read failed in a way that says nothing about the

@@ -236,8 +236,21 @@ func (r *Repo) rootVersions() []uint32 {
 
 // discard removes a store object written by a failed operation and its
 // pending record. Errors are ignored: the next cleanup finishes the job.
+// While the store may still hold the object (it could not be reached to
+// delete it, and a write whose answer was lost may have landed), the
+// pending record stays, so the object is never taken for an unknown one.
+// The deletion gets discardTimeout, so that a failed write against a store
+// that does not answer is reported soon after the store's own deadline.
 func (r *Repo) discard(ctx context.Context, id keys.ID, name string) {
 	ctx = context.WithoutCancel(ctx)
-	_ = r.st.Delete(ctx, name)
+	dctx, cancel := context.WithTimeout(ctx, discardTimeout)
+	err := r.st.Delete(dctx, name)
+	cancel()
+	if err != nil && !isNotExist(err) {
+		return
+	}
 	_ = r.cat.AbortPut(ctx, id)
 }
+
+// discardTimeout bounds discard's deletion.
+const discardTimeout = 30 * time.Second

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/catalog"
@@ -48,6 +49,9 @@ type Config struct {
 	Version    int         `json:"version"`
 	Repository string      `json:"repository"`
 	Store      StoreConfig `json:"store"`
+	// Backup is when commands write catalog backups; nil means the
+	// defaults (DefaultBackupConfig). Init writes the defaults out.
+	Backup *BackupConfig `json:"backup,omitempty"`
 }
 
 // StoreConfig says which store holds the repository. It holds no secret:
@@ -71,6 +75,31 @@ type S3Config struct {
 	PinSPKI     []string `json:"pin_spki,omitempty"`
 	PartSize    int64    `json:"part_size,omitempty"`
 	Concurrency int      `json:"concurrency,omitempty"`
+	// Faults: zero takes the store's default (see internal/store/s3).
+	MaxAttempts int      `json:"max_attempts,omitempty"`
+	MaxBackoff  Duration `json:"max_backoff,omitempty"`
+	IdleTimeout Duration `json:"idle_timeout,omitempty"`
+	Timeout     Duration `json:"timeout,omitempty"`
+}
+
+// Duration is a time.Duration that config.json holds as text ("30s").
+type Duration time.Duration
+
+// MarshalJSON writes d as text, "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads text as time.ParseDuration does.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // Describe names the store for people (no credentials are ever in it).
@@ -116,7 +145,8 @@ func openStore(ctx context.Context, c StoreConfig, hooks *Hooks) (store.Store, e
 		x := c.S3
 		return s3store.New(ctx, s3store.Config{Bucket: x.Bucket, Prefix: x.Prefix, Endpoint: x.Endpoint, Region: x.Region,
 			PathStyle: x.PathStyle, AllowHTTP: x.AllowHTTP, AllowTLS12: x.AllowTLS12, CABundle: x.CABundle, PinSPKI: x.PinSPKI,
-			PartSize: x.PartSize, Concurrency: x.Concurrency})
+			PartSize: x.PartSize, Concurrency: x.Concurrency, MaxAttempts: x.MaxAttempts, MaxBackoff: time.Duration(x.MaxBackoff),
+			IdleTimeout: time.Duration(x.IdleTimeout), Timeout: time.Duration(x.Timeout)})
 	case "local":
 		var opt local.Options
 		if hooks != nil {
@@ -135,12 +165,21 @@ type Hooks struct {
 	BeforeRename func(name string)
 	// At is called at named points of a write (see the crash tests).
 	At func(point string)
+	// Now replaces the clock that MaybeBackup's interval is measured by.
+	Now func() time.Time
 }
 
 func (h *Hooks) at(p string) {
 	if h != nil && h.At != nil {
 		h.At(p)
 	}
+}
+
+func (h *Hooks) now() time.Time {
+	if h != nil && h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
 }
 
 // Repo is an open repository.
@@ -156,6 +195,8 @@ type Repo struct {
 
 	mu    sync.Mutex
 	bkeys map[bkRef]secret.Key
+
+	auto *autoBackup // see AutoBackup
 }
 
 type bkRef struct {
@@ -169,11 +210,22 @@ func (r *Repo) ID() keys.ID { return r.id }
 // Store returns the repository's store (for verify and tests).
 func (r *Repo) Store() store.Store { return r.st }
 
+// StoreStats returns the store's request and retry counts, if it keeps
+// them (store.StatsReporter: the S3 store does, the local one does not).
+func (r *Repo) StoreStats() (store.Stats, bool) {
+	if sr, ok := r.st.(store.StatsReporter); ok {
+		return sr.Stats(), true
+	}
+	return store.Stats{}, false
+}
+
 // Catalog returns the repository's catalog.
 func (r *Repo) Catalog() catalog.Catalog { return r.cat }
 
-// Close releases everything and wipes keys.
+// Close releases everything and wipes keys. With AutoBackup set it first
+// writes a catalog backup if one is due.
 func (r *Repo) Close() error {
+	r.runAutoBackup()
 	r.mu.Lock()
 	for k, v := range r.bkeys {
 		v.Wipe()
@@ -278,7 +330,8 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 		return nil, err
 	}
 	created = append(created, cp, cp+"-wal", cp+"-shm")
-	r := &Repo{Home: o.Home, cfg: Config{Version: 1, Repository: hex.EncodeToString(id[:]), Store: sc},
+	bc := DefaultBackupConfig
+	r := &Repo{Home: o.Home, cfg: Config{Version: 1, Repository: hex.EncodeToString(id[:]), Store: sc, Backup: &bc},
 		id: id, kr: kr, src: kr, cat: cat, st: st, hooks: o.Hooks, bkeys: map[bkRef]secret.Key{}}
 	defer func() {
 		if err != nil {
@@ -291,9 +344,18 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 	if err = r.writeMarker(ctx); err != nil {
 		return nil, err
 	}
-	if err = saveConfig(o.Home, r.cfg); err != nil {
+	// The first catalog backup, recorded in the keyring: from now on the
+	// keyring can tell a rolled-back store (docs/design.md §9).
+	var first *BackupResult
+	if first, err = r.Backup(ctx); err == nil {
+		err = saveConfig(o.Home, r.cfg)
+	}
+	if err != nil {
 		// Without its keyring the marker would block every later init.
 		_ = st.Delete(context.WithoutCancel(ctx), format.MarkerName(id))
+		if first != nil {
+			_ = st.Delete(context.WithoutCancel(ctx), first.Object)
+		}
 		return nil, err
 	}
 	return r, nil

@@ -160,6 +160,49 @@ var putBatch = 512
 // removed and nothing of it is committed; earlier batches stay committed.
 // done is called, from one goroutine, after each committed object.
 func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done func(catalog.Entry)) error {
+	return r.putMany(ctx, bucket, items, done, nil)
+}
+
+// PutManySkipping is PutMany, except that an item whose source cannot be
+// opened or read (its Open fails, or its reader returns an error) is left
+// out instead of failing its batch: nothing of it is stored or recorded,
+// skipped is called with it and the source's error (from one goroutine,
+// possibly while done runs in another), and the rest of the batch is
+// committed. Store and catalog errors still fail the batch and end the
+// call.
+func (r *Repo) PutManySkipping(ctx context.Context, bucket string, items []PutItem, done func(catalog.Entry), skipped func(PutItem, error)) error {
+	if skipped == nil {
+		return errors.New("PutManySkipping needs a skipped function")
+	}
+	return r.putMany(ctx, bucket, items, done, skipped)
+}
+
+// sourceReader records the first error its source returns.
+type sourceReader struct {
+	r   io.Reader
+	mu  sync.Mutex
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
+	}
+	return n, err
+}
+
+func (s *sourceReader) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (r *Repo) putMany(ctx context.Context, bucket string, items []PutItem, done func(catalog.Entry), skipped func(PutItem, error)) error {
 	for _, it := range items {
 		if err := ValidateKey(it.Key); err != nil {
 			return err
@@ -242,6 +285,7 @@ func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done
 		}
 		entries := make([]catalog.Entry, n)
 		errs := make([]error, n)
+		srcErrs := make([]error, n) // the source's own failure, if any
 		var wg sync.WaitGroup
 		next := make(chan int)
 		for range runtime.GOMAXPROCS(0) {
@@ -250,11 +294,17 @@ func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done
 				defer wg.Done()
 				for i := range next {
 					rc, err := batch[i].Open()
-					if err == nil {
+					if err != nil {
+						srcErrs[i] = err
+					} else {
+						src := &sourceReader{r: rc}
 						o := batch[i].Opts
 						o.Seal.Workers = 1 // parallel across objects instead
-						entries[i], err = w.store(ctx, batch[i].Key, ps[i].Version, ps[i].ObjectID, rc, o)
+						entries[i], err = w.store(ctx, batch[i].Key, ps[i].Version, ps[i].ObjectID, src, o)
 						rc.Close()
+						if err != nil {
+							srcErrs[i] = src.failed()
+						}
 					}
 					errs[i] = err
 				}
@@ -265,12 +315,30 @@ func (r *Repo) PutMany(ctx context.Context, bucket string, items []PutItem, done
 		}
 		close(next)
 		wg.Wait()
+		if skipped != nil {
+			// Leave out the items whose source failed; any other error
+			// still fails the batch.
+			var keepPs []catalog.Pending
+			var keep []catalog.Entry
+			for i := range batch {
+				if errs[i] != nil && srcErrs[i] != nil {
+					r.discard(ctx, ps[i].ObjectID, format.StoreName(ps[i].ObjectID))
+					skipped(batch[i], srcErrs[i])
+					errs[i] = nil
+					continue
+				}
+				keepPs, keep = append(keepPs, ps[i]), append(keep, entries[i])
+			}
+			ps, entries = keepPs, keep
+		}
 		if err := errors.Join(errs...); err != nil {
 			discard(ps)
 			return finish(err)
 		}
 		r.hooks.at("putmany:stored")
-		toCommit <- stored{ps, entries}
+		if len(entries) > 0 {
+			toCommit <- stored{ps, entries}
+		}
 	}
 	return finish(nil)
 }

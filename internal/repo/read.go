@@ -143,7 +143,7 @@ func (r *Repo) damage(ctx context.Context, e catalog.Entry, err error) error {
 		return err
 	}
 	if !errors.Is(err, format.ErrCorrupt) && !isNotExist(err) && !errors.Is(err, store.ErrInvalidRange) {
-		return err
+		return fmt.Errorf("%s/%s: %w", e.Bucket, e.Key, err)
 	}
 	st, cerr := r.classify(ctx, e)
 	if cerr != nil {

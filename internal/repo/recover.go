@@ -6,9 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/catalog"
@@ -26,8 +30,40 @@ type RecoverOptions struct {
 	StorePath  string    // default: the config's, else Home/store
 	S3         *S3Config // an S3 store instead
 	Passphrase []byte
-	Hooks      *Hooks
+	// AcceptUnverifiedFreshness lets recovery go on when the store's
+	// catalog backups cannot be checked against the keyring's freshness
+	// record: the keyring has none, or every backup found is older than
+	// it or does not link back to it, or there is no backup at all. It
+	// then starts from the newest authentic backup found (or scans alone)
+	// and the report says so.
+	AcceptUnverifiedFreshness bool
+	Hooks                     *Hooks
 }
+
+// BackupInfo names a catalog backup found in the store.
+type BackupInfo struct {
+	Sequence uint64    `json:"sequence"`
+	Created  time.Time `json:"created"`
+	Object   string    `json:"object"` // store name
+}
+
+// FreshnessInfo is a keyring's freshness record.
+type FreshnessInfo struct {
+	Sequence uint64    `json:"sequence"`
+	Hash     string    `json:"hash"`
+	Time     time.Time `json:"time"`
+}
+
+// Recovery verdicts on freshness (RecoverReport.Freshness).
+const (
+	// FreshnessVerified: recovery started from the backup the keyring
+	// records, or from a newer one whose chain of previous hashes reaches
+	// it.
+	FreshnessVerified = "verified"
+	// FreshnessUnverified: the check was impossible or failed and
+	// AcceptUnverifiedFreshness was set.
+	FreshnessUnverified = "unverified"
+)
 
 // RecoverReport says what Recover found.
 type RecoverReport struct {
@@ -35,13 +71,44 @@ type RecoverReport struct {
 	Objects    int      `json:"objects"`
 	Bytes      int64    `json:"bytes"`
 	Superseded int      `json:"superseded"` // older versions found and removed
-	Unknown    []string `json:"unknown"`    // store objects no key of this repository opens
+	Unknown    []string `json:"unknown"`    // store objects no key of this repository opens, or that failed authentication
+
+	Freshness        string         `json:"freshness"`                   // FreshnessVerified or FreshnessUnverified
+	FreshnessProblem string         `json:"freshness_problem,omitempty"` // why it is unverified
+	Keyring          *FreshnessInfo `json:"keyring_freshness"`           // the keyring's record; nil: none
+	Newest           *BackupInfo    `json:"newest_backup"`               // newest authentic backup in the store; nil: none
+	Backup           *BackupInfo    `json:"backup"`                      // the backup recovery started from; nil: by scanning alone
+	AfterBackup      int            `json:"after_backup"`                // current objects found by the scan that the backup does not list
+	Missing          []string       `json:"missing"`                     // BUCKET/KEY the backup lists whose stored object is gone: dropped
+	MissingSystem    []string       `json:"missing_system"`              // journal entries the backup lists that the store lacks (kept: verify reports them)
+	IgnoredBackups   []BackupInfo   `json:"ignored_backups"`             // authentic backups not used and not older than the one used
+	NewBackup        *BackupResult  `json:"new_backup"`                  // the backup written at the end
+	NewBackupError   string         `json:"new_backup_error,omitempty"`
 }
 
-// Recover rebuilds a lost catalog from the store with the keyring alone:
-// it finds the key journal (objects whose data key opens under a root
-// key), unwraps the bucket keys, then opens every other object under them.
-// The newest version of each logical object becomes current.
+// ErrUnverifiedFreshness is wrapped by FreshnessError.
+var ErrUnverifiedFreshness = errors.New("the catalog backups cannot be verified as fresh")
+
+// FreshnessError is recover's refusal to trust the store's catalog
+// backups (see chooseBackup); AcceptUnverifiedFreshness overrides it.
+type FreshnessError struct {
+	Problem string
+	Keyring *FreshnessInfo // nil: the keyring has no record
+	Newest  *BackupInfo    // nil: the store holds no authentic backup
+}
+
+func (e *FreshnessError) Error() string { return "refusing to recover: " + e.Problem }
+func (e *FreshnessError) Unwrap() error { return ErrUnverifiedFreshness }
+
+// Recover rebuilds a lost catalog from the store with the keyring alone.
+// It starts from the newest catalog backup that the keyring's freshness
+// record vouches for (chooseBackup), then scans the store for what was
+// written after it: key journal entries (objects whose data key opens
+// under a root key) and data objects, opened under every bucket key. The
+// newest version of each logical object becomes current; an object the
+// backup lists whose stored object is gone is dropped and reported.
+// Without a backup it rebuilds from the scan alone. It ends by writing a
+// new backup, which the keyring records.
 func Recover(ctx context.Context, o RecoverOptions) (*Repo, *RecoverReport, error) {
 	cp := filepath.Join(o.Home, CatalogFile)
 	if _, err := os.Stat(cp); err == nil {
@@ -57,6 +124,10 @@ func Recover(ctx context.Context, o RecoverOptions) (*Repo, *RecoverReport, erro
 		cfg = Config{Version: 1, Store: StoreConfig{Type: "local", Path: filepath.Join(o.Home, StoreDir)}}
 	}
 	cfg.Repository = hex.EncodeToString(id[:])
+	if cfg.Backup == nil {
+		bc := DefaultBackupConfig
+		cfg.Backup = &bc
+	}
 	if o.S3 != nil {
 		cfg.Store = StoreConfig{Type: "s3", S3: o.S3}
 	} else if o.StorePath != "" {
@@ -72,7 +143,7 @@ func Recover(ctx context.Context, o RecoverOptions) (*Repo, *RecoverReport, erro
 		kr.Close()
 		return nil, nil, err
 	}
-	rep, err := r.rebuild(ctx)
+	rep, err := r.rebuild(ctx, o.AcceptUnverifiedFreshness)
 	if err != nil {
 		r.Close()
 		os.Remove(cp)
@@ -83,6 +154,13 @@ func Recover(ctx context.Context, o RecoverOptions) (*Repo, *RecoverReport, erro
 	if err := saveConfig(o.Home, cfg); err != nil {
 		r.Close()
 		return nil, nil, err
+	}
+	// Anchor what was recovered: a new backup, recorded in the keyring.
+	// The catalog is complete without it, so a failure is only reported.
+	res, err := r.Backup(ctx)
+	rep.NewBackup = res
+	if err != nil {
+		rep.NewBackupError = err.Error()
 	}
 	return r, rep, nil
 }
@@ -107,8 +185,393 @@ func (r *Repo) readHeader(ctx context.Context, name string) (format.Header, erro
 	return format.ParseHeader(hb)
 }
 
-func (r *Repo) rebuild(ctx context.Context) (*RecoverReport, error) {
-	rep := &RecoverReport{}
+// scanned is what the first pass learnt of one store object.
+type scanned struct {
+	f       found
+	gone    bool // deleted since the listing
+	unknown bool // unreadable header, or a system object that failed authentication or is not valid
+	system  bool
+	sys     catalog.SystemObject // for system objects
+	rec     *format.KeyRecord    // a journal entry's record
+	key     secret.Key           // its bucket key, checked against the record's key check
+	backup  *backupCand
+}
+
+// backupCand is an authentic catalog backup found in the store.
+type backupCand struct {
+	name    string
+	id      keys.ID
+	sys     catalog.SystemObject
+	head    *format.CatalogBackup // the fixed head only
+	hash    [32]byte
+	hashed  bool
+	damaged bool // its body failed authentication when read whole
+}
+
+func (c *backupCand) info() *BackupInfo {
+	return &BackupInfo{Sequence: c.head.Sequence, Created: time.Unix(0, int64(c.head.Created)).UTC(), Object: c.name}
+}
+
+// classifyStored reads an object's header and, if its data key opens under a
+// root key, opens it as a system object.
+func (r *Repo) classifyStored(ctx context.Context, f found, roots []uint32) (sc scanned, err error) {
+	sc.f = f
+	h, err := r.readHeader(ctx, f.name)
+	switch {
+	case isNotExist(err):
+		sc.gone = true
+		return sc, nil
+	case errors.Is(err, format.ErrCorrupt):
+		sc.unknown = true
+		return sc, nil
+	case err != nil:
+		return sc, fmt.Errorf("reading %s: %w", f.name, err)
+	}
+	sc.f.header = h
+	unwrap := r.unwrapSystem(ctx, f.id, roots)
+	k, _, err := unwrap(h)
+	if errors.Is(err, keys.ErrNotMyKey) {
+		return sc, nil // a data object, or not ours: the second pass tells
+	}
+	if err != nil {
+		return sc, err
+	}
+	k.Wipe()
+	sc.system = true
+	o, err := object.Open(ctx, r.st, f.name, object.Expect{Identity: object.Identity{Repo: r.id, Object: f.id}, StoredLen: f.size}, unwrap)
+	switch {
+	case isNotExist(err):
+		sc.gone = true
+		return sc, nil
+	case errors.Is(err, format.ErrCorrupt) || errors.Is(err, store.ErrInvalidRange):
+		sc.unknown = true
+		return sc, nil
+	case err != nil:
+		return sc, fmt.Errorf("reading %s: %w", f.name, err)
+	}
+	defer o.Wipe()
+	sc.sys = systemRecord(o, f.id)
+	switch o.Manifest.Kind {
+	case format.KindJournal:
+		var body writerBuf
+		if _, err := o.WriteTo(ctx, &body); err != nil {
+			if !errors.Is(err, format.ErrCorrupt) {
+				return sc, fmt.Errorf("reading %s: %w", f.name, err)
+			}
+			sc.unknown = true
+			return sc, nil
+		}
+		rec, err := format.ParseKeyRecord(body.b)
+		if err != nil || rec.Type != format.RecordBucketKey {
+			sc.unknown = true
+			return sc, nil
+		}
+		k, err := r.src.Unwrap(ctx, rec.Wrapped, r.bucketAD(rec.Bucket, rec.Wrapped.KEKVersion, rec.KeyVersion))
+		if errors.Is(err, keys.ErrUnavailable) {
+			return sc, err
+		}
+		if err != nil {
+			sc.unknown = true
+			return sc, nil
+		}
+		kc, _ := keys.KeyCheck(k)
+		if subtle.ConstantTimeCompare(kc, rec.KeyCheck[:]) != 1 {
+			k.Wipe()
+			sc.unknown = true
+			return sc, nil
+		}
+		sc.rec, sc.key = rec, k
+	case format.KindBackup:
+		// The head (one authenticated chunk) ranks it; the whole is read
+		// only if recovery needs its hash or its contents.
+		if o.Manifest.Length < format.BackupHeadLen {
+			sc.unknown = true
+			return sc, nil
+		}
+		rc, err := o.Range(ctx, 0, format.BackupHeadLen)
+		if err != nil {
+			return sc, err
+		}
+		hb := make([]byte, format.BackupHeadLen)
+		_, err = io.ReadFull(rc, hb)
+		rc.Close()
+		if err != nil {
+			if !errors.Is(err, format.ErrCorrupt) {
+				return sc, fmt.Errorf("reading %s: %w", f.name, err)
+			}
+			sc.unknown = true
+			return sc, nil
+		}
+		head, err := format.ParseCatalogBackupHead(hb)
+		if err != nil || head.Repo != r.id {
+			sc.unknown = true
+			return sc, nil
+		}
+		sc.backup = &backupCand{name: f.name, id: f.id, sys: sc.sys, head: head}
+	default:
+		sc.unknown = true
+	}
+	return sc, nil
+}
+
+// classifyAll runs classifyStored over objs on a few goroutines (a remote store
+// answers each header read after a round trip).
+func (r *Repo) classifyAll(ctx context.Context, objs []found) ([]scanned, error) {
+	roots := r.rootVersions()
+	out := make([]scanned, len(objs))
+	errs := make([]error, len(objs))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(8, max(2, runtime.GOMAXPROCS(0)*2)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i], errs[i] = r.classifyStored(ctx, objs[i], roots)
+				if errs[i] != nil {
+					cancel()
+				}
+			}
+		}()
+	}
+	for i := range objs {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, sc := range out {
+			sc.key.Wipe()
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// backupSink takes a backup's plaintext as it is read: its hash, its head
+// and, with keep, all of it.
+type backupSink struct {
+	h    hash.Hash
+	head []byte
+	keep bool
+	all  []byte
+}
+
+func (s *backupSink) Write(p []byte) (int, error) {
+	s.h.Write(p)
+	if n := format.BackupHeadLen - len(s.head); n > 0 {
+		s.head = append(s.head, p[:min(n, len(p))]...)
+	}
+	if s.keep {
+		s.all = append(s.all, p...)
+	}
+	return len(p), nil
+}
+
+func (s *backupSink) sum() (out [32]byte) {
+	s.h.Sum(out[:0])
+	return out
+}
+
+// parseHead checks the head read and that it names repository id.
+func (s *backupSink) parseHead(id keys.ID) (*format.CatalogBackup, error) {
+	h, err := format.ParseCatalogBackupHead(s.head)
+	if err != nil {
+		return nil, err
+	}
+	if h.Repo != id {
+		return nil, format.Corrupt(format.LayerIdentity, "catalog backup names repository %x", h.Repo[:])
+	}
+	return h, nil
+}
+
+// readBackup reads c whole (authenticating every chunk) into sink. A body
+// that fails authentication marks c damaged and returns false.
+func (r *Repo) readBackup(ctx context.Context, c *backupCand, sink *backupSink) (bool, error) {
+	pin := c.sys.Pin
+	exp := object.Expect{Identity: object.Identity{Kind: format.KindBackup, Repo: r.id, Object: c.id}, Pin: &pin,
+		StoredLen: c.sys.StoredLen, ManifestOff: c.sys.ManifestOff, ManifestLen: c.sys.ManifestLen}
+	o, err := object.Open(ctx, r.st, c.name, exp, r.unwrapSystem(ctx, c.id, r.rootVersions()))
+	if err == nil {
+		_, err = o.WriteTo(ctx, sink)
+		o.Wipe()
+	}
+	if err == nil {
+		var h *format.CatalogBackup
+		if h, err = sink.parseHead(r.id); err == nil && h.Sequence != c.head.Sequence {
+			err = format.Corrupt(format.LayerIdentity, "catalog backup changed while it was read")
+		}
+	}
+	switch {
+	case err == nil:
+		c.hash, c.hashed = sink.sum(), true
+		return true, nil
+	case errors.Is(err, format.ErrCorrupt) || isNotExist(err) || errors.Is(err, store.ErrInvalidRange):
+		c.damaged = true
+		return false, nil
+	}
+	return false, fmt.Errorf("reading catalog backup %s: %w", c.name, err)
+}
+
+// hashBackup computes c's backup hash (once).
+func (r *Repo) hashBackup(ctx context.Context, c *backupCand) (bool, error) {
+	if c.hashed || c.damaged {
+		return c.hashed, nil
+	}
+	return r.readBackup(ctx, c, &backupSink{h: format.NewBackupHash()})
+}
+
+// loadBackup reads and decodes c whole; nil if its body is damaged.
+func (r *Repo) loadBackup(ctx context.Context, c *backupCand) (*format.CatalogBackup, error) {
+	sink := &backupSink{h: format.NewBackupHash(), keep: true}
+	ok, err := r.readBackup(ctx, c, sink)
+	if !ok || err != nil {
+		return nil, err
+	}
+	b, err := format.ParseCatalogBackup(sink.all)
+	clear(sink.all)
+	if err != nil {
+		c.damaged = true
+		return nil, nil
+	}
+	return b, nil
+}
+
+// chooseBackup picks the backup recovery may start from, given the
+// keyring's freshness record f (sequence S, hash H). Candidates are
+// authentic (they opened under this keyring), so the provider can only
+// withhold them, replay old ones or put back ones we deleted; the rule:
+//
+//   - a backup with sequence S is trusted if its hash is H;
+//   - a backup with a higher sequence is trusted if its previous hash is
+//     the hash of a backup in the store with the sequence one below,
+//     and so on down to sequence S+1, whose previous hash must be H.
+//     Such backups exist when the keyring update after a backup was lost
+//     (a crash, a keyring another process held); the chain shows they
+//     descend from what the keyring recorded, not from an abandoned line
+//     of backups (one a flagged recovery from a rolled-back store left);
+//   - a backup with a lower sequence is never trusted.
+//
+// The newest trusted backup wins. hashOf computes a candidate's hash
+// (reading it whole), reporting false for one whose body is damaged. The
+// result is nil when nothing is trusted.
+func chooseBackup(cands []*backupCand, f keyring.Freshness, hashOf func(*backupCand) (bool, error)) (*backupCand, error) {
+	matches := func(c *backupCand, h [32]byte) (bool, error) {
+		ok, err := hashOf(c)
+		return ok && c.hash == h, err
+	}
+	var links func(c *backupCand) (bool, error)
+	links = func(c *backupCand) (bool, error) {
+		if c.head.Sequence == f.Sequence+1 {
+			return c.head.Previous == f.Hash, nil
+		}
+		for _, p := range cands {
+			if p.damaged || p.head.Sequence != c.head.Sequence-1 {
+				continue
+			}
+			if ok, err := matches(p, c.head.Previous); err != nil || !ok {
+				if err != nil {
+					return false, err
+				}
+				continue
+			}
+			return links(p)
+		}
+		return false, nil
+	}
+	for _, c := range cands {
+		if c.damaged || c.head.Sequence < f.Sequence {
+			continue
+		}
+		var ok bool
+		var err error
+		if c.head.Sequence == f.Sequence {
+			ok, err = matches(c, f.Hash)
+		} else {
+			ok, err = links(c)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return c, nil
+		}
+	}
+	return nil, nil
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// freshnessProblem says why no backup could be trusted.
+func freshnessProblem(live []*backupCand, f *FreshnessInfo) string {
+	if f == nil {
+		if len(live) == 0 {
+			return "the keyring holds no freshness record, and the store holds no catalog backup: nothing shows whether the store is complete and current"
+		}
+		n := live[0].info()
+		return fmt.Sprintf("the keyring holds no freshness record, so the store's catalog backups (newest: sequence %d of %s) cannot be checked for a rollback",
+			n.Sequence, stamp(n.Created))
+	}
+	if len(live) == 0 {
+		return fmt.Sprintf("the keyring records catalog backup %d of %s, but the store holds no catalog backup: the backups were deleted",
+			f.Sequence, stamp(f.Time))
+	}
+	n := live[0].info()
+	if n.Sequence < f.Sequence {
+		return fmt.Sprintf("the newest catalog backup in the store is sequence %d of %s, older than sequence %d of %s that the keyring records: the store was rolled back",
+			n.Sequence, stamp(n.Created), f.Sequence, stamp(f.Time))
+	}
+	return fmt.Sprintf("no catalog backup in the store is sequence %d of %s that the keyring records or links back to it (newest found: sequence %d of %s); the keyring may be an older copy, or the store was rolled back",
+		f.Sequence, stamp(f.Time), n.Sequence, stamp(n.Created))
+}
+
+// failedSystem counts the objects whose data key opens under a root key
+// (system objects: journal entries, backups) but which then failed
+// authentication or were not valid: the provider altered them.
+func failedSystem(scans []scanned, cands []*backupCand) int {
+	n := 0
+	for _, sc := range scans {
+		if sc.system && sc.unknown {
+			n++
+		}
+	}
+	for _, c := range cands {
+		if c.damaged {
+			n++
+		}
+	}
+	return n
+}
+
+func fromUnix(n uint64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(n))
+}
+
+// entryOf turns a backup's object record into a catalog entry.
+func entryOf(o *format.BackupObject) catalog.Entry {
+	e := catalog.Entry{Bucket: o.Bucket, Key: o.Key, Version: o.Version, ObjectID: o.Object, Size: int64(o.Size),
+		StoredLen: int64(o.Stored), ManifestOff: int64(o.ManifestOff), ManifestLen: int64(o.ManifestLen), Pin: o.Pin,
+		Commit: o.Commit, KeyVersion: o.KeyVersion, Wrapped: o.Wrapped, Modified: fromUnix(o.Modified),
+		ContentType: o.ContentType, Segments: int(o.Segments)}
+	if len(o.Meta) > 0 {
+		e.Meta = map[string]string{}
+		for _, p := range o.Meta {
+			e.Meta[p.Name] = p.Value
+		}
+	}
+	return e
+}
+
+func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error) {
+	rep := &RecoverReport{Unknown: []string{}, Missing: []string{}, MissingSystem: []string{}, IgnoredBackups: []BackupInfo{}}
 	var objs []found
 	markerSeen := false
 	var otherMarker string
@@ -137,89 +600,214 @@ func (r *Repo) rebuild(ctx context.Context) (*RecoverReport, error) {
 		}
 		return nil, fmt.Errorf("the store holds no marker of repository %s", hex.EncodeToString(r.id[:]))
 	}
-	roots := r.rootVersions()
-	var sys []catalog.SystemObject
 	markerID := r.id
 	mo, err := object.Open(ctx, r.st, format.MarkerName(r.id),
 		object.Expect{Identity: object.Identity{Kind: format.KindMarker, Repo: r.id, Object: markerID}},
-		r.unwrapSystem(ctx, markerID, roots))
+		r.unwrapSystem(ctx, markerID, r.rootVersions()))
 	if err != nil {
 		return nil, fmt.Errorf("the repository marker does not open under this keyring: %w", err)
 	}
-	sys = append(sys, systemRecord(mo, markerID))
+	sys := []catalog.SystemObject{systemRecord(mo, markerID)}
 	mo.Wipe()
 
-	// Pass 1: system objects (data key under a root key).
-	type bkFound struct {
-		rec *format.KeyRecord
-		key secret.Key
-		jid keys.ID
+	// Pass 1: every object's header; system objects opened.
+	scans, err := r.classifyAll(ctx, objs)
+	if err != nil {
+		return nil, err
 	}
-	var records []bkFound
-	var data []found
-	for _, f := range objs {
-		h, err := r.readHeader(ctx, f.name)
-		if err != nil {
-			rep.Unknown = append(rep.Unknown, f.name)
-			continue
+	keysUsed := false
+	defer func() {
+		if !keysUsed {
+			for _, sc := range scans {
+				sc.key.Wipe()
+			}
 		}
-		f.header = h
-		o, err := object.Open(ctx, r.st, f.name, object.Expect{Identity: object.Identity{Repo: r.id, Object: f.id}, StoredLen: f.size},
-			r.unwrapSystem(ctx, f.id, roots))
-		if err != nil {
-			if errors.Is(err, keys.ErrUnavailable) {
+	}()
+	listed := map[keys.ID]bool{}
+	var cands []*backupCand
+	for _, sc := range scans {
+		if !sc.gone {
+			listed[sc.f.id] = true
+		}
+		if sc.backup != nil {
+			cands = append(cands, sc.backup)
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i].head, cands[j].head
+		if a.Sequence != b.Sequence {
+			return a.Sequence > b.Sequence
+		}
+		return a.Created > b.Created
+	})
+
+	// Which backup to start from (chooseBackup), or none.
+	var fresh *FreshnessInfo
+	f, hasFresh := r.kr.Freshness()
+	if hasFresh {
+		fresh = &FreshnessInfo{Sequence: f.Sequence, Hash: hex.EncodeToString(f.Hash[:]), Time: f.Time.UTC()}
+		rep.Keyring = fresh
+	}
+	live := func() []*backupCand {
+		var l []*backupCand
+		for _, c := range cands {
+			if !c.damaged {
+				l = append(l, c)
+			}
+		}
+		return l
+	}
+	var chosen *backupCand
+	var loaded *format.CatalogBackup
+	for {
+		var c *backupCand
+		if hasFresh {
+			if c, err = chooseBackup(cands, f, func(c *backupCand) (bool, error) { return r.hashBackup(ctx, c) }); err != nil {
 				return nil, err
 			}
-			data = append(data, f)
+		}
+		l := live()
+		rep.Freshness, rep.FreshnessProblem, rep.Newest = FreshnessVerified, "", nil
+		if len(l) > 0 {
+			rep.Newest = l[0].info()
+		}
+		if c == nil {
+			problem := freshnessProblem(l, fresh)
+			if n := failedSystem(scans, cands); n > 0 {
+				problem += fmt.Sprintf(" (%d store objects sealed under this keyring failed authentication: altered)", n)
+			}
+			if !accept {
+				return nil, &FreshnessError{Problem: problem, Keyring: fresh, Newest: rep.Newest}
+			}
+			rep.Freshness, rep.FreshnessProblem = FreshnessUnverified, problem
+			if len(l) == 0 {
+				break // scan alone
+			}
+			c = l[0]
+		}
+		if loaded, err = r.loadBackup(ctx, c); err != nil {
+			return nil, err
+		}
+		if loaded != nil {
+			chosen = c
+			break
+		}
+		// Its body failed authentication: it is not a backup after all.
+	}
+	for _, c := range cands {
+		if c.damaged {
+			rep.Unknown = append(rep.Unknown, c.name)
+		}
+	}
+
+	// Start from the backup.
+	type lk struct{ bucket, key string }
+	type current struct {
+		e          catalog.Entry
+		fromBackup bool
+		missing    bool // listed in the backup, gone from the store
+	}
+	newest := map[lk]*current{}
+	inBackup := map[keys.ID]bool{}
+	buckets := map[keys.ID]catalog.Bucket{}
+	var bkeys []catalog.BucketKey
+	haveKey := map[bkRef]bool{}
+	sysSeen := map[keys.ID]bool{markerID: true}
+	if loaded != nil {
+		rep.Backup = chosen.info()
+		for _, b := range loaded.Buckets {
+			buckets[b.ID] = catalog.Bucket{Name: b.Name, ID: b.ID, Created: fromUnix(b.Created)}
+		}
+		for _, k := range loaded.Keys {
+			bkeys = append(bkeys, catalog.BucketKey{BucketID: k.Bucket, Version: k.Version, Wrapped: k.Wrapped,
+				KeyCheck: append([]byte(nil), k.KeyCheck[:]...), Created: fromUnix(k.Created), JournalID: k.Journal, State: int(k.State)})
+			haveKey[bkRef{k.Bucket, k.Version}] = true
+		}
+		for i := range loaded.Objects {
+			o := &loaded.Objects[i]
+			newest[lk{o.Bucket, o.Key}] = &current{e: entryOf(o), fromBackup: true, missing: !listed[o.Object]}
+			inBackup[o.Object] = true
+		}
+		for _, s := range loaded.System {
+			if sysSeen[s.Object] {
+				continue
+			}
+			sysSeen[s.Object] = true
+			sys = append(sys, catalog.SystemObject{ObjectID: s.Object, Kind: int(s.Kind), Pin: s.Pin, StoredLen: int64(s.Stored),
+				ManifestOff: int64(s.ManifestOff), ManifestLen: int64(s.ManifestLen), Created: fromUnix(s.Created)})
+			if !listed[s.Object] {
+				rep.MissingSystem = append(rep.MissingSystem, format.StoreName(s.Object))
+			}
+		}
+		// Older backups stay known (retention deletes them in turn);
+		// newer or sibling ones were not trusted: reported, left alone.
+		for _, c := range live() {
+			switch {
+			case c == chosen || c.head.Sequence < chosen.head.Sequence:
+				sysSeen[c.id] = true
+				sys = append(sys, c.sys)
+			default:
+				rep.IgnoredBackups = append(rep.IgnoredBackups, *c.info())
+			}
+		}
+	}
+
+	// The bucket keys: the backup's, then journal entries written after it.
+	type keyTry struct {
+		ref  bkRef
+		key  secret.Key
+		scan int // index into scans of its journal entry; -1 for the backup's
+	}
+	var tries []keyTry
+	for _, bk := range bkeys {
+		if bk.State == 3 {
 			continue
 		}
-		if o.Manifest.Kind != format.KindJournal {
-			o.Wipe()
-			rep.Unknown = append(rep.Unknown, f.name)
-			continue
-		}
-		var body writerBuf
-		if _, err := o.WriteTo(ctx, &body); err != nil {
-			o.Wipe()
-			rep.Unknown = append(rep.Unknown, f.name)
-			continue
-		}
-		rec, err := format.ParseKeyRecord(body.b)
-		if err != nil || rec.Type != format.RecordBucketKey {
-			o.Wipe()
-			rep.Unknown = append(rep.Unknown, f.name)
-			continue
-		}
-		sys = append(sys, systemRecord(o, f.id))
-		o.Wipe()
-		k, err := r.src.Unwrap(ctx, rec.Wrapped, r.bucketAD(rec.Bucket, rec.Wrapped.KEKVersion, rec.KeyVersion))
+		k, err := r.bucketKey(ctx, bk)
 		if errors.Is(err, keys.ErrUnavailable) {
 			return nil, err
 		}
 		if err != nil {
-			rep.Unknown = append(rep.Unknown, f.name)
-			continue
+			continue // its objects stay listed; reading them will say why
 		}
-		kc, _ := keys.KeyCheck(k)
-		if subtle.ConstantTimeCompare(kc, rec.KeyCheck[:]) != 1 {
-			k.Wipe()
-			rep.Unknown = append(rep.Unknown, f.name)
-			continue
-		}
-		records = append(records, bkFound{rec: rec, key: k, jid: f.id})
+		tries = append(tries, keyTry{ref: bkRef{bk.BucketID, bk.Version}, key: k, scan: -1})
 	}
-	// Pass 2: data objects, under each bucket key in turn.
-	type lk struct{ bucket, key string }
-	newest := map[lk]catalog.Entry{}
+	for i, sc := range scans {
+		if sc.rec == nil {
+			continue
+		}
+		if !sysSeen[sc.f.id] {
+			sysSeen[sc.f.id] = true
+			sys = append(sys, sc.sys)
+		}
+		ref := bkRef{sc.rec.Bucket, sc.rec.KeyVersion}
+		if haveKey[ref] {
+			continue
+		}
+		tries = append(tries, keyTry{ref: ref, key: sc.key, scan: i})
+	}
+
+	// Pass 2: data objects the backup does not list, under each bucket key.
 	var older []keys.ID
-	used := make([]int, len(records))
-	for _, f := range data {
+	used := make([]int, len(tries))
+	for _, sc := range scans {
+		switch {
+		case sc.gone || inBackup[sc.f.id] || sc.backup != nil:
+			// Listed by the backup (verify checks it), or a backup.
+			continue
+		case sc.unknown:
+			rep.Unknown = append(rep.Unknown, sc.f.name)
+			continue
+		case sc.system:
+			continue
+		}
+		f := sc.f
 		var o *object.Object
 		if f.header.Alg == keys.AlgHKDFGCMCommit {
-			for i, b := range records {
-				ad := r.dataAD(b.rec.Bucket, b.rec.KeyVersion, f.id)
+			for i, t := range tries {
+				ad := r.dataAD(t.ref.bucket, t.ref.version, f.id)
 				unwrap := func(h format.Header) (secret.Key, keys.AD, error) {
-					k, err := keys.UnwrapSoftware(b.key, ad, h.Wrapped)
+					k, err := keys.UnwrapSoftware(t.key, ad, h.Wrapped)
 					return k, ad, err
 				}
 				var err error
@@ -250,58 +838,93 @@ func (r *Repo) rebuild(ctx context.Context) (*RecoverReport, error) {
 		k := lk{e.Bucket, e.Key}
 		if cur, ok := newest[k]; ok {
 			switch {
-			case cur.Version > e.Version:
+			case cur.e.Version > e.Version:
+				// An older version: superseded (its deletion was lost) or
+				// kept and put back by the provider. Never current.
 				older = append(older, e.ObjectID)
 				continue
-			case cur.Version < e.Version:
-				older = append(older, cur.ObjectID)
+			case cur.e.Version < e.Version:
+				if !cur.missing {
+					older = append(older, cur.e.ObjectID)
+				}
 			default:
 				// One version twice: keep the first found, touch neither.
 				rep.Unknown = append(rep.Unknown, f.name)
 				continue
 			}
 		}
-		newest[k] = e
+		newest[k] = &current{e: e}
 	}
 
-	// One record per bucket key version. Where an interrupted race left
-	// two, keep the one whose key opens objects; the other's key is wiped.
-	chosen := map[bkRef]int{}
-	for i, b := range records {
-		ref := bkRef{b.rec.Bucket, b.rec.KeyVersion}
-		if j, ok := chosen[ref]; !ok || used[i] > used[j] {
-			chosen[ref] = i
-		}
-	}
-	buckets := map[keys.ID]catalog.Bucket{}
-	var bkeys []catalog.BucketKey
-	for i, b := range records {
-		ref := bkRef{b.rec.Bucket, b.rec.KeyVersion}
-		if chosen[ref] != i {
-			b.key.Wipe()
+	// One record per bucket key version among the journal entries found.
+	// Where an interrupted race left two, keep the one whose key opens
+	// objects; the other's key is wiped.
+	chosenKey := map[bkRef]int{}
+	for i, t := range tries {
+		if t.scan < 0 {
 			continue
 		}
-		if _, ok := buckets[b.rec.Bucket]; !ok {
-			buckets[b.rec.Bucket] = catalog.Bucket{Name: b.rec.BucketName, ID: b.rec.Bucket, Created: time.Unix(0, int64(b.rec.Created))}
+		if j, ok := chosenKey[t.ref]; !ok || used[i] > used[j] {
+			chosenKey[t.ref] = i
 		}
-		bkeys = append(bkeys, catalog.BucketKey{BucketID: b.rec.Bucket, Version: b.rec.KeyVersion, Wrapped: b.rec.Wrapped,
-			KeyCheck: append([]byte(nil), b.rec.KeyCheck[:]...), Created: time.Unix(0, int64(b.rec.Created)), JournalID: b.jid, State: 1})
-		r.bkeys[ref] = b.key
 	}
+	keysUsed = true
+	for i, sc := range scans {
+		if sc.rec == nil {
+			continue
+		}
+		ti := -1
+		for j, t := range tries {
+			if t.scan == i {
+				ti = j
+			}
+		}
+		if ti < 0 || chosenKey[tries[ti].ref] != ti {
+			sc.key.Wipe()
+			continue
+		}
+		rec := sc.rec
+		if _, ok := buckets[rec.Bucket]; !ok {
+			buckets[rec.Bucket] = catalog.Bucket{Name: rec.BucketName, ID: rec.Bucket, Created: time.Unix(0, int64(rec.Created))}
+		}
+		bkeys = append(bkeys, catalog.BucketKey{BucketID: rec.Bucket, Version: rec.KeyVersion, Wrapped: rec.Wrapped,
+			KeyCheck: append([]byte(nil), rec.KeyCheck[:]...), Created: time.Unix(0, int64(rec.Created)), JournalID: sc.f.id, State: 1})
+		r.mu.Lock()
+		if old, ok := r.bkeys[tries[ti].ref]; ok {
+			old.Wipe()
+		}
+		r.bkeys[tries[ti].ref] = sc.key
+		r.mu.Unlock()
+	}
+
 	var bl []catalog.Bucket
 	for _, b := range buckets {
 		bl = append(bl, b)
 	}
 	var entries []catalog.Entry
-	for _, e := range newest {
-		entries = append(entries, e)
-		rep.Bytes += e.Size
+	for k, c := range newest {
+		if c.missing {
+			rep.Missing = append(rep.Missing, k.bucket+"/"+k.key)
+			continue
+		}
+		if !c.fromBackup && loaded != nil {
+			rep.AfterBackup++
+		}
+		entries = append(entries, c.e)
+		rep.Bytes += c.e.Size
 	}
+	sort.Strings(rep.Missing)
 	if err := r.cat.SetMeta(ctx, "repo-id", r.id[:]); err != nil {
 		return nil, err
 	}
 	if err := r.cat.Restore(ctx, bl, bkeys, entries, sys); err != nil {
 		return nil, err
+	}
+	if loaded != nil {
+		if err := r.cat.SetLastBackup(ctx, catalog.BackupState{Sequence: chosen.head.Sequence, Hash: chosen.hash,
+			ObjectID: chosen.id, Created: time.Unix(0, int64(chosen.head.Created))}); err != nil {
+			return nil, err
+		}
 	}
 	for _, id := range older {
 		if err := r.st.Delete(ctx, format.StoreName(id)); err == nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,9 +66,18 @@ func TestSampleRepositories(t *testing.T) {
 			if err := os.CopyFS(st, os.DirFS(filepath.Join(dir, "store"))); err != nil {
 				t.Fatal(err)
 			}
-			r, rep, err := Recover(ctx, RecoverOptions{Home: home, StorePath: st, Passphrase: []byte(pass)})
+			// Samples predate catalog backups: their keyrings hold no
+			// freshness record, so recovery needs the user's word, and
+			// says so without it.
+			if _, _, err := Recover(ctx, RecoverOptions{Home: home, StorePath: st, Passphrase: []byte(pass)}); !errors.Is(err, ErrUnverifiedFreshness) {
+				t.Fatalf("recover without --accept-unverified-freshness: %v", err)
+			}
+			r, rep, err := Recover(ctx, RecoverOptions{Home: home, StorePath: st, Passphrase: []byte(pass), AcceptUnverifiedFreshness: true})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if rep.Freshness != FreshnessUnverified || rep.Backup != nil || rep.NewBackup == nil || rep.NewBackup.Sequence != 1 {
+				t.Fatalf("recover report %+v", rep)
 			}
 			defer r.Close()
 			if len(rep.Unknown) != 0 {

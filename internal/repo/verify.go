@@ -210,6 +210,15 @@ func (r *Repo) checkSystem(ctx context.Context, so catalog.SystemObject, name st
 		return err
 	}
 	defer o.Wipe()
+	if format.Kind(so.Kind) == format.KindBackup {
+		// A backup may be large: read it through, keeping only its head.
+		sink := &backupSink{h: format.NewBackupHash()}
+		if _, err := o.WriteTo(ctx, sink); err != nil {
+			return err
+		}
+		_, err := sink.parseHead(r.id)
+		return err
+	}
 	var body writerBuf
 	if _, err := o.WriteTo(ctx, &body); err != nil {
 		return err

@@ -20,6 +20,10 @@ var (
 	// ErrShortWrite: Put's reader delivered a different number of bytes than
 	// the declared size; nothing was stored.
 	ErrShortWrite = errors.New("object body length does not match declared size")
+	// ErrUnavailable: the store could not be reached or did not answer,
+	// after whatever retries the store makes. It says nothing about the
+	// stored data; trying again later may succeed.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // UnknownSize tells Put to store whatever the reader yields.
@@ -110,4 +114,22 @@ type Janitor interface {
 	// except those for which inProgress(name) is true, and returns how many
 	// it abandoned.
 	AbortIncomplete(ctx context.Context, inProgress func(name string) bool) (int, error)
+}
+
+// Stats counts a store's requests since it was opened.
+type Stats struct {
+	// Requests is the number of requests sent, retries included.
+	Requests int64 `json:"requests"`
+	// Retries is the number of requests that repeated an earlier one
+	// because it failed (a reset, a timeout, a 5xx answer, throttling, a
+	// body cut short).
+	Retries int64 `json:"retries"`
+}
+
+// StatsReporter is implemented by stores that talk to a server over a
+// network and retry what fails. Callers find it by type assertion.
+type StatsReporter interface {
+	// Stats returns the counts so far. It is safe to call concurrently
+	// with any other method.
+	Stats() Stats
 }

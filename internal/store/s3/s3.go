@@ -15,11 +15,12 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/logging"
 
@@ -50,6 +51,18 @@ type Config struct {
 	// PartSize × Concurrency. Defaults: 16 MiB and 4.
 	PartSize    int64
 	Concurrency int
+
+	// Faults (see retry.go). Zero values take the defaults.
+	//
+	// MaxAttempts bounds the attempts of one request, the first included
+	// (default 10). MaxBackoff caps the random wait between attempts
+	// (default 20 s). IdleTimeout fails an attempt whose connection moves
+	// no byte for that long (default 30 s). Timeout is the deadline of one
+	// request with all its attempts and waits (default 5 min).
+	MaxAttempts int
+	MaxBackoff  time.Duration
+	IdleTimeout time.Duration
+	Timeout     time.Duration
 }
 
 // Errors a configuration can be refused with.
@@ -62,14 +75,23 @@ var (
 type Store struct {
 	closed atomic.Bool
 	c      *s3.Client
-	up     *manager.Uploader
-	bucket string
-	prefix string
+	// parts holds the buffers of uploads: PartSize × (Concurrency+1).
+	parts       *partPool
+	concurrency int
+	bucket      string
+	prefix      string
+
+	// Faults (retry.go).
+	retryer           *retry.Standard
+	maxAttempts       int
+	timeout           time.Duration
+	requests, retries atomic.Int64
 }
 
 var (
-	_ store.Store   = (*Store)(nil)
-	_ store.Janitor = (*Store)(nil)
+	_ store.Store         = (*Store)(nil)
+	_ store.Janitor       = (*Store)(nil)
+	_ store.StatsReporter = (*Store)(nil)
 )
 
 // New returns the store described by c. Credentials come from the standard
@@ -130,6 +152,20 @@ func New(ctx context.Context, c Config) (*Store, error) {
 			return nil
 		}
 	}
+	attempts, maxBackoff, idle, timeout := c.MaxAttempts, c.MaxBackoff, c.IdleTimeout, c.Timeout
+	if attempts <= 0 {
+		attempts = DefaultMaxAttempts
+	}
+	if maxBackoff <= 0 {
+		maxBackoff = DefaultMaxBackoff
+	}
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	st := &Store{bucket: c.Bucket, prefix: c.Prefix, retryer: newRetryer(attempts, maxBackoff), maxAttempts: attempts, timeout: timeout}
 	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.TLSClientConfig = tlsCfg
 	})
@@ -141,6 +177,13 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3: loading AWS configuration: %w", err)
 	}
+	// The S3 client's own HTTP client starts from the transport the SDK
+	// configured (AWS_CA_BUNDLE included), with fault handling added.
+	bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient)
+	if !ok {
+		return nil, fmt.Errorf("s3: unexpected HTTP client %T", cfg.HTTPClient)
+	}
+	sc := st.httpClient(bc.GetTransport(), idle)
 	cl := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if c.Endpoint != "" {
 			o.BaseEndpoint = aws.String(c.Endpoint)
@@ -153,6 +196,10 @@ func New(ctx context.Context, c Config) (*Store, error) {
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		o.Logger = logging.Nop{}
 		o.ClientLogMode = 0
+		o.HTTPClient = sc
+		o.Retryer = st.retryer
+		o.RetryMaxAttempts = 0 // ours, not $AWS_MAX_ATTEMPTS
+		o.APIOptions = append(o.APIOptions, st.addMiddleware)
 	})
 	part, conc := c.PartSize, c.Concurrency
 	if part <= 0 {
@@ -161,12 +208,16 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if conc <= 0 {
 		conc = 4
 	}
-	up := manager.NewUploader(cl, func(u *manager.Uploader) {
-		u.PartSize = part
-		u.Concurrency = conc
-		u.LeavePartsOnError = false // abort failed multipart uploads
-	})
-	return &Store{c: cl, up: up, bucket: c.Bucket, prefix: c.Prefix}, nil
+	if part < minPartSize || part > maxPartSize {
+		return nil, fmt.Errorf("s3: part size %d is outside S3's limits (%d to %d bytes)", part, minPartSize, int64(maxPartSize))
+	}
+	st.c, st.parts, st.concurrency = cl, newPartPool(int(part), conc+1), conc
+	return st, nil
+}
+
+// Stats implements store.StatsReporter.
+func (s *Store) Stats() store.Stats {
+	return store.Stats{Requests: s.requests.Load(), Retries: s.retries.Load()}
 }
 
 func isLoopback(host string) bool {
@@ -201,6 +252,11 @@ func (s *Store) check(op, name string) error {
 
 // wrapErr maps S3 answers onto the store's errors.
 func wrapErr(op, name string, err error) error {
+	var ue *unavailableError
+	if errors.As(err, &ue) {
+		// Without the SDK's "operation error S3: …" wrapping.
+		return fmt.Errorf("s3: %s %q: %w", op, name, ue)
+	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
 		switch re.HTTPStatusCode() {
@@ -208,14 +264,16 @@ func wrapErr(op, name string, err error) error {
 			return fmt.Errorf("s3: %s %q: %w", op, name, store.ErrNotExist)
 		case http.StatusRequestedRangeNotSatisfiable:
 			return fmt.Errorf("s3: %s %q: %w", op, name, store.ErrInvalidRange)
+		case http.StatusPreconditionFailed:
+			return fmt.Errorf("s3: %s %q: the object changed while it was read: %w", op, name, err)
 		}
 	}
 	return fmt.Errorf("s3: %s %q: %w", op, name, err)
 }
 
-// Put implements store.Store. The body streams through the SDK's uploader:
-// one PutObject for a small object, a multipart upload (aborted on
-// failure) for a large one, with memory bounded by part size × concurrency.
+// Put implements store.Store. The body streams up in one PutObject for a
+// small object, in a multipart upload (aborted on failure) for a large one,
+// with memory fixed at part size × (concurrency+1) (see upload).
 func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
 	if err := s.check("put", name); err != nil {
 		return err
@@ -224,8 +282,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 		return fmt.Errorf("s3: put %q: negative size %d: %w", name, size, store.ErrShortWrite)
 	}
 	body := &exactReader{r: r, want: size}
-	_, err := s.up.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name)), Body: body})
-	if err != nil {
+	if err := s.upload(ctx, s.key(name), body); err != nil {
 		if body.err != nil {
 			return fmt.Errorf("s3: put %q: %w", name, body.err)
 		}
@@ -281,12 +338,14 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, length int64) (
 		}
 		return io.NopCloser(strings.NewReader("")), nil
 	}
-	rng := fmt.Sprintf("bytes=%d-", off)
+	b := &body{s: s, name: name, off: off, end: -1}
 	if length > 0 {
-		rng = fmt.Sprintf("bytes=%d-%d", off, off+length-1)
+		b.end = off + length
 	}
-	out, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name)), Range: aws.String(rng)})
+	b.ctx, b.cancel = context.WithCancel(ctx)
+	out, err := s.get(b.ctx, name, off, b.end, nil)
 	if err != nil {
+		b.cancel()
 		err = wrapErr("read", name, err)
 		if errors.Is(err, store.ErrInvalidRange) {
 			// S3 refuses a range that starts exactly at the end; the
@@ -297,7 +356,8 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, length int64) (
 		}
 		return nil, err
 	}
-	return out.Body, nil
+	b.rc, b.etag, b.end = out.Body, out.ETag, rangeEnd(out, off)
+	return b, nil
 }
 
 // Stat implements store.Store with HeadObject.
@@ -313,10 +373,14 @@ func (s *Store) Stat(ctx context.Context, name string) (store.ObjectInfo, error)
 }
 
 // Delete implements store.Store. S3 deletes a missing key without
-// complaint, so a HeadObject first tells the caller it was missing.
+// complaint, so a HeadObject first tells the caller it was missing. A
+// retried DELETE whose first answer was lost deletes nothing more.
 func (s *Store) Delete(ctx context.Context, name string) error {
-	if _, err := s.Stat(ctx, name); err != nil {
+	if err := s.check("delete", name); err != nil {
 		return err
+	}
+	if _, err := s.c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name))}); err != nil {
+		return wrapErr("delete", name, err)
 	}
 	_, err := s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name))})
 	if err != nil {

@@ -64,6 +64,9 @@ func TestTLS12RefusedUnlessAllowed(t *testing.T) {
 	if err == nil || errors.Is(err, store.ErrNotExist) || !strings.Contains(err.Error(), "protocol version") {
 		t.Fatalf("TLS 1.2 server without the flag: %v", err)
 	}
+	if st := s.Stats(); st.Requests != 1 || st.Retries != 0 {
+		t.Fatalf("TLS 1.2 server without the flag: %+v, want one request and no retry", st)
+	}
 	s12, err := New(ctx, Config{Bucket: "b", Endpoint: srv.URL, PathStyle: true, CABundle: ca, AllowTLS12: true})
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +108,10 @@ func TestServerAuthentication(t *testing.T) {
 	if err := obj(bad); err == nil || !errors.Is(err, ErrPinMismatch) {
 		t.Fatalf("pin mismatch: %v", err)
 	}
+	// A refused server is not asked again.
+	if st := bad.Stats(); st.Requests != 1 || st.Retries != 0 {
+		t.Fatalf("pin mismatch: %+v, want one request and no retry", st)
+	}
 	// No CA bundle: the self-signed certificate is not trusted.
 	untrusted, err := New(ctx, Config{Bucket: good.bucket, Endpoint: httpsSrv.Endpoint, PathStyle: true})
 	if err != nil {
@@ -112,6 +119,9 @@ func TestServerAuthentication(t *testing.T) {
 	}
 	if err := obj(untrusted); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("untrusted certificate: %v", err)
+	}
+	if st := untrusted.Stats(); st.Requests != 1 || st.Retries != 0 {
+		t.Fatalf("untrusted certificate: %+v, want one request and no retry", st)
 	}
 }
 

@@ -1,0 +1,261 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/holdfast/holdfast/internal/keys"
+)
+
+// What the catalog needs for catalog backups (docs/design.md §9): a change
+// counter, a consistent snapshot to export, the record of the last backup
+// committed, and a way to retire old backups.
+
+// Reserved meta rows: SetMeta refuses them.
+const (
+	metaChanges    = "changes"     // INTEGER: changes committed so far
+	metaLastBackup = "last-backup" // BLOB: the encoded BackupState
+)
+
+// changed adds n to the change counter, in t's transaction.
+func (t *txn) changed(n int) error {
+	_, err := t.exec(`INSERT INTO meta (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`, metaChanges, int64(n))
+	return err
+}
+
+const changesQuery = `SELECT coalesce((SELECT value FROM meta WHERE key = '` + metaChanges + `'), 0)`
+
+func (c *sqliteCatalog) Changes(ctx context.Context) (uint64, error) {
+	var n int64
+	if err := c.queryRow(ctx, changesQuery).Scan(&n); err != nil {
+		return 0, fmt.Errorf("catalog: changes: %w", err)
+	}
+	return uint64(n), nil
+}
+
+// backupStateLen is the length of an encoded BackupState: sequence, hash,
+// object id, created, changes.
+const backupStateLen = 8 + 32 + 16 + 8 + 8
+
+func encodeBackupState(b BackupState) []byte {
+	out := binary.BigEndian.AppendUint64(nil, b.Sequence)
+	out = append(out, b.Hash[:]...)
+	out = append(out, b.ObjectID[:]...)
+	out = binary.BigEndian.AppendUint64(out, uint64(nanos(b.Created)))
+	return binary.BigEndian.AppendUint64(out, b.Changes)
+}
+
+func decodeBackupState(v []byte) (BackupState, error) {
+	var b BackupState
+	if len(v) != backupStateLen {
+		return b, fmt.Errorf("last backup record is %d bytes, want %d", len(v), backupStateLen)
+	}
+	b.Sequence = binary.BigEndian.Uint64(v)
+	copy(b.Hash[:], v[8:40])
+	copy(b.ObjectID[:], v[40:56])
+	b.Created = fromNanos(int64(binary.BigEndian.Uint64(v[56:64])))
+	b.Changes = binary.BigEndian.Uint64(v[64:72])
+	return b, nil
+}
+
+func (c *sqliteCatalog) LastBackup(ctx context.Context) (BackupState, error) {
+	var v []byte
+	err := c.queryRow(ctx, `SELECT value FROM meta WHERE key = ?`, metaLastBackup).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return BackupState{}, fmt.Errorf("catalog: last backup: %w", ErrNotFound)
+	}
+	if err != nil {
+		return BackupState{}, fmt.Errorf("catalog: last backup: %w", err)
+	}
+	b, err := decodeBackupState(v)
+	if err != nil {
+		return BackupState{}, fmt.Errorf("catalog: %w", err)
+	}
+	return b, nil
+}
+
+// setLastBackup records b if its sequence is above the recorded one.
+func (t *txn) setLastBackup(b BackupState) error {
+	if b.Sequence == 0 {
+		return errors.New("backup sequence zero")
+	}
+	var v []byte
+	err := t.queryRow(`SELECT value FROM meta WHERE key = ?`, metaLastBackup).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return err
+	default:
+		cur, err := decodeBackupState(v)
+		if err != nil {
+			return err
+		}
+		if b.Sequence <= cur.Sequence {
+			return fmt.Errorf("%w: backup sequence %d is recorded already", ErrStaleVersion, cur.Sequence)
+		}
+	}
+	_, err = t.exec(`INSERT INTO meta (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, metaLastBackup, encodeBackupState(b))
+	return err
+}
+
+func (c *sqliteCatalog) CommitBackup(ctx context.Context, s SystemObject, b BackupState) error {
+	if s.Kind != KindBackup || s.ObjectID != b.ObjectID {
+		return fmt.Errorf("catalog: commit backup %x: not a catalog backup record", s.ObjectID)
+	}
+	err := c.write(ctx, func(t *txn) error {
+		if err := t.setLastBackup(b); err != nil {
+			return err
+		}
+		if k, err := t.lookup(s.ObjectID); err != nil {
+			return err
+		} else if k != KnownPending {
+			return ErrNotPending
+		}
+		if _, err := t.exec(`DELETE FROM pending WHERE object_id = ?`, s.ObjectID[:]); err != nil {
+			return err
+		}
+		return insertSystem(t, &s)
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: commit backup %d (%x): %w", b.Sequence, s.ObjectID, err)
+	}
+	return nil
+}
+
+func (c *sqliteCatalog) SetLastBackup(ctx context.Context, b BackupState) error {
+	if err := c.write(ctx, func(t *txn) error { return t.setLastBackup(b) }); err != nil {
+		return fmt.Errorf("catalog: set last backup %d: %w", b.Sequence, err)
+	}
+	return nil
+}
+
+func (c *sqliteCatalog) RetireSystem(ctx context.Context, id keys.ID) error {
+	err := c.write(ctx, func(t *txn) error {
+		if err := affected(t.exec(`DELETE FROM system_objects WHERE object_id = ?`, id[:])); err != nil {
+			return err
+		}
+		_, err := t.exec(`INSERT INTO garbage (object_id, at) VALUES (?, ?)`, id[:], t.now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: retire system object %x: %w", id, err)
+	}
+	return nil
+}
+
+// ---- snapshots ----
+
+// txSnapshot is a Snapshot that reads through one read-only transaction.
+type txSnapshot struct {
+	ctx context.Context
+	tx  *sql.Tx
+}
+
+func (c *sqliteCatalog) View(ctx context.Context, fn func(Snapshot) error) error {
+	// A read-only transaction begins DEFERRED (the driver ignores the
+	// IMMEDIATE default for it): it takes no write lock, and in WAL mode
+	// its first read fixes the txSnapshot every later read sees.
+	tx, err := c.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("catalog: txSnapshot: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(&txSnapshot{ctx: ctx, tx: tx})
+}
+
+func (s *txSnapshot) Changes() (uint64, error) {
+	var n int64
+	if err := s.tx.QueryRowContext(s.ctx, changesQuery).Scan(&n); err != nil {
+		return 0, fmt.Errorf("catalog: txSnapshot: changes: %w", err)
+	}
+	return uint64(n), nil
+}
+
+func (s *txSnapshot) Count() (int64, error) {
+	var n int64
+	if err := s.tx.QueryRowContext(s.ctx, `SELECT count(*) FROM objects`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("catalog: txSnapshot: count: %w", err)
+	}
+	return n, nil
+}
+
+func (s *txSnapshot) Buckets() ([]Bucket, error) {
+	rows, err := s.tx.QueryContext(s.ctx, `SELECT name, id, created FROM buckets ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: txSnapshot: buckets: %w", err)
+	}
+	defer rows.Close()
+	var bs []Bucket
+	for rows.Next() {
+		b, err := scanBucket(rows)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: txSnapshot: buckets: %w", err)
+		}
+		bs = append(bs, b)
+	}
+	return bs, rows.Err()
+}
+
+func (s *txSnapshot) BucketKeys() ([]BucketKey, error) {
+	rows, err := s.tx.QueryContext(s.ctx, `SELECT `+bucketKeyCols+` FROM bucket_keys ORDER BY bucket_id, version`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: txSnapshot: bucket keys: %w", err)
+	}
+	defer rows.Close()
+	var ks []BucketKey
+	for rows.Next() {
+		k, err := scanBucketKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: txSnapshot: bucket keys: %w", err)
+		}
+		ks = append(ks, k)
+	}
+	return ks, rows.Err()
+}
+
+func (s *txSnapshot) All(fn func(Entry) error) error {
+	rows, err := s.tx.QueryContext(s.ctx, `SELECT `+entryCols+` FROM objects ORDER BY bucket, key`)
+	if err != nil {
+		return fmt.Errorf("catalog: txSnapshot: entries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return fmt.Errorf("catalog: txSnapshot: entries: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("catalog: txSnapshot: entries: %w", err)
+	}
+	return nil
+}
+
+func (s *txSnapshot) SystemObjects() ([]SystemObject, error) {
+	rows, err := s.tx.QueryContext(s.ctx, `SELECT object_id, kind, pin, stored_len, manifest_off, manifest_len, created
+		FROM system_objects ORDER BY object_id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: txSnapshot: system objects: %w", err)
+	}
+	defer rows.Close()
+	var ss []SystemObject
+	for rows.Next() {
+		var so SystemObject
+		var kind, created int64
+		if err := rows.Scan(fixed{so.ObjectID[:], "object id"}, &kind, fixed{so.Pin[:], "pin"},
+			&so.StoredLen, &so.ManifestOff, &so.ManifestLen, &created); err != nil {
+			return nil, fmt.Errorf("catalog: txSnapshot: system objects: %w", err)
+		}
+		so.Kind, so.Created = int(kind), fromNanos(created)
+		ss = append(ss, so)
+	}
+	return ss, rows.Err()
+}
