@@ -52,6 +52,7 @@ done
 S3="--endpoint-url $EP --ca-bundle $W/cert.pem"
 $AWS s3 mb s3://bench $S3 >/dev/null
 
+echo "size_mib=$S3_SIZE_MIB files=$FILES" >"$OUT/s3params"
 echo "== data: $S3_SIZE_MIB MiB random file, $FILES files of 4 KiB"
 head -c "${S3_SIZE_MIB}M" /dev/urandom >"$W/in.bin"
 for ((i = 0; i < FILES; i++)); do
