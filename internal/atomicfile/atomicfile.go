@@ -35,23 +35,55 @@ type Options struct {
 }
 
 // Write makes path hold exactly what fill writes, or leaves it untouched.
-func Write(path string, o Options, fill func(io.Writer) error) (err error) {
+func Write(path string, o Options, fill func(io.Writer) error) error {
+	return write(osDir{}, path, o, fill)
+}
+
+// dirOps are the file-system operations write needs, resolved either
+// directly (Write) or inside an os.Root (WriteIn).
+type dirOps interface {
+	// createTemp creates and opens a new file in dir, mode 0600, named
+	// "."+base+".tmp-" and a random suffix, and returns it with its name.
+	createTemp(dir, base string) (*os.File, string, error)
+	remove(name string) error
+	chtimes(name string, mtime time.Time) error
+	link(oldname, newname string) error
+	rename(oldname, newname string) error
+	syncDir(dir string) error
+}
+
+type osDir struct{}
+
+func (osDir) createTemp(dir, base string) (*os.File, string, error) {
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, "", err
+	}
+	return f, f.Name(), nil
+}
+func (osDir) remove(name string) error                   { return os.Remove(name) }
+func (osDir) chtimes(name string, mtime time.Time) error { return os.Chtimes(name, time.Time{}, mtime) }
+func (osDir) link(oldname, newname string) error         { return os.Link(oldname, newname) }
+func (osDir) rename(oldname, newname string) error       { return os.Rename(oldname, newname) }
+func (osDir) syncDir(dir string) error                   { return SyncDir(dir) }
+
+// write is Write through d.
+func write(d dirOps, path string, o Options, fill func(io.Writer) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	f, tmp, err := d.createTemp(dir, base)
 	if err != nil {
 		return fmt.Errorf("creating temporary file: %w", err)
 	}
-	tmp := f.Name()
 	defer func() {
 		if f != nil {
 			f.Close()
 		}
 		// After a rename the name is gone; after a link or a failure it
 		// must go.
-		if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) && err == nil {
+		if rmErr := d.remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) && err == nil {
 			err = fmt.Errorf("removing temporary file: %w", rmErr)
 		}
 	}()
@@ -75,23 +107,23 @@ func Write(path string, o Options, fill func(io.Writer) error) (err error) {
 		return fmt.Errorf("closing temporary file: %w", err)
 	}
 	if !o.ModTime.IsZero() {
-		if err := os.Chtimes(tmp, time.Time{}, o.ModTime); err != nil {
+		if err := d.chtimes(tmp, o.ModTime); err != nil {
 			return fmt.Errorf("setting the modification time of temporary file: %w", err)
 		}
 	}
 	if o.NoReplace {
-		if err := os.Link(tmp, path); err != nil {
+		if err := d.link(tmp, path); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				return fmt.Errorf("%q: %w", path, ErrExists)
 			}
 			return fmt.Errorf("moving file into place: %w", err)
 		}
-	} else if err := os.Rename(tmp, path); err != nil {
+	} else if err := d.rename(tmp, path); err != nil {
 		return fmt.Errorf("moving file into place: %w", err)
 	}
 	// If this last sync fails, the new content is in place but its
 	// durability is unknown; the error says so.
-	if err := SyncDir(dir); err != nil {
+	if err := d.syncDir(dir); err != nil {
 		return fmt.Errorf("file written, but syncing its directory failed: %w", err)
 	}
 	return nil

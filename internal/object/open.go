@@ -277,10 +277,8 @@ func roundBlock(n uint64) uint64 {
 func (o *Object) Wipe() { o.d.dek.Wipe() }
 
 type openJob struct {
-	seg  int
-	buf  []byte // off-heap memory behind ct and pt, or nil
-	ct   []byte
-	pt   []byte
+	seg int
+	segBuf
 	err  error
 	done chan struct{}
 }
@@ -316,37 +314,22 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	// memory is the same however fast the store and the writer are.
 	if pooled && len(o.Manifest.Segments) > 1 {
 		for _, j := range jobs {
-			b, err := sealBufs.Get()
-			if err != nil {
+			if err := j.take(int(maxSeg)); err != nil {
 				for _, j := range jobs {
-					if j.buf != nil {
-						sealBufs.Put(j.buf)
-					}
+					j.give()
 				}
 				return 0, err
 			}
-			j.buf, j.pt, j.ct = b, b[:0:DefaultSegmentSize], b[DefaultSegmentSize:DefaultSegmentSize]
 		}
 	}
 	var running sync.WaitGroup // the reader and the workers
 	finished := false
 	defer func() {
-		release := func() {
+		releaseWhenStopped(finished, &running, func() {
 			for _, j := range jobs {
-				if j.buf != nil {
-					sealBufs.Put(j.buf)
-					j.buf, j.ct, j.pt = nil, nil, nil
-				}
+				j.give()
 			}
-		}
-		// After a failure the reader may still be blocked reading the store
-		// and workers may still be opening: the buffers go back only once
-		// all of them have stopped.
-		if finished {
-			release()
-		} else {
-			go func() { running.Wait(); release() }()
-		}
+		})
 	}()
 	work := make(chan *openJob, inflight)
 	order := make(chan *openJob, inflight)
@@ -383,15 +366,9 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 				return
 			}
 			if j.ct == nil {
-				if pooled {
-					b, err := sealBufs.Get()
-					if err != nil {
-						readErr = err
-						return
-					}
-					j.buf, j.pt, j.ct = b, b[:0:DefaultSegmentSize], b[DefaultSegmentSize:DefaultSegmentSize]
-				} else {
-					j.ct, j.pt = make([]byte, 0, format.SegmentCTLen(maxSeg)), make([]byte, 0, maxSeg)
+				if err := j.take(int(maxSeg)); err != nil {
+					readErr = err
+					return
 				}
 			}
 			j.ct = j.ct[:format.SegmentCTLen(s.Len)]

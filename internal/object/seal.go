@@ -11,7 +11,6 @@ import (
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keys"
-	"github.com/holdfast/holdfast/internal/offheap"
 	"github.com/holdfast/holdfast/internal/secret"
 	"github.com/holdfast/holdfast/internal/stream"
 )
@@ -152,35 +151,16 @@ func (s *Sealer) Close() error {
 	return nil
 }
 
-// sealBufs keeps idle buffers for segments of DefaultSegmentSize outside
-// the Go heap (see package offheap): enough for one pipelined object on
-// every core, reused by the objects that follow.
-var sealBufs = offheap.NewPool(DefaultSegmentSize+int(format.SegmentCTLen(DefaultSegmentSize)), runtime.GOMAXPROCS(0)+2)
-
 func getSealBuf(segSize int) (*sealJob, error) {
-	ctLen := int(format.SegmentCTLen(uint64(segSize)))
-	if segSize != DefaultSegmentSize {
-		return &sealJob{pt: make([]byte, segSize), ct: make([]byte, 0, ctLen)}, nil
-	}
-	b, err := sealBufs.Get()
-	if err != nil {
-		return nil, err
-	}
-	return &sealJob{buf: b, pt: b[:segSize:segSize], ct: b[segSize:segSize]}, nil
+	j := &sealJob{}
+	return j, j.take(segSize)
 }
 
-// putSealBuf returns j's buffer to the pool; nothing may use j afterwards.
-func putSealBuf(j *sealJob) {
-	if j.buf != nil {
-		sealBufs.Put(j.buf)
-		j.buf, j.pt, j.ct = nil, nil, nil
-	}
-}
+// putSealBuf returns j's buffers; nothing may use j afterwards.
+func putSealBuf(j *sealJob) { j.give() }
 
 type sealJob struct {
-	buf  []byte // off-heap memory behind pt and ct, or nil
-	pt   []byte
-	ct   []byte
+	segBuf
 	salt [format.SaltLen]byte
 	err  error
 	done chan struct{}
@@ -256,10 +236,10 @@ func (s *Sealer) writeSegments(write func([]byte) error) ([]format.Segment, erro
 		return nil, err
 	}
 	n, err := io.ReadFull(s.src, first.pt[:segSize])
+	first.pt = first.pt[:n]
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		defer putSealBuf(first) // nothing else holds it
-		first.pt = first.pt[:n]
 		if _, err := io.ReadFull(s.opt.Rand, first.salt[:]); err != nil {
 			return nil, fmt.Errorf("reading segment salt: %w", err)
 		}
@@ -305,20 +285,11 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 	}
 	var running sync.WaitGroup // the reader and the workers
 	defer func() {
-		release := func() {
+		releaseWhenStopped(finished, &running, func() {
 			for _, j := range mine {
 				putSealBuf(j)
 			}
-		}
-		// After a clean finish the reader has closed order and every
-		// buffer is idle in free. After a failure the reader may still be
-		// blocked reading the source and workers may still be sealing:
-		// the buffers go back only once all of them have stopped.
-		if finished {
-			release()
-		} else {
-			go func() { running.Wait(); release() }()
-		}
+		})
 	}()
 	work := make(chan *sealJob, inflight)
 	order := make(chan *sealJob, inflight)

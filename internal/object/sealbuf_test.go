@@ -64,9 +64,9 @@ func TestSealerSourceFailureReturnsBuffers(t *testing.T) {
 func waitReturned(t *testing.T, what string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for sealBufs.Outstanding() != 0 {
+	for segBufs.Outstanding() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d segment buffers never came back", what, sealBufs.Outstanding())
+			t.Fatalf("%s: %d segment buffers never came back", what, segBufs.Outstanding())
 		}
 		runtime.Gosched()
 	}
