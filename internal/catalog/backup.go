@@ -259,3 +259,63 @@ func (s *txSnapshot) SystemObjects() ([]SystemObject, error) {
 	}
 	return ss, rows.Err()
 }
+
+// reservationsQuery lists Snapshot.Reservations: the versions row of each
+// key, stopped below its lowest pending version if it has one (but never
+// below its highest committed version).
+var reservationsQuery = `SELECT bucket, key, r FROM (
+	SELECT v.bucket AS bucket, v.key AS key,
+		CASE WHEN p.minv IS NULL THEN v.reserved
+			ELSE max(p.minv - 1, ` + highestCommitted("v.bucket", "v.key") + `) END AS r
+	FROM versions v LEFT JOIN (SELECT bucket, key, min(version) AS minv FROM pending GROUP BY bucket, key) p
+		ON p.bucket = v.bucket AND p.key = v.key)
+	WHERE r >= 1`
+
+func (s *txSnapshot) ReservationCount() (uint64, error) {
+	var n int64
+	if err := s.tx.QueryRowContext(s.ctx, `SELECT count(*) FROM (`+reservationsQuery+`)`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("catalog: txSnapshot: reservations: %w", err)
+	}
+	return uint64(n), nil
+}
+
+func (s *txSnapshot) Reservations(fn func(Reservation) error) error {
+	rows, err := s.tx.QueryContext(s.ctx, reservationsQuery+` ORDER BY bucket, key`)
+	if err != nil {
+		return fmt.Errorf("catalog: txSnapshot: reservations: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Reservation
+		var v int64
+		if err := rows.Scan(&r.Bucket, &r.Key, &v); err != nil {
+			return fmt.Errorf("catalog: txSnapshot: reservations: %w", err)
+		}
+		r.Version = uint64(v)
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("catalog: txSnapshot: reservations: %w", err)
+	}
+	return nil
+}
+
+func (c *sqliteCatalog) RestoreReservations(ctx context.Context, rs []Reservation) error {
+	err := c.write(ctx, func(t *txn) error {
+		for _, r := range rs {
+			if r.Version == 0 {
+				continue
+			}
+			if err := t.reserve(r.Bucket, r.Key, r.Version); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: restore reservations: %w", err)
+	}
+	return nil
+}

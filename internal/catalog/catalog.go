@@ -139,6 +139,21 @@ type Snapshot interface {
 	// transaction (it may call other Catalog methods).
 	All(fn func(Entry) error) error
 	SystemObjects() ([]SystemObject, error)
+	// ReservationCount and Reservations give, for every (bucket, key) that
+	// ever had a committed version (deleted keys included) or had one
+	// restored by recovery, the highest version that may not become
+	// current again unless the catalog lists it. A version still pending
+	// when the snapshot was taken is left out (it may yet commit): for a
+	// key with pending writes the value stops below the lowest of them.
+	// Reservations calls fn in (bucket, key) order.
+	ReservationCount() (uint64, error)
+	Reservations(fn func(Reservation) error) error
+}
+
+// Reservation is one row of Snapshot.Reservations.
+type Reservation struct {
+	Bucket, Key string
+	Version     uint64
 }
 
 // Known says what the catalog knows about an object id found in the store.
@@ -313,4 +328,8 @@ type Catalog interface {
 	// example entries in batches); a record already present fails the call
 	// with ErrExists. Entries need their bucket (given here or earlier).
 	Restore(ctx context.Context, buckets []Bucket, bkeys []BucketKey, entries []Entry, sys []SystemObject) error
+	// RestoreReservations raises the version reservation of each
+	// (bucket, key) to at least the given version (never lowers one), so
+	// that versions recorded before a recovery are never assigned again.
+	RestoreReservations(ctx context.Context, rs []Reservation) error
 }

@@ -15,6 +15,9 @@ import (
 // the catalog needs to serve reads, in one canonical encoding
 // (docs/format.md, "Catalog backup").
 type CatalogBackup struct {
+	// Version is the backup encoding: 1 or 2; 0 means the current one (2).
+	// Version 1 has no Reservations.
+	Version  uint8
 	Repo     keys.ID
 	Sequence uint64
 	Created  uint64
@@ -23,6 +26,18 @@ type CatalogBackup struct {
 	Keys     []BackupKey
 	Objects  []BackupObject
 	System   []BackupSystem
+	// Reservations (version 2) name, for every key that ever had a
+	// committed version, the highest version committed before this backup
+	// (deleted keys included); sorted by (Bucket, Key).
+	Reservations []BackupReservation
+}
+
+// BackupReservation says that no version of Bucket/Key up to Version may
+// become current unless the backup lists it: such versions were current
+// once and have been replaced or deleted.
+type BackupReservation struct {
+	Bucket, Key string
+	Version     uint64
 }
 
 // BackupBucket is one bucket; sorted by Name.
@@ -74,7 +89,19 @@ type BackupSystem struct {
 	Created     uint64
 }
 
-const backupVersion = 1
+// The catalog backup encodings: version 1 (no reservations) is still read;
+// version 2 is written.
+const (
+	backupVersion1 = 1
+	backupVersion  = 2
+)
+
+func (c *CatalogBackup) version() uint8 {
+	if c.Version == 0 {
+		return backupVersion
+	}
+	return c.Version
+}
 
 const backupHashLabel = "holdfast/v1/backup"
 
@@ -113,6 +140,9 @@ func backupCorrupt(f string, a ...any) error {
 // that Marshal and BackupEncoder check exactly the same things.
 
 func (c *CatalogBackup) validateHead() error {
+	if v := c.version(); v != backupVersion1 && v != backupVersion {
+		return backupCorrupt("unsupported version %d", v)
+	}
 	if c.Sequence == 0 {
 		return backupCorrupt("sequence zero")
 	}
@@ -193,13 +223,45 @@ func (c *CatalogBackup) validate() error {
 			return err
 		}
 	}
-	return validateBackupSystem(c.System)
+	if err := validateBackupSystem(c.System); err != nil {
+		return err
+	}
+	if c.version() == backupVersion1 && len(c.Reservations) > 0 {
+		return backupCorrupt("version 1 has no reservations")
+	}
+	for i := range c.Reservations {
+		var prev *BackupReservation
+		if i > 0 {
+			prev = &c.Reservations[i-1]
+		}
+		if err := validateBackupReservation(uint64(i), prev, &c.Reservations[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateBackupReservation(i uint64, prev, r *BackupReservation) error {
+	if prev != nil && !(prev.Bucket < r.Bucket || prev.Bucket == r.Bucket && prev.Key < r.Key) {
+		return backupCorrupt("reservation %d out of order", i)
+	}
+	m := Manifest{Kind: KindData, BucketName: r.Bucket, Key: r.Key, ObjectVersion: r.Version, Segments: []Segment{{}}}
+	if err := m.validate(); err != nil || r.Version == 0 {
+		return backupCorrupt("reservation %d invalid", i)
+	}
+	return nil
+}
+
+func appendBackupReservation(b []byte, r *BackupReservation) []byte {
+	b = appendStr(b, r.Bucket)
+	b = appendStr(b, r.Key)
+	return binary.BigEndian.AppendUint64(b, r.Version)
 }
 
 // appendBackupHead encodes everything before the object count: version,
 // repository, sequence, created, previous, buckets and keys.
 func (c *CatalogBackup) appendHead(b []byte) []byte {
-	b = append(b, backupVersion)
+	b = append(b, c.version())
 	b = append(b, c.Repo[:]...)
 	b = binary.BigEndian.AppendUint64(b, c.Sequence)
 	b = binary.BigEndian.AppendUint64(b, c.Created)
@@ -266,14 +328,22 @@ func (c *CatalogBackup) Marshal() ([]byte, error) {
 	for i := range c.Objects {
 		b = appendBackupObject(b, &c.Objects[i])
 	}
-	return appendBackupSystem(b, c.System), nil
+	b = appendBackupSystem(b, c.System)
+	if c.version() >= backupVersion {
+		b = binary.BigEndian.AppendUint64(b, uint64(len(c.Reservations)))
+		for i := range c.Reservations {
+			b = appendBackupReservation(b, &c.Reservations[i])
+		}
+	}
+	return b, nil
 }
 
 // BackupEncoder writes a catalog backup's plaintext to an io.Writer piece
 // by piece, for catalogs too large to hold in memory: the bytes are those
 // Marshal produces for the same backup, and every piece is checked by the
 // same rules as it is written. Use NewBackupEncoder, then Object for each
-// object in order, then Finish.
+// object in order, then System, then Reservation for each reservation in
+// order, then Finish. It writes version 2.
 type BackupEncoder struct {
 	w      io.Writer
 	h      hash.Hash
@@ -283,6 +353,10 @@ type BackupEncoder struct {
 	prev   BackupObject
 	err    error
 	closed bool
+	// After System: reservations announced and written, and the last one.
+	system        bool
+	resWant, resN uint64
+	prevRes       BackupReservation
 }
 
 // backupFlush is how much the encoder buffers before it writes.
@@ -292,8 +366,8 @@ const backupFlush = 64 << 10
 // and including the object count, which is objects); c.Objects and
 // c.System must be empty: they follow through Object and Finish.
 func NewBackupEncoder(w io.Writer, c *CatalogBackup, objects uint64) (*BackupEncoder, error) {
-	if len(c.Objects) != 0 || len(c.System) != 0 {
-		return nil, errors.New("catalog backup encoder: objects and system objects are written separately")
+	if len(c.Objects) != 0 || len(c.System) != 0 || len(c.Reservations) != 0 || c.version() != backupVersion {
+		return nil, errors.New("catalog backup encoder: version 2 only; objects, system objects and reservations are written separately")
 	}
 	for _, err := range []error{c.validateHead(), c.validateBuckets(), c.validateKeys()} {
 		if err != nil {
@@ -345,21 +419,61 @@ func (e *BackupEncoder) Object(o *BackupObject) error {
 	return e.flush(false)
 }
 
-// Finish writes the system objects, which end the backup, and returns the
-// backup hash of everything written. It fails if fewer objects were
-// written than announced.
-func (e *BackupEncoder) Finish(sys []BackupSystem) ([32]byte, error) {
-	var sum [32]byte
-	if e.err == nil && e.n != e.want {
+// System writes the system objects, which follow the objects, and the
+// count of the reservations that follow them. It fails if fewer objects
+// were written than announced.
+func (e *BackupEncoder) System(sys []BackupSystem, reservations uint64) error {
+	if e.err == nil && (e.system || e.n != e.want) {
 		e.err = backupCorrupt("%d objects written, %d announced", e.n, e.want)
 	}
 	if e.err == nil {
 		e.err = validateBackupSystem(sys)
 	}
 	if e.err != nil {
+		return e.err
+	}
+	e.system, e.resWant = true, reservations
+	e.buf = binary.BigEndian.AppendUint64(appendBackupSystem(e.buf, sys), reservations)
+	return e.flush(false)
+}
+
+// Reservation validates and writes the next reservation; they come in
+// (bucket, key) order, no more than announced.
+func (e *BackupEncoder) Reservation(r *BackupReservation) error {
+	if e.err == nil && !e.system {
+		e.err = errors.New("catalog backup encoder: reservation before system objects")
+	}
+	if e.err == nil && e.resN == e.resWant {
+		e.err = backupCorrupt("more reservations than the %d announced", e.resWant)
+	}
+	if e.err != nil {
+		return e.err
+	}
+	var prev *BackupReservation
+	if e.resN > 0 {
+		prev = &e.prevRes
+	}
+	if err := validateBackupReservation(e.resN, prev, r); err != nil {
+		e.err = err
+		return err
+	}
+	e.buf = appendBackupReservation(e.buf, r)
+	e.prevRes = BackupReservation{Bucket: r.Bucket, Key: r.Key}
+	e.resN++
+	return e.flush(false)
+}
+
+// Finish ends the backup and returns the backup hash of everything
+// written. It fails unless System ran and every announced reservation was
+// written.
+func (e *BackupEncoder) Finish() ([32]byte, error) {
+	var sum [32]byte
+	if e.err == nil && (!e.system || e.resN != e.resWant) {
+		e.err = backupCorrupt("%d reservations written, %d announced", e.resN, e.resWant)
+	}
+	if e.err != nil {
 		return sum, e.err
 	}
-	e.buf = appendBackupSystem(e.buf, sys)
 	if err := e.flush(true); err != nil {
 		return sum, err
 	}
@@ -381,10 +495,11 @@ func ParseCatalogBackupHead(b []byte) (*CatalogBackup, error) {
 		return nil, backupCorrupt("truncated")
 	}
 	r := reader{b: b[:BackupHeadLen]}
-	if v := r.u8(); v != backupVersion {
+	v := r.u8()
+	if v != backupVersion1 && v != backupVersion {
 		return nil, Corrupt(LayerManifest, "unsupported catalog backup version %d", v)
 	}
-	c := &CatalogBackup{}
+	c := &CatalogBackup{Version: v}
 	r.id(&c.Repo)
 	c.Sequence = r.u64()
 	c.Created = r.u64()
@@ -398,10 +513,11 @@ func ParseCatalogBackupHead(b []byte) (*CatalogBackup, error) {
 // ParseCatalogBackup decodes a catalog backup plaintext.
 func ParseCatalogBackup(b []byte) (*CatalogBackup, error) {
 	r := reader{b: b}
-	if v := r.u8(); v != backupVersion {
+	v := r.u8()
+	if v != backupVersion1 && v != backupVersion {
 		return nil, Corrupt(LayerManifest, "unsupported catalog backup version %d", v)
 	}
-	c := &CatalogBackup{}
+	c := &CatalogBackup{Version: v}
 	r.id(&c.Repo)
 	c.Sequence = r.u64()
 	c.Created = r.u64()
@@ -463,6 +579,15 @@ func ParseCatalogBackup(b []byte) (*CatalogBackup, error) {
 		r.bytes(s.Pin[:])
 		s.Stored, s.ManifestOff, s.ManifestLen, s.Created = r.u64(), r.u64(), r.u64(), r.u64()
 		c.System = append(c.System, s)
+	}
+	if v >= backupVersion {
+		n64 := r.u64()
+		if n64 > uint64(r.remaining()/(2+2+8)) {
+			return nil, Corrupt(LayerManifest, "catalog backup truncated")
+		}
+		for i := uint64(0); i < n64 && r.err == nil; i++ {
+			c.Reservations = append(c.Reservations, BackupReservation{Bucket: r.str(), Key: r.str(), Version: r.u64()})
+		}
 	}
 	if r.err != nil {
 		return nil, Corrupt(LayerManifest, "catalog backup truncated")

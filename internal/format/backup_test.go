@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/keys"
@@ -18,7 +19,8 @@ func sampleBackup() *CatalogBackup {
 			{Bucket: "a", Key: "x", Version: 1, KeyVersion: 1, Wrapped: make([]byte, 112), Segments: 1},
 			{Bucket: "a", Key: "y", Version: 4, KeyVersion: 2, Wrapped: make([]byte, 112), Segments: 1, Meta: []MetaPair{{Name: "k", Value: "v"}}},
 		},
-		System: []BackupSystem{{Object: keys.ID{1}, Kind: KindJournal}, {Object: keys.ID{2}, Kind: KindMarker}},
+		System:       []BackupSystem{{Object: keys.ID{1}, Kind: KindJournal}, {Object: keys.ID{2}, Kind: KindMarker}},
+		Reservations: []BackupReservation{{Bucket: "a", Key: "gone", Version: 3}, {Bucket: "a", Key: "x", Version: 1}, {Bucket: "a", Key: "y", Version: 4}},
 	}
 }
 
@@ -39,21 +41,48 @@ func TestCatalogBackupRoundTrip(t *testing.T) {
 	if BackupHash(b) == BackupHash(append(bytes.Clone(b), 0)) {
 		t.Fatal("hash ignores content")
 	}
+	if b[0] != 2 || len(g.Reservations) != 3 || g.Reservations[0].Key != "gone" {
+		t.Fatalf("version %d, reservations %+v", b[0], g.Reservations)
+	}
+	// Version 1 (no reservations) is still read and re-encoded as itself.
+	c.Version, c.Reservations = 1, nil
+	b1, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g1, err := ParseCatalogBackup(b1)
+	if err != nil || g1.Version != 1 || g1.Reservations != nil {
+		t.Fatalf("version 1: %+v %v", g1, err)
+	}
+	if b1r, _ := g1.Marshal(); !bytes.Equal(b1, b1r) {
+		t.Fatal("version 1 re-encoding differs")
+	}
+	if h, err := ParseCatalogBackupHead(b1); err != nil || h.Version != 1 {
+		t.Fatalf("version 1 head: %+v %v", h, err)
+	}
+	if _, err := ParseCatalogBackup(append([]byte{3}, b1[1:]...)); err == nil {
+		t.Fatal("version 3 accepted")
+	}
 }
 
 func TestCatalogBackupRules(t *testing.T) {
 	for name, edit := range map[string]func(*CatalogBackup){
-		"sequence zero":          func(c *CatalogBackup) { c.Sequence = 0 },
-		"first with previous":    func(c *CatalogBackup) { c.Previous[0] = 1 },
-		"later without previous": func(c *CatalogBackup) { c.Sequence = 2 },
-		"buckets unordered":      func(c *CatalogBackup) { c.Buckets[0].Name = "c" },
-		"keys unordered":         func(c *CatalogBackup) { c.Keys[1].Version = 1 },
-		"key state unknown":      func(c *CatalogBackup) { c.Keys[0].State = 9 },
-		"objects unordered":      func(c *CatalogBackup) { c.Objects[1].Key = "a" },
-		"object version zero":    func(c *CatalogBackup) { c.Objects[0].Version = 0 },
-		"system kind backup":     func(c *CatalogBackup) { c.System[0].Kind = KindBackup },
-		"system unordered":       func(c *CatalogBackup) { c.System[1].Object = keys.ID{0} },
-		"short wrapped object":   func(c *CatalogBackup) { c.Objects[0].Wrapped = make([]byte, 60) },
+		"sequence zero":           func(c *CatalogBackup) { c.Sequence = 0 },
+		"first with previous":     func(c *CatalogBackup) { c.Previous[0] = 1 },
+		"later without previous":  func(c *CatalogBackup) { c.Sequence = 2 },
+		"buckets unordered":       func(c *CatalogBackup) { c.Buckets[0].Name = "c" },
+		"keys unordered":          func(c *CatalogBackup) { c.Keys[1].Version = 1 },
+		"key state unknown":       func(c *CatalogBackup) { c.Keys[0].State = 9 },
+		"objects unordered":       func(c *CatalogBackup) { c.Objects[1].Key = "a" },
+		"object version zero":     func(c *CatalogBackup) { c.Objects[0].Version = 0 },
+		"system kind backup":      func(c *CatalogBackup) { c.System[0].Kind = KindBackup },
+		"system unordered":        func(c *CatalogBackup) { c.System[1].Object = keys.ID{0} },
+		"short wrapped object":    func(c *CatalogBackup) { c.Objects[0].Wrapped = make([]byte, 60) },
+		"reservations unordered":  func(c *CatalogBackup) { c.Reservations[1].Key = "a" },
+		"reservation version 0":   func(c *CatalogBackup) { c.Reservations[0].Version = 0 },
+		"reservation long bucket": func(c *CatalogBackup) { c.Reservations[2].Bucket = strings.Repeat("z", 64) },
+		"reservations in v1":      func(c *CatalogBackup) { c.Version = 1 },
+		"unknown version":         func(c *CatalogBackup) { c.Version = 3 },
 	} {
 		c := sampleBackup()
 		if _, err := c.Marshal(); err != nil { // control
@@ -87,7 +116,7 @@ func TestBackupEncoderMatchesMarshal(t *testing.T) {
 		t.Fatal(err)
 	}
 	head := *c
-	head.Objects, head.System = nil, nil
+	head.Objects, head.System, head.Reservations = nil, nil, nil
 	var buf bytes.Buffer
 	enc, err := NewBackupEncoder(&buf, &head, uint64(len(c.Objects)))
 	if err != nil {
@@ -98,7 +127,15 @@ func TestBackupEncoderMatchesMarshal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sum, err := enc.Finish(c.System)
+	if err := enc.System(c.System, uint64(len(c.Reservations))); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Reservations {
+		if err := enc.Reservation(&c.Reservations[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := enc.Finish()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +159,7 @@ func TestBackupEncoderMatchesMarshal(t *testing.T) {
 func TestBackupEncoderRules(t *testing.T) {
 	enc := func(objs []BackupObject, announce uint64) error {
 		c := sampleBackup()
-		c.Objects, c.System = nil, nil
+		c.Objects, c.System, c.Reservations = nil, nil, nil
 		e, err := NewBackupEncoder(io.Discard, c, announce)
 		if err != nil {
 			return err
@@ -132,7 +169,10 @@ func TestBackupEncoderRules(t *testing.T) {
 				return err
 			}
 		}
-		_, err = e.Finish(sampleBackup().System)
+		if err := e.System(sampleBackup().System, 0); err != nil {
+			return err
+		}
+		_, err = e.Finish()
 		return err
 	}
 	objs := sampleBackup().Objects
@@ -153,5 +193,37 @@ func TestBackupEncoderRules(t *testing.T) {
 	bad.Sequence = 2
 	if _, err := NewBackupEncoder(io.Discard, bad, 0); err == nil {
 		t.Error("sequence 2 without a previous hash accepted")
+	}
+
+	res := func(rs []BackupReservation, announce uint64) error {
+		c := sampleBackup()
+		c.Objects, c.System, c.Reservations = nil, nil, nil
+		e, err := NewBackupEncoder(io.Discard, c, 0)
+		if err != nil {
+			return err
+		}
+		if err := e.System(nil, announce); err != nil {
+			return err
+		}
+		for i := range rs {
+			if err := e.Reservation(&rs[i]); err != nil {
+				return err
+			}
+		}
+		_, err = e.Finish()
+		return err
+	}
+	rs := sampleBackup().Reservations
+	if err := res(rs, 3); err != nil {
+		t.Fatalf("reservations control: %v", err)
+	}
+	if err := res(rs, 4); err == nil {
+		t.Error("fewer reservations than announced accepted")
+	}
+	if err := res(rs, 2); err == nil {
+		t.Error("more reservations than announced accepted")
+	}
+	if err := res([]BackupReservation{rs[1], rs[0]}, 2); err == nil {
+		t.Error("reservations out of order accepted")
 	}
 }

@@ -239,7 +239,19 @@ func (r *Repo) storeBackup(ctx context.Context, name string, id keys.ID, head *f
 			}); err != nil {
 				return err
 			}
-			hash, err = enc.Finish(sys)
+			nres, err := s.ReservationCount()
+			if err != nil {
+				return err
+			}
+			if err := enc.System(sys, nres); err != nil {
+				return err
+			}
+			if err := s.Reservations(func(c catalog.Reservation) error {
+				return enc.Reservation(&format.BackupReservation{Bucket: c.Bucket, Key: c.Key, Version: c.Version})
+			}); err != nil {
+				return err
+			}
+			hash, err = enc.Finish()
 			return err
 		}()
 		pw.CloseWithError(err)

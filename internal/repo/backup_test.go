@@ -16,6 +16,8 @@ import (
 	"github.com/holdfast/holdfast/internal/catalog"
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 // Catalog backups: the tests play the provider (deleting, rolling back,
@@ -613,5 +615,116 @@ func TestBackupCrash(t *testing.T) {
 			}
 			e.mustVerifyClean()
 		})
+	}
+}
+
+// TestRecoverRefusesResurrection: the provider keeps the ciphertext of
+// versions that were replaced or deleted before the last backup and puts
+// it back. A verified recovery must not make them current again (the
+// backup's reservations rule them out), while an object written after the
+// backup — equally unlisted — is recovered; and versions never repeat, so
+// a put-back older version cannot beat a newer genuine one later.
+func TestRecoverRefusesResurrection(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.put("beta", "k", []byte("version one"))
+	e.put("beta", "k", []byte("version two"))
+	ent, err := e.r.Stat(ctx, "beta", "k")
+	if err != nil || ent.Version != 2 {
+		t.Fatalf("stat: %+v %v", ent, err)
+	}
+	v2 := mustReadFile(t, storeFile(e.store, format.StoreName(ent.ObjectID)))
+	if _, err := e.r.Delete(ctx, "beta", "k"); err != nil {
+		t.Fatal(err)
+	}
+	e.put("beta", "replaced", []byte("old"))
+	old, _ := e.r.Stat(ctx, "beta", "replaced")
+	oldBytes := mustReadFile(t, storeFile(e.store, format.StoreName(old.ObjectID)))
+	e.put("beta", "replaced", []byte("new"))
+	e.backup()
+	e.put("beta", "after", []byte("written after the backup")) // the control
+	e.r.Close()
+	s := e.snap()
+	// The provider puts back both superseded versions.
+	for id, b := range map[keys.ID][]byte{ent.ObjectID: v2, old.ObjectID: oldBytes} {
+		p := storeFile(s.store, format.StoreName(id))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	r, rep, err := recoverFrom(t, s.keyring, s.store, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Freshness != FreshnessVerified || rep.Stale != 2 || rep.AfterBackup != 1 {
+		t.Fatalf("report: freshness %s, stale %d (want 2), after backup %d (want 1)", rep.Freshness, rep.Stale, rep.AfterBackup)
+	}
+	r.reopen()
+	if _, err := r.r.Stat(ctx, "beta", "k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted beta/k came back: %v", err)
+	}
+	r.mustGet("beta", "replaced", []byte("new"))
+	r.mustGet("beta", "after", []byte("written after the backup"))
+	r.mustVerifyClean()
+	// Versions continue above every version the backup reserved.
+	r.put("beta", "k", []byte("version three"))
+	if got, _ := r.r.Stat(ctx, "beta", "k"); got.Version != 3 {
+		t.Fatalf("beta/k after recovery got version %d, want 3", got.Version)
+	}
+}
+
+// shortList is a store whose listing leaves out one name, as a provider
+// hiding an object or a glitching listing would.
+type shortList struct {
+	store.Store
+	hide string
+}
+
+func (s shortList) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
+	return s.Store.List(ctx, prefix, func(o store.ObjectInfo) error {
+		if o.Name == s.hide {
+			return nil
+		}
+		return fn(o)
+	})
+}
+
+// TestRecoverShortListing: an object the backup lists but the listing
+// omits is kept when the store still has it, and dropped (reported
+// missing) only when the store says it is gone.
+func TestRecoverShortListing(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.put("alpha", "hidden", []byte("still stored"))
+	ent, _ := e.r.Stat(ctx, "alpha", "hidden")
+	e.put("alpha", "other", []byte("x"))
+	e.backup()
+	e.r.Close()
+	s := e.snap()
+	name := format.StoreName(ent.ObjectID)
+	for _, gone := range []bool{false, true} {
+		home, st := lostHome(t, s.keyring, s.store)
+		if gone {
+			if err := os.Remove(storeFile(st, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, rep, err := Recover(ctx, RecoverOptions{Home: home, StorePath: st, Passphrase: pass,
+			Hooks: &Hooks{WrapStore: func(s store.Store) store.Store { return shortList{s, name} }}})
+		if err != nil {
+			t.Fatalf("gone=%v: %v", gone, err)
+		}
+		_, statErr := r.Stat(ctx, "alpha", "hidden")
+		r.Close()
+		switch {
+		case !gone && (statErr != nil || len(rep.Missing) != 0):
+			t.Fatalf("hidden but stored: stat %v, missing %v", statErr, rep.Missing)
+		case gone && (!errors.Is(statErr, ErrNotFound) || len(rep.Missing) != 1 || rep.Missing[0] != "alpha/hidden"):
+			t.Fatalf("gone: stat %v, missing %v", statErr, rep.Missing)
+		}
 	}
 }

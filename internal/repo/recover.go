@@ -67,11 +67,16 @@ const (
 
 // RecoverReport says what Recover found.
 type RecoverReport struct {
-	Buckets    int      `json:"buckets"`
-	Objects    int      `json:"objects"`
-	Bytes      int64    `json:"bytes"`
-	Superseded int      `json:"superseded"` // older versions found and removed
-	Unknown    []string `json:"unknown"`    // store objects no key of this repository opens, or that failed authentication
+	Buckets    int   `json:"buckets"`
+	Objects    int   `json:"objects"`
+	Bytes      int64 `json:"bytes"`
+	Superseded int   `json:"superseded"` // older versions found and removed
+	// Stale counts stored versions the backup's reservations rule out as
+	// current: versions replaced or deleted before the backup, whose
+	// deletion was lost or which the provider put back. They are removed
+	// (and counted in Superseded too).
+	Stale   int      `json:"stale"`
+	Unknown []string `json:"unknown"` // store objects no key of this repository opens, or that failed authentication
 
 	Freshness        string         `json:"freshness"`                   // FreshnessVerified or FreshnessUnverified
 	FreshnessProblem string         `json:"freshness_problem,omitempty"` // why it is unverified
@@ -709,6 +714,13 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 	}
 	newest := map[lk]*current{}
 	inBackup := map[keys.ID]bool{}
+	// reserved: per key, the highest version the backup rules out as
+	// current unless it lists it (format version 2); seen: the highest
+	// version found anywhere, so that recovery never lets a version
+	// number be assigned twice.
+	reserved := map[lk]uint64{}
+	seen := map[lk]uint64{}
+	note := func(k lk, v uint64) { seen[k] = max(seen[k], v) }
 	buckets := map[keys.ID]catalog.Bucket{}
 	var bkeys []catalog.BucketKey
 	haveKey := map[bkRef]bool{}
@@ -725,8 +737,22 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 		}
 		for i := range loaded.Objects {
 			o := &loaded.Objects[i]
-			newest[lk{o.Bucket, o.Key}] = &current{e: entryOf(o), fromBackup: true, missing: !listed[o.Object]}
+			missing := false
+			if !listed[o.Object] {
+				// Not in the listing: gone, or the listing is short (a
+				// provider that omits names, an S3 listing glitch). Only a
+				// store that says it does not have the object drops it.
+				if missing, err = r.goneFromStore(ctx, format.StoreName(o.Object)); err != nil {
+					return nil, err
+				}
+			}
+			newest[lk{o.Bucket, o.Key}] = &current{e: entryOf(o), fromBackup: true, missing: missing}
 			inBackup[o.Object] = true
+			note(lk{o.Bucket, o.Key}, o.Version)
+		}
+		for _, rv := range loaded.Reservations {
+			reserved[lk{rv.Bucket, rv.Key}] = rv.Version
+			note(lk{rv.Bucket, rv.Key}, rv.Version)
 		}
 		for _, s := range loaded.System {
 			if sysSeen[s.Object] {
@@ -836,7 +862,16 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 		}
 		o.Wipe()
 		k := lk{e.Bucket, e.Key}
-		if cur, ok := newest[k]; ok {
+		note(k, e.Version)
+		cur, listedKey := newest[k]
+		if rv, ok := reserved[k]; ok && e.Version <= rv && !(listedKey && cur.e.Version == e.Version) {
+			// A version the backup rules out: replaced or deleted before
+			// it was taken. Never current, whatever else the store holds.
+			older = append(older, e.ObjectID)
+			rep.Stale++
+			continue
+		}
+		if listedKey {
 			switch {
 			case cur.e.Version > e.Version:
 				// An older version: superseded (its deletion was lost) or
@@ -920,6 +955,13 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 	if err := r.cat.Restore(ctx, bl, bkeys, entries, sys); err != nil {
 		return nil, err
 	}
+	var rs []catalog.Reservation
+	for k, v := range seen {
+		rs = append(rs, catalog.Reservation{Bucket: k.bucket, Key: k.key, Version: v})
+	}
+	if err := r.cat.RestoreReservations(ctx, rs); err != nil {
+		return nil, err
+	}
 	if loaded != nil {
 		if err := r.cat.SetLastBackup(ctx, catalog.BackupState{Sequence: chosen.head.Sequence, Hash: chosen.hash,
 			ObjectID: chosen.id, Created: time.Unix(0, int64(chosen.head.Created))}); err != nil {
@@ -948,4 +990,18 @@ func (w *writerBuf) Write(p []byte) (int, error) {
 	}
 	w.b = append(w.b, p...)
 	return len(p), nil
+}
+
+// goneFromStore reports whether the store says name does not exist; any
+// other answer than "exists" or "does not exist" is an error.
+func (r *Repo) goneFromStore(ctx context.Context, name string) (bool, error) {
+	_, err := r.st.Stat(ctx, name)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, store.ErrNotExist):
+		return true, nil
+	default:
+		return false, fmt.Errorf("checking %s, which the catalog backup lists but the store listing lacks: %w", name, err)
+	}
 }

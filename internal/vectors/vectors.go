@@ -231,7 +231,7 @@ func Generate(dir string) error {
 		return err
 	}
 	mk := format.Marker{Repo: g.repo, Created: jrec.Created}
-	bk := format.CatalogBackup{Repo: g.repo, Sequence: 2, Created: jrec.Created,
+	bk := format.CatalogBackup{Version: 1, Repo: g.repo, Sequence: 2, Created: jrec.Created,
 		Buckets: []format.BackupBucket{{Name: "docs", ID: g.id(), Created: jrec.Created}, {Name: "photos", ID: jrec.Bucket, Created: jrec.Created}},
 		Keys:    []format.BackupKey{{Bucket: jrec.Bucket, Version: 1, Wrapped: jrec.Wrapped, KeyCheck: jrec.KeyCheck, Created: jrec.Created, State: 1, Journal: g.id()}},
 		Objects: []format.BackupObject{
@@ -386,6 +386,24 @@ func Generate(dir string) error {
 		if err := g.write(x.c, x.data); err != nil {
 			return err
 		}
+	}
+	// The catalog backup in format version 2 (with reservations), made
+	// last so that every vector before it stays as it was.
+	bk2 := bk
+	bk2.Version, bk2.Sequence, bk2.Previous = 2, 3, format.BackupHash(bplain)
+	bk2.Reservations = []format.BackupReservation{{Bucket: "docs", Key: "deleted/report.pdf", Version: 4},
+		{Bucket: "photos", Key: "a/one-byte", Version: 3}, {Bucket: "photos", Key: "b", Version: 2}}
+	b2plain, err := bk2.Marshal()
+	if err != nil {
+		return err
+	}
+	sl, err := g.seal(spec{name: "catalog-backup-v2", kind: format.KindBackup, plain: b2plain,
+		comment: "catalog backup version 2, sequence 3, with version reservations (pins, commitments and wraps are random filler)"})
+	if err != nil {
+		return err
+	}
+	if err := g.write(sl.c, sl.data); err != nil {
+		return err
 	}
 	b, err := json.MarshalIndent(g.idx, "", "  ")
 	if err != nil {

@@ -672,8 +672,9 @@ def parse_catalog_backup(p):
     r = Reader(p, SYSTEM_LAYER)
     backup = {}
     version = r.u8("backup version")
-    if version != 0x01:
+    if version not in (0x01, 0x02):
         raise Reject(SYSTEM_LAYER, f"backup version {version}")
+    backup["version"] = version
     backup["repo_id"] = r.take(16, "repo id")
     backup["sequence"] = r.u64("sequence")
     if backup["sequence"] < 1:
@@ -685,6 +686,7 @@ def parse_catalog_backup(p):
     backup["keys"] = parse_backup_keys(r)
     backup["objects"] = parse_backup_objects(r)
     backup["system"] = parse_backup_system_objects(r)
+    backup["reservations"] = parse_backup_reservations(r) if version >= 0x02 else []
     r.end()
     backup["hash"] = backup_hash(p)
     return backup
@@ -777,6 +779,26 @@ def parse_backup_object(r, i):
     obj["segments"] = read_nonzero_u32(r, f"{what} segments")
     obj["at"] = (start, r.pos)
     return obj
+
+
+def parse_backup_reservations(r):
+    """Version 2: u64 count; bucket, key (the manifest's limits), version
+    >= 1; ordered by (bucket, key) bytes, no duplicates."""
+    reservations = []
+    for i in range(r.u64("reservation count")):
+        what = f"reservation {i}"
+        start = r.pos
+        res = {
+            "bucket": read_limited_str(r, f"{what} bucket", MAX_BUCKET_NAME),
+            "key": read_limited_str(r, f"{what} key", MAX_KEY),
+            "version": r.u64(f"{what} version"),
+        }
+        if res["version"] < 1:
+            raise Reject(SYSTEM_LAYER, f"{what} version 0")
+        res["at"] = (start, r.pos)
+        reservations.append(res)
+    check_strictly_increasing(reservations, lambda x: (x["bucket"].encode(), x["key"].encode()), "reservation")
+    return reservations
 
 
 def parse_backup_system_objects(r):
