@@ -19,7 +19,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
-echo "== the real S3 server for the S3 store tests (versitygw, pinned in tools/versitygw)"
+echo "== the real S3 server for the S3 store tests (versitygw, a tool dependency in go.mod)"
 bash scripts/versitygw.sh
 
 echo "== gofmt and go vet"
