@@ -86,8 +86,11 @@ func (e *env) printRecover(rep *repo.RecoverReport) {
 	}
 	fmt.Fprintf(w, "recovered %d objects (%d bytes) in %d buckets; %d found after the backup; %d older versions removed; %d unknown store objects ignored\n",
 		rep.Objects, rep.Bytes, rep.Buckets, rep.AfterBackup, rep.Superseded, len(rep.Unknown))
+	if rep.Backup != nil && rep.Backup.Encoding == 1 {
+		fmt.Fprintf(w, "note         catalog backup %d predates version reservations: a version replaced or deleted before it that the provider put back cannot be told from a current one (the next backup closes this)\n", rep.Backup.Sequence)
+	}
 	if rep.Stale > 0 {
-		fmt.Fprintf(w, "stale        %d stored versions the catalog backup rules out (replaced or deleted before it; put back or never removed): not recovered, removed\n", rep.Stale)
+		fmt.Fprintf(w, "stale        %d stored versions the catalog backup rules out (replaced or deleted before it; put back or never removed): not recovered, deleted from the store\n", rep.Stale)
 	}
 	for _, m := range rep.Missing {
 		fmt.Fprintf(w, "missing      %s (in the catalog backup, no longer stored: deleted after the backup, or lost; not recovered)\n", m)

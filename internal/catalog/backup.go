@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/holdfast/holdfast/internal/keys"
 )
@@ -267,7 +268,8 @@ var reservationsQuery = `SELECT bucket, key, r FROM (
 	SELECT v.bucket AS bucket, v.key AS key,
 		CASE WHEN p.minv IS NULL THEN v.reserved
 			ELSE max(p.minv - 1, ` + highestCommitted("v.bucket", "v.key") + `) END AS r
-	FROM versions v LEFT JOIN (SELECT bucket, key, min(version) AS minv FROM pending GROUP BY bucket, key) p
+	FROM versions v LEFT JOIN (SELECT bucket, key, min(version) AS minv FROM pending
+			WHERE kind = ` + strconv.Itoa(KindObject) + ` AND version > 0 GROUP BY bucket, key) p
 		ON p.bucket = v.bucket AND p.key = v.key)
 	WHERE r >= 1`
 
@@ -302,20 +304,15 @@ func (s *txSnapshot) Reservations(fn func(Reservation) error) error {
 	return nil
 }
 
-func (c *sqliteCatalog) RestoreReservations(ctx context.Context, rs []Reservation) error {
-	err := c.write(ctx, func(t *txn) error {
-		for _, r := range rs {
-			if r.Version == 0 {
-				continue
-			}
-			if err := t.reserve(r.Bucket, r.Key, r.Version); err != nil {
-				return err
-			}
+// restoreReservations raises each reservation in rs, in t's transaction.
+func (t *txn) restoreReservations(rs []Reservation) error {
+	for _, r := range rs {
+		if r.Version == 0 {
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("catalog: restore reservations: %w", err)
+		if err := t.reserve(r.Bucket, r.Key, r.Version); err != nil {
+			return fmt.Errorf("reservation %q/%q: %w", r.Bucket, r.Key, err)
+		}
 	}
 	return nil
 }

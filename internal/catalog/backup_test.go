@@ -85,7 +85,7 @@ func TestChanges(t *testing.T) {
 		t.Error("SetMeta of the change counter accepted")
 	}
 	r := openAt(t, filepath.Join(t.TempDir(), "r.db"))
-	mustNot(t, "Restore", r.Restore(ctx, []Bucket{{Name: "b", ID: newID()}}, nil, []Entry{mkEntry("b", "k", 1)}, nil))
+	mustNot(t, "Restore", r.Restore(ctx, []Bucket{{Name: "b", ID: newID()}}, nil, []Entry{mkEntry("b", "k", 1)}, nil, nil))
 	if n := mustChanges(t, r); n != 0 {
 		t.Errorf("Restore counted %d changes", n)
 	}
@@ -212,7 +212,7 @@ func TestReservations(t *testing.T) {
 	pend := []Pending{{ObjectID: newID(), Kind: KindObject, Bucket: "b", Key: "y", Owner: "t"},
 		{ObjectID: newID(), Kind: KindObject, Bucket: "b", Key: "z", Owner: "t"}}
 	mustNot(t, "BeginPutBatch", c.BeginPutBatch(ctx, pend)) // y v2, z v1: pending
-	snap := func() []Reservation {
+	snapOf := func(c Catalog) []Reservation {
 		var rs []Reservation
 		mustNot(t, "View", c.View(ctx, func(s Snapshot) error {
 			n, err := s.ReservationCount()
@@ -229,6 +229,7 @@ func TestReservations(t *testing.T) {
 		}))
 		return rs
 	}
+	snap := func() []Reservation { return snapOf(c) }
 	want := []Reservation{{"b", "x", 2}, {"b", "y", 1}}
 	if got := snap(); !slices.Equal(got, want) {
 		t.Fatalf("with y v2 and z v1 pending: %v, want %v", got, want)
@@ -249,8 +250,15 @@ func TestReservations(t *testing.T) {
 	// A fresh catalog given those reservations never assigns them again,
 	// and a lower one does not lower a reservation.
 	d, _ := newCatalog(t)
-	mustNot(t, "RestoreReservations", d.RestoreReservations(ctx, want))
-	mustNot(t, "RestoreReservations", d.RestoreReservations(ctx, []Reservation{{"b", "x", 1}}))
+	mustNot(t, "Restore", d.Restore(ctx, nil, nil, nil, nil, want))
+	mustNot(t, "Restore", d.Restore(ctx, nil, nil, nil, nil, []Reservation{{"b", "x", 1}}))
+	// After a recovery the history is empty: the restored reservation
+	// alone carries a deleted key's versions, and a pending write that
+	// reserves no version (version 0) must not hide it.
+	mustNot(t, "BeginPut", d.BeginPut(ctx, Pending{ObjectID: newID(), Kind: KindObject, Bucket: "b", Key: "x", Owner: "t"}))
+	if got := snapOf(d); !slices.Equal(got, want) {
+		t.Fatalf("restored, with a version-0 pending write: %v, want %v", got, want)
+	}
 	if e := putNext(t, d, "b", "x"); e.Version != 3 {
 		t.Fatalf("next version of x after restoring 2: %d", e.Version)
 	}

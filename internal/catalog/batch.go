@@ -442,7 +442,7 @@ func prefixed(p, cols string) string {
 
 // ---- recovery ----
 
-func (c *sqliteCatalog) Restore(ctx context.Context, buckets []Bucket, bkeys []BucketKey, entries []Entry, sys []SystemObject) error {
+func (c *sqliteCatalog) Restore(ctx context.Context, buckets []Bucket, bkeys []BucketKey, entries []Entry, sys []SystemObject, rs []Reservation) error {
 	if err := checkEntries(entries); err != nil {
 		return fmt.Errorf("catalog: restore: %w", err)
 	}
@@ -468,7 +468,7 @@ func (c *sqliteCatalog) Restore(ctx context.Context, buckets []Bucket, bkeys []B
 				return fmt.Errorf("system object %x: %w", sys[i].ObjectID, err)
 			}
 		}
-		return nil
+		return t.restoreReservations(rs)
 	})
 	if err != nil {
 		return fmt.Errorf("catalog: restore: %w", err)

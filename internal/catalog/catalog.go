@@ -323,13 +323,11 @@ type Catalog interface {
 	RetireSystem(ctx context.Context, id keys.ID) error
 
 	// Restore inserts buckets, bucket keys, entries and system objects
-	// wholesale during recovery, in one transaction per call: all or
-	// nothing. It may be called several times with disjoint records (for
+	// wholesale during recovery, and raises the version reservation of
+	// each (bucket, key) in rs to at least the version given (never lowers
+	// one, so that versions recorded before a recovery are never assigned
+	// again), in one transaction per call: all or nothing. It may be called several times with disjoint records (for
 	// example entries in batches); a record already present fails the call
 	// with ErrExists. Entries need their bucket (given here or earlier).
-	Restore(ctx context.Context, buckets []Bucket, bkeys []BucketKey, entries []Entry, sys []SystemObject) error
-	// RestoreReservations raises the version reservation of each
-	// (bucket, key) to at least the given version (never lowers one), so
-	// that versions recorded before a recovery are never assigned again.
-	RestoreReservations(ctx context.Context, rs []Reservation) error
+	Restore(ctx context.Context, buckets []Bucket, bkeys []BucketKey, entries []Entry, sys []SystemObject, rs []Reservation) error
 }

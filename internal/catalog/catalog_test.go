@@ -1042,7 +1042,7 @@ func TestRestore(t *testing.T) {
 		KeyCheck: []byte("check"), JournalID: newID(), State: 1, Created: time.Unix(2, 0).UTC()}
 	e1, e2 := mkEntry("b", "x", 7), mkEntry("b", "y", 1)
 	sys := SystemObject{ObjectID: newID(), Kind: KindJournal, Pin: pinOf(newID())}
-	mustNot(t, "Restore", c.Restore(ctx, []Bucket{b}, []BucketKey{bk}, []Entry{e1}, []SystemObject{sys}))
+	mustNot(t, "Restore", c.Restore(ctx, []Bucket{b}, []BucketKey{bk}, []Entry{e1}, []SystemObject{sys}, nil))
 
 	if got := mustGet(t, c, "b", "x"); !reflect.DeepEqual(got, e1) {
 		t.Errorf("restored entry = %+v", got)
@@ -1064,19 +1064,19 @@ func TestRestore(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"bucket again", func() error { return c.Restore(ctx, []Bucket{b}, nil, []Entry{e2}, nil) }},
-		{"key again", func() error { return c.Restore(ctx, nil, []BucketKey{bk}, []Entry{e2}, nil) }},
-		{"entry again", func() error { return c.Restore(ctx, nil, nil, []Entry{e2, e1}, nil) }},
-		{"system again", func() error { return c.Restore(ctx, nil, nil, []Entry{e2}, []SystemObject{sys}) }},
+		{"bucket again", func() error { return c.Restore(ctx, []Bucket{b}, nil, []Entry{e2}, nil, nil) }},
+		{"key again", func() error { return c.Restore(ctx, nil, []BucketKey{bk}, []Entry{e2}, nil, nil) }},
+		{"entry again", func() error { return c.Restore(ctx, nil, nil, []Entry{e2, e1}, nil, nil) }},
+		{"system again", func() error { return c.Restore(ctx, nil, nil, []Entry{e2}, []SystemObject{sys}, nil) }},
 	} {
 		wantErr(t, tc.name, tc.call(), ErrExists)
 		if after := snapshot(t, c, "b", "y"); !reflect.DeepEqual(before, after) {
 			t.Fatalf("%s: failed restore changed state", tc.name)
 		}
 	}
-	err := c.Restore(ctx, nil, nil, []Entry{mkEntry("nope", "z", 1)}, nil)
+	err := c.Restore(ctx, nil, nil, []Entry{mkEntry("nope", "z", 1)}, nil, nil)
 	wantErr(t, "entry in missing bucket", err, ErrNotFound)
-	mustNot(t, "Restore second batch (control)", c.Restore(ctx, nil, nil, []Entry{e2}, nil))
+	mustNot(t, "Restore second batch (control)", c.Restore(ctx, nil, nil, []Entry{e2}, nil, nil))
 	if cnt, _ := c.Count(ctx); cnt != 2 {
 		t.Errorf("Count = %d", cnt)
 	}

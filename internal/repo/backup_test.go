@@ -670,9 +670,34 @@ func TestRecoverRefusesResurrection(t *testing.T) {
 	r.mustGet("beta", "replaced", []byte("new"))
 	r.mustGet("beta", "after", []byte("written after the backup"))
 	r.mustVerifyClean()
-	// Versions continue above every version the backup reserved.
-	r.put("beta", "k", []byte("version three"))
-	if got, _ := r.r.Stat(ctx, "beta", "k"); got.Version != 3 {
+
+	// A second loss and recovery, from the backup the first recovery
+	// wrote (its catalog has no history, only restored reservations): the
+	// provider puts v2 back once more, and it stays out.
+	r.r.Close()
+	s2 := r.snap()
+	p := storeFile(s2.store, format.StoreName(ent.ObjectID))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, v2, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r2, rep2, err := recoverFrom(t, s2.keyring, s2.store, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.Freshness != FreshnessVerified || rep2.Stale != 1 || rep2.Backup == nil || rep2.Backup.Encoding != 2 {
+		t.Fatalf("second recovery: freshness %s, stale %d (want 1), backup %+v", rep2.Freshness, rep2.Stale, rep2.Backup)
+	}
+	r2.reopen()
+	if _, err := r2.r.Stat(ctx, "beta", "k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second recovery: deleted beta/k came back: %v", err)
+	}
+	r2.mustGet("beta", "after", []byte("written after the backup"))
+	// Versions continue above every version the backups reserved.
+	r2.put("beta", "k", []byte("version three"))
+	if got, _ := r2.r.Stat(ctx, "beta", "k"); got.Version != 3 {
 		t.Fatalf("beta/k after recovery got version %d, want 3", got.Version)
 	}
 }
@@ -727,4 +752,40 @@ func TestRecoverShortListing(t *testing.T) {
 			t.Fatalf("gone: stat %v, missing %v", statErr, rep.Missing)
 		}
 	}
+}
+
+// TestBackupDuringPendingPut: a backup taken while an overwrite is stored
+// but not yet committed must not reserve the pending version, so that the
+// overwrite, committed after the backup, is recovered as current rather
+// than ruled out as stale.
+func TestBackupDuringPendingPut(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.put("alpha", "doc", []byte("v1"))
+	e.r.Close()
+	backedUp := false
+	e.hooks = &Hooks{At: func(p string) {
+		if p == "put:stored" && !backedUp {
+			backedUp = true
+			if _, err := e.r.Backup(ctx); err != nil {
+				t.Errorf("backup during the put: %v", err)
+			}
+		}
+	}}
+	e.reopen()
+	e.put("alpha", "doc", []byte("v2, committed after the backup"))
+	if !backedUp {
+		t.Fatal("the hook never ran")
+	}
+	e.r.Close()
+	s := e.snap()
+	r, rep, err := recoverFrom(t, s.keyring, s.store, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stale != 0 || rep.AfterBackup != 1 {
+		t.Fatalf("report: stale %d (want 0), after backup %d (want 1)", rep.Stale, rep.AfterBackup)
+	}
+	r.reopen()
+	r.mustGet("alpha", "doc", []byte("v2, committed after the backup"))
 }

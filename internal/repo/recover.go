@@ -45,6 +45,10 @@ type BackupInfo struct {
 	Sequence uint64    `json:"sequence"`
 	Created  time.Time `json:"created"`
 	Object   string    `json:"object"` // store name
+	// Encoding is the backup's encoding version: 1 carries no version
+	// reservations (docs/format.md), so recovery from it cannot tell a
+	// put-back replaced or deleted version from a current one.
+	Encoding uint8 `json:"encoding"`
 }
 
 // FreshnessInfo is a keyring's freshness record.
@@ -214,7 +218,7 @@ type backupCand struct {
 }
 
 func (c *backupCand) info() *BackupInfo {
-	return &BackupInfo{Sequence: c.head.Sequence, Created: time.Unix(0, int64(c.head.Created)).UTC(), Object: c.name}
+	return &BackupInfo{Sequence: c.head.Sequence, Created: time.Unix(0, int64(c.head.Created)).UTC(), Object: c.name, Encoding: c.head.Version}
 }
 
 // classifyStored reads an object's header and, if its data key opens under a
@@ -952,14 +956,13 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 	if err := r.cat.SetMeta(ctx, "repo-id", r.id[:]); err != nil {
 		return nil, err
 	}
-	if err := r.cat.Restore(ctx, bl, bkeys, entries, sys); err != nil {
-		return nil, err
-	}
+	// The reservations go in with the entries, in one transaction: a
+	// catalog that holds the one holds the other.
 	var rs []catalog.Reservation
 	for k, v := range seen {
 		rs = append(rs, catalog.Reservation{Bucket: k.bucket, Key: k.key, Version: v})
 	}
-	if err := r.cat.RestoreReservations(ctx, rs); err != nil {
+	if err := r.cat.Restore(ctx, bl, bkeys, entries, sys, rs); err != nil {
 		return nil, err
 	}
 	if loaded != nil {

@@ -1189,14 +1189,14 @@ def compare_keyring_expectations(case, ring):
 # rule-breaking mutation of it rejected (layer `manifest`, for that rule).
 
 
-def catalog_backup_plaintext(index, directory):
-    """(plaintext, manifest) of the positive kind-3 vector, read in full."""
-    cases = [c for c in index["cases"] if c["name"] == "catalog-backup"]
+def catalog_backup_plaintext(index, directory, name="catalog-backup"):
+    """(plaintext, manifest) of the positive kind-3 vector `name`, read in full."""
+    cases = [c for c in index["cases"] if c["name"] == name]
     if len(cases) != 1:
-        raise AssertionError(f"{len(cases)} catalog-backup vectors in the index, want 1")
+        raise AssertionError(f"{len(cases)} {name} vectors in the index, want 1")
     _, _, man, plaintext, _ = read_case_object(cases[0], directory)
     if man["kind"] != KIND_CATALOG_BACKUP:
-        raise AssertionError(f"catalog-backup vector is kind {man['kind']}")
+        raise AssertionError(f"{name} vector is kind {man['kind']}")
     return plaintext, man
 
 
@@ -1228,6 +1228,29 @@ def mutate_duplicate_object(p, backup):
     return p[:s1] + p[s0:e0] + p[e1:]
 
 
+def mutate_swap_reservations(p, backup):
+    """Reservations 0 and 1 change places (breaks the (bucket, key) order)."""
+    if len(backup["reservations"]) < 2:
+        raise AssertionError("the vector has fewer than two reservations to swap")
+    (s0, e0), (s1, e1) = backup["reservations"][0]["at"], backup["reservations"][1]["at"]
+    return p[:s0] + p[s1:e1] + p[e0:s1] + p[s0:e0] + p[e1:]
+
+
+def mutate_duplicate_reservation(p, backup):
+    """Reservation 1 replaced by a copy of reservation 0."""
+    if len(backup["reservations"]) < 2:
+        raise AssertionError("the vector has fewer than two reservations")
+    (s0, e0), (s1, e1) = backup["reservations"][0]["at"], backup["reservations"][1]["at"]
+    return p[:s1] + p[s0:e0] + p[e1:]
+
+
+def mutate_reservation_version_zero(p, backup):
+    """Reservation 0's version (its last 8 bytes) set to 0."""
+    if not backup["reservations"]:
+        raise AssertionError("the vector has no reservation")
+    return splice(p, backup["reservations"][0]["at"][1] - 8, bytes(8))
+
+
 def mutate_sequence_zero(p, backup):
     return splice(p, BACKUP_SEQUENCE_AT, bytes(8))
 
@@ -1257,6 +1280,13 @@ SELFTEST_MUTATIONS = [
     ("swap-buckets", mutate_swap_buckets, "bucket 1 out of order"),
     ("duplicate-object", mutate_duplicate_object, "object 1 duplicates object 0"),
     ("system-kind-3", mutate_system_kind_3, "system object 0 kind 3"),
+]
+
+# Mutations of the version 2 vector (catalog-backup-v2): its reservations.
+SELFTEST_MUTATIONS_V2 = [
+    ("swap-reservations", mutate_swap_reservations, "reservation 1 out of order"),
+    ("duplicate-reservation", mutate_duplicate_reservation, "reservation 1 duplicates reservation 0"),
+    ("reservation-version-0", mutate_reservation_version_zero, "reservation 0 version 0"),
 ]
 
 
@@ -1299,6 +1329,21 @@ def run_selftests(index, directory, report):
     report("selftest/catalog-backup-unmutated", with_plaintext, selftest_accepts)
     for name, mutate, fragment in SELFTEST_MUTATIONS:
         report(f"selftest/catalog-backup-{name}", with_plaintext, selftest_rejects, mutate, fragment)
+
+    try:
+        plaintext2, man2 = catalog_backup_plaintext(index, directory, "catalog-backup-v2")
+        unreadable2 = None
+    except Exception as e:  # noqa: BLE001 -- reported by every self-test
+        plaintext2, man2, unreadable2 = None, None, e
+
+    def with_plaintext2(fn, *args):
+        if unreadable2 is not None:
+            raise AssertionError(f"catalog-backup-v2 vector unusable: {unreadable2}")
+        return fn(plaintext2, man2, *args)
+
+    report("selftest/catalog-backup-v2-unmutated", with_plaintext2, selftest_accepts)
+    for name, mutate, fragment in SELFTEST_MUTATIONS_V2:
+        report(f"selftest/catalog-backup-v2-{name}", with_plaintext2, selftest_rejects, mutate, fragment)
 
 
 # ---------------------------------------------------------------------------
