@@ -158,6 +158,10 @@ func (c *idleConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// testDial, set only by tests, replaces the dialer: it lets a test reach a
+// server under names no resolver here knows (virtual-host addressing).
+var testDial func(ctx context.Context, network, addr string) (net.Conn, error)
+
 // httpClient is the HTTP client of a store, made from the SDK's transport
 // (which carries the TLS settings and any AWS_CA_BUNDLE): HTTP/1.1 over
 // idle-timed connections, no redirects followed (S3 answers a wrong
@@ -165,8 +169,12 @@ func (c *idleConn) Write(p []byte) (int, error) {
 // counted.
 func (s *Store) httpClient(tr *http.Transport, idle time.Duration) *http.Client {
 	d := &net.Dialer{Timeout: idle, KeepAlive: 30 * time.Second}
+	dial := d.DialContext
+	if testDial != nil {
+		dial = testDial
+	}
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, network, addr)
+		c, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}

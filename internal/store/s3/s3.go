@@ -78,6 +78,7 @@ type Store struct {
 	// parts holds the buffers of uploads: PartSize × (Concurrency+1).
 	parts       *partPool
 	concurrency int
+	listPage    int32 // objects per listing page; 0: the server's default (1000)
 	bucket      string
 	prefix      string
 
@@ -396,7 +397,11 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInf
 	if s.closed.Load() {
 		return errors.New("s3: list: store is closed")
 	}
-	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix + prefix)})
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix + prefix)}
+	if s.listPage > 0 {
+		in.MaxKeys = aws.Int32(s.listPage)
+	}
+	p := s3.NewListObjectsV2Paginator(s.c, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {

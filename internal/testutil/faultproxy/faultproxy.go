@@ -96,6 +96,10 @@ type Options struct {
 	// StallFor bounds a stall (default 10 s); clients give up sooner.
 	StallFor time.Duration
 	Schedule Schedule
+	// Observe, if set, sees every request as it arrives (before any fault),
+	// so that a test can check what a client sends the provider. It must
+	// not read the body.
+	Observe func(*http.Request)
 }
 
 // Proxy is a running fault-injecting proxy.
@@ -106,6 +110,7 @@ type Proxy struct {
 	tr       *http.Transport
 	srv      *httptest.Server
 	stallFor time.Duration
+	observe  func(*http.Request)
 	closed   chan struct{}
 	once     sync.Once
 	requests atomic.Int64
@@ -135,7 +140,7 @@ func Start(o Options) (*Proxy, error) {
 		}
 		tlsCfg.RootCAs = pool
 	}
-	p := &Proxy{upstream: u, stallFor: o.StallFor, closed: make(chan struct{}),
+	p := &Proxy{upstream: u, stallFor: o.StallFor, observe: o.Observe, closed: make(chan struct{}),
 		tr: &http.Transport{TLSClientConfig: tlsCfg, DisableCompression: true, MaxIdleConnsPerHost: 16}}
 	if p.stallFor <= 0 {
 		p.stallFor = 10 * time.Second
@@ -245,6 +250,9 @@ func (p *Proxy) count(k Kind) {
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
+	if p.observe != nil {
+		p.observe(r)
+	}
 	k, fail := p.draw(r)
 	if !fail {
 		resp, err := p.roundTrip(r)

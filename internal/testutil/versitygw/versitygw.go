@@ -56,6 +56,22 @@ func Binary() (string, error) {
 
 // Start runs versitygw with a posix backend in a new directory under dir.
 func Start(dir string, useTLS bool) (*Server, error) {
+	return StartWith(dir, Options{TLS: useTLS})
+}
+
+// Options configure StartWith.
+type Options struct {
+	TLS bool
+	// VirtualDomain, if set, makes the server also accept virtual-host
+	// addressing: bucket.VirtualDomain names bucket. The certificate
+	// covers *.localhost, so "localhost" works with a resolver that maps
+	// its subdomains to 127.0.0.1.
+	VirtualDomain string
+}
+
+// StartWith runs versitygw as Start does, with more options.
+func StartWith(dir string, o Options) (*Server, error) {
+	useTLS := o.TLS
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -73,6 +89,9 @@ func Start(dir string, useTLS bool) (*Server, error) {
 	srv := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	args := []string{"--port", fmt.Sprintf("127.0.0.1:%d", port), "--access", AccessKey, "--secret", SecretKey,
 		"--region", "us-east-1", "--health", "/health", "--quiet"}
+	if o.VirtualDomain != "" {
+		args = append(args, "--virtual-domain", o.VirtualDomain)
+	}
 	if useTLS {
 		crt, key, spki, err := selfSigned(data)
 		if err != nil {
@@ -137,7 +156,7 @@ func selfSigned(dir string) (crtFile, keyFile, spki string, err error) {
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost", "*.localhost"},
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true, IsCA: true}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
