@@ -69,7 +69,7 @@ func (e *env) syncCmd() *cobra.Command {
 					return fmt.Errorf("cleaning up after an earlier interrupted run: %w", err)
 				}
 			}
-			s := &syncPrinter{e: e, up: !downOK, dry: dry}
+			s := &syncPrinter{e: e, r: r, up: !downOK, dry: dry}
 			opts := repo.SyncOptions{Delete: del, DryRun: dry, FileMode: outputMode(), Report: s.report, Progress: s.bar.add,
 				Plan: func(files int, bytes int64) {
 					if files > 0 {
@@ -126,6 +126,7 @@ func existsNotDir(p string) bool {
 // syncPrinter prints a sync's lines and its summary.
 type syncPrinter struct {
 	e      *env
+	r      *repo.Repo // for the store's request and retry counts
 	up     bool
 	dry    bool
 	local  string // the local directory as given
@@ -233,7 +234,7 @@ func (s *syncPrinter) summary(sum repo.SyncSummary, took time.Duration, runErr e
 		} else {
 			out["downloaded"] = sum.Transferred
 		}
-		return printJSON(e.stdout, out)
+		return printJSON(e.stdout, withStore(s.r, out))
 	}
 	if e.quiet {
 		return nil
