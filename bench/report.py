@@ -32,7 +32,8 @@ for line in open(os.path.join(d, "big.tsv")):
     if line.strip():
         rounds.append({k: float(v) for k, v in (f.split("=") for f in line.split())})
 names = {"cp": "cp", "holdfast_ls": "holdfast ls (key derivation + open)", "holdfast_put": "holdfast put", "holdfast_get": "holdfast get", "age_e": "age -e",
-         "age_d": "age -d", "rclone_crypt_up": "rclone crypt up", "rclone_crypt_down": "rclone crypt down"}
+         "age_d": "age -d", "rclone_crypt_up": "rclone crypt up", "rclone_crypt_down": "rclone crypt down",
+         "restic_backup": "restic backup", "restic_restore": "restic restore"}
 big = {names[k]: [r[k] for r in rounds] for k in names if rounds and k in rounds[0]}
 bigratio = {names[k]: [r[k] / r["cp"] for r in rounds] for k in names if rounds and k in rounds[0]}
 tree = load("tree.json")
@@ -60,7 +61,7 @@ w("the median over rounds of (command ÷ cp in the same round), with its range."
 w("")
 w("| command | median s | min–max s | × cp (median of rounds) | × cp range |")
 w("|---|---|---|---|---|")
-for name in ["cp", "holdfast ls (key derivation + open)", "holdfast put", "holdfast get", "age -e", "age -d", "rclone crypt up", "rclone crypt down"]:
+for name in ["cp", "holdfast ls (key derivation + open)", "holdfast put", "holdfast get", "age -e", "age -d", "rclone crypt up", "rclone crypt down", "restic backup", "restic restore"]:
     if name in big:
         ts, rs = big[name], bigratio[name]
         w(f"| {name} | {med(ts):.3f} | {min(ts):.3f}–{max(ts):.3f} | {med(rs):.2f}× | {min(rs):.2f}–{max(rs):.2f} |")
@@ -80,19 +81,21 @@ argon_mib = m / 1024
 w(f"Key derivation: Argon2id t={t}, m={argon_mib:.0f} MiB, p={p} (`holdfast ls`, which does little else, "
   f"takes the derivation's time: see the 10,000-file table).")
 w("")
-w("| peak RSS | KiB | MiB | bound (Argon2 memory + 48 MiB) |")
+rss = dict(re.findall(r"^(.+?) (\d+)$", open(os.path.join(d, "rss.txt")).read(), re.M))
+w("| peak RSS, 1 GiB | KiB | MiB | bound for Holdfast (Argon2 memory + 48 MiB) |")
 w("|---|---|---|---|")
-for k in ["holdfast put", "holdfast get", "holdfast ls"]:
+for k in ["holdfast put", "holdfast get", "holdfast ls", "cp", "age -e", "age -d", "rclone crypt up", "rclone crypt down", "restic backup", "restic restore"]:
     if k in rss:
         v = int(rss[k])
-        w(f"| {k} | {v} | {v / 1024:.1f} | {argon_mib + 48:.0f} MiB: {'met' if v / 1024 <= argon_mib + 48 else 'NOT met'} |")
+        bound = f"{argon_mib + 48:.0f} MiB: {'met' if v / 1024 <= argon_mib + 48 else 'NOT met'}" if k.startswith("holdfast") else ""
+        w(f"| {k} | {v} | {v / 1024:.1f} | {bound} |")
 w("")
 w("## 10,000 files of 4 KiB")
 w("")
 cpr = med(tree["cp -r"])
 w("| command | median s | min–max s | × cp -r | files/s |")
 w("|---|---|---|---|---|")
-for name in ["cp -r", "holdfast put -r", "holdfast ls (10,000)", "rclone crypt up"]:
+for name in ["cp -r", "holdfast put -r", "holdfast ls (10,000)", "rclone crypt up", "rclone crypt ls (10,000)"]:
     if name in tree:
         ts = tree[name]
         fps = "" if "ls" in name else f"{10000 / med(ts):,.0f}"
@@ -159,7 +162,12 @@ for line in open(os.path.join(d, "gobench.txt")):
     mm = re.match(r"^(Benchmark\S+?)(-\d+)?\s+\d+\s+[\d.]+ ns/op\s+([\d.]+) MB/s", line)
     if mm:
         bench.setdefault(mm.group(1), []).append(float(mm.group(3)))
-w("`-2` is GOMAXPROCS; the `Raw*` and `Stream*` benchmarks use one goroutine, so one core.")
+if os.path.exists(os.path.join(d, "openssl.txt")):
+    mm = re.search(r"([\d.]+)k\s*$", open(os.path.join(d, "openssl.txt")).read().strip())
+    if mm:
+        bench["openssl speed -evp aes-256-gcm (64 KiB)"] = [float(mm.group(1)) * 1000 / 1e6]
+w("`-2` is GOMAXPROCS; the `Raw*` and `Stream*` benchmarks use one goroutine, so one core;")
+w("`openssl speed` (one process, 3 s) is the physical limit of the same cipher on this CPU.")
 w("")
 w("| benchmark | median MB/s | runs |")
 w("|---|---|---|")
@@ -176,6 +184,24 @@ w("or open the same 64 KiB chunks with AES-256-GCM directly. `BenchmarkSealStrea
 w("`BenchmarkOpenStream` in internal/object run the whole object pipeline in memory (input")
 w("copy, parallel segments, padding, manifest); `…Parallel` uses both cores.")
 w("")
+if os.path.exists(os.path.join(d, "gohot.txt")):
+    hot = {}
+    for line in open(os.path.join(d, "gohot.txt")):
+        mm = re.match(r"^(Benchmark\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op(.*)$", line)
+        if mm:
+            hot.setdefault(mm.group(1), []).append(float(mm.group(3)))
+    w("## Hot paths outside the cipher (Go benchmarks)")
+    w("")
+    w("Parsing and marshalling the format's records, the catalog's commits, lookups and")
+    w("listings (SQLite, WAL, synchronous=FULL), and name handling; median of 5 runs.")
+    w("`bench/compare.sh OLD NEW` runs these at two revisions and compares them with benchstat,")
+    w("for any change that claims a speed-up.")
+    w("")
+    w("| benchmark | median ns/op | runs |")
+    w("|---|---|---|")
+    for k in sorted(hot):
+        w(f"| {k} | {med(hot[k]):,.0f} | {len(hot[k])} |")
+    w("")
 w("## Targets")
 w("")
 w("| target | measured | met |")

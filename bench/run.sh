@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: measures Holdfast against the tools users would pick instead,
 # on this machine, in one run, and writes docs/performance.md from the
-# results. Installs what it needs (Debian: age, rclone, hyperfine; awscli
+# results. Installs what it needs (Debian: age, rclone, restic, openssl, hyperfine; awscli
 # and versitygw for the S3 rows in bench/s3.sh). SKIP_S3=1 leaves those out.
 # Everything happens on /dev/shm (tmpfs) so the disk is not the bottleneck.
 set -euo pipefail
@@ -14,7 +14,7 @@ OUT=bench/out
 mkdir -p "$OUT"
 
 missing=()
-for t in age rclone hyperfine xxd; do command -v $t >/dev/null || missing+=($t); done
+for t in age rclone hyperfine xxd restic openssl; do command -v $t >/dev/null || missing+=($t); done
 [ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -55,6 +55,11 @@ export RCLONE_CONFIG_HFU_TYPE=crypt RCLONE_CONFIG_HFU_REMOTE="$W/rclone-up" RCLO
 unset AWS_CA_BUNDLE || true
 rclone copy "$W/in.bin" hfc:down/
 $HF put -q "$W/in.bin" bench/big
+# restic with its own repository password (scrypt KDF on every command,
+# as Holdfast derives its keyring key on every command).
+export RESTIC_PASSWORD="benchmark passphrase" RESTIC_CACHE_DIR="$W/restic-cache"
+restic -r "$W/restic-read" init -q >/dev/null
+restic -r "$W/restic-read" backup -q "$W/in.bin" >/dev/null
 
 echo "== $SIZE_MIB MiB: cp, holdfast put/get, age -e/-d, rclone crypt up/down, interleaved, $RUNS rounds"
 # Each round runs every command once, back to back, so that each ratio to
@@ -65,8 +70,9 @@ t() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$s $
 for ((r = 0; r <= RUNS; r++)); do   # round 0 is a warm-up, not recorded
   # Every command starts without its previous output, Holdfast included
   # (so no run pays for deleting the last run's copy).
-  rm -f "$W/cp.out" "$W/hf.out" "$W/age.out" "$W/age.dec"; rm -rf "$W/rclone-up" "$W/rdown"
+  rm -f "$W/cp.out" "$W/hf.out" "$W/age.out" "$W/age.dec"; rm -rf "$W/rclone-up" "$W/rdown" "$W/restic-up" "$W/rrestore"
   $HF rm -q bench/big >/dev/null 2>&1 || true
+  restic -r "$W/restic-up" init -q >/dev/null # a fresh repository: no deduplication against the last round
   row="cp=$(t cp "$W/in.bin" "$W/cp.out")"
   row+=" holdfast_ls=$(t $HF ls)"
   row+=" holdfast_put=$(t $HF put -q "$W/in.bin" bench/big)"
@@ -75,16 +81,28 @@ for ((r = 0; r <= RUNS; r++)); do   # round 0 is a warm-up, not recorded
   row+=" age_d=$(t age -d -i "$W/age.key" -o "$W/age.dec" "$W/in.age")"
   row+=" rclone_crypt_up=$(t rclone copy "$W/in.bin" hfu:)"
   row+=" rclone_crypt_down=$(t rclone copy hfc:down/in.bin "$W/rdown/")"
+  row+=" restic_backup=$(t restic -r "$W/restic-up" backup -q "$W/in.bin")"
+  row+=" restic_restore=$(t restic -r "$W/restic-read" restore -q latest --target "$W/rrestore")"
   cmp "$W/in.bin" "$W/hf.out"
+  cmp "$W/in.bin" "$W/rrestore$W/in.bin"
   echo "round $r: $row"
   [ "$r" -gt 0 ] && echo "$row" >>"$OUT/big.tsv"
 done
 
 echo "== peak RSS (KiB)"
 {
+  $HF rm -q bench/big >/dev/null 2>&1 || true
   /usr/bin/time -f "holdfast put %M" $HF put -q "$W/in.bin" bench/big
   rm -f "$W/hf.out"; /usr/bin/time -f "holdfast get %M" $HF get -q bench/big "$W/hf.out"
   /usr/bin/time -f "holdfast ls %M" $HF ls >/dev/null
+  rm -f "$W/cp.out"; /usr/bin/time -f "cp %M" cp "$W/in.bin" "$W/cp.out"
+  rm -f "$W/age.out"; /usr/bin/time -f "age -e %M" age -r "$AGE_PUB" -o "$W/age.out" "$W/in.bin"
+  rm -f "$W/age.dec"; /usr/bin/time -f "age -d %M" age -d -i "$W/age.key" -o "$W/age.dec" "$W/in.age"
+  rm -rf "$W/rclone-up"; /usr/bin/time -f "rclone crypt up %M" rclone copy "$W/in.bin" hfu:
+  rm -rf "$W/rdown"; /usr/bin/time -f "rclone crypt down %M" rclone copy hfc:down/in.bin "$W/rdown/"
+  rm -rf "$W/restic-up"; restic -r "$W/restic-up" init -q >/dev/null
+  /usr/bin/time -f "restic backup %M" restic -r "$W/restic-up" backup -q "$W/in.bin" >/dev/null
+  rm -rf "$W/rrestore"; /usr/bin/time -f "restic restore %M" restic -r "$W/restic-read" restore -q latest --target "$W/rrestore" >/dev/null
 } 2>"$OUT/rss.txt"
 cat "$OUT/rss.txt"
 xxd -s 10 -l 9 -p "$HOLDFAST_HOME/keyring" >"$OUT/kdf.hex"
@@ -95,10 +113,18 @@ hyperfine --runs "$RUNS" --export-json "$OUT/tree.json" --style basic \
   -n "holdfast put -r" --prepare "rm -rf $W/home2 && HOLDFAST_HOME=$W/home2 $HF init -q >/dev/null" \
      "env HOLDFAST_HOME=$W/home2 $HF put -r -q $W/tree files/tree" \
   -n "holdfast ls (10,000)" --prepare "true" "env HOLDFAST_HOME=$W/home2 $HF ls files/tree/ >/dev/null" \
-  -n "rclone crypt up" --prepare "rm -rf $W/rclone-up" "rclone copy $W/tree hfu:"
+  -n "rclone crypt up" --prepare "rm -rf $W/rclone-up" "rclone copy $W/tree hfu:" \
+  -n "rclone crypt ls (10,000)" --prepare "true" "rclone ls hfu: >/dev/null"
+
+echo "== the physical limit: openssl speed, AES-256-GCM on 64 KiB blocks, one core"
+openssl speed -evp aes-256-gcm -bytes 65536 -seconds 3 2>/dev/null | tail -n 1 | tee "$OUT/openssl.txt"
 
 echo "== Go benchmarks: raw AES-256-GCM vs the chunk stream (one core), object pipeline"
 go test -run '^$' -bench 'Raw|Stream' -benchtime 1s -count 5 ./internal/stream ./internal/object | tee "$OUT/gobench.txt" | grep -E '^Benchmark'
+
+echo "== Go benchmarks: format parsing, catalog operations, name handling"
+go test -run '^$' -bench 'Parse|Marshal|StoreName|SplitPath|ValidateKey|CommitPut|Put|Get|List' -benchtime 1s -count 5 \
+  ./internal/format ./internal/catalog ./internal/repo | tee "$OUT/gohot.txt" | grep -E '^Benchmark'
 
 if [ "${SKIP_S3:-}" != 1 ]; then
   echo "== through S3 (bench/s3.sh)"

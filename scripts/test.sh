@@ -48,6 +48,10 @@ if [ "$rc" -ne 0 ]; then
   exit "$rc"
 fi
 
+echo "== every Go benchmark once, so that none rots unnoticed (numbers: make bench)"
+go test -run '^$' -bench . -benchtime 1x ./... >"$log" 2>&1 || { grep -B2 -A20 -E '^--- FAIL|^FAIL|panic:' "$log" | head -80; exit 1; }
+grep -cE '^Benchmark' "$log" | sed 's/^/benchmarks run: /'
+
 echo "== independent decoder (Python, from docs/format.md alone)"
 /usr/bin/python3 tools/pydecode/pydecode.py testdata/vectors | tail -n 1
 
