@@ -73,18 +73,21 @@ for ((r = 0; r <= RUNS; r++)); do   # round 0 is a warm-up, not recorded
   rm -f "$W/cp.out" "$W/hf.out" "$W/age.out" "$W/age.dec"; rm -rf "$W/rclone-up" "$W/rdown" "$W/restic-up" "$W/rrestore"
   $HF rm -q bench/big >/dev/null 2>&1 || true
   restic -r "$W/restic-up" init -q >/dev/null # a fresh repository: no deduplication against the last round
-  row="cp=$(t cp "$W/in.bin" "$W/cp.out")"
+  # Each output is removed right after it is measured (outside the
+  # timing), so tmpfs never holds more than one spare copy: a VM short of
+  # free memory slows whoever allocates pages next.
+  row="cp=$(t cp "$W/in.bin" "$W/cp.out")"; rm -f "$W/cp.out"
   row+=" holdfast_ls=$(t $HF ls)"
   row+=" holdfast_put=$(t $HF put -q "$W/in.bin" bench/big)"
   row+=" holdfast_get=$(t $HF get -q bench/big "$W/hf.out")"
-  row+=" age_e=$(t age -r "$AGE_PUB" -o "$W/age.out" "$W/in.bin")"
-  row+=" age_d=$(t age -d -i "$W/age.key" -o "$W/age.dec" "$W/in.age")"
-  row+=" rclone_crypt_up=$(t rclone copy "$W/in.bin" hfu:)"
-  row+=" rclone_crypt_down=$(t rclone copy hfc:down/in.bin "$W/rdown/")"
-  row+=" restic_backup=$(t restic -r "$W/restic-up" backup -q "$W/in.bin")"
+  cmp "$W/in.bin" "$W/hf.out"; rm -f "$W/hf.out"
+  row+=" age_e=$(t age -r "$AGE_PUB" -o "$W/age.out" "$W/in.bin")"; rm -f "$W/age.out"
+  row+=" age_d=$(t age -d -i "$W/age.key" -o "$W/age.dec" "$W/in.age")"; rm -f "$W/age.dec"
+  row+=" rclone_crypt_up=$(t rclone copy "$W/in.bin" hfu:)"; rm -rf "$W/rclone-up"
+  row+=" rclone_crypt_down=$(t rclone copy hfc:down/in.bin "$W/rdown/")"; rm -rf "$W/rdown"
+  row+=" restic_backup=$(t restic -r "$W/restic-up" backup -q "$W/in.bin")"; rm -rf "$W/restic-up"
   row+=" restic_restore=$(t restic -r "$W/restic-read" restore -q latest --target "$W/rrestore")"
-  cmp "$W/in.bin" "$W/hf.out"
-  cmp "$W/in.bin" "$W/rrestore$W/in.bin"
+  cmp "$W/in.bin" "$W/rrestore$W/in.bin"; rm -rf "$W/rrestore"
   echo "round $r: $row"
   [ "$r" -gt 0 ] && echo "$row" >>"$OUT/big.tsv"
 done

@@ -33,6 +33,9 @@ func (e *env) homeDir() (string, error) {
 // homeAndPassphrase returns the home directory and the passphrase (asked
 // twice when confirm is set). The caller clears the passphrase.
 func (e *env) homeAndPassphrase(confirm bool) (string, []byte, error) {
+	if err := e.hardenForKeys(); err != nil {
+		return "", nil, err
+	}
 	home, err := e.homeDir()
 	if err != nil {
 		return "", nil, err

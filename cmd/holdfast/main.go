@@ -61,7 +61,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 	pf.BoolVarP(&e.quiet, "quiet", "q", false, "no progress output")
 	root.AddCommand(
 		e.initCmd(), e.putCmd(), e.getCmd(), e.catCmd(), e.lsCmd(), e.rmCmd(), e.statCmd(),
-		e.verifyCmd(), e.recoverCmd(), e.syncCmd(), e.backupCmd(),
+		e.verifyCmd(), e.recoverCmd(), e.syncCmd(), e.backupCmd(), e.postureCmd(),
 	)
 	err := root.ExecuteContext(ctx)
 	if err != nil && isCobraUsage(err) {

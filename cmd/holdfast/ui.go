@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/harden"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/repo"
@@ -31,7 +32,8 @@ const (
 	exitDamaged   = 4 // stored data failed authentication; verify: damage found
 	exitKey       = 5 // wrong passphrase, or the keyring is corrupt or unusable
 	exitUnchecked = 6 // could not check: store or catalog unavailable (verify: could not check)
-	exitRefused   = 7 // refused to overwrite or to mix repositories, or (recover) to trust catalog backups that may be rolled back
+	exitRefused   = 7 // refused to overwrite or to mix repositories, or (recover) to trust catalog backups that may be rolled back, or to handle keys while traced
+	exitPosture   = 8 // posture: at least one check failed
 	exitInterrupt = 130
 )
 
@@ -95,6 +97,8 @@ func classify(err error) (int, string) {
 		return exitKey, ""
 	case errors.Is(err, repo.ErrUnverifiedFreshness):
 		return exitRefused, "recovery can check the store's catalog backups only against a keyring that recorded them (the copy from the lost home, or a later one); if you accept the store as it is, run recover again with --accept-unverified-freshness"
+	case errors.Is(err, harden.ErrTraced):
+		return exitRefused, "run holdfast without a debugger, strace or other ptrace tracer attached"
 	case errors.Is(err, repo.ErrOtherRepository):
 		return exitRefused, "use an empty store, or the keyring of the repository it holds"
 	case errors.Is(err, repo.ErrExists), errors.Is(err, keyring.ErrExists):
