@@ -47,12 +47,12 @@ func (e *env) homeAndPassphrase(confirm bool) (string, []byte, error) {
 // open opens the repository and finishes what earlier interrupted runs
 // left (their pending writes and unremoved old versions).
 func (e *env) open(ctx context.Context, cleanup bool) (*repo.Repo, error) {
-	home, pass, err := e.homeAndPassphrase(false)
+	o, err := e.openOptions()
 	if err != nil {
 		return nil, err
 	}
-	defer clear(pass)
-	r, err := repo.Open(ctx, repo.OpenOptions{Home: home, Passphrase: pass, Hooks: e.hooks})
+	defer clear(o.Passphrase)
+	r, err := repo.Open(ctx, o)
 	if err != nil {
 		return nil, err
 	}

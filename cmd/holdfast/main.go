@@ -62,6 +62,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 	root.AddCommand(
 		e.initCmd(), e.putCmd(), e.getCmd(), e.catCmd(), e.lsCmd(), e.rmCmd(), e.statCmd(),
 		e.verifyCmd(), e.recoverCmd(), e.syncCmd(), e.backupCmd(), e.postureCmd(),
+		e.unlockCmd(), e.lockCmd(),
 	)
 	err := root.ExecuteContext(ctx)
 	if err != nil && isCobraUsage(err) {

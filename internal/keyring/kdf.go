@@ -123,6 +123,7 @@ func deriveKEK(passphrase, salt []byte, p Params) (secret.Key, error) {
 	if p.Time < 1 || p.Threads < 1 {
 		return secret.Key{}, fmt.Errorf("%w: argon2id time cost and threads must be at least 1", ErrKDFTooWeak)
 	}
+	warmHeap(p.MemoryKiB)
 	b := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, secret.KeySize)
 	// Hand the Argon2 work area back to the OS now, so that it neither
 	// inflates the peak RSS of what follows nor lingers in the heap.
@@ -130,10 +131,30 @@ func deriveKEK(passphrase, salt []byte, p Params) (secret.Key, error) {
 	return secret.FromBytes(b)
 }
 
+// warmHeap readies kib KiB of heap for Argon2's work area. Argon2 first
+// reads, then writes each block of freshly mapped memory, so every page
+// costs two faults and a TLB shootdown across the process's CPUs — on a
+// virtual machine that is most of a 64 MiB pass. Writing one byte per page
+// of a buffer of that size first costs one cheap fault per page; once the
+// buffer is collected, the runtime hands the same, resident pages to
+// Argon2's allocation (zeroing them with plain stores). Nothing depends on
+// it for correctness: if the pages were returned to the OS meanwhile, the
+// derivation is merely slower.
+func warmHeap(kib uint32) {
+	b := make([]byte, int(kib)<<10)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	runtime.KeepAlive(b)
+	b = nil
+	runtime.GC()
+}
+
 // Calibrate returns parameters for which one derivation takes about target
 // on this machine (DefaultCalibrationTarget if target <= 0): memory fixed at
 // 64 MiB, threads min(4, NumCPU), and the time cost measured. It times
-// short trials at 64 MiB — time cost 1 on memory fresh from the OS, which is
+// short trials at 64 MiB — time cost 1 on memory fresh from the OS (warmed
+// by warmHeap, as for a real Open), which is
 // what the first pass of a real Open costs, and time cost 2 on memory
 // already mapped, which gives the cost of each further pass — twice each,
 // and extrapolates from the fastest. Together they take well under a second
@@ -151,6 +172,7 @@ func Calibrate(target time.Duration) Params {
 	threads := uint8(min(4, runtime.NumCPU()))
 	trial := func(t uint32) time.Duration {
 		start := time.Now()
+		warmHeap(CalibratedMemoryKiB)
 		argon2.IDKey([]byte("calibrate"), make([]byte, saltLen), t, CalibratedMemoryKiB, threads, secret.KeySize)
 		return time.Since(start)
 	}

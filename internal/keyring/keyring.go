@@ -147,6 +147,14 @@ func open(path string, passphrase []byte) (*Keyring, error) {
 // bounds, derivation, decryption, payload. On success the caller owns kek
 // and the keys in st.
 func decodeFile(b, passphrase []byte, l limits) (header, secret.Key, payload, error) {
+	return decodeFileWith(b, l, func(h header) (secret.Key, error) {
+		return deriveKEK(passphrase, h.salt[:], h.params)
+	})
+}
+
+// decodeFileWith is decodeFile with the file key from kekFor (a derivation,
+// or a session's cached key), called once the header checks out.
+func decodeFileWith(b []byte, l limits, kekFor func(header) (secret.Key, error)) (header, secret.Key, payload, error) {
 	h, ct, err := parseFile(b)
 	if err != nil {
 		return header{}, secret.Key{}, payload{}, err
@@ -154,7 +162,7 @@ func decodeFile(b, passphrase []byte, l limits) (header, secret.Key, payload, er
 	if err := l.check(h.params); err != nil {
 		return header{}, secret.Key{}, payload{}, err
 	}
-	kek, err := deriveKEK(passphrase, h.salt[:], h.params)
+	kek, err := kekFor(h)
 	if err != nil {
 		return header{}, secret.Key{}, payload{}, err
 	}

@@ -361,22 +361,34 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 	return r, nil
 }
 
+// KeyringPath is the path of the keyring file in home.
+func KeyringPath(home string) string { return filepath.Join(home, KeyringFile) }
+
 // OpenOptions configure Open.
 type OpenOptions struct {
 	Home       string
 	Passphrase []byte
-	Hooks      *Hooks
+	// Keyring, if set, is the home's keyring already open (from an
+	// unlocked session, see keyring.OpenSession); Passphrase is then not
+	// used. Open takes it over: it is closed with the Repo, or on failure.
+	Keyring *keyring.Keyring
+	Hooks   *Hooks
 }
 
 // Open opens an existing repository.
 func Open(ctx context.Context, o OpenOptions) (*Repo, error) {
 	cfg, err := loadConfig(o.Home)
 	if err != nil {
+		if o.Keyring != nil {
+			o.Keyring.Close()
+		}
 		return nil, err
 	}
-	kr, err := keyring.Open(filepath.Join(o.Home, KeyringFile), o.Passphrase)
-	if err != nil {
-		return nil, err
+	kr := o.Keyring
+	if kr == nil {
+		if kr, err = keyring.Open(KeyringPath(o.Home), o.Passphrase); err != nil {
+			return nil, err
+		}
 	}
 	r, err := openWith(ctx, o.Home, cfg, kr, o.Hooks)
 	if err != nil {
