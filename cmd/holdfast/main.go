@@ -26,6 +26,7 @@ type env struct {
 	stdout, stderr io.Writer
 	home           string
 	passFile       string
+	policy         string // --policy: a profile name or a policy file (policy.go)
 	jsonOut        bool
 	quiet          bool
 	hooks          *repo.Hooks
@@ -57,6 +58,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.home, "home", "", "home directory (config, keyring, catalog); default $HOLDFAST_HOME or ~/.config/holdfast")
 	pf.StringVar(&e.passFile, "passphrase-file", "", "read the passphrase from the first line of this file (mode 0600)")
+	pf.StringVar(&e.policy, "policy", "", "posture policy: baseline, confidential or a policy file; default $HOLDFAST_POLICY, HOME/policy, baseline")
 	pf.BoolVar(&e.jsonOut, "json", false, "print results as JSON")
 	pf.BoolVarP(&e.quiet, "quiet", "q", false, "no progress output")
 	root.AddCommand(

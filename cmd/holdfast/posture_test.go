@@ -45,7 +45,7 @@ type postureJSON struct {
 
 func runPosture(t *testing.T, traced bool) (int, postureJSON) {
 	t.Helper()
-	code, out, errs := cliRun(t, os.Environ(), traced, "posture", "--json")
+	code, out, errs := cliRun(t, policyTestEnv(t), traced, "posture", "--json")
 	var p postureJSON
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
 		t.Fatalf("posture --json: exit %d, %v\n%s\n%s", code, err, out, errs)
@@ -157,14 +157,15 @@ func TestPostureMatchesHost(t *testing.T) {
 	}
 }
 
-// TestPostureText checks the text report: a line per check, exit 0.
+// TestPostureText checks the text report: a line per check and the
+// verdict of the default policy, exit 0.
 func TestPostureText(t *testing.T) {
-	code, out, errs := cliRun(t, os.Environ(), false, "posture")
+	code, out, errs := cliRun(t, policyTestEnv(t), false, "posture")
 	if code != exitOK {
 		t.Fatalf("posture: exit %d\n%s", code, errs)
 	}
-	if n := strings.Count(out, "\n"); n != 15 {
-		t.Errorf("posture printed %d lines, want 15:\n%s", n, out)
+	if n := strings.Count(out, "\n"); n != 16 || !strings.Contains(out, "\npolicy \"baseline\" (the default): pass") {
+		t.Errorf("posture printed %d lines, want 15 and the verdict:\n%s", n, out)
 	}
 	for _, name := range []string{posture.CheckAES, posture.CheckCVMType, posture.CheckHardening} {
 		if !strings.Contains(out, " "+name+" ") {

@@ -33,7 +33,7 @@ const (
 	exitKey       = 5 // wrong passphrase, or the keyring is corrupt or unusable
 	exitUnchecked = 6 // could not check: store or catalog unavailable (verify: could not check)
 	exitRefused   = 7 // refused to overwrite or to mix repositories, or (recover) to trust catalog backups that may be rolled back, or to handle keys while traced
-	exitPosture   = 8 // posture: at least one check failed
+	exitPosture   = 8 // posture: a check the policy requires did not pass (keyed commands refuse; posture reports)
 	exitInterrupt = 130
 )
 

@@ -6,7 +6,14 @@
 // Every check has a stable name (the Check* constants) and one of the
 // statuses pass, warn, fail, unknown or info. Checks read files only, all
 // under a configurable root (Options.Root), so tests feed a crafted tree.
-// The package never changes the host, never runs external programs and
-// never decides whether keys may be used: that belongs to the policy,
-// which is not built yet (docs/in-process.md).
+//
+// A Policy (a built-in profile, or a policy file read by Parse) gives each
+// check a level — require, warn, info or ignore — and judges a Report: keys
+// may be unsealed only when every required check passes. A Guard re-checks
+// for a long-running process, every interval and on SIGHUP, and seals and
+// unseals its keys through callbacks. See docs/in-process.md.
+//
+// The package never changes the host (ReadHost re-applies this process's
+// own hardening, package harden), never runs external programs, never
+// holds key material and never prints or exits: callers act on verdicts.
 package posture
