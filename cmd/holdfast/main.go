@@ -17,7 +17,8 @@ import (
 )
 
 func main() {
-	os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil))
+	// Every key is wiped before the process ends, on a signal too (wipe.go).
+	os.Exit(wipingKeys(func() int { return Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil) }))
 }
 
 // env is what every command shares.

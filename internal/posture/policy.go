@@ -42,7 +42,7 @@ const (
 var names = []string{
 	CheckAES, CheckPCLMUL, CheckHypervisor, CheckVendor, CheckCVMType, CheckAttestation,
 	CheckSwapActive, CheckSwapEncrypted, CheckHibernation, CheckCoreHandler, CheckKdump,
-	CheckLockdown, CheckPtraceScope, CheckMitigations, CheckHardening,
+	CheckLockdown, CheckPtraceScope, CheckMitigations, CheckHardening, CheckKeyMemory,
 }
 
 // Names returns every check name, in the order Run reports them.
@@ -104,6 +104,7 @@ var profiles = map[string]map[string]Level{
 		CheckPtraceScope:   LevelInfo,
 		CheckMitigations:   LevelInfo,
 		CheckHardening:     Require,
+		CheckKeyMemory:     LevelInfo, // mlock is the best many hosts offer
 	},
 	ProfileConfidential: {
 		CheckAES:           LevelWarn,
@@ -121,6 +122,7 @@ var profiles = map[string]map[string]Level{
 		CheckPtraceScope:   LevelWarn,
 		CheckMitigations:   LevelWarn,
 		CheckHardening:     Require,
+		CheckKeyMemory:     LevelWarn,
 	},
 }
 
@@ -453,6 +455,8 @@ func Problem(c Check) string {
 		return fmt.Sprintf("the CPU is vulnerable (%s)", v)
 	case CheckHardening:
 		return fmt.Sprintf("process hardening is %s (%s)", v, c.Detail)
+	case CheckKeyMemory:
+		return fmt.Sprintf("keys are held in %s memory, not memfd_secret (%s)", v, c.Detail)
 	}
 	return c.Detail
 }
@@ -473,6 +477,7 @@ var fixes = map[string]string{
 	CheckPtraceScope:   "set kernel.yama.ptrace_scope to 1 or more",
 	CheckMitigations:   "update the kernel and CPU microcode, and do not boot with mitigations=off",
 	CheckHardening:     "run on Linux where setrlimit and prctl are allowed (not blocked by seccomp), without a tracer",
+	CheckKeyMemory:     "use a kernel with memfd_secret enabled (Linux 6.5 or later, or secretmem.enable=1 on older ones) and allow the memory lock it needs (RLIMIT_MEMLOCK)",
 }
 
 // Fix says what the operator can do about a check that did not pass.

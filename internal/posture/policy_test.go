@@ -43,6 +43,7 @@ func TestProfiles(t *testing.T) {
 		CheckPtraceScope:   {I, W},
 		CheckMitigations:   {I, W},
 		CheckHardening:     {R, R},
+		CheckKeyMemory:     {I, W},
 	}
 	if len(want) != len(Names()) {
 		t.Fatalf("test covers %d checks, there are %d", len(want), len(Names()))

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/holdfast/holdfast/internal/harden"
+	"github.com/holdfast/holdfast/internal/secret"
 )
 
 // Status is a check's verdict.
@@ -121,7 +122,8 @@ func Run(opts Options) Report {
 	add(cvm, h.attestation(cvm))
 	swaps, swapCheck := h.swapActive()
 	add(swapCheck, h.swapEncrypted(swaps, swapCheck), h.hibernation(), h.coreHandler(), h.kdump(), h.lockdown(),
-		h.ptraceScope(), h.mitigations(), hardening(opts.Hardening))
+		h.ptraceScope(), h.mitigations(), hardening(opts.Hardening),
+		KeyMemory(secret.Backing(), secret.BackingDetail()))
 	return r
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/harden"
+	"github.com/holdfast/holdfast/internal/secret"
 )
 
 // tree writes files (path → content; a content of "/" makes a directory)
@@ -250,8 +251,12 @@ func TestChecks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Run(Options{Root: tree(t, tc.files), Hardening: tc.hardening})
-			if len(r.Checks) != len(allGood) {
-				t.Errorf("%d checks, want %d", len(r.Checks), len(allGood))
+			// process.keymemory is this process's own, whatever the tree.
+			if len(r.Checks) != len(allGood)+1 {
+				t.Errorf("%d checks, want %d", len(r.Checks), len(allGood)+1)
+			}
+			if c, ok := r.Get(CheckKeyMemory); !ok || c != KeyMemory(secret.Backing(), secret.BackingDetail()) {
+				t.Errorf("%s: %+v, want this process's backing %q", CheckKeyMemory, c, secret.Backing())
 			}
 			for name, g := range allGood {
 				w, ok := tc.want[name]

@@ -5,7 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"io"
-	"sync"
+	"runtime"
 )
 
 // KeySize is the size of every symmetric key Holdfast holds: 256 bits.
@@ -15,16 +15,41 @@ const KeySize = 32
 var ErrWiped = errors.New("secret: key has been wiped")
 
 // Key is a 256-bit symmetric key. The zero value is an unusable, wiped key.
-// Its bytes live behind a pointer, so formatting a Key (or a struct holding
-// one) with fmt prints an address, never the material.
+// Its bytes live outside the Go heap (see Backing), behind a pointer, so
+// formatting a Key (or a struct holding one) with fmt prints an address,
+// never the material. Every copy of a Key shares the material.
 type Key struct {
 	m *material
 }
 
+// material is a Key's handle: its slot, and the cleanup that zeroes and
+// releases the slot when the handle is garbage collected without Wipe. It
+// does not change after it is made; the slot's state says whether the key
+// is wiped.
 type material struct {
-	mu    sync.RWMutex
-	b     [KeySize]byte
-	wiped bool
+	s       slot
+	cleanup runtime.Cleanup
+}
+
+// newMaterial allocates a zeroed slot from the arena and returns it locked:
+// the caller fills it and calls m.s.state().mu.Unlock.
+func newMaterial() (*material, error) {
+	s, err := global.alloc()
+	if err != nil {
+		return nil, err
+	}
+	m := &material{s: s}
+	m.cleanup = runtime.AddCleanup(m, slot.release, s)
+	return m, nil
+}
+
+// wipe zeroes and releases the slot; later Use calls return ErrWiped.
+func (m *material) wipe() {
+	m.s.release()
+	// Stop cancels the cleanup only while m is reachable. (A cleanup that
+	// ran anyway would find the slot no longer its own.)
+	m.cleanup.Stop()
+	runtime.KeepAlive(m)
 }
 
 // New returns a fresh random key from crypto/rand.
@@ -32,13 +57,21 @@ func New() (Key, error) {
 	return NewFrom(rand.Reader)
 }
 
-// NewFrom reads a key from r. It is used with crypto/rand in production and
-// with a deterministic stream by the test-vector generator.
+// NewFrom reads a key from r, straight into its slot. It is used with
+// crypto/rand in production and with a deterministic stream by the
+// test-vector generator.
 func NewFrom(r io.Reader) (Key, error) {
-	m := &material{}
-	if _, err := io.ReadFull(r, m.b[:]); err != nil {
+	m, err := newMaterial()
+	if err != nil {
+		return Key{}, err
+	}
+	if _, err := io.ReadFull(r, m.s.bytes()); err != nil {
+		m.s.releaseLocked()
+		m.cleanup.Stop()
+		runtime.KeepAlive(m)
 		return Key{}, errors.New("secret: reading key material: " + err.Error())
 	}
+	m.s.state().mu.Unlock()
 	return Key{m: m}, nil
 }
 
@@ -48,8 +81,13 @@ func FromBytes(b []byte) (Key, error) {
 		clear(b)
 		return Key{}, errors.New("secret: key material has the wrong length")
 	}
-	m := &material{}
-	copy(m.b[:], b)
+	m, err := newMaterial()
+	if err != nil {
+		clear(b)
+		return Key{}, err
+	}
+	copy(m.s.bytes(), b)
+	m.s.state().mu.Unlock()
 	clear(b)
 	return Key{m: m}, nil
 }
@@ -59,12 +97,13 @@ func (k Key) Use(fn func(b []byte) error) error {
 	if k.m == nil {
 		return ErrWiped
 	}
-	k.m.mu.RLock()
-	defer k.m.mu.RUnlock()
-	if k.m.wiped {
+	st := k.m.s.state()
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if !k.m.s.current() {
 		return ErrWiped
 	}
-	return fn(k.m.b[:])
+	return fn(k.m.s.bytes())
 }
 
 // Valid reports whether the key holds material.
@@ -72,9 +111,10 @@ func (k Key) Valid() bool {
 	if k.m == nil {
 		return false
 	}
-	k.m.mu.RLock()
-	defer k.m.mu.RUnlock()
-	return !k.m.wiped
+	st := k.m.s.state()
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return k.m.s.current()
 }
 
 // Equal compares two keys in constant time. Wiped keys are never equal.
@@ -95,14 +135,13 @@ func (k Key) Equal(o Key) bool {
 	return eq
 }
 
-// Wipe zeroes the key material. Every copy of the Key value shares the
-// material, so all of them become unusable.
+// Wipe zeroes the key material and returns its memory to the arena. Every
+// copy of the Key value shares the material, so all of them become
+// unusable. Wipe waits for a Use in progress to return; calling it from
+// inside Use on the same key deadlocks.
 func (k Key) Wipe() {
 	if k.m == nil {
 		return
 	}
-	k.m.mu.Lock()
-	clear(k.m.b[:])
-	k.m.wiped = true
-	k.m.mu.Unlock()
+	k.m.wipe()
 }
