@@ -38,6 +38,10 @@ type Attrs struct {
 	Modified    time.Time
 	ContentType string
 	Meta        []format.MetaPair
+	// MetaAtEnd, if set, replaces Meta: it is called once the whole
+	// plaintext was read, before the manifest is sealed, so metadata can
+	// include what only the end of the input tells (a digest of it).
+	MetaAtEnd func() ([]format.MetaPair, error)
 }
 
 // WrapFunc wraps a fresh data key for the header's key slot. The caller
@@ -389,6 +393,13 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 
 // trailer builds the manifest and footer for the given segments.
 func (s *Sealer) trailer(segs []format.Segment) (*Result, error) {
+	if s.attrs.MetaAtEnd != nil {
+		meta, err := s.attrs.MetaAtEnd()
+		if err != nil {
+			return nil, err
+		}
+		s.attrs.Meta = meta
+	}
 	m := &format.Manifest{
 		Kind: s.id.Kind, Repo: s.id.Repo, Object: s.id.Object, Bucket: s.id.Bucket,
 		KeyVersion: s.id.KeyVersion, BucketName: s.id.BucketName, Key: s.id.Key,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,9 +22,35 @@ import (
 // PutOptions carry an object's metadata.
 type PutOptions struct {
 	ContentType string
-	Meta        map[string]string
-	Modified    time.Time // default: now
-	Seal        object.SealOptions
+	Meta        map[string]string // user metadata; no name may start with AttrPrefix
+	// Attrs are Holdfast's own attributes of the object (the gateway's
+	// ETag and HTTP headers such as Content-Encoding), kept with the user
+	// metadata under names that start with AttrPrefix: encrypted in the
+	// manifest like it, so the catalog can be rebuilt from the store.
+	// Put reads Attrs when src is exhausted, so the caller may fill in
+	// values computed from the body (its digest) while Put reads it; empty
+	// values are dropped.
+	Attrs    map[string]string
+	Modified time.Time // default: now
+	Seal     object.SealOptions
+}
+
+// AttrPrefix starts the metadata names of PutOptions.Attrs. HTTP header
+// names cannot contain ':', so no S3 user metadata name starts with it.
+const AttrPrefix = ":"
+
+// Attr returns the attribute name of e (see PutOptions.Attrs), or "".
+func Attr(e catalog.Entry, name string) string { return e.Meta[AttrPrefix+name] }
+
+// UserMeta returns e's user metadata, without its attributes.
+func UserMeta(e catalog.Entry) map[string]string {
+	m := make(map[string]string, len(e.Meta))
+	for k, v := range e.Meta {
+		if !strings.HasPrefix(k, AttrPrefix) {
+			m[k] = v
+		}
+	}
+	return m
 }
 
 // Put stores src as the new version of bucket/key. The order is: pending
@@ -102,8 +129,7 @@ func (r *Repo) writer(ctx context.Context, bucket string) (*bucketWriter, error)
 // recorded the pending write.
 func (w *bucketWriter) store(ctx context.Context, key string, ver uint64, id keys.ID, src io.Reader, o PutOptions) (catalog.Entry, error) {
 	r, b, bk := w.r, w.bucket, w.bk
-	meta, err := metaPairs(o.Meta)
-	if err != nil {
+	if _, err := metaPairs(o.Meta, nil); err != nil { // fail before reading src
 		return catalog.Entry{}, err
 	}
 	mod := o.Modified
@@ -117,7 +143,8 @@ func (w *bucketWriter) store(ctx context.Context, key string, ver uint64, id key
 		wr, err := keys.WrapSoftware(w.kek, ad, dek, randReader(o.Seal.Rand))
 		return keys.AlgHKDFGCMCommit, wr, err
 	}
-	s, err := object.NewSealer(src, ident, object.Attrs{Modified: mod, ContentType: o.ContentType, Meta: meta}, wrap, o.Seal)
+	atEnd := func() ([]format.MetaPair, error) { return metaPairs(o.Meta, o.Attrs) }
+	s, err := object.NewSealer(src, ident, object.Attrs{Modified: mod, ContentType: o.ContentType, MetaAtEnd: atEnd}, wrap, o.Seal)
 	if err != nil {
 		return catalog.Entry{}, err
 	}
@@ -134,7 +161,7 @@ func (w *bucketWriter) store(ctx context.Context, key string, ver uint64, id key
 		Bucket: b.Name, Key: key, Version: ver, ObjectID: id, Size: int64(res.Manifest.Length),
 		StoredLen: int64(res.Sizes.Stored), ManifestOff: int64(res.Sizes.ManifestOff), ManifestLen: int64(res.Sizes.ManifestLen),
 		Pin: res.Pin, Commit: res.Commit, KeyVersion: bk.Version, Wrapped: res.Wrapped,
-		Modified: time.Unix(0, int64(res.Manifest.Modified)), ContentType: o.ContentType, Meta: o.Meta,
+		Modified: time.Unix(0, int64(res.Manifest.Modified)), ContentType: o.ContentType, Meta: metaMap(res.Manifest.Meta),
 		Segments: len(res.Manifest.Segments),
 	}, nil
 }
@@ -367,15 +394,37 @@ func (r *Repo) Delete(ctx context.Context, bucket, key string) (catalog.Entry, e
 	return e, nil
 }
 
-func metaPairs(m map[string]string) ([]format.MetaPair, error) {
-	if len(m) == 0 {
+// metaMap is the catalog's form of a manifest's metadata (nil if none).
+func metaMap(ps []format.MetaPair) map[string]string {
+	if len(ps) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(ps))
+	for _, p := range ps {
+		m[p.Name] = p.Value
+	}
+	return m
+}
+
+func metaPairs(m, attrs map[string]string) ([]format.MetaPair, error) {
+	if len(m)+len(attrs) == 0 {
 		return nil, nil
 	}
-	ps := make([]format.MetaPair, 0, len(m))
+	ps := make([]format.MetaPair, 0, len(m)+len(attrs))
 	size := 0
 	for k, v := range m {
+		if strings.HasPrefix(k, AttrPrefix) {
+			return nil, fmt.Errorf("metadata name %q: names may not start with %q", k, AttrPrefix)
+		}
 		ps = append(ps, format.MetaPair{Name: k, Value: v})
 		size += len(k) + len(v)
+	}
+	for k, v := range attrs {
+		if k == "" || v == "" {
+			continue
+		}
+		ps = append(ps, format.MetaPair{Name: AttrPrefix + k, Value: v})
+		size += len(AttrPrefix) + len(k) + len(v)
 	}
 	if size > 2048 {
 		return nil, fmt.Errorf("user metadata is %d bytes; at most 2048 are allowed", size)

@@ -1,0 +1,856 @@
+package gateway
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/versity/versitygw/auth"
+	"github.com/versity/versitygw/backend"
+	"github.com/versity/versitygw/s3api/utils"
+	"github.com/versity/versitygw/s3err"
+	"github.com/versity/versitygw/s3response"
+
+	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/repo"
+)
+
+// Backend serves the S3 API from a Holdfast repository: versitygw's front
+// end (embedgw) authenticates and parses each request and calls these
+// methods. Everything returned to a client comes from the catalog and the
+// authenticated plaintext, never from the provider.
+//
+// Rules every method follows:
+//   - Strings from the request are cloned before they outlive it: the
+//     front end hands out views of its reusable request buffers.
+//   - Repository calls run under context.WithoutCancel: the front end
+//     cancels every request's context as soon as shutdown starts, and a
+//     write already under way should finish (shutdown waits for it).
+//   - The account is checked again here (defence in depth), on top of the
+//     front end's policy evaluation.
+type Backend struct {
+	backend.BackendUnsupported
+	repo   *repo.Repo
+	access Access
+	owner  string // the front end's root account: the owner of every bucket
+	events Events
+}
+
+// Access is what the backend asks about access keys.
+type Access interface {
+	// BucketPolicy is the bucket policy, in AWS policy JSON, that grants
+	// each key what it may do in bucket (never to an anonymous principal).
+	BucketPolicy(bucket string) ([]byte, error)
+	// Allowed reports whether key may do op in bucket.
+	Allowed(key, bucket string, op Op) bool
+	// MayOverwrite reports whether key may replace an existing object in
+	// bucket (false for inbox keys).
+	MayOverwrite(key, bucket string) bool
+}
+
+// Op is a kind of request, for Access.Allowed.
+type Op int
+
+const (
+	OpRead   Op = iota // GetObject, HeadObject
+	OpWrite            // PutObject, multipart, copy destination
+	OpList             // ListObjects, list multipart uploads
+	OpDelete           // DeleteObject(s)
+	OpAdmin            // create and delete buckets
+)
+
+// Events receives what the operator should hear about: damaged objects
+// (an integrity failure on read) and request outcomes for metrics.
+type Events interface {
+	Integrity(bucket, key string, err error)
+}
+
+type noEvents struct{}
+
+func (noEvents) Integrity(string, string, error) {}
+
+// NewBackend returns the backend for r; ev may be nil.
+func NewBackend(r *repo.Repo, a Access, ev Events) *Backend {
+	if ev == nil {
+		ev = noEvents{}
+	}
+	return &Backend{repo: r, access: a, events: ev}
+}
+
+func (b *Backend) String() string { return "holdfast" }
+
+// Shutdown is called by the front end when it stops; the repository is
+// closed by its owner.
+func (b *Backend) Shutdown() {}
+
+// account is the authenticated account of the request.
+func account(ctx context.Context) auth.Account {
+	a, _ := ctx.Value("account").(auth.Account)
+	return a
+}
+
+// allowed checks op for the request's account; the root account (only
+// the gateway itself knows its secret) may do everything.
+func (b *Backend) allowed(ctx context.Context, bucket string, op Op) error {
+	a := account(ctx)
+	if a.Access != "" && (a.Access == b.owner || b.access.Allowed(a.Access, bucket, op)) {
+		return nil
+	}
+	return s3err.GetAPIError(s3err.ErrAccessDenied)
+}
+
+func str(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return strings.Clone(*s)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// detached keeps ctx's values (the account, the request id) without its
+// cancellation; see Backend.
+func detached(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
+// ---- buckets ----
+
+// visible refuses a bucket the request's key has no grant on, whether or
+// not it exists: a key learns nothing about buckets it may not use.
+func (b *Backend) visible(ctx context.Context, bucket string) error {
+	a := account(ctx)
+	if a.Access == "" || (a.Access != b.owner && !b.anyGrant(a.Access, bucket)) {
+		return s3err.GetAPIError(s3err.ErrAccessDenied)
+	}
+	return b.bucketExists(ctx, bucket)
+}
+
+func (b *Backend) bucketExists(ctx context.Context, bucket string) error {
+	if _, err := b.repo.Bucket(detached(ctx), bucket); err != nil {
+		return s3Error(err, true)
+	}
+	return nil
+}
+
+// GetBucketAcl is called by the front end on every bucket and object
+// request; its error is also the NoSuchBucket answer. A key with no grant
+// on the bucket learns nothing about it, not even whether it exists.
+func (b *Backend) GetBucketAcl(ctx context.Context, in *s3.GetBucketAclInput) ([]byte, error) {
+	if err := b.visible(ctx, str(in.Bucket)); err != nil {
+		return nil, err
+	}
+	return json.Marshal(auth.ACL{Owner: b.owner})
+}
+
+func (b *Backend) anyGrant(key, bucket string) bool {
+	for _, op := range []Op{OpRead, OpWrite, OpList, OpDelete, OpAdmin} {
+		if b.access.Allowed(key, bucket, op) {
+			return true
+		}
+	}
+	return false
+}
+
+// GetBucketPolicy returns the policy generated from the access keys: it
+// is how per-key permissions reach the front end's authorizer.
+func (b *Backend) GetBucketPolicy(ctx context.Context, bucket string) ([]byte, error) {
+	if err := b.visible(ctx, bucket); err != nil {
+		return nil, err
+	}
+	return b.access.BucketPolicy(bucket)
+}
+
+// Bucket policies and ACLs are derived from `holdfast access`; clients
+// cannot set them.
+func (b *Backend) PutBucketPolicy(context.Context, string, []byte) error {
+	return s3err.GetAPIError(s3err.ErrAccessDenied)
+}
+
+func (b *Backend) DeleteBucketPolicy(context.Context, string) error {
+	return s3err.GetAPIError(s3err.ErrAccessDenied)
+}
+
+func (b *Backend) PutBucketAcl(context.Context, string, []byte) error {
+	return s3err.GetAPIError(s3err.ErrAccessDenied)
+}
+
+// GetObjectLockConfiguration: no object lock (the front end asks before
+// every write and needs this exact error).
+func (b *Backend) GetObjectLockConfiguration(context.Context, string) ([]byte, error) {
+	return nil, s3err.GetAPIError(s3err.ErrObjectLockConfigurationNotFound)
+}
+
+func (b *Backend) GetBucketVersioning(ctx context.Context, bucket string) (s3response.GetBucketVersioningOutput, error) {
+	return s3response.GetBucketVersioningOutput{}, b.visible(ctx, bucket)
+}
+
+func (b *Backend) ListBuckets(ctx context.Context, in s3response.ListBucketsInput) (s3response.ListAllMyBucketsResult, error) {
+	bs, err := b.repo.Buckets(detached(ctx))
+	if err != nil {
+		return s3response.ListAllMyBucketsResult{}, s3Error(err, true)
+	}
+	a := account(ctx)
+	out := s3response.ListAllMyBucketsResult{Owner: s3response.CanonicalUser{ID: a.Access}}
+	for _, bk := range bs {
+		if !strings.HasPrefix(bk.Name, in.Prefix) {
+			continue
+		}
+		if a.Access != b.owner && !b.anyGrant(a.Access, bk.Name) {
+			continue
+		}
+		out.Buckets.Bucket = append(out.Buckets.Bucket, s3response.ListAllMyBucketsEntry{Name: bk.Name, CreationDate: bk.Created})
+	}
+	out.Prefix = in.Prefix
+	return out, nil
+}
+
+func (b *Backend) HeadBucket(ctx context.Context, in *s3.HeadBucketInput) (*s3.HeadBucketOutput, error) {
+	if err := b.visible(ctx, str(in.Bucket)); err != nil {
+		return nil, err
+	}
+	return &s3.HeadBucketOutput{}, nil
+}
+
+func (b *Backend) CreateBucket(ctx context.Context, in *s3.CreateBucketInput, _ []byte) error {
+	bucket := str(in.Bucket)
+	if err := b.allowed(ctx, bucket, OpAdmin); err != nil {
+		return err
+	}
+	if _, err := b.repo.CreateBucket(detached(ctx), bucket); err != nil {
+		if errors.Is(err, repo.ErrExists) {
+			return s3err.GetAPIError(s3err.ErrBucketAlreadyOwnedByYou)
+		}
+		return s3Error(err, true)
+	}
+	return nil
+}
+
+func (b *Backend) DeleteBucket(ctx context.Context, bucket string) error {
+	bucket = strings.Clone(bucket)
+	if err := b.allowed(ctx, bucket, OpAdmin); err != nil {
+		return err
+	}
+	return s3Error(b.repo.DeleteBucket(detached(ctx), bucket), true)
+}
+
+// ---- objects ----
+
+// Attribute names (repo.PutOptions.Attrs) for what S3 keeps beside the
+// user metadata.
+const (
+	attrETag               = "etag"
+	attrContentEncoding    = "content-encoding"
+	attrContentDisposition = "content-disposition"
+	attrContentLanguage    = "content-language"
+	attrCacheControl       = "cache-control"
+	attrExpires            = "expires"
+)
+
+// etag is the object's ETag, quoted: the MD5 of what the client sent, or
+// for objects stored otherwise (holdfast put) one derived from the pin,
+// with a "-1" suffix so that clients do not take it for an MD5.
+func etag(e catalog.Entry) string {
+	if t := repo.Attr(e, attrETag); t != "" {
+		return `"` + t + `"`
+	}
+	return `"` + hex.EncodeToString(e.Pin[:16]) + `-1"`
+}
+
+func lastModified(e catalog.Entry) time.Time { return e.Modified.UTC().Truncate(time.Second) }
+
+// bodyReader reads a request body for a Put: it counts the bytes and
+// hashes them (MD5, for the ETag) and, at the end, refuses a body shorter
+// or longer than the declared length. The front end reports a bad payload
+// signature or trailing checksum as the error of the last Read, so an
+// upload is committed only when the body was read to a clean EOF here.
+type bodyReader struct {
+	r    io.Reader
+	want int64 // -1: unknown
+	n    int64
+	md5  hash.Hash
+}
+
+func (br *bodyReader) Read(p []byte) (int, error) {
+	n, err := br.r.Read(p)
+	br.n += int64(n)
+	br.md5.Write(p[:n])
+	if br.want >= 0 && br.n > br.want {
+		return n, s3err.GetAPIError(s3err.ErrIncompleteBody)
+	}
+	if err == io.EOF && br.want >= 0 && br.n != br.want {
+		return n, s3err.GetAPIError(s3err.ErrIncompleteBody)
+	}
+	return n, err
+}
+
+// checksumReader wraps r to verify the x-amz-checksum-* header the client
+// sent, if any (the front end leaves those to the backend).
+func checksumReader(r io.Reader, in s3response.PutObjectInput) (io.Reader, error) {
+	for _, c := range []struct {
+		v *string
+		t utils.HashType
+	}{
+		{in.ChecksumCRC32, utils.HashTypeCRC32}, {in.ChecksumCRC32C, utils.HashTypeCRC32C},
+		{in.ChecksumSHA1, utils.HashTypeSha1}, {in.ChecksumSHA256, utils.HashTypeSha256},
+		{in.ChecksumCRC64NVME, utils.HashTypeCRC64NVME}, {in.ChecksumSHA512, utils.HashTypeSha512},
+		{in.ChecksumMD5, utils.HashTypeMd5},
+	} {
+		if c.v != nil && *c.v != "" {
+			hr, err := utils.NewHashReader(r, *c.v, c.t)
+			if err != nil {
+				return nil, s3err.GetAPIError(s3err.ErrInvalidChecksumHeader)
+			}
+			r = hr
+		}
+	}
+	return r, nil
+}
+
+func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (s3response.PutObjectOutput, error) {
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
+		return s3response.PutObjectOutput{}, err
+	}
+	dctx := detached(ctx)
+	if err := b.bucketExists(ctx, bucket); err != nil {
+		return s3response.PutObjectOutput{}, err
+	}
+	cur, err := b.repo.Stat(dctx, bucket, key)
+	exists := err == nil
+	if err != nil && !errors.Is(err, repo.ErrNotFound) {
+		return s3response.PutObjectOutput{}, s3Error(err, false)
+	}
+	if exists && !b.mayOverwrite(ctx, bucket) {
+		return s3response.PutObjectOutput{}, s3err.GetAPIError(s3err.ErrAccessDenied)
+	}
+	var curTag string
+	if exists {
+		curTag = etag(cur)
+	}
+	if err := backend.EvaluateObjectPutPreconditions(curTag, in.IfMatch, in.IfNoneMatch, exists); err != nil {
+		return s3response.PutObjectOutput{}, err
+	}
+	want := int64(-1)
+	if in.ContentLength != nil {
+		want = *in.ContentLength
+	}
+	var body io.Reader = in.Body
+	if body == nil {
+		body = strings.NewReader("")
+	}
+	body, err = checksumReader(body, in)
+	if err != nil {
+		return s3response.PutObjectOutput{}, err
+	}
+	br := &bodyReader{r: body, want: want, md5: md5.New()}
+	// The ETag is the MD5 of the body, known only at its end: a reader
+	// that fills it in when the body is done, before the repository
+	// commits (it commits only after reading to EOF).
+	attrs := map[string]string{
+		attrContentEncoding: str(in.ContentEncoding), attrContentDisposition: str(in.ContentDisposition),
+		attrContentLanguage: str(in.ContentLanguage), attrCacheControl: str(in.CacheControl), attrExpires: str(in.Expires),
+	}
+	src := &etagAtEOF{r: br, attrs: attrs}
+	e, err := b.repo.Put(dctx, bucket, key, src, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs})
+	if err != nil {
+		return s3response.PutObjectOutput{}, s3Error(err, false)
+	}
+	return s3response.PutObjectOutput{ETag: etag(e), Size: ptr(e.Size)}, nil
+}
+
+func (b *Backend) mayOverwrite(ctx context.Context, bucket string) bool {
+	a := account(ctx)
+	return a.Access == b.owner || b.access.MayOverwrite(a.Access, bucket)
+}
+
+// etagAtEOF records the body's MD5 in attrs when the body ends.
+type etagAtEOF struct {
+	r     *bodyReader
+	attrs map[string]string
+}
+
+func (e *etagAtEOF) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.attrs[attrETag] = hex.EncodeToString(e.r.md5.Sum(nil))
+	}
+	return n, err
+}
+
+func cloneMeta(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[strings.ToLower(strings.Clone(k))] = strings.Clone(v)
+	}
+	return c
+}
+
+func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (*s3.HeadObjectOutput, error) {
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpRead); err != nil {
+		return nil, err
+	}
+	e, err := b.repo.Stat(detached(ctx), bucket, key)
+	if err != nil {
+		return nil, s3Error(err, false)
+	}
+	if err := backend.EvaluatePreconditions(etag(e), lastModified(e), backend.PreConditions{
+		IfMatch: in.IfMatch, IfNoneMatch: in.IfNoneMatch, IfModSince: in.IfModifiedSince, IfUnmodeSince: in.IfUnmodifiedSince,
+	}); err != nil {
+		return nil, err
+	}
+	size := e.Size
+	out := &s3.HeadObjectOutput{ContentLength: &size, AcceptRanges: ptr("bytes")}
+	fillHeaders(e, &out.ETag, &out.LastModified, &out.ContentType, &out.Metadata, &out.ContentEncoding,
+		&out.ContentDisposition, &out.ContentLanguage, &out.CacheControl, &out.ExpiresString)
+	if in.Range != nil && *in.Range != "" {
+		off, n, isRange, err := backend.ParseObjectRange(e.Size, *in.Range)
+		if err != nil {
+			return nil, err
+		}
+		if isRange {
+			out.ContentLength = &n
+			out.ContentRange = ptr(fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, e.Size))
+		}
+	}
+	return out, nil
+}
+
+func fillHeaders(e catalog.Entry, et **string, mod **time.Time, ct **string, meta *map[string]string,
+	enc, disp, lang, cc, exp **string) {
+	*et = ptr(etag(e))
+	*mod = ptr(lastModified(e))
+	ctype := e.ContentType
+	if ctype == "" {
+		ctype = "binary/octet-stream"
+	}
+	*ct = &ctype
+	*meta = repo.UserMeta(e)
+	for _, f := range []struct {
+		p    **string
+		name string
+	}{{enc, attrContentEncoding}, {disp, attrContentDisposition}, {lang, attrContentLanguage}, {cc, attrCacheControl}, {exp, attrExpires}} {
+		if v := repo.Attr(e, f.name); v != "" {
+			*f.p = ptr(v)
+		}
+	}
+}
+
+func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (*s3.GetObjectOutput, error) {
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpRead); err != nil {
+		return nil, err
+	}
+	dctx := detached(ctx)
+	e, err := b.repo.Stat(dctx, bucket, key)
+	if err != nil {
+		return nil, s3Error(err, false)
+	}
+	if err := backend.EvaluatePreconditions(etag(e), lastModified(e), backend.PreConditions{
+		IfMatch: in.IfMatch, IfNoneMatch: in.IfNoneMatch, IfModSince: in.IfModifiedSince, IfUnmodeSince: in.IfUnmodifiedSince,
+	}); err != nil {
+		return nil, err
+	}
+	off, n, isRange, err := backend.ParseObjectRange(e.Size, str(in.Range))
+	if err != nil {
+		return nil, err
+	}
+	// Opening checks the header, manifest and footer against the catalog's
+	// pin: damage found here is a clean S3 error, before any byte is sent.
+	rd, err := b.repo.OpenObject(dctx, bucket, key)
+	if err != nil {
+		b.integrity(bucket, key, err)
+		return nil, s3Error(err, false)
+	}
+	if rd.Entry.Version != e.Version {
+		// Replaced between Stat and open: serve what was opened.
+		e = rd.Entry
+		if off, n, isRange, err = backend.ParseObjectRange(e.Size, str(in.Range)); err != nil {
+			rd.Close()
+			return nil, err
+		}
+	}
+	var body io.ReadCloser
+	if isRange || n == 0 {
+		rc, err := rd.Range(dctx, off, n)
+		if err != nil {
+			rd.Close()
+			b.integrity(bucket, key, err)
+			return nil, s3Error(err, false)
+		}
+		body = &objectBody{rc: rc, rd: rd, b: b, bucket: bucket, key: key}
+	} else {
+		// The whole object: decrypted on every core, padding checked.
+		pr, pw := io.Pipe()
+		go func() {
+			_, err := rd.WriteTo(dctx, pw)
+			if err != nil {
+				b.integrity(bucket, key, err)
+			}
+			pw.CloseWithError(err)
+		}()
+		body = &objectBody{rc: pr, rd: rd, b: b, bucket: bucket, key: key}
+	}
+	// Read the first authenticated bytes before answering: damage at the
+	// start (the first segment is authenticated as a whole) is then a
+	// clean S3 error, not a connection cut before the status line.
+	if body, err = peek(body, n); err != nil {
+		return nil, s3Error(err, false)
+	}
+	out := &s3.GetObjectOutput{Body: body, ContentLength: &n, AcceptRanges: ptr("bytes")}
+	fillHeaders(e, &out.ETag, &out.LastModified, &out.ContentType, &out.Metadata, &out.ContentEncoding,
+		&out.ContentDisposition, &out.ContentLanguage, &out.CacheControl, &out.ExpiresString)
+	if isRange {
+		out.ContentRange = ptr(fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, e.Size))
+	}
+	return out, nil
+}
+
+// peek reads the first bytes of body (up to 64 KiB of its n) and returns
+// a body that replays them; on a read error body is closed.
+func peek(body io.ReadCloser, n int64) (io.ReadCloser, error) {
+	if n == 0 {
+		return body, nil
+	}
+	buf := make([]byte, min(n, 64<<10))
+	k, err := io.ReadAtLeast(body, buf, 1)
+	if err != nil && !(err == io.EOF && k > 0) {
+		body.Close()
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return &peeked{head: buf[:k], ReadCloser: body}, nil
+}
+
+type peeked struct {
+	head []byte
+	io.ReadCloser
+}
+
+func (p *peeked) Read(b []byte) (int, error) {
+	if len(p.head) > 0 {
+		n := copy(b, p.head)
+		p.head = p.head[n:]
+		return n, nil
+	}
+	return p.ReadCloser.Read(b)
+}
+
+// objectBody is a GET response body. The front end streams it after the
+// handler returns; an error from Read (a chunk that fails
+// authentication) makes it cut the connection short of the declared
+// length, so the client sees a failed transfer, never a complete-looking
+// one, and the damaged chunk's plaintext is never sent.
+type objectBody struct {
+	rc          io.ReadCloser
+	rd          *repo.Reader
+	b           *Backend
+	bucket, key string
+}
+
+func (o *objectBody) Read(p []byte) (int, error) { return o.rc.Read(p) }
+
+func (o *objectBody) Close() error {
+	err := o.rc.Close()
+	o.rd.Close()
+	return err
+}
+
+func (b *Backend) integrity(bucket, key string, err error) {
+	var de *repo.DamageError
+	if errors.As(err, &de) {
+		b.events.Integrity(bucket, key, err)
+	}
+}
+
+func (b *Backend) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput) (*s3.DeleteObjectOutput, error) {
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpDelete); err != nil {
+		return nil, err
+	}
+	if err := b.deleteObject(ctx, bucket, key); err != nil {
+		return nil, err
+	}
+	return &s3.DeleteObjectOutput{}, nil
+}
+
+// deleteObject deletes bucket/key; deleting a missing key succeeds, as in S3.
+func (b *Backend) deleteObject(ctx context.Context, bucket, key string) error {
+	if err := b.bucketExists(ctx, bucket); err != nil {
+		return err
+	}
+	_, err := b.repo.Delete(detached(ctx), bucket, key)
+	if err != nil && !errors.Is(err, repo.ErrNotFound) {
+		return s3Error(err, false)
+	}
+	return nil
+}
+
+func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) (s3response.DeleteResult, error) {
+	bucket := str(in.Bucket)
+	if err := b.allowed(ctx, bucket, OpDelete); err != nil {
+		return s3response.DeleteResult{}, err
+	}
+	var res s3response.DeleteResult
+	if in.Delete == nil {
+		return res, nil
+	}
+	for _, o := range in.Delete.Objects {
+		key := str(o.Key)
+		if err := b.deleteObject(ctx, bucket, key); err != nil {
+			var ae s3err.APIError
+			code, msg := "InternalError", "delete failed"
+			if errors.As(err, &ae) {
+				code, msg = ae.Code, ae.Description
+			}
+			res.Error = append(res.Error, types.Error{Key: ptr(key), Code: ptr(code), Message: ptr(msg)})
+			continue
+		}
+		res.Deleted = append(res.Deleted, types.DeletedObject{Key: ptr(key)})
+	}
+	return res, nil
+}
+
+// CopyObject re-encrypts: the source is read and authenticated here and
+// written as a new object under a new data key. The provider never copies.
+func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput) (s3response.CopyObjectOutput, error) {
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
+		return s3response.CopyObjectOutput{}, err
+	}
+	sb, sk, _, err := backend.ParseCopySource(str(in.CopySource))
+	if err != nil {
+		return s3response.CopyObjectOutput{}, err
+	}
+	if err := b.allowed(ctx, sb, OpRead); err != nil {
+		return s3response.CopyObjectOutput{}, err
+	}
+	dctx := detached(ctx)
+	if err := b.bucketExists(ctx, bucket); err != nil {
+		return s3response.CopyObjectOutput{}, err
+	}
+	if _, err := b.repo.Stat(dctx, bucket, key); err == nil && !b.mayOverwrite(ctx, bucket) {
+		return s3response.CopyObjectOutput{}, s3err.GetAPIError(s3err.ErrAccessDenied)
+	}
+	rd, err := b.repo.OpenObject(dctx, sb, sk)
+	if err != nil {
+		b.integrity(sb, sk, err)
+		return s3response.CopyObjectOutput{}, s3Error(err, false)
+	}
+	defer rd.Close()
+	src := rd.Entry
+	if err := backend.EvaluatePreconditions(etag(src), lastModified(src), backend.PreConditions{
+		IfMatch: in.CopySourceIfMatch, IfNoneMatch: in.CopySourceIfNoneMatch,
+		IfModSince: in.CopySourceIfModifiedSince, IfUnmodeSince: in.CopySourceIfUnmodifiedSince,
+	}); err != nil {
+		return s3response.CopyObjectOutput{}, err
+	}
+	opts := repo.PutOptions{ContentType: src.ContentType, Meta: repo.UserMeta(src), Attrs: map[string]string{}}
+	for _, a := range []string{attrETag, attrContentEncoding, attrContentDisposition, attrContentLanguage, attrCacheControl, attrExpires} {
+		opts.Attrs[a] = repo.Attr(src, a)
+	}
+	if in.MetadataDirective == types.MetadataDirectiveReplace {
+		opts.ContentType, opts.Meta = str(in.ContentType), cloneMeta(in.Metadata)
+		opts.Attrs[attrContentEncoding], opts.Attrs[attrContentDisposition] = str(in.ContentEncoding), str(in.ContentDisposition)
+		opts.Attrs[attrContentLanguage], opts.Attrs[attrCacheControl] = str(in.ContentLanguage), str(in.CacheControl)
+		opts.Attrs[attrExpires] = str(in.Expires)
+	} else if sb == bucket && sk == key {
+		return s3response.CopyObjectOutput{}, s3err.GetAPIError(s3err.ErrInvalidCopyDest)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := rd.WriteTo(dctx, pw)
+		if err != nil {
+			b.integrity(sb, sk, err)
+		}
+		pw.CloseWithError(err)
+	}()
+	e, err := b.repo.Put(dctx, bucket, key, pr, opts)
+	pr.CloseWithError(errors.New("copy ended"))
+	if err != nil {
+		return s3response.CopyObjectOutput{}, s3Error(err, false)
+	}
+	return s3response.CopyObjectOutput{CopyObjectResult: &s3response.CopyObjectResult{ETag: ptr(etag(e)), LastModified: ptr(lastModified(e))}}, nil
+}
+
+// ---- listings ----
+
+// list walks bucket's objects under prefix after startAfter, folding keys
+// that contain delim after the prefix into common prefixes, until max
+// entries (objects and prefixes) are found. It returns whether more
+// remain and the last key or prefix returned, for the next page.
+func (b *Backend) list(ctx context.Context, bucket, prefix, delim, startAfter string, max int,
+	obj func(catalog.Entry), pfx func(string)) (truncated bool, last string, err error) {
+	if max <= 0 {
+		max = 1000
+	}
+	count := 0
+	errFull := errors.New("page full")
+	after := startAfter
+	for {
+		restart := ""
+		err = b.repo.Catalog().List(detached(ctx), bucket, prefix, after, func(e catalog.Entry) error {
+			if count == max {
+				truncated = true
+				return errFull
+			}
+			if delim != "" {
+				if i := strings.Index(e.Key[len(prefix):], delim); i >= 0 {
+					cp := e.Key[:len(prefix)+i+len(delim)]
+					if cp <= startAfter {
+						return nil
+					}
+					pfx(cp)
+					count++
+					last = cp
+					// Skip the rest of this common prefix: restart after it.
+					restart = cp + "\xff"
+					return errFull
+				}
+			}
+			obj(e)
+			count++
+			last = e.Key
+			return nil
+		})
+		if errors.Is(err, errFull) {
+			err = nil
+			if restart != "" && !truncated {
+				after = restart
+				continue
+			}
+		}
+		return truncated, last, err
+	}
+}
+
+func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) (s3response.ListObjectsV2Result, error) {
+	bucket := str(in.Bucket)
+	if err := b.allowed(ctx, bucket, OpList); err != nil {
+		return s3response.ListObjectsV2Result{}, err
+	}
+	if err := b.bucketExists(ctx, bucket); err != nil {
+		return s3response.ListObjectsV2Result{}, err
+	}
+	prefix, delim := str(in.Prefix), str(in.Delimiter)
+	after := str(in.StartAfter)
+	if tok := str(in.ContinuationToken); tok != "" {
+		k, err := hex.DecodeString(tok)
+		if err != nil {
+			return s3response.ListObjectsV2Result{}, s3err.GetAPIError(s3err.ErrInvalidRequest)
+		}
+		after = max(after, string(k))
+	}
+	maxKeys := 1000
+	if in.MaxKeys != nil && *in.MaxKeys >= 0 && *in.MaxKeys < 1000 {
+		maxKeys = int(*in.MaxKeys)
+	}
+	out := s3response.ListObjectsV2Result{Name: &bucket, Prefix: &prefix, MaxKeys: ptr(int32(maxKeys))}
+	if delim != "" {
+		out.Delimiter = &delim
+	}
+	if in.StartAfter != nil {
+		out.StartAfter = ptr(str(in.StartAfter))
+	}
+	if in.ContinuationToken != nil {
+		out.ContinuationToken = ptr(str(in.ContinuationToken))
+	}
+	if maxKeys == 0 {
+		out.KeyCount, out.IsTruncated = ptr(int32(0)), ptr(false)
+		return out, nil
+	}
+	truncated, last, err := b.list(ctx, bucket, prefix, delim, after, maxKeys,
+		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e)) },
+		func(p string) { out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(p)}) })
+	if err != nil {
+		return s3response.ListObjectsV2Result{}, s3Error(err, true)
+	}
+	out.KeyCount = ptr(int32(len(out.Contents) + len(out.CommonPrefixes)))
+	out.IsTruncated = &truncated
+	if truncated {
+		out.NextContinuationToken = ptr(hex.EncodeToString([]byte(last)))
+	}
+	return out, nil
+}
+
+func (b *Backend) ListObjects(ctx context.Context, in *s3.ListObjectsInput) (s3response.ListObjectsResult, error) {
+	bucket := str(in.Bucket)
+	if err := b.allowed(ctx, bucket, OpList); err != nil {
+		return s3response.ListObjectsResult{}, err
+	}
+	if err := b.bucketExists(ctx, bucket); err != nil {
+		return s3response.ListObjectsResult{}, err
+	}
+	prefix, delim, marker := str(in.Prefix), str(in.Delimiter), str(in.Marker)
+	maxKeys := 1000
+	if in.MaxKeys != nil && *in.MaxKeys >= 0 && *in.MaxKeys < 1000 {
+		maxKeys = int(*in.MaxKeys)
+	}
+	out := s3response.ListObjectsResult{Name: &bucket, Prefix: &prefix, Marker: &marker, MaxKeys: ptr(int32(maxKeys))}
+	if delim != "" {
+		out.Delimiter = &delim
+	}
+	if maxKeys == 0 {
+		out.IsTruncated = ptr(false)
+		return out, nil
+	}
+	truncated, last, err := b.list(ctx, bucket, prefix, delim, marker, maxKeys,
+		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e)) },
+		func(p string) { out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(p)}) })
+	if err != nil {
+		return s3response.ListObjectsResult{}, s3Error(err, true)
+	}
+	out.IsTruncated = &truncated
+	if truncated {
+		out.NextMarker = ptr(last)
+	}
+	return out, nil
+}
+
+func listEntry(e catalog.Entry) s3response.Object {
+	return s3response.Object{Key: ptr(e.Key), ETag: ptr(etag(e)), Size: ptr(e.Size),
+		LastModified: ptr(lastModified(e)), StorageClass: types.ObjectStorageClassStandard}
+}
+
+// ---- errors ----
+
+// s3Error maps a repository error to an S3 error. bucketLevel says a
+// not-found is about the bucket.
+func s3Error(err error, bucketLevel bool) error {
+	if err == nil {
+		return nil
+	}
+	var ae s3err.APIError
+	var de *repo.DamageError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &de):
+		return s3err.APIError{Code: "InternalError", HTTPStatusCode: http.StatusInternalServerError,
+			Description: fmt.Sprintf("The stored object failed authentication (%s); holdfast refuses to return it.", de.Status)}
+	case errors.Is(err, repo.ErrBucketNotEmpty):
+		return s3err.GetAPIError(s3err.ErrBucketNotEmpty)
+	case errors.Is(err, repo.ErrNotFound) && bucketLevel:
+		return s3err.GetAPIError(s3err.ErrNoSuchBucket)
+	case errors.Is(err, repo.ErrNotFound):
+		return s3err.GetAPIError(s3err.ErrNoSuchKey)
+	case errors.Is(err, repo.ErrStoreUnavailable):
+		return s3err.APIError{Code: "ServiceUnavailable", HTTPStatusCode: http.StatusServiceUnavailable,
+			Description: "The backing store is not reachable; try again."}
+	}
+	return s3err.GetAPIError(s3err.ErrInternalError)
+}

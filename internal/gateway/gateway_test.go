@@ -1,0 +1,579 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/versity/versitygw/auth"
+
+	"github.com/holdfast/holdfast/internal/format"
+	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/repo"
+)
+
+// The front end allows one gateway per process: these tests run one at a
+// time, each with its own repository, server and clients.
+
+func TestMain(m *testing.M) {
+	restore := keyring.SetInsecureTestParamsForTesting()
+	code := m.Run()
+	restore()
+	os.Exit(code)
+}
+
+// testKey is an access key of the static table the tests use in place of
+// package access.
+type testKey struct {
+	id, secret string
+	ops        map[string][]Op // bucket ("*": all) → allowed
+	inbox      bool
+	role       auth.Role
+}
+
+type testAccess struct{ keys []testKey }
+
+func (a *testAccess) find(id string) (testKey, bool) {
+	for _, k := range a.keys {
+		if k.id == id {
+			return k, true
+		}
+	}
+	return testKey{}, false
+}
+
+func (a *testAccess) Allowed(id, bucket string, op Op) bool {
+	k, ok := a.find(id)
+	if !ok {
+		return false
+	}
+	for _, b := range []string{bucket, "*"} {
+		for _, o := range k.ops[b] {
+			if o == op {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (a *testAccess) MayOverwrite(id, bucket string) bool {
+	k, ok := a.find(id)
+	return ok && !k.inbox && a.Allowed(id, bucket, OpWrite)
+}
+
+var opActions = map[Op][]string{
+	OpRead:   {"s3:GetObject"},
+	OpWrite:  {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+	OpList:   {"s3:ListBucket", "s3:ListBucketMultipartUploads"},
+	OpDelete: {"s3:DeleteObject"},
+	OpAdmin:  {"s3:DeleteBucket"},
+}
+
+func (a *testAccess) BucketPolicy(bucket string) ([]byte, error) {
+	var st []string
+	for _, k := range a.keys {
+		var acts []string
+		for _, op := range all {
+			if a.Allowed(k.id, bucket, op) {
+				acts = append(acts, opActions[op]...)
+			}
+		}
+		if len(acts) > 0 {
+			st = append(st, `{"Effect":"Allow","Principal":{"AWS":["`+k.id+`"]},"Action":["`+strings.Join(acts, `","`)+
+				`"],"Resource":["arn:aws:s3:::`+bucket+`","arn:aws:s3:::`+bucket+`/*"]}`)
+		}
+	}
+	return []byte(`{"Version":"2012-10-17","Statement":[` + strings.Join(st, ",") + `]}`), nil
+}
+
+// The IAM side of the static table (package access has the real one).
+func (a *testAccess) CreateAccount(auth.Account) error { return errors.New("read-only") }
+func (a *testAccess) GetUserAccount(id string) (auth.Account, error) {
+	k, ok := a.find(id)
+	if !ok {
+		return auth.Account{}, auth.ErrNoSuchUser
+	}
+	return auth.Account{Access: k.id, Secret: k.secret, Role: k.role}, nil
+}
+func (a *testAccess) ResolveAccounts(ids []string) ([]string, error) {
+	var missing []string
+	for _, id := range ids {
+		if _, ok := a.find(id); !ok {
+			missing = append(missing, id)
+		}
+	}
+	return missing, nil
+}
+func (a *testAccess) UpdateUserAccount(string, auth.MutableProps) error {
+	return errors.New("read-only")
+}
+func (a *testAccess) DeleteUserAccount(string) error            { return errors.New("read-only") }
+func (a *testAccess) ListUserAccounts() ([]auth.Account, error) { return nil, nil }
+func (a *testAccess) Shutdown() error                           { return nil }
+
+var all = []Op{OpRead, OpWrite, OpList, OpDelete, OpAdmin}
+
+func defaultKeys() []testKey {
+	return []testKey{
+		{id: "ADMINKEY000000000001", secret: "admin-secret-0000000000000000000000000001", ops: map[string][]Op{"*": all}, role: auth.RoleUserPlus},
+		{id: "READERKEY00000000001", secret: "reader-secret-000000000000000000000000001", ops: map[string][]Op{"docs": {OpRead, OpList}}, role: auth.RoleUser},
+		{id: "INBOXKEY000000000001", secret: "inbox-secret-0000000000000000000000000001", ops: map[string][]Op{"drop": {OpWrite}}, inbox: true, role: auth.RoleUser},
+	}
+}
+
+type gw struct {
+	t     *testing.T
+	r     *repo.Repo
+	store string
+	srv   *Server
+	url   string
+	pool  *x509.CertPool
+	acc   *testAccess
+}
+
+func startGW(t *testing.T, mod func(*Options)) *gw {
+	t.Helper()
+	d := t.TempDir()
+	ctx := context.Background()
+	g := &gw{t: t, store: filepath.Join(d, "store"), acc: &testAccess{keys: defaultKeys()}}
+	r, err := repo.Init(ctx, repo.InitOptions{Home: filepath.Join(d, "home"), StorePath: g.store,
+		Passphrase: []byte("gateway test"), KDF: keyring.Calibrate(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.r = r
+	t.Cleanup(func() { r.Close() })
+	cert, leaf, created, err := LoadOrCreateCert(filepath.Join(d, "tls"), nil)
+	if err != nil || !created {
+		t.Fatalf("certificate: created %v, %v", created, err)
+	}
+	g.pool = x509.NewCertPool()
+	g.pool.AddCert(leaf)
+	opts := Options{Addr: "127.0.0.1:0", Certificate: cert, IAM: g.acc}
+	if mod != nil {
+		mod(&opts)
+	}
+	srv, err := Start(ctx, NewBackend(r, g.acc, nil), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.srv = srv
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Errorf("stopping the gateway: %v", err)
+		}
+	})
+	scheme := "https://"
+	if opts.PlainHTTP {
+		scheme = "http://"
+	}
+	g.url = scheme + srv.Addr().String()
+	return g
+}
+
+func (g *gw) client(id, secret string, tlsCfg *tls.Config) *s3.Client {
+	if tlsCfg == nil {
+		tlsCfg = &tls.Config{RootCAs: g.pool}
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	return s3.New(s3.Options{
+		BaseEndpoint: aws.String(g.url), Region: "us-east-1", UsePathStyle: true, HTTPClient: hc,
+		Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""),
+	})
+}
+
+func (g *gw) admin() *s3.Client {
+	k := g.acc.keys[0]
+	return g.client(k.id, k.secret, nil)
+}
+
+func errCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	if err != nil {
+		return "non-API error: " + err.Error()
+	}
+	return ""
+}
+
+func random(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func put(t *testing.T, c *s3.Client, bucket, key string, data []byte, mod func(*s3.PutObjectInput)) (*s3.PutObjectOutput, error) {
+	t.Helper()
+	in := &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data)))}
+	if mod != nil {
+		mod(in)
+	}
+	return c.PutObject(context.Background(), in)
+}
+
+func get(c *s3.Client, bucket, key, rng string) ([]byte, *s3.GetObjectOutput, error) {
+	in := &s3.GetObjectInput{Bucket: &bucket, Key: &key}
+	if rng != "" {
+		in.Range = &rng
+	}
+	out, err := c.GetObject(context.Background(), in)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	return b, out, err
+}
+
+func TestObjectRoundTrips(t *testing.T) {
+	g := startGW(t, nil)
+	c := g.admin()
+	ctx := context.Background()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("docs")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("docs")}); errCode(err) != "BucketAlreadyOwnedByYou" {
+		t.Fatalf("second create: %v", err)
+	}
+	for _, n := range []int{0, 1, 65535, 65536, 65537, 9 << 20} {
+		data := random(t, n)
+		key := "sizes/" + strings.Repeat("x", n%7) + hex.EncodeToString(data[:min(n, 4)])
+		out, err := put(t, c, "docs", key, data, func(in *s3.PutObjectInput) {
+			in.ContentType = aws.String("text/plain")
+			in.Metadata = map[string]string{"colour": "blue"}
+			in.CacheControl = aws.String("max-age=60")
+		})
+		if err != nil {
+			t.Fatalf("put %d bytes: %v", n, err)
+		}
+		sum := md5.Sum(data)
+		if want := `"` + hex.EncodeToString(sum[:]) + `"`; aws.ToString(out.ETag) != want {
+			t.Errorf("ETag %s, want the MD5 %s", aws.ToString(out.ETag), want)
+		}
+		got, gout, err := get(c, "docs", key, "")
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("get %d bytes: %d bytes, %v", n, len(got), err)
+		}
+		if aws.ToString(gout.ContentType) != "text/plain" || gout.Metadata["colour"] != "blue" ||
+			aws.ToString(gout.CacheControl) != "max-age=60" || aws.ToString(gout.ETag) != aws.ToString(out.ETag) {
+			t.Errorf("get headers: type %q meta %v cache %q etag %q", aws.ToString(gout.ContentType), gout.Metadata,
+				aws.ToString(gout.CacheControl), aws.ToString(gout.ETag))
+		}
+		if n > 100 {
+			got, rout, err := get(c, "docs", key, "bytes=10-99")
+			if err != nil || !bytes.Equal(got, data[10:100]) {
+				t.Fatalf("range of %d bytes: %d bytes, %v", n, len(got), err)
+			}
+			if cr := aws.ToString(rout.ContentRange); !strings.HasPrefix(cr, "bytes 10-99/") {
+				t.Errorf("Content-Range %q", cr)
+			}
+		}
+	}
+	h, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("docs"), Key: aws.String("sizes/x")})
+	if errCode(err) != "NotFound" {
+		t.Errorf("head of a missing key: %v (%+v)", err, h)
+	}
+	if _, _, err := get(c, "docs", "no/such/key", ""); errCode(err) != "NoSuchKey" {
+		t.Errorf("get of a missing key: %v", err)
+	}
+
+	// Listings: prefix, delimiter, pagination.
+	for _, k := range []string{"a/1", "a/2", "a/b/3", "b/4", "c"} {
+		if _, err := put(t, c, "docs", "tree/"+k, []byte(k), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lo, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("docs"), Prefix: aws.String("tree/"), Delimiter: aws.String("/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys, prefixes []string
+	for _, o := range lo.Contents {
+		keys = append(keys, aws.ToString(o.Key))
+	}
+	for _, p := range lo.CommonPrefixes {
+		prefixes = append(prefixes, aws.ToString(p.Prefix))
+	}
+	if strings.Join(keys, ",") != "tree/c" || strings.Join(prefixes, ",") != "tree/a/,tree/b/" {
+		t.Errorf("delimited listing: keys %v prefixes %v", keys, prefixes)
+	}
+	var paged []string
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String("docs"), Prefix: aws.String("tree/"), MaxKeys: aws.Int32(2)})
+	pages := 0
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, o := range page.Contents {
+			paged = append(paged, strings.TrimPrefix(aws.ToString(o.Key), "tree/"))
+		}
+	}
+	if strings.Join(paged, ",") != "a/1,a/2,a/b/3,b/4,c" || pages != 3 {
+		t.Errorf("paged listing in %d pages: %v", pages, paged)
+	}
+	v1, err := c.ListObjects(ctx, &s3.ListObjectsInput{Bucket: aws.String("docs"), Prefix: aws.String("tree/a/"), Marker: aws.String("tree/a/1")})
+	if err != nil || len(v1.Contents) != 2 || aws.ToString(v1.Contents[0].Key) != "tree/a/2" {
+		t.Errorf("ListObjects v1 after a marker: %v %+v", err, v1)
+	}
+
+	// Copy is a re-encryption; the copy reads back the same.
+	if _, err := c.CopyObject(ctx, &s3.CopyObjectInput{Bucket: aws.String("docs"), Key: aws.String("copy"), CopySource: aws.String("docs/tree/c")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := get(c, "docs", "copy", ""); err != nil || string(got) != "c" {
+		t.Errorf("copy reads %q, %v", got, err)
+	}
+
+	// A bucket with objects cannot be deleted; emptied, it can.
+	if _, err := c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String("docs")}); errCode(err) != "BucketNotEmpty" {
+		t.Fatalf("delete of a full bucket: %v", err)
+	}
+	all, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("docs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []types.ObjectIdentifier
+	for _, o := range all.Contents {
+		ids = append(ids, types.ObjectIdentifier{Key: o.Key})
+	}
+	dout, err := c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String("docs"), Delete: &types.Delete{Objects: ids}})
+	if err != nil || len(dout.Deleted) != len(ids) || len(dout.Errors) != 0 {
+		t.Fatalf("delete objects: %v, %d deleted, errors %v", err, len(dout.Deleted), dout.Errors)
+	}
+	if _, err := c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String("docs")}); err != nil {
+		t.Fatalf("delete of the emptied bucket: %v", err)
+	}
+}
+
+// What each key may do, each refusal beside the same request by a key
+// that may.
+func TestAccessControl(t *testing.T) {
+	g := startGW(t, nil)
+	ctx := context.Background()
+	adm := g.admin()
+	reader := g.client(g.acc.keys[1].id, g.acc.keys[1].secret, nil)
+	inbox := g.client(g.acc.keys[2].id, g.acc.keys[2].secret, nil)
+	for _, b := range []string{"docs", "drop", "other"} {
+		if _, err := adm.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := reader.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("mine")}); errCode(err) != "AccessDenied" {
+		t.Errorf("reader creates a bucket: %v", err)
+	}
+	if _, err := put(t, adm, "docs", "a", []byte("hello"), nil); err != nil {
+		t.Fatal(err)
+	}
+	// Reader: reads and lists docs; cannot write it or see other buckets.
+	if got, _, err := get(reader, "docs", "a", ""); err != nil || string(got) != "hello" {
+		t.Errorf("reader get: %q %v", got, err)
+	}
+	if _, err := reader.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("docs")}); err != nil {
+		t.Errorf("reader list: %v", err)
+	}
+	if _, err := put(t, reader, "docs", "b", []byte("x"), nil); errCode(err) != "AccessDenied" {
+		t.Errorf("reader put: %v", err)
+	}
+	if _, err := reader.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("docs"), Key: aws.String("a")}); errCode(err) != "AccessDenied" {
+		t.Errorf("reader delete: %v", err)
+	}
+	if _, _, err := get(reader, "other", "a", ""); errCode(err) != "AccessDenied" {
+		t.Errorf("reader get in another bucket: %v", err)
+	}
+	if _, _, err := get(reader, "nosuchbucket", "a", ""); errCode(err) != "AccessDenied" {
+		t.Errorf("reader get in a missing bucket (existence must not leak): %v", err)
+	}
+	lb, err := reader.ListBuckets(ctx, &s3.ListBucketsInput{})
+	if err != nil || len(lb.Buckets) != 1 || aws.ToString(lb.Buckets[0].Name) != "docs" {
+		t.Errorf("reader sees buckets %+v, %v; want only docs", lb, err)
+	}
+	// Inbox: puts new objects into drop; no overwrite, get or list.
+	if _, err := put(t, inbox, "drop", "report", []byte("v1"), nil); err != nil {
+		t.Fatalf("inbox put: %v", err)
+	}
+	if _, err := put(t, inbox, "drop", "report", []byte("v2"), nil); errCode(err) != "AccessDenied" {
+		t.Errorf("inbox overwrite: %v", err)
+	}
+	if _, err := put(t, adm, "drop", "report", []byte("v2"), nil); err != nil {
+		t.Errorf("admin overwrite (control): %v", err)
+	}
+	if _, _, err := get(inbox, "drop", "report", ""); errCode(err) != "AccessDenied" {
+		t.Errorf("inbox get: %v", err)
+	}
+	if _, err := inbox.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("drop"), Key: aws.String("report")}); err == nil {
+		t.Errorf("inbox head allowed")
+	}
+	if _, err := inbox.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("drop")}); errCode(err) != "AccessDenied" {
+		t.Errorf("inbox list: %v", err)
+	}
+	if got, _, err := get(adm, "drop", "report", ""); err != nil || string(got) != "v2" {
+		t.Errorf("admin get (control): %q %v", got, err)
+	}
+	// A wrong secret and an unknown key are refused; anonymous too.
+	if _, _, err := get(g.client(g.acc.keys[1].id, "wrong-secret-00000000000000000000000000000", nil), "docs", "a", ""); errCode(err) != "SignatureDoesNotMatch" {
+		t.Errorf("wrong secret: %v", err)
+	}
+	if _, _, err := get(g.client("NOSUCHKEY00000000001", "x", nil), "docs", "a", ""); errCode(err) != "InvalidAccessKeyId" {
+		t.Errorf("unknown key: %v", err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: g.pool}}}
+	for _, path := range []string{"/docs/a", "/nosuchbucket/a", "/docs", "/"} {
+		resp, err := hc.Get(g.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || bytes.Contains(body, []byte("hello")) {
+			t.Errorf("anonymous GET %s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+}
+
+// A tampered object is refused before a byte of it is released; what the
+// provider stores holds no name, metadata or plaintext.
+func TestTamperAndWhatTheProviderSees(t *testing.T) {
+	g := startGW(t, nil)
+	ctx := context.Background()
+	c := g.admin()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("secretbucket")}); err != nil {
+		t.Fatal(err)
+	}
+	secretText := bytes.Repeat([]byte("PLAINTEXT-MARKER "), 600<<10) // 10.2 MiB: three segments
+	for _, k := range []string{"tampered-head", "tampered-first", "tampered-later", "intact"} {
+		if _, err := put(t, c, "secretbucket", "confidential/"+k, secretText, func(in *s3.PutObjectInput) {
+			in.Metadata = map[string]string{"project": "METADATA-MARKER"}
+			in.ContentType = aws.String("application/x-marker-type")
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nothing identifying in the store.
+	err := filepath.WalkDir(g.store, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		for _, s := range []string{"secretbucket", "confidential", "tampered", "PLAINTEXT-MARKER", "METADATA-MARKER", "x-marker-type"} {
+			if strings.Contains(p, s) {
+				t.Errorf("store path %s names %q", p, s)
+			}
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, s := range []string{"secretbucket", "confidential", "PLAINTEXT-MARKER", "METADATA-MARKER", "x-marker-type"} {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("store file %s holds %q", p, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(key string, off int64) {
+		e, err := g.r.Stat(ctx, "secretbucket", "confidential/"+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := format.StoreName(e.ObjectID)
+		p := filepath.Join(g.store, name[:2], name)
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b := []byte{0}
+		if _, err := f.ReadAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 1
+		if _, err := f.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const later = 9 << 20             // in the third segment
+	flip("tampered-head", 10)         // the header
+	flip("tampered-first", 600<<10+7) // the first segment
+	flip("tampered-later", later)     // the third segment
+	if got, _, err := get(c, "secretbucket", "confidential/intact", ""); err != nil || !bytes.Equal(got, secretText) {
+		t.Fatalf("intact object (control): %d bytes, %v", len(got), err)
+	}
+	// Damage before the first byte: a clean S3 error, nothing released.
+	for _, k := range []string{"tampered-head", "tampered-first"} {
+		if _, _, err := get(c, "secretbucket", "confidential/"+k, ""); errCode(err) != "InternalError" {
+			t.Errorf("%s: %v", k, err)
+		}
+	}
+	// Damage further in: the response starts and is cut before the damaged
+	// chunk; every byte released is genuine.
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("secretbucket"), Key: aws.String("confidential/tampered-later")})
+	if err != nil {
+		t.Fatalf("tampered later: the response should start: %v", err)
+	}
+	got, err := io.ReadAll(out.Body)
+	out.Body.Close()
+	if err == nil {
+		t.Errorf("tampered later: the whole response read without error (%d bytes)", len(got))
+	}
+	if int64(len(got)) >= later || !bytes.Equal(got, secretText[:len(got)]) {
+		t.Errorf("tampered later: %d bytes released, want fewer than the damage's offset %d, all genuine", len(got), later)
+	}
+	// A range read inside the intact part of the damaged object works
+	// (only the chunks it covers are read); one over the damage fails.
+	if got, _, err := get(c, "secretbucket", "confidential/tampered-later", "bytes=0-99"); err != nil || !bytes.Equal(got, secretText[:100]) {
+		t.Errorf("range before the damage: %v", err)
+	}
+	if _, _, err := get(c, "secretbucket", "confidential/tampered-later", "bytes=9437000-9437999"); err == nil {
+		t.Errorf("range over the damage read without error")
+	}
+}
+
+// TLS 1.3 only by default; a TLS 1.2 client is refused, and accepted by a
+// gateway configured to allow it.
+func TestTLSVersions(t *testing.T) {
+	tls12 := func(g *gw) error {
+		_, err := g.client(g.acc.keys[0].id, g.acc.keys[0].secret, &tls.Config{RootCAs: g.pool, MaxVersion: tls.VersionTLS12}).
+			ListBuckets(context.Background(), &s3.ListBucketsInput{})
+		return err
+	}
+	g := startGW(t, nil)
+	if _, err := g.admin().ListBuckets(context.Background(), &s3.ListBucketsInput{}); err != nil {
+		t.Fatalf("TLS 1.3 client: %v", err)
+	}
+	if err := tls12(g); err == nil || !strings.Contains(err.Error(), "protocol version") {
+		t.Errorf("TLS 1.2 client accepted by default: %v", err)
+	}
+	if err := g.srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	g2 := startGW(t, func(o *Options) { o.AllowTLS12 = true })
+	if err := tls12(g2); err != nil {
+		t.Errorf("TLS 1.2 client with AllowTLS12: %v", err)
+	}
+}
