@@ -73,11 +73,23 @@ const (
 // (an integrity failure on read) and request outcomes for metrics.
 type Events interface {
 	Integrity(bucket, key string, err error)
+	// Request is called when an operation's handler returns (a GET's body
+	// is sent after that).
+	Request(op string, start time.Time, err error)
+	Received(n int64) // body bytes of a stored object
+	Sent(n int64)     // body bytes sent to a client
 }
 
 type noEvents struct{}
 
-func (noEvents) Integrity(string, string, error) {}
+func (noEvents) Integrity(string, string, error)  {}
+func (noEvents) Request(string, time.Time, error) {}
+func (noEvents) Received(int64)                   {}
+func (noEvents) Sent(int64)                       {}
+
+// done reports an operation to the events sink; methods defer it with
+// their named error result.
+func (b *Backend) done(op string, start time.Time, err *error) { b.events.Request(op, start, *err) }
 
 // NewBackend returns the backend for r; ev may be nil.
 func NewBackend(r *repo.Repo, a Access, ev Events) *Backend {
@@ -86,6 +98,11 @@ func NewBackend(r *repo.Repo, a Access, ev Events) *Backend {
 	}
 	return &Backend{repo: r, access: a, events: ev}
 }
+
+var (
+	_ backend.Backend = (*Backend)(nil)
+	_ Events          = (*Metrics)(nil)
+)
 
 func (b *Backend) String() string { return "holdfast" }
 
@@ -193,7 +210,8 @@ func (b *Backend) GetBucketVersioning(ctx context.Context, bucket string) (s3res
 	return s3response.GetBucketVersioningOutput{}, b.visible(ctx, bucket)
 }
 
-func (b *Backend) ListBuckets(ctx context.Context, in s3response.ListBucketsInput) (s3response.ListAllMyBucketsResult, error) {
+func (b *Backend) ListBuckets(ctx context.Context, in s3response.ListBucketsInput) (_ s3response.ListAllMyBucketsResult, err error) {
+	defer b.done("ListBuckets", time.Now(), &err)
 	bs, err := b.repo.Buckets(detached(ctx))
 	if err != nil {
 		return s3response.ListAllMyBucketsResult{}, s3Error(err, true)
@@ -213,14 +231,16 @@ func (b *Backend) ListBuckets(ctx context.Context, in s3response.ListBucketsInpu
 	return out, nil
 }
 
-func (b *Backend) HeadBucket(ctx context.Context, in *s3.HeadBucketInput) (*s3.HeadBucketOutput, error) {
+func (b *Backend) HeadBucket(ctx context.Context, in *s3.HeadBucketInput) (_ *s3.HeadBucketOutput, err error) {
+	defer b.done("HeadBucket", time.Now(), &err)
 	if err := b.visible(ctx, str(in.Bucket)); err != nil {
 		return nil, err
 	}
 	return &s3.HeadBucketOutput{}, nil
 }
 
-func (b *Backend) CreateBucket(ctx context.Context, in *s3.CreateBucketInput, _ []byte) error {
+func (b *Backend) CreateBucket(ctx context.Context, in *s3.CreateBucketInput, _ []byte) (err error) {
+	defer b.done("CreateBucket", time.Now(), &err)
 	bucket := str(in.Bucket)
 	if err := b.allowed(ctx, bucket, OpAdmin); err != nil {
 		return err
@@ -234,7 +254,8 @@ func (b *Backend) CreateBucket(ctx context.Context, in *s3.CreateBucketInput, _ 
 	return nil
 }
 
-func (b *Backend) DeleteBucket(ctx context.Context, bucket string) error {
+func (b *Backend) DeleteBucket(ctx context.Context, bucket string) (err error) {
+	defer b.done("DeleteBucket", time.Now(), &err)
 	bucket = strings.Clone(bucket)
 	if err := b.allowed(ctx, bucket, OpAdmin); err != nil {
 		return err
@@ -315,7 +336,8 @@ func checksumReader(r io.Reader, in s3response.PutObjectInput) (io.Reader, error
 	return r, nil
 }
 
-func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (s3response.PutObjectOutput, error) {
+func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (_ s3response.PutObjectOutput, err error) {
+	defer b.done("PutObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.PutObjectOutput{}, err
@@ -364,6 +386,7 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	if err != nil {
 		return s3response.PutObjectOutput{}, s3Error(err, false)
 	}
+	b.events.Received(e.Size)
 	return s3response.PutObjectOutput{ETag: etag(e), Size: ptr(e.Size)}, nil
 }
 
@@ -397,7 +420,8 @@ func cloneMeta(m map[string]string) map[string]string {
 	return c
 }
 
-func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (*s3.HeadObjectOutput, error) {
+func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3.HeadObjectOutput, err error) {
+	defer b.done("HeadObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
 		return nil, err
@@ -448,7 +472,8 @@ func fillHeaders(e catalog.Entry, et **string, mod **time.Time, ct **string, met
 	}
 }
 
-func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (*s3.GetObjectOutput, error) {
+func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.GetObjectOutput, err error) {
+	defer b.done("GetObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
 		return nil, err
@@ -562,7 +587,13 @@ type objectBody struct {
 	bucket, key string
 }
 
-func (o *objectBody) Read(p []byte) (int, error) { return o.rc.Read(p) }
+func (o *objectBody) Read(p []byte) (int, error) {
+	n, err := o.rc.Read(p)
+	if n > 0 {
+		o.b.events.Sent(int64(n))
+	}
+	return n, err
+}
 
 func (o *objectBody) Close() error {
 	err := o.rc.Close()
@@ -577,7 +608,8 @@ func (b *Backend) integrity(bucket, key string, err error) {
 	}
 }
 
-func (b *Backend) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput) (*s3.DeleteObjectOutput, error) {
+func (b *Backend) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput) (_ *s3.DeleteObjectOutput, err error) {
+	defer b.done("DeleteObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpDelete); err != nil {
 		return nil, err
@@ -600,7 +632,8 @@ func (b *Backend) deleteObject(ctx context.Context, bucket, key string) error {
 	return nil
 }
 
-func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) (s3response.DeleteResult, error) {
+func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) (_ s3response.DeleteResult, err error) {
+	defer b.done("DeleteObjects", time.Now(), &err)
 	bucket := str(in.Bucket)
 	if err := b.allowed(ctx, bucket, OpDelete); err != nil {
 		return s3response.DeleteResult{}, err
@@ -627,7 +660,8 @@ func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) 
 
 // CopyObject re-encrypts: the source is read and authenticated here and
 // written as a new object under a new data key. The provider never copies.
-func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput) (s3response.CopyObjectOutput, error) {
+func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput) (_ s3response.CopyObjectOutput, err error) {
+	defer b.done("CopyObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.CopyObjectOutput{}, err
@@ -738,7 +772,8 @@ func (b *Backend) list(ctx context.Context, bucket, prefix, delim, startAfter st
 	}
 }
 
-func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) (s3response.ListObjectsV2Result, error) {
+func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) (_ s3response.ListObjectsV2Result, err error) {
+	defer b.done("ListObjectsV2", time.Now(), &err)
 	bucket := str(in.Bucket)
 	if err := b.allowed(ctx, bucket, OpList); err != nil {
 		return s3response.ListObjectsV2Result{}, err
@@ -787,7 +822,8 @@ func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) 
 	return out, nil
 }
 
-func (b *Backend) ListObjects(ctx context.Context, in *s3.ListObjectsInput) (s3response.ListObjectsResult, error) {
+func (b *Backend) ListObjects(ctx context.Context, in *s3.ListObjectsInput) (_ s3response.ListObjectsResult, err error) {
+	defer b.done("ListObjects", time.Now(), &err)
 	bucket := str(in.Bucket)
 	if err := b.allowed(ctx, bucket, OpList); err != nil {
 		return s3response.ListObjectsResult{}, err

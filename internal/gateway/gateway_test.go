@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -151,6 +152,11 @@ type gw struct {
 
 func startGW(t *testing.T, mod func(*Options)) *gw {
 	t.Helper()
+	return startGWWith(t, mod, nil)
+}
+
+func startGWWith(t *testing.T, mod func(*Options), ev Events) *gw {
+	t.Helper()
 	d := t.TempDir()
 	ctx := context.Background()
 	g := &gw{t: t, store: filepath.Join(d, "store"), acc: &testAccess{keys: defaultKeys()}}
@@ -171,7 +177,7 @@ func startGW(t *testing.T, mod func(*Options)) *gw {
 	if mod != nil {
 		mod(&opts)
 	}
-	srv, err := Start(ctx, NewBackend(r, g.acc, nil), opts)
+	srv, err := Start(ctx, NewBackend(r, g.acc, ev), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +202,7 @@ func (g *gw) client(id, secret string, tlsCfg *tls.Config) *s3.Client {
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
 	return s3.New(s3.Options{
 		BaseEndpoint: aws.String(g.url), Region: "us-east-1", UsePathStyle: true, HTTPClient: hc,
+		RetryMaxAttempts: 1, // each request once: what the gateway answers, not what a retry gets
 		Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""),
 	})
 }
@@ -576,4 +583,90 @@ func TestTLSVersions(t *testing.T) {
 	if err := tls12(g2); err != nil {
 		t.Errorf("TLS 1.2 client with AllowTLS12: %v", err)
 	}
+}
+
+// The ops listener: health, readiness (with a failing control) and
+// metrics that count operations, bytes and integrity failures.
+func TestOpsAndMetrics(t *testing.T) {
+	m := NewMetrics(nil)
+	g := startGWWith(t, nil, m)
+	ctx := context.Background()
+	var notReady atomic.Bool
+	addr, err := OpsServer(ctx, "127.0.0.1:0", m, func() error {
+		if notReady.Load() {
+			return errors.New("keys sealed")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr.String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := fetch("/healthz"); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+	if code, _ := fetch("/readyz"); code != 200 {
+		t.Errorf("/readyz while ready: %d", code)
+	}
+	notReady.Store(true)
+	if code, body := fetch("/readyz"); code != 503 || !strings.Contains(body, "keys sealed") {
+		t.Errorf("/readyz while not ready: %d %q", code, body)
+	}
+	c := g.admin()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("metrics")}); err != nil {
+		t.Fatal(err)
+	}
+	data := random(t, 100000)
+	if _, err := put(t, c, "metrics", "k", data, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := get(c, "metrics", "k", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := get(c, "metrics", "missing", ""); errCode(err) != "NoSuchKey" {
+		t.Fatal(err)
+	}
+	e, err := g.r.Stat(ctx, "metrics", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := format.StoreName(e.ObjectID)
+	if err := os.WriteFile(filepath.Join(g.store, name[:2], name), random(t, int(e.StoredLen)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := get(c, "metrics", "k", ""); errCode(err) != "InternalError" {
+		t.Fatalf("get of a replaced object: %v", err)
+	}
+	_, body := fetch("/metrics")
+	for _, want := range []string{
+		`holdfast_gateway_requests_total{code="ok",op="PutObject"} 1`,
+		`holdfast_gateway_requests_total{code="ok",op="GetObject"} 1`,
+		`holdfast_gateway_requests_total{code="NoSuchKey",op="GetObject"} 1`,
+		`holdfast_gateway_requests_total{code="InternalError",op="GetObject"} 1`,
+		`holdfast_gateway_received_bytes_total 100000`,
+		`holdfast_gateway_sent_bytes_total 100000`,
+		`holdfast_gateway_integrity_failures_total 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(body, "holdfast_"))
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
