@@ -74,22 +74,26 @@ const (
 type Events interface {
 	Integrity(bucket, key string, err error)
 	// Request is called when an operation's handler returns (a GET's body
-	// is sent after that).
-	Request(op string, start time.Time, err error)
+	// is sent after that), with the front end's request id and the access
+	// key id (never a secret).
+	Request(op, requestID, key string, start time.Time, err error)
 	Received(n int64) // body bytes of a stored object
 	Sent(n int64)     // body bytes sent to a client
 }
 
 type noEvents struct{}
 
-func (noEvents) Integrity(string, string, error)  {}
-func (noEvents) Request(string, time.Time, error) {}
-func (noEvents) Received(int64)                   {}
-func (noEvents) Sent(int64)                       {}
+func (noEvents) Integrity(string, string, error)                  {}
+func (noEvents) Request(string, string, string, time.Time, error) {}
+func (noEvents) Received(int64)                                   {}
+func (noEvents) Sent(int64)                                       {}
 
 // done reports an operation to the events sink; methods defer it with
 // their named error result.
-func (b *Backend) done(op string, start time.Time, err *error) { b.events.Request(op, start, *err) }
+func (b *Backend) done(ctx context.Context, op string, start time.Time, err *error) {
+	id, _ := ctx.Value("request-id").(string)
+	b.events.Request(op, id, account(ctx).Access, start, *err)
+}
 
 // NewBackend returns the backend for r; ev may be nil.
 func NewBackend(r *repo.Repo, a Access, ev Events) *Backend {
@@ -211,7 +215,7 @@ func (b *Backend) GetBucketVersioning(ctx context.Context, bucket string) (s3res
 }
 
 func (b *Backend) ListBuckets(ctx context.Context, in s3response.ListBucketsInput) (_ s3response.ListAllMyBucketsResult, err error) {
-	defer b.done("ListBuckets", time.Now(), &err)
+	defer b.done(ctx, "ListBuckets", time.Now(), &err)
 	bs, err := b.repo.Buckets(detached(ctx))
 	if err != nil {
 		return s3response.ListAllMyBucketsResult{}, s3Error(err, true)
@@ -232,7 +236,7 @@ func (b *Backend) ListBuckets(ctx context.Context, in s3response.ListBucketsInpu
 }
 
 func (b *Backend) HeadBucket(ctx context.Context, in *s3.HeadBucketInput) (_ *s3.HeadBucketOutput, err error) {
-	defer b.done("HeadBucket", time.Now(), &err)
+	defer b.done(ctx, "HeadBucket", time.Now(), &err)
 	if err := b.visible(ctx, str(in.Bucket)); err != nil {
 		return nil, err
 	}
@@ -240,7 +244,7 @@ func (b *Backend) HeadBucket(ctx context.Context, in *s3.HeadBucketInput) (_ *s3
 }
 
 func (b *Backend) CreateBucket(ctx context.Context, in *s3.CreateBucketInput, _ []byte) (err error) {
-	defer b.done("CreateBucket", time.Now(), &err)
+	defer b.done(ctx, "CreateBucket", time.Now(), &err)
 	bucket := str(in.Bucket)
 	if err := b.allowed(ctx, bucket, OpAdmin); err != nil {
 		return err
@@ -255,7 +259,7 @@ func (b *Backend) CreateBucket(ctx context.Context, in *s3.CreateBucketInput, _ 
 }
 
 func (b *Backend) DeleteBucket(ctx context.Context, bucket string) (err error) {
-	defer b.done("DeleteBucket", time.Now(), &err)
+	defer b.done(ctx, "DeleteBucket", time.Now(), &err)
 	bucket = strings.Clone(bucket)
 	if err := b.allowed(ctx, bucket, OpAdmin); err != nil {
 		return err
@@ -337,7 +341,7 @@ func checksumReader(r io.Reader, in s3response.PutObjectInput) (io.Reader, error
 }
 
 func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (_ s3response.PutObjectOutput, err error) {
-	defer b.done("PutObject", time.Now(), &err)
+	defer b.done(ctx, "PutObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.PutObjectOutput{}, err
@@ -421,7 +425,7 @@ func cloneMeta(m map[string]string) map[string]string {
 }
 
 func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3.HeadObjectOutput, err error) {
-	defer b.done("HeadObject", time.Now(), &err)
+	defer b.done(ctx, "HeadObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
 		return nil, err
@@ -473,7 +477,7 @@ func fillHeaders(e catalog.Entry, et **string, mod **time.Time, ct **string, met
 }
 
 func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.GetObjectOutput, err error) {
-	defer b.done("GetObject", time.Now(), &err)
+	defer b.done(ctx, "GetObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
 		return nil, err
@@ -609,7 +613,7 @@ func (b *Backend) integrity(bucket, key string, err error) {
 }
 
 func (b *Backend) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput) (_ *s3.DeleteObjectOutput, err error) {
-	defer b.done("DeleteObject", time.Now(), &err)
+	defer b.done(ctx, "DeleteObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpDelete); err != nil {
 		return nil, err
@@ -633,7 +637,7 @@ func (b *Backend) deleteObject(ctx context.Context, bucket, key string) error {
 }
 
 func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) (_ s3response.DeleteResult, err error) {
-	defer b.done("DeleteObjects", time.Now(), &err)
+	defer b.done(ctx, "DeleteObjects", time.Now(), &err)
 	bucket := str(in.Bucket)
 	if err := b.allowed(ctx, bucket, OpDelete); err != nil {
 		return s3response.DeleteResult{}, err
@@ -661,7 +665,7 @@ func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) 
 // CopyObject re-encrypts: the source is read and authenticated here and
 // written as a new object under a new data key. The provider never copies.
 func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput) (_ s3response.CopyObjectOutput, err error) {
-	defer b.done("CopyObject", time.Now(), &err)
+	defer b.done(ctx, "CopyObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.CopyObjectOutput{}, err
@@ -773,7 +777,7 @@ func (b *Backend) list(ctx context.Context, bucket, prefix, delim, startAfter st
 }
 
 func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) (_ s3response.ListObjectsV2Result, err error) {
-	defer b.done("ListObjectsV2", time.Now(), &err)
+	defer b.done(ctx, "ListObjectsV2", time.Now(), &err)
 	bucket := str(in.Bucket)
 	if err := b.allowed(ctx, bucket, OpList); err != nil {
 		return s3response.ListObjectsV2Result{}, err
@@ -823,7 +827,7 @@ func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) 
 }
 
 func (b *Backend) ListObjects(ctx context.Context, in *s3.ListObjectsInput) (_ s3response.ListObjectsResult, err error) {
-	defer b.done("ListObjects", time.Now(), &err)
+	defer b.done(ctx, "ListObjects", time.Now(), &err)
 	bucket := str(in.Bucket)
 	if err := b.allowed(ctx, bucket, OpList); err != nil {
 		return s3response.ListObjectsResult{}, err

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -23,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"github.com/versity/versitygw/auth"
 
 	"github.com/holdfast/holdfast/internal/format"
@@ -203,7 +206,7 @@ func (g *gw) client(id, secret string, tlsCfg *tls.Config) *s3.Client {
 	return s3.New(s3.Options{
 		BaseEndpoint: aws.String(g.url), Region: "us-east-1", UsePathStyle: true, HTTPClient: hc,
 		RetryMaxAttempts: 1, // each request once: what the gateway answers, not what a retry gets
-		Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""),
+		Credentials:      credentials.NewStaticCredentialsProvider(id, secret, ""),
 	})
 }
 
@@ -669,4 +672,83 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// The periodic sample check finds a deleted and an altered object, counts
+// them, and reports nothing on the same objects before the damage.
+func TestSampler(t *testing.T) {
+	d := t.TempDir()
+	ctx := context.Background()
+	store := filepath.Join(d, "store")
+	r, err := repo.Init(ctx, repo.InitOptions{Home: filepath.Join(d, "home"), StorePath: store,
+		Passphrase: []byte("sampler test"), KDF: keyring.Calibrate(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := range 6 {
+		if _, err := r.Put(ctx, "data", fmt.Sprint("k", i), bytes.NewReader(random(t, 70000+i)), repo.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := NewMetrics(nil)
+	s := &Sampler{Repo: r, Count: 100, Metrics: m}
+	if n, bad, err := s.Round(ctx); err != nil || n != 6 || bad != 0 {
+		t.Fatalf("clean round: %d checked, %d damaged, %v", n, bad, err)
+	}
+	path := func(key string) string {
+		e, err := r.Stat(ctx, "data", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := format.StoreName(e.ObjectID)
+		return filepath.Join(store, name[:2], name)
+	}
+	if err := os.Remove(path("k1")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path("k2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x80
+	if err := os.WriteFile(path("k2"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, bad, err := s.Round(ctx); err != nil || n != 6 || bad != 2 {
+		t.Fatalf("round after damage: %d checked, %d damaged, %v", n, bad, err)
+	}
+	var out strings.Builder
+	if err := testutilGather(m, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`holdfast_gateway_sample_checks_total{status="ok"} 10`,
+		`holdfast_gateway_sample_checks_total{status="missing"} 1`, `holdfast_gateway_sample_checks_total{status="altered"} 1`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(out.String(), "sample"))
+		}
+	}
+	// A sample smaller than the catalog picks that many.
+	s.Count = 2
+	if n, _, err := s.Round(ctx); err != nil || n != 2 {
+		t.Fatalf("a round of 2: %d checked, %v", n, err)
+	}
+}
+
+func testutilGather(m *Metrics, w io.Writer) error {
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		return err
+	}
+	for _, mf := range mfs {
+		if err := writeText(w, mf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeText(w io.Writer, mf *dto.MetricFamily) error {
+	_, err := expfmt.MetricFamilyToText(w, mf)
+	return err
 }

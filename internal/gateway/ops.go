@@ -65,18 +65,26 @@ func (m *Metrics) Integrity(bucket, key string, err error) {
 	m.log.Error("integrity failure: a stored object failed authentication", "bucket", bucket, "key", key, "error", err.Error())
 }
 
-// Request implements Events.
-func (m *Metrics) Request(op string, start time.Time, err error) {
-	code := "ok"
+// Request implements Events: it counts the operation and logs it (at
+// debug level when it succeeded, info when the client erred, error for
+// the gateway's own failures). Object names are not logged.
+func (m *Metrics) Request(op, requestID, key string, start time.Time, err error) {
+	d := time.Since(start)
+	code, level := "ok", slog.LevelDebug
 	if err != nil {
-		code = "InternalError"
+		code, level = "InternalError", slog.LevelError
 		var ae s3err.APIError
 		if errors.As(err, &ae) {
 			code = ae.Code
+			if ae.HTTPStatusCode < 500 {
+				level = slog.LevelInfo
+			}
 		}
 	}
 	m.requests.WithLabelValues(op, code).Inc()
-	m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	m.latency.WithLabelValues(op).Observe(d.Seconds())
+	m.log.Log(context.Background(), level, "request", "op", op, "code", code, "request_id", requestID,
+		"access_key", key, "ms", float64(d.Microseconds())/1000)
 }
 
 // Received and Sent implement Events.
