@@ -207,6 +207,10 @@ type bkRef struct {
 // ID returns the repository id.
 func (r *Repo) ID() keys.ID { return r.id }
 
+// KeySource is the source of the repository's root keys (the keyring),
+// for what else the root keys protect (the gateway's access table).
+func (r *Repo) KeySource() keys.Source { return r.src }
+
 // Store returns the repository's store (for verify and tests).
 func (r *Repo) Store() store.Store { return r.st }
 
