@@ -66,6 +66,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 		e.initCmd(), e.putCmd(), e.getCmd(), e.catCmd(), e.lsCmd(), e.rmCmd(), e.statCmd(),
 		e.verifyCmd(), e.recoverCmd(), e.syncCmd(), e.backupCmd(), e.postureCmd(),
 		e.unlockCmd(), e.lockCmd(),
+		e.accessCmd(),
+		e.serveCmd(),
 	)
 	err := root.ExecuteContext(ctx)
 	if err != nil && isCobraUsage(err) {

@@ -56,6 +56,9 @@ type Access interface {
 	// MayOverwrite reports whether key may replace an existing object in
 	// bucket (false for inbox keys).
 	MayOverwrite(key, bucket string) bool
+	// Visible reports whether bucket shows in key's ListBuckets (not for
+	// an inbox key, which may only put into it).
+	Visible(key, bucket string) bool
 }
 
 // Op is a kind of request, for Access.Allowed.
@@ -226,7 +229,7 @@ func (b *Backend) ListBuckets(ctx context.Context, in s3response.ListBucketsInpu
 		if !strings.HasPrefix(bk.Name, in.Prefix) {
 			continue
 		}
-		if a.Access != b.owner && !b.anyGrant(a.Access, bk.Name) {
+		if a.Access != b.owner && !b.access.Visible(a.Access, bk.Name) {
 			continue
 		}
 		out.Buckets.Bucket = append(out.Buckets.Bucket, s3response.ListAllMyBucketsEntry{Name: bk.Name, CreationDate: bk.Created})
@@ -382,7 +385,7 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	// that fills it in when the body is done, before the repository
 	// commits (it commits only after reading to EOF).
 	attrs := map[string]string{
-		attrContentEncoding: str(in.ContentEncoding), attrContentDisposition: str(in.ContentDisposition),
+		attrContentEncoding: contentEncoding(str(in.ContentEncoding)), attrContentDisposition: str(in.ContentDisposition),
 		attrContentLanguage: str(in.ContentLanguage), attrCacheControl: str(in.CacheControl), attrExpires: str(in.Expires),
 	}
 	src := &etagAtEOF{r: br, attrs: attrs}
@@ -392,6 +395,18 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	}
 	b.events.Received(e.Size)
 	return s3response.PutObjectOutput{ETag: etag(e), Size: ptr(e.Size)}, nil
+}
+
+// contentEncoding drops "aws-chunked", which describes how the request
+// body was sent, not the object (as S3 does).
+func contentEncoding(v string) string {
+	var keep []string
+	for _, t := range strings.Split(v, ",") {
+		if t = strings.TrimSpace(t); t != "" && !strings.EqualFold(t, "aws-chunked") {
+			keep = append(keep, t)
+		}
+	}
+	return strings.Join(keep, ",")
 }
 
 func (b *Backend) mayOverwrite(ctx context.Context, bucket string) bool {

@@ -78,6 +78,11 @@ func (a *testAccess) Allowed(id, bucket string, op Op) bool {
 	return false
 }
 
+func (a *testAccess) Visible(id, bucket string) bool {
+	k, ok := a.find(id)
+	return ok && !k.inbox && (a.Allowed(id, bucket, OpRead) || a.Allowed(id, bucket, OpList) || a.Allowed(id, bucket, OpAdmin))
+}
+
 func (a *testAccess) MayOverwrite(id, bucket string) bool {
 	k, ok := a.find(id)
 	return ok && !k.inbox && a.Allowed(id, bucket, OpWrite)
@@ -751,4 +756,12 @@ func testutilGather(m *Metrics, w io.Writer) error {
 func writeText(w io.Writer, mf *dto.MetricFamily) error {
 	_, err := expfmt.MetricFamilyToText(w, mf)
 	return err
+}
+
+func TestContentEncoding(t *testing.T) {
+	for in, want := range map[string]string{"": "", "aws-chunked": "", "gzip": "gzip", "aws-chunked,gzip": "gzip", "gzip, AWS-Chunked, br": "gzip,br"} {
+		if got := contentEncoding(in); got != want {
+			t.Errorf("contentEncoding(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -67,6 +67,11 @@ const (
 	PurposeDataKey   Purpose = 1 // an object's data key under a bucket key
 	PurposeBucketKey Purpose = 2 // a bucket key under a root key
 	PurposeSystemKey Purpose = 3 // a system object's data key under a root key
+	// PurposeAccessTable: the key that seals the S3 gateway's access-key
+	// secrets (internal/access), under a root key. Its AD names the
+	// repository, the root key version and the table key's version
+	// (KeyVersion); bucket and object ids are zero.
+	PurposeAccessTable Purpose = 4
 )
 
 // ID is a random 128-bit identifier (repository, bucket, object).

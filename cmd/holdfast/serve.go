@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/internal/access"
+	"github.com/holdfast/holdfast/internal/gateway"
+)
+
+// gatewayDir is where serve keeps its certificate, inside the home.
+const gatewayDir = "gateway"
+
+type serveFlags struct {
+	addr, opsAddr            string
+	certFile, keyFile        string
+	clientCA                 string
+	allowTLS12, insecureHTTP bool
+	region                   string
+	maxConns, maxReqs        int
+	logFormat, logLevel      string
+	sampleEvery              time.Duration
+	sampleCount              int
+}
+
+func (e *env) serveCmd() *cobra.Command {
+	var f serveFlags
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the repository over an S3-compatible HTTPS endpoint",
+		Long: `serve runs an S3-compatible endpoint (TLS 1.3) in front of the repository:
+point any S3 client at it, and what reaches the store is ciphertext. Access
+keys come from 'holdfast access'; on the first run with none, serve creates
+an admin key named "default" and prints it once. Without --cert, serve uses a
+self-signed certificate kept in HOME/gateway (made on first run). See
+docs/gateway.md.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error { return e.serve(c.Context(), f) },
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:9000", "address of the S3 endpoint")
+	fl.StringVar(&f.opsAddr, "ops-addr", "127.0.0.1:9001", "address of /healthz, /readyz and /metrics (\"\": none)")
+	fl.StringVar(&f.certFile, "cert", "", "TLS certificate (PEM); default: a self-signed one in HOME/gateway")
+	fl.StringVar(&f.keyFile, "key", "", "TLS private key (PEM) for --cert")
+	fl.StringVar(&f.clientCA, "client-ca", "", "require client certificates issued by these CAs (PEM): mutual TLS")
+	fl.BoolVar(&f.allowTLS12, "allow-tls12", false, "accept TLS 1.2 clients too (TLS 1.3 only by default)")
+	fl.BoolVar(&f.insecureHTTP, "insecure-http", false, "serve plain HTTP (loopback addresses only)")
+	fl.StringVar(&f.region, "region", "us-east-1", "region clients sign requests for")
+	fl.IntVar(&f.maxConns, "max-connections", 256, "most concurrent client connections")
+	fl.IntVar(&f.maxReqs, "max-requests", 128, "most requests in flight; beyond: 503 SlowDown")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug (every request), info, warn or error")
+	fl.DurationVar(&f.sampleEvery, "sample-interval", 10*time.Minute, "how often a random sample of objects is read and authenticated (0: never)")
+	fl.IntVar(&f.sampleCount, "sample-count", 16, "objects per sample check")
+	return c
+}
+
+func (f serveFlags) logger(w *os.File) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch f.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", f.logFormat)
+}
+
+func (e *env) serve(ctx context.Context, f serveFlags) error {
+	log, err := f.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	if (f.certFile == "") != (f.keyFile == "") {
+		return usagef("--cert and --key go together")
+	}
+	if f.insecureHTTP && (f.certFile != "" || f.clientCA != "" || f.allowTLS12) {
+		return usagef("--insecure-http serves no TLS: it excludes --cert, --client-ca and --allow-tls12")
+	}
+	r, err := e.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	tbl, err := access.Open(ctx, r.Catalog(), r.ID(), r.KeySource(), access.Options{Log: log})
+	if err != nil {
+		return err
+	}
+	defer tbl.Close()
+
+	opts := gateway.Options{Addr: f.addr, AllowTLS12: f.allowTLS12, PlainHTTP: f.insecureHTTP, Region: f.region,
+		MaxConnections: f.maxConns, MaxRequests: f.maxReqs, IAM: tbl.IAM(), Logger: log}
+	var certPath, fingerprint string
+	if !f.insecureHTTP {
+		var leaf *x509.Certificate
+		created := false
+		if f.certFile != "" {
+			opts.Certificate, leaf, err = gateway.LoadCert(f.certFile, f.keyFile)
+			certPath = f.certFile
+		} else {
+			dir := filepath.Join(r.Home, gatewayDir)
+			opts.Certificate, leaf, created, err = gateway.LoadOrCreateCert(dir, hostOf(f.addr))
+			certPath = filepath.Join(dir, gateway.CertFile)
+		}
+		if err != nil {
+			return err
+		}
+		fingerprint = gateway.Fingerprint(leaf)
+		if created {
+			log.Info("created a self-signed certificate", "file", certPath, "sha256", fingerprint)
+		}
+		if f.clientCA != "" {
+			pem, err := os.ReadFile(f.clientCA)
+			if err != nil {
+				return err
+			}
+			opts.ClientCAs = x509.NewCertPool()
+			if !opts.ClientCAs.AppendCertsFromPEM(pem) {
+				return usagef("--client-ca %s holds no PEM certificate", f.clientCA)
+			}
+		}
+	}
+
+	// First run at a terminal with no key at all: make an admin key and
+	// show it to the person there, once. Elsewhere (a service, a script)
+	// no secret is printed; 'holdfast access add' makes keys.
+	var first *access.Credentials
+	keys, err := tbl.List(ctx)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 && isTerminal(e.stdout) {
+		if first, _, err = tbl.Add(ctx, access.Spec{Name: "default", Admin: true}); err != nil {
+			return err
+		}
+		defer first.Wipe()
+	}
+
+	m := gateway.NewMetrics(log)
+	srv, err := gateway.Start(ctx, gateway.NewBackend(r, accessAdapter{tbl}, m), opts)
+	if err != nil {
+		return err
+	}
+	var ops net.Addr
+	if f.opsAddr != "" {
+		if ops, err = gateway.OpsServer(ctx, f.opsAddr, m, func() error { return nil }); err != nil {
+			_ = srv.Stop()
+			return err
+		}
+	}
+	if f.sampleEvery > 0 {
+		go (&gateway.Sampler{Repo: r, Interval: f.sampleEvery, Count: f.sampleCount, Metrics: m, Log: log}).Run(ctx)
+	}
+	e.printServing(srv.Addr(), ops, f, certPath, fingerprint, first)
+	log.Info("serving", "addr", srv.Addr().String())
+	err = srv.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// hostOf returns the host of addr for the certificate's names, unless it
+// is a wildcard.
+func hostOf(addr string) []string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil || h == "" || h == "0.0.0.0" || h == "::" {
+		return nil
+	}
+	return []string{h}
+}
+
+// printServing prints what a newcomer needs to use the endpoint.
+func (e *env) printServing(addr, ops net.Addr, f serveFlags, certPath, fingerprint string, first *access.Credentials) {
+	scheme := "https"
+	if f.insecureHTTP {
+		scheme = "http"
+	}
+	url := fmt.Sprintf("%s://%s", scheme, addr)
+	w := e.stdout
+	fmt.Fprintf(w, "holdfast serve: S3 endpoint %s", url)
+	if fingerprint != "" {
+		fmt.Fprintf(w, " (TLS 1.3; certificate SHA-256 %s)", fingerprint)
+	}
+	fmt.Fprintln(w)
+	if ops != nil {
+		fmt.Fprintf(w, "  health and metrics: http://%s/healthz /readyz /metrics\n", ops)
+	}
+	if first != nil {
+		fmt.Fprintf(w, "  created the first access key, \"default\" (admin); its secret is shown only now:\n")
+		fmt.Fprintf(w, "    export AWS_ACCESS_KEY_ID=%s\n", first.ID)
+		fmt.Fprintf(w, "    export AWS_SECRET_ACCESS_KEY=%s\n", first.Secret())
+	} else {
+		fmt.Fprintf(w, "  access keys: holdfast access add / list / revoke (each client needs one)\n")
+	}
+	if certPath != "" {
+		fmt.Fprintf(w, "    export AWS_CA_BUNDLE=%s\n", certPath)
+	}
+	fmt.Fprintf(w, "    aws --endpoint-url %s s3 mb s3://my-bucket\n", url)
+	fmt.Fprintf(w, "  stop with Ctrl-C (in-flight requests finish first)\n")
+}
+
+// accessAdapter answers the gateway's questions from the access table.
+type accessAdapter struct{ t *access.Table }
+
+func (a accessAdapter) BucketPolicy(bucket string) ([]byte, error) { return a.t.BucketPolicy(bucket) }
+func (a accessAdapter) MayOverwrite(key, bucket string) bool       { return a.t.MayOverwrite(key, bucket) }
+func (a accessAdapter) Visible(key, bucket string) bool            { return a.t.Visible(key, bucket) }
+
+func (a accessAdapter) Allowed(key, bucket string, op gateway.Op) bool {
+	switch op {
+	case gateway.OpRead:
+		return a.t.Allowed(key, bucket, access.Read)
+	case gateway.OpWrite:
+		return a.t.MayPut(key, bucket)
+	case gateway.OpList:
+		return a.t.Allowed(key, bucket, access.List)
+	case gateway.OpDelete:
+		return a.t.Allowed(key, bucket, access.Delete)
+	case gateway.OpAdmin:
+		return a.t.IsAdmin(key)
+	}
+	return false
+}
