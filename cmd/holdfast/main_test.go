@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -105,6 +108,7 @@ func TestScriptsS3(t *testing.T) {
 			"s3uploads": cmdS3Uploads,
 			"jsonget":   cmdJSONGet,
 			"s3obj":     cmdS3Obj,
+			"serve":     cmdServe,
 		},
 	})
 }
@@ -289,4 +293,78 @@ func cmdS3Uploads(ts *testscript.TestScript, neg bool, args []string) {
 	for _, u := range out.Uploads {
 		fmt.Fprintf(ts.Stdout(), "upload %s\n", aws.ToString(u.Key))
 	}
+}
+
+// serve [FLAGS...] starts `holdfast serve` in the background on free
+// loopback ports with the script's environment, waits until it prints its
+// endpoint, and sets GW_URL (the S3 endpoint), GW_OPS (the ops address)
+// and GW_CA (its certificate). At the end of the script the server gets
+// SIGTERM and must exit 0.
+func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("serve does not take !")
+	}
+	bin, err := lookPathIn("holdfast", ts.Getenv("PATH"))
+	if err != nil {
+		ts.Fatalf("no holdfast on the script's PATH: %v", err)
+	}
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Dir = ts.Getenv("WORK")
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "HOLDFAST_HOME", "HOLDFAST_PASSPHRASE", "HOLDFAST_POLICY",
+		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CA_BUNDLE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+		"AWS_EC2_METADATA_DISABLED", "AWS_REGION"} {
+		if v := ts.Getenv(k); v != "" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		ts.Fatalf("starting holdfast serve: %v", err)
+	}
+	sc := bufio.NewScanner(out)
+	var url, ops string
+	for sc.Scan() {
+		l := sc.Text()
+		ts.Logf("serve: %s", l)
+		if m := regexp.MustCompile(`S3 endpoint (\S+)`).FindStringSubmatch(l); m != nil {
+			url = m[1]
+		}
+		if m := regexp.MustCompile(`health and metrics: http://(\S+)/healthz`).FindStringSubmatch(l); m != nil {
+			ops = m[1]
+		}
+		if strings.HasPrefix(l, "  stop with") {
+			break
+		}
+	}
+	if url == "" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		ts.Fatalf("holdfast serve printed no endpoint; stderr:\n%s", errb.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	ts.Setenv("GW_URL", url)
+	ts.Setenv("GW_OPS", ops)
+	ts.Setenv("GW_CA", filepath.Join(ts.Getenv("HOLDFAST_HOME"), "gateway", "cert.pem"))
+	ts.Defer(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			ts.Logf("holdfast serve exited: %v; stderr:\n%s", err, errb.String())
+			ts.Fatalf("holdfast serve did not stop cleanly on SIGTERM")
+		}
+	})
+}
+
+func lookPathIn(name, path string) (string, error) {
+	for _, d := range filepath.SplitList(path) {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in %s", name, path)
 }
