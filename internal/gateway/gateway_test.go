@@ -3,21 +3,26 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -763,5 +768,64 @@ func TestContentEncoding(t *testing.T) {
 		if got := contentEncoding(in); got != want {
 			t.Errorf("contentEncoding(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Mutual TLS: with client CAs configured, a client without a certificate,
+// or with one from another CA, is refused; one with a certificate from the
+// configured CA is served.
+func TestMutualTLS(t *testing.T) {
+	ca := func(name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		return c, k
+	}
+	client := func(caCert *x509.Certificate, caKey *ecdsa.PrivateKey) tls.Certificate {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "client"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+	}
+	goodCA, goodKey := ca("clients")
+	otherCA, otherKey := ca("someone else")
+	pool := x509.NewCertPool()
+	pool.AddCert(goodCA)
+	g := startGW(t, func(o *Options) { o.ClientCAs = pool })
+	k := g.acc.keys[0]
+	list := func(cert *tls.Certificate) error {
+		cfg := &tls.Config{RootCAs: g.pool}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		_, err := g.client(k.id, k.secret, cfg).ListBuckets(context.Background(), &s3.ListBucketsInput{})
+		return err
+	}
+	good, other := client(goodCA, goodKey), client(otherCA, otherKey)
+	if err := list(&good); err != nil {
+		t.Fatalf("a client certificate from the configured CA: %v", err)
+	}
+	if err := list(nil); err == nil {
+		t.Error("a client without a certificate was served")
+	}
+	if err := list(&other); err == nil {
+		t.Error("a client certificate from another CA was accepted")
 	}
 }
