@@ -173,6 +173,9 @@ const (
 type Catalog interface {
 	Close() error
 
+	// Multipart uploads in progress (uploads.go).
+	Uploads
+
 	// Meta: small repository-wide values (e.g. "repo-id").
 	GetMeta(ctx context.Context, key string) ([]byte, error) // ErrNotFound
 	SetMeta(ctx context.Context, key string, v []byte) error

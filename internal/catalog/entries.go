@@ -291,50 +291,56 @@ func (c *sqliteCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) 
 		return nil, commitErr(&e, err)
 	}
 	var old *Entry
-	err := c.write(ctx, func(t *txn) error {
-		var bucketOK, known, pinUsed bool
-		var high, current int64
-		if err := t.queryRow(commitState, e.Bucket, e.Key, e.ObjectID[:], e.Pin[:]).Scan(&bucketOK, &high, &current, &known, &pinUsed); err != nil {
-			return err
-		}
-		switch {
-		case !bucketOK:
-			return fmt.Errorf("bucket %q: %w", e.Bucket, ErrNotFound)
-		case e.Version <= uint64(high):
-			return fmt.Errorf("%w: version %d already committed", ErrStaleVersion, high)
-		case known:
-			return fmt.Errorf("object id %x: %w", e.ObjectID, ErrExists)
-		case pinUsed:
-			return fmt.Errorf("pin %x: %w", e.Pin, ErrExists)
-		}
-		if current > 0 {
-			var err error
-			if old, err = t.current(e.Bucket, e.Key); err != nil {
-				return err
-			}
-			if err := t.retire(old, Superseded); err != nil {
-				return err
-			}
-		}
-		if err := affected(t.exec(`DELETE FROM pending WHERE object_id = ?`, e.ObjectID[:])); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return ErrNotPending
-			}
-			return err
-		}
-		if _, err := t.exec(`INSERT INTO objects (`+entryCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, entryArgs(&e)...); err != nil {
-			return exists(err)
-		}
-		if err := t.changed(1); err != nil {
-			return err
-		}
-		return t.reserve(e.Bucket, e.Key, e.Version)
+	err := c.write(ctx, func(t *txn) (err error) {
+		old, err = t.commitPut(&e)
+		return err
 	})
 	if err != nil {
 		return nil, commitErr(&e, err)
 	}
 	return old, nil
+}
+
+// commitPut is CommitPut inside a transaction (a multipart completion
+// commits its upload's removal with it).
+func (t *txn) commitPut(e *Entry) (old *Entry, err error) {
+	var bucketOK, known, pinUsed bool
+	var high, current int64
+	if err := t.queryRow(commitState, e.Bucket, e.Key, e.ObjectID[:], e.Pin[:]).Scan(&bucketOK, &high, &current, &known, &pinUsed); err != nil {
+		return nil, err
+	}
+	switch {
+	case !bucketOK:
+		return nil, fmt.Errorf("bucket %q: %w", e.Bucket, ErrNotFound)
+	case e.Version <= uint64(high):
+		return nil, fmt.Errorf("%w: version %d already committed", ErrStaleVersion, high)
+	case known:
+		return nil, fmt.Errorf("object id %x: %w", e.ObjectID, ErrExists)
+	case pinUsed:
+		return nil, fmt.Errorf("pin %x: %w", e.Pin, ErrExists)
+	}
+	if current > 0 {
+		if old, err = t.current(e.Bucket, e.Key); err != nil {
+			return nil, err
+		}
+		if err := t.retire(old, Superseded); err != nil {
+			return nil, err
+		}
+	}
+	if err := affected(t.exec(`DELETE FROM pending WHERE object_id = ?`, e.ObjectID[:])); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, ErrNotPending
+		}
+		return nil, err
+	}
+	if _, err := t.exec(`INSERT INTO objects (`+entryCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, entryArgs(e)...); err != nil {
+		return nil, exists(err)
+	}
+	if err := t.changed(1); err != nil {
+		return nil, err
+	}
+	return old, t.reserve(e.Bucket, e.Key, e.Version)
 }
 
 func (c *sqliteCatalog) Get(ctx context.Context, bucket, key string) (Entry, error) {

@@ -7,8 +7,13 @@ import (
 )
 
 // schemaVersion is the version of the schema below. A catalog with a higher
-// version is refused (ErrNewerSchema); a lower one would be migrated here.
-const schemaVersion = 1
+// version is refused (ErrNewerSchema); a lower one is migrated by running
+// the steps it lacks.
+const schemaVersion = 2
+
+// schemaSteps[i] takes an empty catalog, or one of version i, to version
+// i+1. Version 2 adds multipart uploads (uploads.go).
+var schemaSteps = [][]string{schemaV1, schemaV2Uploads}
 
 // metaSchemaVersion is the meta row holding the schema version. SetMeta
 // refuses to touch it.
@@ -141,9 +146,11 @@ func (c *sqliteCatalog) initSchema(ctx context.Context) error {
 			return err
 		}
 		if tables == 0 {
-			for _, q := range schemaV1 {
-				if _, err := tx.ExecContext(ctx, q); err != nil {
-					return fmt.Errorf("create schema: %w", err)
+			for _, step := range schemaSteps {
+				for _, q := range step {
+					if _, err := tx.ExecContext(ctx, q); err != nil {
+						return fmt.Errorf("create schema: %w", err)
+					}
 				}
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)`,
@@ -163,7 +170,18 @@ func (c *sqliteCatalog) initSchema(ctx context.Context) error {
 			return fmt.Errorf("%w: file has schema version %d, this program knows up to %d; upgrade holdfast",
 				ErrNewerSchema, n, schemaVersion)
 		}
-		// n == schemaVersion: nothing to migrate yet.
-		return nil
+		if n == schemaVersion {
+			return nil
+		}
+		for _, step := range schemaSteps[n:] {
+			for _, q := range step {
+				if _, err := tx.ExecContext(ctx, q); err != nil {
+					return fmt.Errorf("migrate schema from version %d: %w", n, err)
+				}
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = ?`,
+			[]byte(strconv.Itoa(schemaVersion)), metaSchemaVersion)
+		return err
 	})
 }

@@ -899,6 +899,20 @@ func s3Error(err error, bucketLevel bool) error {
 			Description: fmt.Sprintf("The stored object failed authentication (%s); holdfast refuses to return it.", de.Status)}
 	case errors.Is(err, repo.ErrBucketNotEmpty):
 		return s3err.GetAPIError(s3err.ErrBucketNotEmpty)
+	case errors.Is(err, repo.ErrNoSuchUpload):
+		return s3err.GetAPIError(s3err.ErrNoSuchUpload)
+	case errors.Is(err, repo.ErrInvalidPartOrder):
+		return s3err.GetAPIError(s3err.ErrInvalidPartOrder)
+	case errors.Is(err, repo.ErrInvalidPart):
+		return s3err.GetAPIError(s3err.ErrInvalidPart)
+	case errors.Is(err, repo.ErrEntityTooSmall):
+		return s3err.GetAPIError(s3err.ErrEntityTooSmall)
+	case errors.Is(err, repo.ErrEntityTooLarge):
+		return s3err.GetAPIError(s3err.ErrEntityTooLarge)
+	case errors.Is(err, repo.ErrIncompleteBody):
+		return s3err.GetAPIError(s3err.ErrIncompleteBody)
+	case errors.Is(err, repo.ErrInvalidPartNumber), errors.Is(err, repo.ErrTooManyParts):
+		return s3err.GetAPIError(s3err.ErrInvalidRequest)
 	case errors.Is(err, repo.ErrNotFound) && bucketLevel:
 		return s3err.GetAPIError(s3err.ErrNoSuchBucket)
 	case errors.Is(err, repo.ErrNotFound):

@@ -277,7 +277,9 @@ func roundBlock(n uint64) uint64 {
 func (o *Object) Wipe() { o.d.dek.Wipe() }
 
 type openJob struct {
-	seg int
+	seg    int
+	chunk0 uint64 // the piece's first chunk within its segment
+	final  bool   // the piece ends its segment
 	segBuf
 	err  error
 	done chan struct{}
@@ -286,6 +288,9 @@ type openJob struct {
 // WriteTo decrypts the whole object into w, segments in parallel and in
 // order, then checks the padding. A chunk is written only after its tag
 // verified; a failure stops the output there and returns the error.
+// Segments longer than DefaultSegmentSize (an S3 multipart upload makes
+// one of each part, up to 5 GiB) are opened in pieces of that size, so
+// memory does not depend on how the object was written.
 func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	// One request for everything after the header, so the request does not
 	// reveal where the segments end.
@@ -297,13 +302,13 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 
 	workers := runtime.GOMAXPROCS(0)
 	inflight := workers + 2
-	maxSeg := uint64(0)
+	const pieceChunks = DefaultSegmentSize / format.ChunkSize
+	pieces := uint64(0)
 	for _, s := range o.Manifest.Segments {
-		maxSeg = max(maxSeg, s.Len)
+		pieces += (format.Chunks(s.Len) + pieceChunks - 1) / pieceChunks
 	}
-	// Segments of the default size or less use the sealer's off-heap
-	// buffers, taken as the pipeline needs them.
-	pooled := maxSeg <= DefaultSegmentSize
+	// Pieces use the sealer's off-heap buffers, taken as the pipeline
+	// needs them.
 	free := make(chan *openJob, inflight)
 	jobs := make([]*openJob, inflight)
 	for i := range jobs {
@@ -312,9 +317,9 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	// A multi-segment object takes every buffer it may use at once, so its
 	// memory is the same however fast the store and the writer are.
-	if pooled && len(o.Manifest.Segments) > 1 {
+	if pieces > 1 {
 		for _, j := range jobs {
-			if err := j.take(int(maxSeg)); err != nil {
+			if err := j.take(DefaultSegmentSize); err != nil {
 				for _, j := range jobs {
 					j.give()
 				}
@@ -343,7 +348,7 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 				s := o.Manifest.Segments[j.seg]
 				aead, err := stream.SegmentAEAD(o.d.dek, s.Salt[:])
 				if err == nil {
-					j.pt, err = stream.Open(aead, j.pt[:0], j.ct, s.Len)
+					j.pt, err = openPiece(aead, j.pt[:0], j.ct, j.chunk0, j.final)
 				}
 				if err != nil {
 					err = format.Corrupt(format.LayerChunk, "segment %d: %v", j.seg, err)
@@ -359,33 +364,38 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 		defer close(order)
 		defer close(work)
 		for i, s := range o.Manifest.Segments {
-			var j *openJob
-			select {
-			case j = <-free:
-			case <-stop:
-				return
-			}
-			if j.ct == nil {
-				if err := j.take(int(maxSeg)); err != nil {
+			chunks := format.Chunks(s.Len)
+			for c := uint64(0); c < chunks; c += pieceChunks {
+				var j *openJob
+				select {
+				case j = <-free:
+				case <-stop:
+					return
+				}
+				if j.ct == nil {
+					if err := j.take(DefaultSegmentSize); err != nil {
+						readErr = err
+						return
+					}
+				}
+				n := min(pieceChunks, chunks-c)
+				ptLen := min(n*format.ChunkSize, s.Len-c*format.ChunkSize)
+				j.ct = j.ct[:ptLen+n*format.TagSize]
+				if _, err := io.ReadFull(rc, j.ct); err != nil {
+					if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+						err = format.Corrupt(format.LayerSize, "object truncated in segment %d", i)
+					}
 					readErr = err
 					return
 				}
-			}
-			j.ct = j.ct[:format.SegmentCTLen(s.Len)]
-			if _, err := io.ReadFull(rc, j.ct); err != nil {
-				if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-					err = format.Corrupt(format.LayerSize, "object truncated in segment %d", i)
+				j.seg, j.chunk0, j.final, j.err, j.done = i, c, c+n == chunks, nil, make(chan struct{})
+				select {
+				case order <- j:
+				case <-stop:
+					return
 				}
-				readErr = err
-				return
+				work <- j
 			}
-			j.seg, j.err, j.done = i, nil, make(chan struct{})
-			select {
-			case order <- j:
-			case <-stop:
-				return
-			}
-			work <- j
 		}
 	}()
 	var written int64
@@ -531,6 +541,21 @@ func (r *rangeReader) next() error {
 	r.off = chunkStart + hi
 	r.chunk++
 	return nil
+}
+
+// openPiece authenticates and decrypts consecutive chunks of a segment,
+// the first of them chunk chunk0, appending the plaintext to dst; final
+// says that the last of them ends the segment.
+func openPiece(aead cipher.AEAD, dst, ct []byte, chunk0 uint64, final bool) ([]byte, error) {
+	var err error
+	for i := uint64(0); len(ct) > 0; i++ {
+		n := min(len(ct), format.ChunkCTSize)
+		if dst, err = stream.OpenChunk(aead, dst, ct[:n], chunk0+i, final && n == len(ct)); err != nil {
+			return dst, err
+		}
+		ct = ct[n:]
+	}
+	return dst, nil
 }
 
 func (r *rangeReader) Close() error {

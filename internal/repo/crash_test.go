@@ -36,7 +36,7 @@ var (
 func crashChild() int {
 	defer keyring.SetInsecureTestParamsForTesting()()
 	point := os.Getenv(crashEnv)
-	die := func() { syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} }
+	die := crashSelf
 	hooks := &Hooks{
 		At: func(p string) {
 			if p == point {
@@ -79,6 +79,8 @@ func crashChild() int {
 		err = r.PutMany(ctx, "crash", items, nil)
 	case "backup":
 		_, err = r.Backup(ctx)
+	case "mp-part", "mp-complete":
+		err = crashMultipart(ctx, os.Getenv(crashOpEnv))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -86,6 +88,9 @@ func crashChild() int {
 	}
 	return 0 // the crash point was never reached
 }
+
+// crashSelf kills this process at once.
+func crashSelf() { syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} }
 
 func TestCrashSafety(t *testing.T) {
 	cases := []struct {

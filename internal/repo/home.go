@@ -52,6 +52,8 @@ type Config struct {
 	// Backup is when commands write catalog backups; nil means the
 	// defaults (DefaultBackupConfig). Init writes the defaults out.
 	Backup *BackupConfig `json:"backup,omitempty"`
+	// Uploads tunes multipart uploads; nil means the defaults.
+	Uploads *UploadsConfig `json:"uploads,omitempty"`
 }
 
 // StoreConfig says which store holds the repository. It holds no secret:

@@ -147,6 +147,17 @@ func (r *Repo) Verify(ctx context.Context, o VerifyOptions, report func(Finding)
 		}
 	}
 
+	// Multipart uploads in progress are pending, whether or not the store
+	// shows their object yet.
+	ufs, err := r.uploadFindings(ctx, listed)
+	if err != nil {
+		return sum, err
+	}
+	for _, f := range ufs {
+		sum.Checked++
+		add(f)
+	}
+
 	// What is left in the listing was not written by this catalog.
 	for name := range listed {
 		f := Finding{Kind: "unknown", Name: name, Status: StatusUnknown}
@@ -293,6 +304,13 @@ func (r *Repo) Cleanup(ctx context.Context) (int, error) {
 			return n, err
 		}
 	}
+	// Multipart uploads past their expiry are aborted (one that cannot
+	// reach the store now stays recorded, and is tried again next time).
+	expired, err := r.expireUploads(ctx)
+	if err != nil {
+		return n, err
+	}
+	n += expired
 	// Invisible leftovers of killed uploads (S3 multipart parts), except
 	// those of writes whose process still runs.
 	// A writer records its pending write before it starts an upload, so

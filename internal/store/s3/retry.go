@@ -230,7 +230,11 @@ func (s *Store) addMiddleware(stack *middleware.Stack) error {
 	deadline := middleware.FinalizeMiddlewareFunc("HoldfastDeadline", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 		rs := &reqState{start: time.Now()}
 		dctx, cancel := context.WithCancel(context.WithValue(ctx, reqStateKey{}, rs))
-		t := time.AfterFunc(s.timeout, func() { rs.expired.Store(true); cancel() })
+		timeout := s.timeout
+		if d, ok := ctx.Value(timeoutKey{}).(time.Duration); ok && d > timeout {
+			timeout = d // a long part's upload (parts.go)
+		}
+		t := time.AfterFunc(timeout, func() { rs.expired.Store(true); cancel() })
 		out, md, err := next.HandleFinalize(dctx, in)
 		t.Stop()
 		if err != nil || awsmiddleware.GetOperationName(ctx) != "GetObject" {
@@ -246,7 +250,7 @@ func (s *Store) addMiddleware(stack *middleware.Stack) error {
 		if rs.expired.Load() || errors.As(err, &mae) {
 			detail := fmt.Sprintf("gave up after %s in %s", plural(rs.attempts, "attempt"), time.Since(rs.start).Round(time.Millisecond))
 			if rs.expired.Load() {
-				detail = fmt.Sprintf("no success within the %s deadline (%s)", s.timeout, plural(rs.attempts, "attempt"))
+				detail = fmt.Sprintf("no success within the %s deadline (%s)", timeout, plural(rs.attempts, "attempt"))
 			}
 			err = &unavailableError{detail: detail, last: rs.last}
 		}

@@ -1,0 +1,216 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/versity/versitygw/s3api/utils"
+	"github.com/versity/versitygw/s3err"
+	"github.com/versity/versitygw/s3response"
+
+	"github.com/holdfast/holdfast/internal/repo"
+)
+
+// Multipart uploads map onto the repository's (repo.CreateUpload and
+// friends): each part becomes one segment of the object, sealed as it
+// arrives under a fresh key; completion writes the manifest. Parts may
+// come in any order and be re-sent; a restarted gateway continues an
+// upload, since its state is in the catalog and the store.
+
+func (b *Backend) CreateMultipartUpload(ctx context.Context, in s3response.CreateMultipartUploadInput) (_ s3response.InitiateMultipartUploadResult, err error) {
+	defer b.done(ctx, "CreateMultipartUpload", time.Now(), &err)
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
+		return s3response.InitiateMultipartUploadResult{}, err
+	}
+	if err := b.bucketExists(ctx, bucket); err != nil {
+		return s3response.InitiateMultipartUploadResult{}, err
+	}
+	if err := b.refuseOverwrite(ctx, bucket, key); err != nil {
+		return s3response.InitiateMultipartUploadResult{}, err
+	}
+	attrs := map[string]string{
+		attrContentEncoding: contentEncoding(str(in.ContentEncoding)), attrContentDisposition: str(in.ContentDisposition),
+		attrContentLanguage: str(in.ContentLanguage), attrCacheControl: str(in.CacheControl), attrExpires: str(in.Expires),
+	}
+	id, err := b.repo.CreateUpload(detached(ctx), bucket, key, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs})
+	if err != nil {
+		return s3response.InitiateMultipartUploadResult{}, s3Error(err, false)
+	}
+	return s3response.InitiateMultipartUploadResult{Bucket: bucket, Key: key, UploadId: id}, nil
+}
+
+// refuseOverwrite refuses a key that may not overwrite (an inbox key) an
+// object that exists.
+func (b *Backend) refuseOverwrite(ctx context.Context, bucket, key string) error {
+	if b.mayOverwrite(ctx, bucket) {
+		return nil
+	}
+	_, err := b.repo.Stat(detached(ctx), bucket, key)
+	if err == nil {
+		return s3err.GetAPIError(s3err.ErrAccessDenied)
+	}
+	if errors.Is(err, repo.ErrNotFound) {
+		return nil
+	}
+	return s3Error(err, false)
+}
+
+func (b *Backend) UploadPart(ctx context.Context, in *s3.UploadPartInput) (_ *s3.UploadPartOutput, err error) {
+	defer b.done(ctx, "UploadPart", time.Now(), &err)
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
+		return nil, err
+	}
+	if in.PartNumber == nil || in.ContentLength == nil {
+		return nil, s3err.GetAPIError(s3err.ErrInvalidRequest)
+	}
+	var body io.Reader = in.Body
+	if body == nil {
+		body = strings.NewReader("")
+	}
+	for _, c := range []struct {
+		v *string
+		t utils.HashType
+	}{
+		{in.ChecksumCRC32, utils.HashTypeCRC32}, {in.ChecksumCRC32C, utils.HashTypeCRC32C},
+		{in.ChecksumSHA1, utils.HashTypeSha1}, {in.ChecksumSHA256, utils.HashTypeSha256},
+		{in.ChecksumCRC64NVME, utils.HashTypeCRC64NVME},
+	} {
+		if c.v != nil && *c.v != "" {
+			hr, err := utils.NewHashReader(body, *c.v, c.t)
+			if err != nil {
+				return nil, s3err.GetAPIError(s3err.ErrInvalidChecksumHeader)
+			}
+			body = hr
+		}
+	}
+	p, err := b.repo.PutPart(detached(ctx), bucket, key, str(in.UploadId), int(*in.PartNumber), body, *in.ContentLength)
+	if err != nil {
+		return nil, s3Error(err, false)
+	}
+	b.events.Received(p.Size)
+	return &s3.UploadPartOutput{ETag: ptr(`"` + p.ETag + `"`)}, nil
+}
+
+func (b *Backend) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput) (_ s3response.CompleteMultipartUploadResult, _ string, err error) {
+	defer b.done(ctx, "CompleteMultipartUpload", time.Now(), &err)
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
+		return s3response.CompleteMultipartUploadResult{}, "", err
+	}
+	if err := b.refuseOverwrite(ctx, bucket, key); err != nil {
+		return s3response.CompleteMultipartUploadResult{}, "", err
+	}
+	if in.MultipartUpload == nil || len(in.MultipartUpload.Parts) == 0 {
+		return s3response.CompleteMultipartUploadResult{}, "", s3err.GetAPIError(s3err.ErrMalformedXML)
+	}
+	list := make([]repo.CompletedPart, 0, len(in.MultipartUpload.Parts))
+	for _, p := range in.MultipartUpload.Parts {
+		if p.PartNumber == nil {
+			return s3response.CompleteMultipartUploadResult{}, "", s3err.GetAPIError(s3err.ErrMalformedXML)
+		}
+		list = append(list, repo.CompletedPart{Number: int(*p.PartNumber), ETag: str(p.ETag)})
+	}
+	e, err := b.repo.CompleteUpload(detached(ctx), bucket, key, str(in.UploadId), list)
+	if err != nil {
+		return s3response.CompleteMultipartUploadResult{}, "", s3Error(err, false)
+	}
+	return s3response.CompleteMultipartUploadResult{Bucket: &bucket, Key: &key, ETag: ptr(etag(e))}, "", nil
+}
+
+func (b *Backend) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput) (err error) {
+	defer b.done(ctx, "AbortMultipartUpload", time.Now(), &err)
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
+		return err
+	}
+	return s3Error(b.repo.AbortUpload(detached(ctx), bucket, key, str(in.UploadId)), false)
+}
+
+func (b *Backend) ListParts(ctx context.Context, in *s3.ListPartsInput) (_ s3response.ListPartsResult, err error) {
+	defer b.done(ctx, "ListParts", time.Now(), &err)
+	bucket, key := str(in.Bucket), str(in.Key)
+	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
+		return s3response.ListPartsResult{}, err
+	}
+	ps, err := b.repo.ListParts(detached(ctx), bucket, key, str(in.UploadId))
+	if err != nil {
+		return s3response.ListPartsResult{}, s3Error(err, false)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Number < ps[j].Number })
+	marker := 0
+	if m := str(in.PartNumberMarker); m != "" {
+		for _, c := range m {
+			if c < '0' || c > '9' {
+				return s3response.ListPartsResult{}, s3err.GetAPIError(s3err.ErrInvalidRequest)
+			}
+			marker = marker*10 + int(c-'0')
+			if marker > 10000 {
+				return s3response.ListPartsResult{}, s3err.GetAPIError(s3err.ErrInvalidRequest)
+			}
+		}
+	}
+	maxParts := 1000
+	if in.MaxParts != nil && *in.MaxParts > 0 && *in.MaxParts < 1000 {
+		maxParts = int(*in.MaxParts)
+	}
+	out := s3response.ListPartsResult{Bucket: bucket, Key: key, UploadID: str(in.UploadId), PartNumberMarker: marker, MaxParts: maxParts}
+	for _, p := range ps {
+		if p.Number <= marker {
+			continue
+		}
+		if len(out.Parts) == maxParts {
+			out.IsTruncated = true
+			break
+		}
+		out.Parts = append(out.Parts, s3response.Part{PartNumber: p.Number, LastModified: p.Modified, ETag: `"` + p.ETag + `"`, Size: p.Size})
+		out.NextPartNumberMarker = p.Number
+	}
+	return out, nil
+}
+
+func (b *Backend) ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput) (_ s3response.ListMultipartUploadsResult, err error) {
+	defer b.done(ctx, "ListMultipartUploads", time.Now(), &err)
+	bucket := str(in.Bucket)
+	if err := b.allowed(ctx, bucket, OpList); err != nil {
+		return s3response.ListMultipartUploadsResult{}, err
+	}
+	if err := b.bucketExists(ctx, bucket); err != nil {
+		return s3response.ListMultipartUploadsResult{}, err
+	}
+	prefix := str(in.Prefix)
+	ups, err := b.repo.ListUploads(detached(ctx), bucket, prefix)
+	if err != nil {
+		return s3response.ListMultipartUploadsResult{}, s3Error(err, true)
+	}
+	sort.Slice(ups, func(i, j int) bool {
+		if ups[i].Key != ups[j].Key {
+			return ups[i].Key < ups[j].Key
+		}
+		return ups[i].ID < ups[j].ID
+	})
+	keyMarker, idMarker := str(in.KeyMarker), str(in.UploadIdMarker)
+	maxUploads := 1000
+	if in.MaxUploads != nil && *in.MaxUploads > 0 && *in.MaxUploads < 1000 {
+		maxUploads = int(*in.MaxUploads)
+	}
+	out := s3response.ListMultipartUploadsResult{Bucket: bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIDMarker: idMarker, MaxUploads: maxUploads}
+	for _, u := range ups {
+		if keyMarker != "" && (u.Key < keyMarker || (u.Key == keyMarker && (idMarker == "" || u.ID <= idMarker))) {
+			continue
+		}
+		if len(out.Uploads) == maxUploads {
+			out.IsTruncated = true
+			break
+		}
+		out.Uploads = append(out.Uploads, s3response.Upload{Key: u.Key, UploadID: u.ID, Initiated: u.Initiated})
+		out.NextKeyMarker, out.NextUploadIDMarker = u.Key, u.ID
+	}
+	return out, nil
+}
