@@ -109,6 +109,7 @@ func TestScriptsS3(t *testing.T) {
 			"jsonget":   cmdJSONGet,
 			"s3obj":     cmdS3Obj,
 			"serve":     cmdServe,
+			"s3setmeta": cmdS3SetMeta,
 		},
 	})
 }
