@@ -12,6 +12,10 @@ need_pkgs=()
 /usr/bin/python3 -c 'import argon2' 2>/dev/null || need_pkgs+=(python3-argon2)
 # The AWS CLI plays the provider's console in the S3 script tests.
 [ -x /usr/bin/aws ] || need_pkgs+=(awscli)
+# s3cmd and rclone are, with the AWS CLI, real clients of holdfast serve in
+# the gateway script tests.
+[ -x /usr/bin/s3cmd ] || need_pkgs+=(s3cmd)
+[ -x /usr/bin/rclone ] || need_pkgs+=(rclone)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -94,7 +98,8 @@ for target in \
   ./internal/format:FuzzParseCatalogBackup \
   ./internal/vectors:FuzzReadObject \
   ./internal/keyring:FuzzOpen \
-  ./internal/keyring:FuzzPayload; do
+  ./internal/keyring:FuzzPayload \
+  ./internal/posture:FuzzParse; do
   pkg=${target%%:*}; fn=${target##*:}
   echo "-- $fn ($pkg)"
   fuzz_one "$pkg" "$fn"
