@@ -98,6 +98,10 @@ const (
 	actGetBucketLocation          = "s3:GetBucketLocation"
 	actDeleteObject               = "s3:DeleteObject"
 	actDeleteBucket               = "s3:DeleteBucket"
+	// Answered NotImplemented by the gateway (no CORS, no ACLs), but
+	// clients such as s3cmd's info ask and accept only that answer.
+	actGetBucketCORS = "s3:GetBucketCORS"
+	actGetObjectAcl  = "s3:GetObjectAcl"
 )
 
 // actions returns the policy actions that p (and admin) grant, sorted.
@@ -107,7 +111,7 @@ const (
 func actions(p Perm, admin bool) []string {
 	var a []string
 	if p&Read != 0 {
-		a = append(a, actGetObject, actGetObjectAttributes)
+		a = append(a, actGetObject, actGetObjectAttributes, actGetObjectAcl)
 	}
 	if p&(Write|Inbox) != 0 {
 		a = append(a, actPutObject)
@@ -116,7 +120,7 @@ func actions(p Perm, admin bool) []string {
 		a = append(a, actAbortMultipartUpload, actListMultipartUploadParts)
 	}
 	if p&List != 0 {
-		a = append(a, actListBucket, actListBucketMultipartUploads, actGetBucketLocation)
+		a = append(a, actListBucket, actListBucketMultipartUploads, actGetBucketLocation, actGetBucketCORS)
 	}
 	if p&Delete != 0 {
 		a = append(a, actDeleteObject)

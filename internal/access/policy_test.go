@@ -73,9 +73,9 @@ func TestPolicyWithVersitygw(t *testing.T) {
 	fctx := app.AcquireCtx(&fasthttp.RequestCtx{})
 	defer app.ReleaseCtx(fctx)
 
-	read := []auth.Action{auth.GetObjectAction, auth.GetObjectAttributesAction}
+	read := []auth.Action{auth.GetObjectAction, auth.GetObjectAttributesAction, auth.GetObjectAclAction}
 	write := []auth.Action{auth.PutObjectAction, auth.AbortMultipartUploadAction, auth.ListMultipartUploadPartsAction}
-	list := []auth.Action{auth.ListBucketAction, auth.ListBucketMultipartUploadsAction, auth.GetBucketLocationAction}
+	list := []auth.Action{auth.ListBucketAction, auth.ListBucketMultipartUploadsAction, auth.GetBucketLocationAction, auth.GetBucketCorsAction}
 	del := []auth.Action{auth.DeleteObjectAction}
 	cat := func(ls ...[]auth.Action) []auth.Action { return slices.Concat(ls...) }
 
@@ -204,9 +204,9 @@ func TestPolicyDocument(t *testing.T) {
 		t.Fatalf("policy %s", b)
 	}
 	wantActions := map[string][]string{
-		r.ID:   {"s3:GetObject", "s3:GetObjectAttributes"},
+		r.ID:   {"s3:GetObject", "s3:GetObjectAcl", "s3:GetObjectAttributes"},
 		in.ID:  {"s3:PutObject"},
-		all.ID: {"s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"},
+		all.ID: {"s3:GetBucketCORS", "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"},
 	}
 	for _, s := range doc.Statement {
 		if s.Effect != "Allow" || len(s.Principal) != 1 || len(s.Principal["AWS"]) != 1 {
