@@ -22,6 +22,7 @@ import (
 	"github.com/versity/versitygw/auth"
 	"github.com/versity/versitygw/backend"
 	"github.com/versity/versitygw/embedgw"
+	"github.com/versity/versitygw/s3api"
 	"github.com/versity/versitygw/s3err"
 	"github.com/versity/versitygw/s3response"
 )
@@ -162,6 +163,7 @@ func TestThroughVersitygw(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	const stale = 200 * time.Millisecond
+	clk := useManualClock(t)
 	tb := e.open(t, e.openCatalog(t), Options{MaxStale: stale})
 	cli := e.open(t, e.openCatalog(t), Options{}) // `holdfast access`, elsewhere
 	reader, _ := mustAdd(t, cli, Spec{Name: "reader", Grants: []Grant{{"photos", Read | List}}})
@@ -175,10 +177,12 @@ func TestThroughVersitygw(t *testing.T) {
 	rootAccess, rootSecret := "HFROOT"+randomHex(7), randomHex(20)
 	gctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	ready := make(chan struct{})
 	go func() {
 		done <- embedgw.RunVersityGW(gctx, gatewayBackend{t: tb, buckets: []string{"drop", "photos", "videos"}}, &embedgw.Config{
 			RootUserAccess: rootAccess, RootUserSecret: rootSecret, Ports: []string{addr},
 			MaxConnections: 64, MaxRequests: 64, MultipartMaxParts: 10000, Quiet: true, IAMService: tb.IAM(),
+			S3Options: []s3api.Option{s3api.WithOnListen(func() { close(ready) })},
 		})
 	}()
 	t.Cleanup(func() {
@@ -190,22 +194,10 @@ func TestThroughVersitygw(t *testing.T) {
 		}
 	})
 	endpoint := "http://" + addr
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the gateway stopped: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the gateway did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("the gateway stopped before it was ready: %v", err)
 	}
 
 	client := func(id, secret string) *s3.Client {
@@ -329,7 +321,7 @@ func TestThroughVersitygw(t *testing.T) {
 	if err := cli.Revoke(ctx, reader.ID); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(stale)
+	clk.advance(stale)
 	if _, err := list(client(reader.ID, reader.Secret())); code(err) != "InvalidAccessKeyId" {
 		t.Errorf("revoked key: %v", err)
 	}

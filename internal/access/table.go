@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/catalog"
@@ -108,8 +109,27 @@ type entry struct {
 // epoch gives clock a monotonic reading: wall-clock steps do not move it.
 var epoch = time.Now()
 
-// clock returns the monotonic time since epoch.
-func clock() time.Duration { return time.Since(epoch) }
+// clock returns the monotonic time since epoch, or a test's clock.
+func clock() time.Duration {
+	if c := testClock.Load(); c != nil {
+		return (*c)()
+	}
+	return time.Since(epoch)
+}
+
+var testClock atomic.Pointer[func() time.Duration]
+
+// SetClockForTesting makes every Table read staleness from c instead of
+// the monotonic clock, so that tests move time on instead of sleeping. It
+// returns a function that restores the real clock, and panics outside a
+// test binary.
+func SetClockForTesting(c func() time.Duration) (restore func()) {
+	if !testing.Testing() {
+		panic("access: SetClockForTesting called outside a test binary")
+	}
+	old := testClock.Swap(&c)
+	return func() { testClock.Store(old) }
+}
 
 // fresh reports whether s was confirmed less than MaxStale ago.
 func (t *Table) fresh(s *snapshot) bool {

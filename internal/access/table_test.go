@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -456,6 +457,7 @@ func TestChangesSeenWithinMaxStale(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	const stale = 150 * time.Millisecond
+	clk := useManualClock(t)
 	gw := e.open(t, e.openCatalog(t), Options{MaxStale: stale})
 	cli := e.open(t, e.openCatalog(t), Options{})
 	if resolves(gw, unknownID) {
@@ -463,7 +465,7 @@ func TestChangesSeenWithinMaxStale(t *testing.T) {
 	}
 	v0 := gw.Version()
 	c, _ := mustAdd(t, cli, Spec{Name: "k", Grants: []Grant{{"photos", Read}}})
-	time.Sleep(stale)
+	clk.advance(stale)
 	if !resolves(gw, c.ID) || !gw.Allowed(c.ID, "photos", Read) {
 		t.Fatal("the gateway does not see a key added MaxStale ago")
 	}
@@ -473,7 +475,7 @@ func TestChangesSeenWithinMaxStale(t *testing.T) {
 	if err := cli.Revoke(ctx, c.ID); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(stale)
+	clk.advance(stale)
 	if resolves(gw, c.ID) || gw.Allowed(c.ID, "photos", Read) {
 		t.Fatal("the gateway still accepts a key revoked MaxStale ago")
 	}
@@ -507,6 +509,7 @@ func TestConcurrentUse(t *testing.T) {
 	var readers sync.WaitGroup
 	readers.Add(1)
 	checked := 0
+	passes := make(chan time.Time, 1) // the start of each finished pass, latest only
 	go func() {
 		defer readers.Done()
 		for {
@@ -529,6 +532,11 @@ func TestConcurrentUse(t *testing.T) {
 				}
 			}
 			gw.BucketPolicy("photos")
+			select {
+			case <-passes:
+			default:
+			}
+			passes <- start
 		}
 	}()
 	var wg sync.WaitGroup
@@ -558,7 +566,17 @@ func TestConcurrentUse(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(2 * stale) // let the reader check the last keys too
+	// Let the reader finish a pass begun MaxStale after the last add, so
+	// that it checks the last keys too.
+	end := time.Now()
+	for done := false; !done; {
+		select {
+		case start := <-passes:
+			done = start.Sub(end) >= stale
+		case <-time.After(10 * time.Second):
+			t.Fatal("the reader stopped making passes")
+		}
+	}
 	close(stop)
 	readers.Wait()
 	if checked == 0 {
@@ -667,4 +685,18 @@ func TestIAMReadOnly(t *testing.T) {
 	if err := iam.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// manualClock is a clock for SetClockForTesting that moves only when told.
+type manualClock struct{ now atomic.Int64 }
+
+func (c *manualClock) read() time.Duration     { return time.Duration(c.now.Load()) }
+func (c *manualClock) advance(d time.Duration) { c.now.Add(int64(d)) }
+
+// useManualClock puts the tables on a manual clock for the rest of t.
+func useManualClock(t *testing.T) *manualClock {
+	c := &manualClock{}
+	c.now.Store(int64(time.Hour)) // not zero: a zero check time means never checked
+	t.Cleanup(SetClockForTesting(c.read))
+	return c
 }
