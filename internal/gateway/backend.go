@@ -320,18 +320,17 @@ func (br *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// checksumReader wraps r to verify the x-amz-checksum-* header the client
-// sent, if any (the front end leaves those to the backend).
-func checksumReader(r io.Reader, in s3response.PutObjectInput) (io.Reader, error) {
-	for _, c := range []struct {
-		v *string
-		t utils.HashType
-	}{
-		{in.ChecksumCRC32, utils.HashTypeCRC32}, {in.ChecksumCRC32C, utils.HashTypeCRC32C},
-		{in.ChecksumSHA1, utils.HashTypeSha1}, {in.ChecksumSHA256, utils.HashTypeSha256},
-		{in.ChecksumCRC64NVME, utils.HashTypeCRC64NVME}, {in.ChecksumSHA512, utils.HashTypeSha512},
-		{in.ChecksumMD5, utils.HashTypeMd5},
-	} {
+// checksum is a checksum header the client sent and its algorithm.
+type checksum struct {
+	v *string
+	t utils.HashType
+}
+
+// checksumReader wraps r to verify the x-amz-checksum-* headers the client
+// sent, if any (the front end leaves those to the backend): the last Read
+// fails instead of returning EOF when one does not match.
+func checksumReader(r io.Reader, sums ...checksum) (io.Reader, error) {
+	for _, c := range sums {
 		if c.v != nil && *c.v != "" {
 			hr, err := utils.NewHashReader(r, *c.v, c.t)
 			if err != nil {
@@ -376,7 +375,11 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	if body == nil {
 		body = strings.NewReader("")
 	}
-	body, err = checksumReader(body, in)
+	body, err = checksumReader(body,
+		checksum{in.ChecksumCRC32, utils.HashTypeCRC32}, checksum{in.ChecksumCRC32C, utils.HashTypeCRC32C},
+		checksum{in.ChecksumSHA1, utils.HashTypeSha1}, checksum{in.ChecksumSHA256, utils.HashTypeSha256},
+		checksum{in.ChecksumCRC64NVME, utils.HashTypeCRC64NVME}, checksum{in.ChecksumSHA512, utils.HashTypeSha512},
+		checksum{in.ChecksumMD5, utils.HashTypeMd5})
 	if err != nil {
 		return s3response.PutObjectOutput{}, err
 	}

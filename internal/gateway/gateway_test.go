@@ -10,9 +10,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"math/big"
@@ -903,5 +905,32 @@ func TestMultipart(t *testing.T) {
 	if _, err := c.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String("parts"), Key: aws.String("dropped"), UploadId: cu2.UploadId,
 		PartNumber: aws.Int32(1), Body: bytes.NewReader([]byte("x")), ContentLength: aws.Int64(1)}); errCode(err) != "NoSuchUpload" {
 		t.Errorf("part for an aborted upload: %v", err)
+	}
+}
+
+// A checksum header that does not match the body stores nothing; the same
+// put with the right checksum is stored.
+func TestChecksumHeaders(t *testing.T) {
+	g := startGW(t, nil)
+	ctx := context.Background()
+	c := g.admin()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("sums")}); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("checksummed body")
+	sum := crc32.ChecksumIEEE(data)
+	right := base64.StdEncoding.EncodeToString([]byte{byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)})
+	wrong := base64.StdEncoding.EncodeToString([]byte{byte(sum>>24) ^ 1, byte(sum >> 16), byte(sum >> 8), byte(sum)})
+	if _, err := put(t, c, "sums", "k", data, func(in *s3.PutObjectInput) { in.ChecksumCRC32 = aws.String(wrong) }); err == nil {
+		t.Fatal("a wrong CRC32 header was accepted")
+	}
+	if _, _, err := get(c, "sums", "k", ""); errCode(err) != "NoSuchKey" {
+		t.Fatalf("after the refused put: %v", err)
+	}
+	if _, err := put(t, c, "sums", "k", data, func(in *s3.PutObjectInput) { in.ChecksumCRC32 = aws.String(right) }); err != nil {
+		t.Fatalf("the right CRC32 header: %v", err)
+	}
+	if got, _, err := get(c, "sums", "k", ""); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after the accepted put: %q %v", got, err)
 	}
 }

@@ -74,21 +74,12 @@ func (b *Backend) UploadPart(ctx context.Context, in *s3.UploadPartInput) (_ *s3
 	if body == nil {
 		body = strings.NewReader("")
 	}
-	for _, c := range []struct {
-		v *string
-		t utils.HashType
-	}{
-		{in.ChecksumCRC32, utils.HashTypeCRC32}, {in.ChecksumCRC32C, utils.HashTypeCRC32C},
-		{in.ChecksumSHA1, utils.HashTypeSha1}, {in.ChecksumSHA256, utils.HashTypeSha256},
-		{in.ChecksumCRC64NVME, utils.HashTypeCRC64NVME},
-	} {
-		if c.v != nil && *c.v != "" {
-			hr, err := utils.NewHashReader(body, *c.v, c.t)
-			if err != nil {
-				return nil, s3err.GetAPIError(s3err.ErrInvalidChecksumHeader)
-			}
-			body = hr
-		}
+	body, err = checksumReader(body,
+		checksum{in.ChecksumCRC32, utils.HashTypeCRC32}, checksum{in.ChecksumCRC32C, utils.HashTypeCRC32C},
+		checksum{in.ChecksumSHA1, utils.HashTypeSha1}, checksum{in.ChecksumSHA256, utils.HashTypeSha256},
+		checksum{in.ChecksumCRC64NVME, utils.HashTypeCRC64NVME})
+	if err != nil {
+		return nil, err
 	}
 	p, err := b.repo.PutPart(detached(ctx), bucket, key, str(in.UploadId), int(*in.PartNumber), body, *in.ContentLength)
 	if err != nil {
