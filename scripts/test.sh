@@ -99,7 +99,9 @@ for target in \
   ./internal/vectors:FuzzReadObject \
   ./internal/keyring:FuzzOpen \
   ./internal/keyring:FuzzPayload \
-  ./internal/posture:FuzzParse; do
+  ./internal/posture:FuzzParse \
+  ./internal/access:FuzzDecodeRecord \
+  ./internal/access:FuzzParseGrant; do
   pkg=${target%%:*}; fn=${target##*:}
   echo "-- $fn ($pkg)"
   fuzz_one "$pkg" "$fn"
