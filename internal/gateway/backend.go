@@ -158,6 +158,24 @@ func (b *Backend) visible(ctx context.Context, bucket string) error {
 	return b.bucketExists(ctx, bucket)
 }
 
+// bucketFor checks that the request's key may do op in bucket, and that
+// the bucket exists.
+func (b *Backend) bucketFor(ctx context.Context, bucket string, op Op) error {
+	if err := b.allowed(ctx, bucket, op); err != nil {
+		return err
+	}
+	return b.bucketExists(ctx, bucket)
+}
+
+// headerAttrs are the attributes (repo.PutOptions.Attrs) kept from a
+// request's object headers.
+func headerAttrs(encoding, disposition, language, cacheControl, expires *string) map[string]string {
+	return map[string]string{
+		attrContentEncoding: contentEncoding(str(encoding)), attrContentDisposition: str(disposition),
+		attrContentLanguage: str(language), attrCacheControl: str(cacheControl), attrExpires: str(expires),
+	}
+}
+
 func (b *Backend) bucketExists(ctx context.Context, bucket string) error {
 	if _, err := b.repo.Bucket(detached(ctx), bucket); err != nil {
 		return s3Error(err, true)
@@ -387,10 +405,7 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	// The ETag is the MD5 of the body, known only at its end: a reader
 	// that fills it in when the body is done, before the repository
 	// commits (it commits only after reading to EOF).
-	attrs := map[string]string{
-		attrContentEncoding: contentEncoding(str(in.ContentEncoding)), attrContentDisposition: str(in.ContentDisposition),
-		attrContentLanguage: str(in.ContentLanguage), attrCacheControl: str(in.CacheControl), attrExpires: str(in.Expires),
-	}
+	attrs := headerAttrs(in.ContentEncoding, in.ContentDisposition, in.ContentLanguage, in.CacheControl, in.Expires)
 	src := &etagAtEOF{r: br, attrs: attrs}
 	e, err := b.repo.Put(dctx, bucket, key, src, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs})
 	if err != nil {
@@ -797,10 +812,7 @@ func (b *Backend) list(ctx context.Context, bucket, prefix, delim, startAfter st
 func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) (_ s3response.ListObjectsV2Result, err error) {
 	defer b.done(ctx, "ListObjectsV2", time.Now(), &err)
 	bucket := str(in.Bucket)
-	if err := b.allowed(ctx, bucket, OpList); err != nil {
-		return s3response.ListObjectsV2Result{}, err
-	}
-	if err := b.bucketExists(ctx, bucket); err != nil {
+	if err := b.bucketFor(ctx, bucket, OpList); err != nil {
 		return s3response.ListObjectsV2Result{}, err
 	}
 	prefix, delim := str(in.Prefix), str(in.Delimiter)
@@ -847,10 +859,7 @@ func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) 
 func (b *Backend) ListObjects(ctx context.Context, in *s3.ListObjectsInput) (_ s3response.ListObjectsResult, err error) {
 	defer b.done(ctx, "ListObjects", time.Now(), &err)
 	bucket := str(in.Bucket)
-	if err := b.allowed(ctx, bucket, OpList); err != nil {
-		return s3response.ListObjectsResult{}, err
-	}
-	if err := b.bucketExists(ctx, bucket); err != nil {
+	if err := b.bucketFor(ctx, bucket, OpList); err != nil {
 		return s3response.ListObjectsResult{}, err
 	}
 	prefix, delim, marker := str(in.Prefix), str(in.Delimiter), str(in.Marker)

@@ -25,19 +25,13 @@ import (
 func (b *Backend) CreateMultipartUpload(ctx context.Context, in s3response.CreateMultipartUploadInput) (_ s3response.InitiateMultipartUploadResult, err error) {
 	defer b.done(ctx, "CreateMultipartUpload", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
-	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
-		return s3response.InitiateMultipartUploadResult{}, err
-	}
-	if err := b.bucketExists(ctx, bucket); err != nil {
+	if err := b.bucketFor(ctx, bucket, OpWrite); err != nil {
 		return s3response.InitiateMultipartUploadResult{}, err
 	}
 	if err := b.refuseOverwrite(ctx, bucket, key); err != nil {
 		return s3response.InitiateMultipartUploadResult{}, err
 	}
-	attrs := map[string]string{
-		attrContentEncoding: contentEncoding(str(in.ContentEncoding)), attrContentDisposition: str(in.ContentDisposition),
-		attrContentLanguage: str(in.ContentLanguage), attrCacheControl: str(in.CacheControl), attrExpires: str(in.Expires),
-	}
+	attrs := headerAttrs(in.ContentEncoding, in.ContentDisposition, in.ContentLanguage, in.CacheControl, in.Expires)
 	id, err := b.repo.CreateUpload(detached(ctx), bucket, key, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs})
 	if err != nil {
 		return s3response.InitiateMultipartUploadResult{}, s3Error(err, false)
@@ -169,10 +163,7 @@ func (b *Backend) ListParts(ctx context.Context, in *s3.ListPartsInput) (_ s3res
 func (b *Backend) ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput) (_ s3response.ListMultipartUploadsResult, err error) {
 	defer b.done(ctx, "ListMultipartUploads", time.Now(), &err)
 	bucket := str(in.Bucket)
-	if err := b.allowed(ctx, bucket, OpList); err != nil {
-		return s3response.ListMultipartUploadsResult{}, err
-	}
-	if err := b.bucketExists(ctx, bucket); err != nil {
+	if err := b.bucketFor(ctx, bucket, OpList); err != nil {
 		return s3response.ListMultipartUploadsResult{}, err
 	}
 	prefix := str(in.Prefix)

@@ -249,6 +249,14 @@ func (s *Store) put(ctx context.Context, name string, r io.Reader, size int64) e
 }
 
 func (s *Store) putOpt(ctx context.Context, name string, r io.Reader, size int64, durable bool) error {
+	return s.publish(ctx, name, durable, func(f *os.File) error { return copyBody(ctx, f, r, size) })
+}
+
+// publish makes name hold what fill writes, never visible in part: a new
+// temporary file, filled, synced (when durable), closed and renamed into
+// its fan-out directory, which is then synced (or, not durable, left to
+// Sync).
+func (s *Store) publish(ctx context.Context, name string, durable bool, fill func(f *os.File) error) error {
 	f, err := s.createTemp()
 	if err != nil {
 		return err
@@ -264,7 +272,7 @@ func (s *Store) putOpt(ctx context.Context, name string, r io.Reader, size int64
 		}
 	}()
 
-	if err := copyBody(ctx, f, r, size); err != nil {
+	if err := fill(f); err != nil {
 		return err
 	}
 	if durable {

@@ -216,56 +216,27 @@ func (s *Store) completeParts(ctx context.Context, name, dir string, parts []sto
 		}
 		files[i] = filepath.Join(dir, f)
 	}
-	f, err := s.createTemp()
+	err := s.publish(ctx, name, true, func(f *os.File) error {
+		for i, pf := range files {
+			src, err := os.Open(pf)
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("part %d is gone: %w", parts[i].Number, store.ErrNotExist)
+			}
+			if err != nil {
+				return err
+			}
+			err = copyFromFile(ctx, f, src, math.MaxInt64-1, true)
+			src.Close()
+			if err != nil {
+				return fmt.Errorf("part %d: %w", parts[i].Number, err)
+			}
+		}
+		if err := copyBody(ctx, f, io.NewSectionReader(tail, 0, tailSize), tailSize); err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	tmpPath := f.Name()
-	renamed := false
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-		if !renamed {
-			os.Remove(tmpPath)
-		}
-	}()
-	for i, pf := range files {
-		src, err := os.Open(pf)
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("part %d is gone: %w", parts[i].Number, store.ErrNotExist)
-		}
-		if err != nil {
-			return err
-		}
-		err = copyFromFile(ctx, f, src, math.MaxInt64-1, true)
-		src.Close()
-		if err != nil {
-			return fmt.Errorf("part %d: %w", parts[i].Number, err)
-		}
-	}
-	if err := copyBody(ctx, f, io.NewSectionReader(tail, 0, tailSize), tailSize); err != nil {
-		return fmt.Errorf("tail: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	err = f.Close()
-	f = nil
-	if err != nil {
-		return err
-	}
-	if err := s.ensureFanDir(fanDir(name)); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmpPath, s.objectPath(name)); err != nil {
-		return err
-	}
-	renamed = true
-	if err := syncDir(filepath.Join(s.root, fanDir(name))); err != nil {
 		return err
 	}
 	// The object is durable; the parts are now only garbage.
