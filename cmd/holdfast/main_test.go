@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -15,9 +14,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -96,6 +97,7 @@ func TestScriptsS3(t *testing.T) {
 			e.Setenv("AWS_CONFIG_FILE", os.DevNull)
 			e.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 			e.Values["s3"] = srv
+			e.Values["serve"] = &serveState{}
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -109,6 +111,7 @@ func TestScriptsS3(t *testing.T) {
 			"jsonget":   cmdJSONGet,
 			"s3obj":     cmdS3Obj,
 			"serve":     cmdServe,
+			"servehup":  cmdServeHUP,
 			"s3setmeta": cmdS3SetMeta,
 		},
 	})
@@ -322,10 +325,21 @@ func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
 	if err != nil {
 		ts.Fatalf("%v", err)
 	}
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	st := &serveState{cmd: cmd, changed: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		ts.Fatalf("starting holdfast serve: %v", err)
+	}
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		st.follow(errPipe)
+	}()
+	if v, ok := ts.Value("serve").(*serveState); ok {
+		v.set(st) // a second serve in one script: the newest is the one servehup signals
 	}
 	sc := bufio.NewScanner(out)
 	var url, ops string
@@ -345,7 +359,8 @@ func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
 	if url == "" {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		ts.Fatalf("holdfast serve printed no endpoint; stderr:\n%s", errb.String())
+		<-stderrDone
+		ts.Fatalf("holdfast serve printed no endpoint; stderr:\n%s", st.text())
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	ts.Setenv("GW_URL", url)
@@ -353,11 +368,97 @@ func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("GW_CA", filepath.Join(ts.Getenv("HOLDFAST_HOME"), "gateway", "cert.pem"))
 	ts.Defer(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-stderrDone
 		if err := cmd.Wait(); err != nil {
-			ts.Logf("holdfast serve exited: %v; stderr:\n%s", err, errb.String())
+			ts.Logf("holdfast serve exited: %v; stderr:\n%s", err, st.text())
 			ts.Fatalf("holdfast serve did not stop cleanly on SIGTERM")
 		}
 	})
+}
+
+// serveState follows a running serve's log (its stderr).
+type serveState struct {
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	lines   []string
+	changed chan struct{} // closed and replaced at every new line
+	target  *serveState   // in the script's value: the serve started last
+}
+
+func (s *serveState) set(t *serveState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.target = t
+}
+
+func (s *serveState) current() *serveState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.target
+}
+
+func (s *serveState) follow(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		s.mu.Lock()
+		s.lines = append(s.lines, sc.Text())
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.mu.Unlock()
+	}
+}
+
+func (s *serveState) text() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
+
+// waitLine waits until a log line from index from on matches re.
+func (s *serveState) waitLine(re *regexp.Regexp, from int, timeout <-chan time.Time) (string, bool) {
+	for {
+		s.mu.Lock()
+		for _, l := range s.lines[from:] {
+			if re.MatchString(l) {
+				s.mu.Unlock()
+				return l, true
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timeout:
+			return "", false
+		}
+	}
+}
+
+// servehup REGEXP sends SIGHUP to the running serve (a posture re-check,
+// with the policy read anew) and waits until it logs a line matching
+// REGEXP.
+func cmdServeHUP(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: servehup REGEXP")
+	}
+	v, _ := ts.Value("serve").(*serveState)
+	var st *serveState
+	if v != nil {
+		st = v.current()
+	}
+	if st == nil {
+		ts.Fatalf("servehup: no serve running")
+	}
+	re := regexp.MustCompile(args[0])
+	st.mu.Lock()
+	from := len(st.lines)
+	st.mu.Unlock()
+	ts.Check(st.cmd.Process.Signal(syscall.SIGHUP))
+	l, ok := st.waitLine(re, from, time.After(60*time.Second))
+	if !ok {
+		ts.Fatalf("serve logged no line matching %q after SIGHUP; its log:\n%s", args[0], st.text())
+	}
+	ts.Logf("serve: %s", l)
 }
 
 func lookPathIn(name, path string) (string, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/holdfast/holdfast/internal/access"
 	"github.com/holdfast/holdfast/internal/gateway"
+	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/posture"
+	"github.com/holdfast/holdfast/internal/repo"
 )
 
 // gatewayDir is where serve keeps its certificate, inside the home.
@@ -29,6 +33,7 @@ type serveFlags struct {
 	logFormat, logLevel      string
 	sampleEvery              time.Duration
 	sampleCount              int
+	postureEvery             time.Duration
 }
 
 func (e *env) serveCmd() *cobra.Command {
@@ -60,6 +65,7 @@ docs/gateway.md.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug (every request), info, warn or error")
 	fl.DurationVar(&f.sampleEvery, "sample-interval", 10*time.Minute, "how often a random sample of objects is read and authenticated (0: never)")
 	fl.IntVar(&f.sampleCount, "sample-count", 16, "objects per sample check")
+	fl.DurationVar(&f.postureEvery, "posture-interval", posture.DefaultInterval, "how often the host's posture is checked against the policy (and on every SIGHUP); a failed required check seals the keys")
 	return c
 }
 
@@ -149,25 +155,98 @@ func (e *env) serve(ctx context.Context, f serveFlags) error {
 	}
 
 	m := gateway.NewMetrics(log)
-	srv, err := gateway.Start(ctx, gateway.NewBackend(r, accessAdapter{tbl}, m), opts)
+	be := gateway.NewBackend(r, gateway.TableAccess(tbl), m)
+	guard, err := e.postureGuard(r, tbl, be, f, log)
 	if err != nil {
 		return err
 	}
+	srv, err := gateway.Start(ctx, be, opts)
+	if err != nil {
+		return err
+	}
+	guard.Go(ctx)
 	var ops net.Addr
 	if f.opsAddr != "" {
-		if ops, err = gateway.OpsServer(ctx, f.opsAddr, m, func() error { return nil }); err != nil {
+		ready := func() error {
+			_, err := guard.Sealed()
+			return err
+		}
+		if ops, err = gateway.OpsServer(ctx, f.opsAddr, m, ready); err != nil {
 			_ = srv.Stop()
 			return err
 		}
 	}
 	if f.sampleEvery > 0 {
-		go (&gateway.Sampler{Repo: r, Interval: f.sampleEvery, Count: f.sampleCount, Metrics: m, Log: log}).Run(ctx)
+		go (&gateway.Sampler{Repo: r, Interval: f.sampleEvery, Count: f.sampleCount, Metrics: m, Log: log, Guard: guard}).Run(ctx)
 	}
 	e.printServing(srv.Addr(), ops, f, certPath, fingerprint, first)
 	log.Info("serving", "addr", srv.Addr().String())
 	err = srv.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// postureGuard makes the guard that keeps serve's keys sealed whenever
+// the host's posture fails the policy: it reads the policy anew at each
+// check (edit the policy file, send SIGHUP), seals by wiping every key the
+// process holds, and unseals by opening the keyring again without a
+// person (an unlocked session, --passphrase-file or HOLDFAST_PASSPHRASE).
+// Its first check runs here, with the keys serve has just opened.
+func (e *env) postureGuard(r *repo.Repo, tbl *access.Table, be *gateway.Backend, f serveFlags, log *slog.Logger) (*posture.Guard, error) {
+	if f.postureEvery < 0 {
+		return nil, usagef("--posture-interval must not be negative")
+	}
+	sealer := &gateway.Sealer{Repo: r, Access: tbl, Backend: be, Reopen: e.reopenKeyring(r.Home), Log: log}
+	g := &posture.Guard{
+		Load: func() (*posture.Policy, error) {
+			p, _, err := e.loadPolicy()
+			return p, err
+		},
+		BeginSeal: func(reason error) {
+			log.Warn("posture check failed: sealing the keys; requests in flight are stopped", "reason", reason.Error())
+		},
+		Hup: func(err error) {
+			if err != nil {
+				log.Warn("posture re-checked on SIGHUP: keys stay sealed", "reason", err.Error())
+				return
+			}
+			log.Info("posture re-checked on SIGHUP: the policy is met")
+		},
+		Seal:     sealer.Seal,
+		Unseal:   sealer.Unseal,
+		Interval: f.postureEvery,
+		Notify: func(v posture.Verdict) {
+			if len(v.Warned) > 0 {
+				log.Warn("posture below what the policy recommends; 'holdfast posture' says why", "policy", v.Policy, "checks", judgedList(v.Warned))
+			}
+		},
+	}
+	be.UseGuard(g)
+	if err := g.Recheck(); err != nil {
+		return nil, codeError{exitPosture, err}
+	}
+	return g, nil
+}
+
+// reopenKeyring opens the keyring at home again without asking anyone:
+// from the session, else from the passphrase file or environment serve
+// was started with. A terminal prompt is never shown: nobody may be there.
+func (e *env) reopenKeyring(home string) func() (*keyring.Keyring, error) {
+	return func() (*keyring.Keyring, error) {
+		path := repo.KeyringPath(home)
+		if kr, err := keyring.OpenSession(path); err == nil {
+			return kr, nil
+		}
+		if _, ok := os.LookupEnv(keyring.PassphraseEnv); !ok && e.passFile == "" {
+			return nil, errors.New("no unlocked session (holdfast unlock), passphrase file or " + keyring.PassphraseEnv + " to open the keyring with")
+		}
+		pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile})
+		if err != nil {
+			return nil, err
+		}
+		defer clear(pass)
+		return keyring.Open(path, pass)
+	}
 }
 
 // hostOf returns the host of addr for the certificate's names, unless it
@@ -208,27 +287,4 @@ func (e *env) printServing(addr, ops net.Addr, f serveFlags, certPath, fingerpri
 	}
 	fmt.Fprintf(w, "    aws --endpoint-url %s s3 mb s3://my-bucket\n", url)
 	fmt.Fprintf(w, "  stop with Ctrl-C (in-flight requests finish first)\n")
-}
-
-// accessAdapter answers the gateway's questions from the access table.
-type accessAdapter struct{ t *access.Table }
-
-func (a accessAdapter) BucketPolicy(bucket string) ([]byte, error) { return a.t.BucketPolicy(bucket) }
-func (a accessAdapter) MayOverwrite(key, bucket string) bool       { return a.t.MayOverwrite(key, bucket) }
-func (a accessAdapter) Visible(key, bucket string) bool            { return a.t.Visible(key, bucket) }
-
-func (a accessAdapter) Allowed(key, bucket string, op gateway.Op) bool {
-	switch op {
-	case gateway.OpRead:
-		return a.t.Allowed(key, bucket, access.Read)
-	case gateway.OpWrite:
-		return a.t.MayPut(key, bucket)
-	case gateway.OpList:
-		return a.t.Allowed(key, bucket, access.List)
-	case gateway.OpDelete:
-		return a.t.Allowed(key, bucket, access.Delete)
-	case gateway.OpAdmin:
-		return a.t.IsAdmin(key)
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package access
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 
 	"github.com/versity/versitygw/auth"
@@ -114,6 +115,9 @@ func (i *IAM) DeriveSigningKey(id, sessionToken, date, region, service string) (
 	err = i.t.withSecret(e, func(sec []byte) {
 		key = signingKey(sec, date, region, service)
 	})
+	if errors.Is(err, ErrSealed) {
+		return nil, auth.Account{}, fmt.Errorf("access key %q: %w", id, err)
+	}
 	if err != nil {
 		// The record opened when the table was read; it should now too.
 		i.t.log.Error("access key secret does not open; refusing", "id", id, "err", err)

@@ -81,9 +81,10 @@ type Table struct {
 	maxStale time.Duration
 	log      *slog.Logger
 
-	keyMu sync.RWMutex
-	tkey  secret.Key     // zero until the table has a key
-	trec  tableKeyRecord // the record tkey came from
+	keyMu  sync.RWMutex
+	tkey   secret.Key     // zero until the table has a key
+	trec   tableKeyRecord // the record tkey came from
+	sealed bool           // see Seal; guarded by keyMu
 
 	loadMu sync.Mutex
 	snap   atomic.Pointer[snapshot]
@@ -167,6 +168,28 @@ func (t *Table) Close() {
 	t.tkey = secret.Key{}
 	t.keyMu.Unlock()
 	t.snap.Store(nil)
+}
+
+// ErrSealed: the table's key was wiped by Seal; secrets cannot be opened
+// (no request can be authenticated) until Unseal.
+var ErrSealed = errors.New("access: keys sealed")
+
+// Seal wipes the table key, so that no access secret can be opened, until
+// Unseal gives the table a key source again: what a long-running gateway
+// does when the host's posture fails. Grants and names stay readable.
+func (t *Table) Seal() {
+	t.keyMu.Lock()
+	defer t.keyMu.Unlock()
+	t.tkey.Wipe()
+	t.tkey, t.sealed = secret.Key{}, true
+}
+
+// Unseal lets the table unwrap its key again, under src (the repository's
+// keyring opened anew); the key is unwrapped when next needed.
+func (t *Table) Unseal(src keys.Source) {
+	t.keyMu.Lock()
+	defer t.keyMu.Unlock()
+	t.src, t.sealed = src, false
 }
 
 // Version returns the table version the Table last read; it grows with
@@ -293,6 +316,9 @@ func (t *Table) tableKey(ctx context.Context, create bool) (secret.Key, error) {
 	}
 	if t.closed.Load() {
 		return secret.Key{}, errClosed
+	}
+	if t.sealed {
+		return secret.Key{}, ErrSealed
 	}
 	b, err := t.st.AccessTableKey(ctx)
 	if errors.Is(err, catalog.ErrNotFound) {

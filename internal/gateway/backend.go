@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -22,6 +23,7 @@ import (
 	"github.com/versity/versitygw/s3response"
 
 	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/posture"
 	"github.com/holdfast/holdfast/internal/repo"
 )
 
@@ -44,6 +46,8 @@ type Backend struct {
 	access Access
 	owner  string // the front end's root account: the owner of every bucket
 	events Events
+	guard  *posture.Guard // nil: keys are never sealed (see UseGuard)
+	live   bodies         // GET bodies being sent
 }
 
 // Access is what the backend asks about access keys.
@@ -401,7 +405,7 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	if err != nil {
 		return s3response.PutObjectOutput{}, err
 	}
-	br := &bodyReader{r: body, want: want, md5: md5.New()}
+	br := &bodyReader{r: b.gated(body), want: want, md5: md5.New()}
 	// The ETag is the MD5 of the body, known only at its end: a reader
 	// that fills it in when the body is done, before the repository
 	// commits (it commits only after reading to EOF).
@@ -552,18 +556,20 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 			b.integrity(bucket, key, err)
 			return nil, s3Error(err, false)
 		}
-		body = &objectBody{rc: rc, rd: rd, b: b, bucket: bucket, key: key}
+		body = b.newObjectBody(rc, rd, bucket, key, nil)
 	} else {
 		// The whole object: decrypted on every core, padding checked.
 		pr, pw := io.Pipe()
+		done := make(chan struct{})
 		go func() {
+			defer close(done)
 			_, err := rd.WriteTo(dctx, pw)
-			if err != nil {
+			if err != nil && !errors.Is(err, io.ErrClosedPipe) {
 				b.integrity(bucket, key, err)
 			}
 			pw.CloseWithError(err)
 		}()
-		body = &objectBody{rc: pr, rd: rd, b: b, bucket: bucket, key: key}
+		body = b.newObjectBody(pr, rd, bucket, key, done)
 	}
 	// Read the first authenticated bytes before answering: damage at the
 	// start (the first segment is authenticated as a whole) is then a
@@ -617,14 +623,45 @@ func (p *peeked) Read(b []byte) (int, error) {
 // authentication) makes it cut the connection short of the declared
 // length, so the client sees a failed transfer, never a complete-looking
 // one, and the damaged chunk's plaintext is never sent.
+//
+// With a guard (UseGuard) each Read holds a permission, and a seal stops
+// the body between reads: its reader is closed, its keys wiped, and the
+// next Read fails.
 type objectBody struct {
 	rc          io.ReadCloser
 	rd          *repo.Reader
 	b           *Backend
 	bucket, key string
+	producer    chan struct{} // closed when the whole-object decryptor has returned; nil for a range
+
+	mu      sync.Mutex
+	closed  bool
+	stopped bool // by a seal
+}
+
+// newObjectBody registers the body, so that a seal can stop it.
+func (b *Backend) newObjectBody(rc io.ReadCloser, rd *repo.Reader, bucket, key string, producer chan struct{}) *objectBody {
+	o := &objectBody{rc: rc, rd: rd, b: b, bucket: bucket, key: key, producer: producer}
+	if b.guard != nil {
+		b.live.add(o)
+	}
+	return o
 }
 
 func (o *objectBody) Read(p []byte) (int, error) {
+	if g := o.b.guard; g != nil {
+		release, err := g.Acquire()
+		if err != nil {
+			return 0, err
+		}
+		defer release()
+	}
+	o.mu.Lock()
+	stopped := o.stopped
+	o.mu.Unlock()
+	if stopped {
+		return 0, errSealing
+	}
 	n, err := o.rc.Read(p)
 	if n > 0 {
 		o.b.events.Sent(int64(n))
@@ -632,8 +669,35 @@ func (o *objectBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close closes the reader and wipes its keys (once; a seal may have
+// done it already).
 func (o *objectBody) Close() error {
+	o.b.live.remove(o)
+	return o.close()
+}
+
+// stop is a seal's Close: no Read is in progress (the seal holds the
+// guard), and every later Read fails.
+func (o *objectBody) stop() {
+	o.mu.Lock()
+	o.stopped = true
+	o.mu.Unlock()
+	_ = o.close()
+}
+
+func (o *objectBody) close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return nil
+	}
+	o.closed = true
 	err := o.rc.Close()
+	if o.producer != nil {
+		// The decryptor stops at its next write into the closed pipe;
+		// its keys are wiped only once it has.
+		<-o.producer
+	}
 	o.rd.Close()
 	return err
 }

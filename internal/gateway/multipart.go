@@ -75,7 +75,7 @@ func (b *Backend) UploadPart(ctx context.Context, in *s3.UploadPartInput) (_ *s3
 	if err != nil {
 		return nil, err
 	}
-	p, err := b.repo.PutPart(detached(ctx), bucket, key, str(in.UploadId), int(*in.PartNumber), body, *in.ContentLength)
+	p, err := b.repo.PutPart(detached(ctx), bucket, key, str(in.UploadId), int(*in.PartNumber), b.gated(body), *in.ContentLength)
 	if err != nil {
 		return nil, s3Error(err, false)
 	}

@@ -19,15 +19,17 @@ import (
 // backend sees: each S3 operation with its outcome, the bytes of object
 // bodies, integrity failures, and the periodic sample check.
 type Metrics struct {
-	reg        *prometheus.Registry
-	requests   *prometheus.CounterVec
-	latency    *prometheus.HistogramVec
-	bytesIn    prometheus.Counter
-	bytesOut   prometheus.Counter
-	integrity  prometheus.Counter
-	sampled    *prometheus.CounterVec
-	log        *slog.Logger
-	lastSample atomic.Int64
+	reg           *prometheus.Registry
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	bytesIn       prometheus.Counter
+	bytesOut      prometheus.Counter
+	integrity     prometheus.Counter
+	sampled       *prometheus.CounterVec
+	sealed        prometheus.Gauge
+	refusedSealed prometheus.Counter
+	log           *slog.Logger
+	lastSample    atomic.Int64
 }
 
 // NewMetrics makes the metrics on a registry of their own (with the Go
@@ -51,9 +53,13 @@ func NewMetrics(log *slog.Logger) *Metrics {
 			Help: "Reads refused because the stored object failed authentication."}),
 		sampled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "holdfast_gateway_sample_checks_total",
 			Help: "Objects checked by the periodic sampled verify, by status."}, []string{"status"}),
+		sealed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "holdfast_gateway_keys_sealed",
+			Help: "1 while keys are sealed because the host's posture fails the policy (requests are refused), else 0."}),
+		refusedSealed: prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_gateway_sealed_refusals_total",
+			Help: "Requests refused with 503 because keys were sealed."}),
 		log: log,
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.integrity, m.sampled,
+	m.reg.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.integrity, m.sampled, m.sealed, m.refusedSealed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -90,6 +96,16 @@ func (m *Metrics) Request(op, requestID, key string, start time.Time, err error)
 // Received and Sent implement Events.
 func (m *Metrics) Received(n int64) { m.bytesIn.Add(float64(n)) }
 func (m *Metrics) Sent(n int64)     { m.bytesOut.Add(float64(n)) }
+
+// KeysSealed and RefusedSealed count sealing (see Backend.UseGuard).
+func (m *Metrics) KeysSealed(sealed bool) {
+	v := 0.0
+	if sealed {
+		v = 1
+	}
+	m.sealed.Set(v)
+}
+func (m *Metrics) RefusedSealed() { m.refusedSealed.Inc() }
 
 // Sampled counts one object checked by the periodic sample check.
 func (m *Metrics) Sampled(status string) { m.sampled.WithLabelValues(status).Inc() }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/posture"
 	"github.com/holdfast/holdfast/internal/repo"
 )
 
@@ -23,6 +24,9 @@ type Sampler struct {
 	Count    int           // objects per round (default 16)
 	Metrics  *Metrics      // may be nil
 	Log      *slog.Logger  // may be nil
+	// Guard, if set, gives each check its permission; while keys are
+	// sealed a round stops (ErrSealed) without checking anything.
+	Guard *posture.Guard
 }
 
 // Run runs rounds until ctx is done.
@@ -60,7 +64,10 @@ func (s *Sampler) Round(ctx context.Context) (checked, damaged int, err error) {
 		return 0, 0, err
 	}
 	for _, e := range sample {
-		status, err := s.check(ctx, e)
+		status, err := s.checkGuarded(ctx, e)
+		if errors.Is(err, posture.ErrSealed) {
+			return checked, damaged, err
+		}
 		if err != nil {
 			log.Warn("sample check could not read an object", "error", err.Error())
 			if ctx.Err() != nil {
@@ -79,6 +86,18 @@ func (s *Sampler) Round(ctx context.Context) (checked, damaged int, err error) {
 		}
 	}
 	return checked, damaged, nil
+}
+
+// checkGuarded is check under the guard's permission, if there is one.
+func (s *Sampler) checkGuarded(ctx context.Context, e catalog.Entry) (repo.Status, error) {
+	if s.Guard != nil {
+		release, err := s.Guard.Acquire()
+		if err != nil {
+			return "", err
+		}
+		defer release()
+	}
+	return s.check(ctx, e)
 }
 
 // pick draws up to n current objects uniformly (reservoir sampling over

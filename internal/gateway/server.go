@@ -158,6 +158,11 @@ func Start(ctx context.Context, be *Backend, opts Options) (*Server, error) {
 			s3api.WithOnListen(func() { close(s.ready) }),
 		},
 	}
+	if be.guard != nil {
+		// First of the S3 routes' middlewares, before authentication:
+		// while sealed the access secrets are wiped too.
+		cfg.S3Options = append(cfg.S3Options, s3api.WithMiddleware("/", be.gate))
+	}
 	gctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	go func() {

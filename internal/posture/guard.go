@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,10 @@ const DefaultInterval = 60 * time.Second
 // ErrSealed is wrapped by the error Guard.Acquire returns while keys are
 // sealed.
 var ErrSealed = errors.New("keys sealed")
+
+// errChanging is why Acquire refuses while keys are being sealed or
+// unsealed.
+var errChanging = errors.New("keys are being sealed or unsealed")
 
 // errNotChecked is why a Guard that has not checked yet is sealed.
 var errNotChecked = errors.New("posture not checked yet")
@@ -61,8 +66,12 @@ func ReadHost() Report {
 // Unseal while no permission is outstanding and none can be given, so
 // they must not call Acquire; none of them may call Recheck.
 type Guard struct {
-	// Policy judges each reading. Required.
+	// Policy judges each reading. Required unless Load is set.
 	Policy *Policy
+	// Load, if set, reads the policy anew at every check (a policy file
+	// edited, then SIGHUP sent); it replaces Policy. An error seals, with
+	// that error as the reason: a policy that cannot be read is not met.
+	Load func() (*Policy, error)
 	// Read returns the posture; nil means ReadHost. Tests feed crafted
 	// checks here to simulate posture changes.
 	Read func() Report
@@ -73,10 +82,18 @@ type Guard struct {
 	// available. An error keeps the guard sealed with that reason. May be
 	// nil.
 	Unseal func() error
+	// BeginSeal, if set, is called when a seal begins, before it waits
+	// for the permissions outstanding to be released (from then on
+	// Acquire refuses and Sealing is true). Only when keys were unsealed.
+	BeginSeal func(reason error)
 	// Notify, if set, is called after a check whose outcome (the unmet and
 	// warned checks) differs from the previous one's, the first check
 	// included: a process logs warnings once, not every interval.
 	Notify func(Verdict)
+	// Hup, if set, is called after each check Run makes on a SIGHUP, with
+	// its outcome (nil: unsealed): an operator who sent the signal hears
+	// back even when nothing changed.
+	Hup func(err error)
 	// Interval between checks in Run; zero means DefaultInterval.
 	Interval time.Duration
 
@@ -84,11 +101,12 @@ type Guard struct {
 	// tick by hand.
 	newTicker func(time.Duration) (<-chan time.Time, func())
 
-	checking sync.Mutex   // one check at a time
-	keys     sync.RWMutex // read: permissions outstanding; write: sealing or unsealing
-	open     bool         // unsealed; guarded by keys
-	why      error        // why sealed; guarded by keys
-	last     string       // the previous check's outcome; guarded by checking
+	checking sync.Mutex            // one check at a time
+	keys     sync.RWMutex          // read: permissions outstanding; write: sealing or unsealing
+	sealing  atomic.Pointer[error] // set while a seal waits for permissions to be released
+	open     bool                  // unsealed; guarded by keys
+	why      error                 // why sealed; guarded by keys
+	last     string                // the previous check's outcome; guarded by checking
 }
 
 // Acquire asks for permission to use the keys. It returns a release
@@ -98,7 +116,20 @@ type Guard struct {
 // are being wiped; a request that streams for long should acquire per
 // chunk.
 func (g *Guard) Acquire() (release func(), err error) {
-	g.keys.RLock()
+	if why := g.sealing.Load(); why != nil {
+		// A seal is waiting for outstanding permissions: new requests are
+		// refused at once rather than queued behind it.
+		return nil, &SealedError{*why}
+	}
+	// Never wait: a holder of a permission may ask for another (a
+	// response body read inside its request's handler), and a read lock
+	// requested while a seal waits would deadlock.
+	if !g.keys.TryRLock() {
+		if why := g.sealing.Load(); why != nil {
+			return nil, &SealedError{*why}
+		}
+		return nil, &SealedError{errChanging}
+	}
 	if !g.open {
 		why := g.why
 		g.keys.RUnlock()
@@ -110,9 +141,23 @@ func (g *Guard) Acquire() (release func(), err error) {
 	return sync.OnceFunc(g.keys.RUnlock), nil
 }
 
+// Sealing reports whether a seal has begun: it is waiting for the
+// permissions outstanding to be released, or is wiping keys. Holders of a
+// permission that stream for long (a request body being read, a response
+// being sent) check it between pieces of work and stop, so that a seal is
+// not held off by a slow client.
+func (g *Guard) Sealing() bool { return g.sealing.Load() != nil }
+
 // Sealed reports whether keys are sealed, and why.
+// Like Acquire it never waits: during a seal or an unseal it reports
+// sealed.
 func (g *Guard) Sealed() (bool, error) {
-	g.keys.RLock()
+	if why := g.sealing.Load(); why != nil {
+		return true, &SealedError{*why}
+	}
+	if !g.keys.TryRLock() {
+		return true, &SealedError{errChanging}
+	}
 	defer g.keys.RUnlock()
 	if g.open {
 		return false, nil
@@ -132,10 +177,17 @@ func (g *Guard) Recheck() error {
 	if read == nil {
 		read = ReadHost
 	}
-	if g.Policy == nil {
+	p := g.Policy
+	if g.Load != nil {
+		var err error
+		if p, err = g.Load(); err != nil {
+			return g.sealWith(fmt.Errorf("reading the posture policy: %w", err))
+		}
+	}
+	if p == nil {
 		return g.sealWith(errors.New("the guard has no policy"))
 	}
-	v := g.Policy.Evaluate(read())
+	v := p.Evaluate(read())
 	if o := outcome(v); o != g.last {
 		g.last = o
 		if g.Notify != nil {
@@ -162,6 +214,12 @@ func (g *Guard) Recheck() error {
 
 // sealWith seals (calling Seal if keys were unsealed) for reason err.
 func (g *Guard) sealWith(err error) error {
+	g.sealing.Store(&err)
+	defer g.sealing.Store(nil)
+	// open changes only in a check, under g.checking, which is held here.
+	if g.BeginSeal != nil && g.open {
+		g.BeginSeal(err)
+	}
 	g.keys.Lock() // waits for outstanding permissions
 	defer g.keys.Unlock()
 	if g.open && g.Seal != nil {
@@ -187,8 +245,24 @@ func outcome(v Verdict) string {
 // is done; it returns ctx's error. It leaves the keys as they are when it
 // returns: wiping them at exit is the caller's job.
 func (g *Guard) Run(ctx context.Context) error {
+	return g.run(ctx, g.notifyHUP())
+}
+
+// Go is Run in a new goroutine, except that SIGHUP is taken over before
+// Go returns: a SIGHUP sent after that is a re-check, never the signal's
+// default action (ending the process).
+func (g *Guard) Go(ctx context.Context) {
+	hup := g.notifyHUP()
+	go func() { _ = g.run(ctx, hup) }()
+}
+
+func (g *Guard) notifyHUP() chan os.Signal {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	return hup
+}
+
+func (g *Guard) run(ctx context.Context, hup chan os.Signal) error {
 	defer signal.Stop(hup)
 	d := g.Interval
 	if d <= 0 {
@@ -203,13 +277,18 @@ func (g *Guard) Run(ctx context.Context) error {
 	}
 	tick, stop := newTicker(d)
 	defer stop()
+	g.Recheck() // the outcome is the guard's state
 	for {
-		g.Recheck() // the outcome is the guard's state
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick:
+			g.Recheck()
 		case <-hup:
+			err := g.Recheck()
+			if g.Hup != nil {
+				g.Hup(err)
+			}
 		}
 	}
 }

@@ -202,6 +202,89 @@ func TestGuardSealWaitsForRequests(t *testing.T) {
 	}
 }
 
+// TestGuardRefusesDuringSeal: once a seal has begun (it waits for a
+// permission still held), new requests are refused at once, not queued
+// behind it — also for a holder asking for a second permission, which a
+// queued read lock would deadlock — and Sealed answers without waiting.
+func TestGuardRefusesDuringSeal(t *testing.T) {
+	conf, _ := Profile(ProfileConfidential)
+	f := &feed{rep: passing}
+	s := newServer(conf, f.read)
+	begun := make(chan bool, 1)
+	s.g.BeginSeal = func(error) { begun <- s.g.Sealing() }
+	if err := s.g.Recheck(); err != nil {
+		t.Fatal(err)
+	}
+	release, err := s.g.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Control: with no seal under way, a second permission is given.
+	again, err := s.g.Acquire()
+	if err != nil || s.g.Sealing() {
+		t.Fatalf("second permission before any seal: %v (sealing %v)", err, s.g.Sealing())
+	}
+	again()
+	f.set(failing)
+	done := make(chan error, 1)
+	go func() { done <- s.g.Recheck() }()
+	if sealing := <-begun; !sealing {
+		t.Error("Sealing() false when the seal began")
+	}
+	if _, err := s.g.Acquire(); !errors.Is(err, ErrSealed) || !strings.Contains(err.Error(), "cvm.type") {
+		t.Errorf("Acquire during the seal: %v", err)
+	}
+	if sealed, err := s.g.Sealed(); !sealed || !errors.Is(err, ErrSealed) {
+		t.Errorf("Sealed() during the seal: %v, %v", sealed, err)
+	}
+	release()
+	if err := <-done; !errors.Is(err, ErrSealed) {
+		t.Errorf("re-check: %v", err)
+	}
+	if s.g.Sealing() {
+		t.Error("Sealing() still true after the seal")
+	}
+	// BeginSeal is for a seal of open keys only: a check failing again
+	// while sealed does not call it.
+	if err := s.g.Recheck(); !errors.Is(err, ErrSealed) {
+		t.Errorf("second failing re-check: %v", err)
+	}
+	select {
+	case <-begun:
+		t.Error("BeginSeal called while already sealed")
+	default:
+	}
+}
+
+// TestGuardLoadsPolicy: with Load, each check reads the policy anew; a
+// policy that cannot be read seals, naming why.
+func TestGuardLoadsPolicy(t *testing.T) {
+	base, _ := Profile(ProfileBaseline)
+	conf, _ := Profile(ProfileConfidential)
+	var cur *Policy = base
+	var loadErr error
+	s := newServer(nil, func() Report { return failing }) // an ordinary VM: fails confidential only
+	s.g.Load = func() (*Policy, error) { return cur, loadErr }
+	if err := s.g.Recheck(); err != nil {
+		t.Fatalf("baseline: %v", err)
+	}
+	cur = conf
+	if err := s.g.Recheck(); !errors.Is(err, ErrSealed) || !strings.Contains(err.Error(), "cvm.type") {
+		t.Errorf("confidential: %v", err)
+	}
+	cur = base
+	if err := s.g.Recheck(); err != nil {
+		t.Errorf("baseline again: %v", err)
+	}
+	loadErr = errors.New("policy file is writable by others")
+	if err := s.g.Recheck(); !errors.Is(err, ErrSealed) || !strings.Contains(err.Error(), "reading the posture policy: policy file is writable by others") {
+		t.Errorf("unreadable policy: %v", err)
+	}
+	if seals, unseals := s.counts(); seals != 2 || unseals != 2 {
+		t.Errorf("%d seals, %d unseals; want 2 and 2", seals, unseals)
+	}
+}
+
 // TestGuardWarnings: a passing posture with a weakness stays unsealed and
 // is notified once, not at every check.
 func TestGuardWarnings(t *testing.T) {

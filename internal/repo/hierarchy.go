@@ -43,11 +43,15 @@ func (r *Repo) bucketKey(ctx context.Context, bk catalog.BucketKey) (secret.Key,
 	ref := bkRef{bk.BucketID, bk.Version}
 	r.mu.Lock()
 	k, ok := r.bkeys[ref]
+	src, sealed := r.src, r.sealed
 	r.mu.Unlock()
+	if sealed {
+		return secret.Key{}, ErrKeysSealed
+	}
 	if ok {
 		return k, nil
 	}
-	k, err := r.src.Unwrap(ctx, bk.Wrapped, r.bucketAD(bk.BucketID, bk.Wrapped.KEKVersion, bk.Version))
+	k, err := src.Unwrap(ctx, bk.Wrapped, r.bucketAD(bk.BucketID, bk.Wrapped.KEKVersion, bk.Version))
 	if err != nil {
 		return secret.Key{}, fmt.Errorf("unwrapping bucket key v%d: %w", bk.Version, err)
 	}
@@ -57,8 +61,13 @@ func (r *Repo) bucketKey(ctx context.Context, bk catalog.BucketKey) (secret.Key,
 		return secret.Key{}, fmt.Errorf("bucket key v%d does not match its key check: %w", bk.Version, keys.ErrNotMyKey)
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sealed {
+		// Sealed while unwrapping: the key must not outlive the seal.
+		k.Wipe()
+		return secret.Key{}, ErrKeysSealed
+	}
 	r.bkeys[ref] = k
-	r.mu.Unlock()
 	return k, nil
 }
 

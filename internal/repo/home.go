@@ -195,8 +195,9 @@ type Repo struct {
 	st    store.Store
 	hooks *Hooks
 
-	mu    sync.Mutex
-	bkeys map[bkRef]secret.Key
+	mu     sync.Mutex
+	bkeys  map[bkRef]secret.Key
+	sealed bool // see SealKeys
 
 	auto *autoBackup // see AutoBackup
 }
