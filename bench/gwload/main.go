@@ -33,14 +33,15 @@ func main() {
 	clients := flag.Int("clients", 16, "concurrent clients")
 	size := flag.Int64("size", 4096, "object size in bytes")
 	dur := flag.Duration("duration", 5*time.Second, "how long put and get run")
+	objects := flag.Int("objects", 256, "objects that get reads, in turn (put first)")
 	flag.Parse()
-	if err := run(*endpoint, *caFile, *bucket, *op, *clients, *size, *dur); err != nil {
+	if err := run(*endpoint, *caFile, *bucket, *op, *clients, *objects, *size, *dur); err != nil {
 		fmt.Fprintln(os.Stderr, "gwload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(endpoint, caFile, bucket, op string, clients int, size int64, dur time.Duration) error {
+func run(endpoint, caFile, bucket, op string, clients, objects int, size int64, dur time.Duration) error {
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
 		return err
@@ -63,7 +64,6 @@ func run(endpoint, caFile, bucket, op string, clients int, size int64, dur time.
 			return err
 		}
 	}
-	const objects = 256
 	if op == "get" {
 		for i := range objects {
 			if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String(fmt.Sprint("get/", i)),

@@ -67,7 +67,8 @@ func BackingDetail() string {
 func WipeAll() { global.wipeAll() }
 
 // global is the arena every Key is allocated from. Tests swap it for one
-// with another backing; nothing else assigns it.
+// with another backing; so does a build for bench/keymem.sh only
+// (unprotected.go); nothing else assigns it.
 var global = newArena(backingSecretmem)
 
 // arena hands out KeySize-byte slots from pages outside the Go heap. A slot
