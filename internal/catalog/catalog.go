@@ -18,6 +18,8 @@ var (
 	// ErrNotPending: a commit found no pending record for its object (it
 	// was cleaned up as an orphan); the write must not be recorded.
 	ErrNotPending = errors.New("write is no longer pending")
+	// ErrKeyExists: CommitCreate found the key with a current entry.
+	ErrKeyExists = errors.New("the key already has an object")
 	// ErrNotEmpty: a bucket still has current objects.
 	ErrNotEmpty = errors.New("not empty")
 	// ErrNewerSchema: the catalog file was written by a newer Holdfast.
@@ -225,6 +227,12 @@ type Catalog interface {
 	// than as pending or e.Pin is current. Returns the replaced entry, if
 	// any.
 	CommitPut(ctx context.Context, e Entry) (*Entry, error)
+	// CommitCreate is CommitPut for a key that must not have a current
+	// entry (a put that may not replace: S3's If-None-Match: *, an inbox
+	// key): if it has one, it fails with ErrKeyExists and changes nothing
+	// (the caller aborts its pending write). The check and the commit are
+	// one transaction, so of two racing creates of one key one fails.
+	CommitCreate(ctx context.Context, e Entry) error
 	// CommitPutBatch is CommitPut for many entries in one transaction, in
 	// order, with the same result as calling CommitPut for each: all are
 	// committed or none (the error names the entry that failed).

@@ -292,7 +292,7 @@ func (c *sqliteCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) 
 	}
 	var old *Entry
 	err := c.write(ctx, func(t *txn) (err error) {
-		old, err = t.commitPut(&e)
+		old, err = t.commitPut(&e, false)
 		return err
 	})
 	if err != nil {
@@ -301,9 +301,24 @@ func (c *sqliteCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) 
 	return old, nil
 }
 
-// commitPut is CommitPut inside a transaction (a multipart completion
-// commits its upload's removal with it).
-func (t *txn) commitPut(e *Entry) (old *Entry, err error) {
+func (c *sqliteCatalog) CommitCreate(ctx context.Context, e Entry) error {
+	if err := validEntry(&e); err != nil {
+		return commitErr(&e, err)
+	}
+	err := c.write(ctx, func(t *txn) error {
+		_, err := t.commitPut(&e, true)
+		return err
+	})
+	if err != nil {
+		return commitErr(&e, err)
+	}
+	return nil
+}
+
+// commitPut is CommitPut (CommitCreate with createOnly) inside a
+// transaction (a multipart completion commits its upload's removal with
+// it).
+func (t *txn) commitPut(e *Entry, createOnly bool) (old *Entry, err error) {
 	var bucketOK, known, pinUsed bool
 	var high, current int64
 	if err := t.queryRow(commitState, e.Bucket, e.Key, e.ObjectID[:], e.Pin[:]).Scan(&bucketOK, &high, &current, &known, &pinUsed); err != nil {
@@ -312,6 +327,10 @@ func (t *txn) commitPut(e *Entry) (old *Entry, err error) {
 	switch {
 	case !bucketOK:
 		return nil, fmt.Errorf("bucket %q: %w", e.Bucket, ErrNotFound)
+	case createOnly && current > 0:
+		// Before the version check: a create that another writer's commit
+		// overtook finds the key taken, whichever version it reserved.
+		return nil, fmt.Errorf("%s/%s: %w", e.Bucket, e.Key, ErrKeyExists)
 	case e.Version <= uint64(high):
 		return nil, fmt.Errorf("%w: version %d already committed", ErrStaleVersion, high)
 	case known:

@@ -79,10 +79,11 @@ type Uploads interface {
 	// caller compares. ErrNotFound if there is no such upload;
 	// ErrNotPending if its pending write is gone.
 	BeginComplete(ctx context.Context, id string, parts []int, modified time.Time) (Upload, error)
-	// CommitUpload commits e (as CommitPut does, with its errors) and
-	// removes upload id, in one transaction. The upload must be
-	// completing with e's object id and version (ErrNotFound otherwise).
-	CommitUpload(ctx context.Context, id string, e Entry) (*Entry, error)
+	// CommitUpload commits e (as CommitPut does, with its errors; as
+	// CommitCreate with createOnly) and removes upload id, in one
+	// transaction. The upload must be completing with e's object id and
+	// version (ErrNotFound otherwise).
+	CommitUpload(ctx context.Context, id string, e Entry, createOnly bool) (*Entry, error)
 	// DeleteUpload removes upload id, its parts and its pending write,
 	// and returns what it removed. ErrNotFound if there is no such
 	// upload.
@@ -381,7 +382,7 @@ func (c *sqliteCatalog) BeginComplete(ctx context.Context, id string, parts []in
 	return u, nil
 }
 
-func (c *sqliteCatalog) CommitUpload(ctx context.Context, id string, e Entry) (*Entry, error) {
+func (c *sqliteCatalog) CommitUpload(ctx context.Context, id string, e Entry, createOnly bool) (*Entry, error) {
 	if err := validEntry(&e); err != nil {
 		return nil, commitErr(&e, err)
 	}
@@ -399,7 +400,7 @@ func (c *sqliteCatalog) CommitUpload(ctx context.Context, id string, e Entry) (*
 		case !completing || string(obj) != string(e.ObjectID[:]) || uint64(version) != e.Version:
 			return fmt.Errorf("upload %q is not completing as this object: %w", id, ErrNotFound)
 		}
-		if old, err = t.commitPut(&e); err != nil {
+		if old, err = t.commitPut(&e, createOnly); err != nil {
 			return err
 		}
 		if _, err := t.exec(`DELETE FROM upload_parts WHERE upload = ?`, id); err != nil {

@@ -103,9 +103,9 @@ func TestUploadLifecycle(t *testing.T) {
 	e.Pin = pinOf(e.ObjectID)
 	wrong := e
 	wrong.Version++
-	_, err = c.CommitUpload(ctx, u.ID, wrong)
+	_, err = c.CommitUpload(ctx, u.ID, wrong, false)
 	wantErr(t, "CommitUpload of another version", err, ErrNotFound)
-	replaced, err := c.CommitUpload(ctx, u.ID, e)
+	replaced, err := c.CommitUpload(ctx, u.ID, e, false)
 	mustNot(t, "CommitUpload", err)
 	if replaced == nil || replaced.ObjectID != prev.ObjectID {
 		t.Fatalf("CommitUpload replaced %+v, want %+v", replaced, prev)
@@ -140,7 +140,7 @@ func TestCommitUploadStale(t *testing.T) {
 	}
 	e := mkEntry("b", "k", cu.Version)
 	e.ObjectID = u.ObjectID
-	_, err = c.CommitUpload(ctx, u.ID, e)
+	_, err = c.CommitUpload(ctx, u.ID, e, false)
 	wantErr(t, "CommitUpload overtaken", err, ErrStaleVersion)
 	if _, err := c.GetUpload(ctx, u.ID); err != nil {
 		t.Fatalf("the refused upload is gone: %v", err)

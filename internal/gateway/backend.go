@@ -411,9 +411,10 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	// commits (it commits only after reading to EOF).
 	attrs := headerAttrs(in.ContentEncoding, in.ContentDisposition, in.ContentLanguage, in.CacheControl, in.Expires)
 	src := &etagAtEOF{r: br, attrs: attrs}
-	e, err := b.repo.Put(dctx, bucket, key, src, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs})
+	e, err := b.repo.Put(dctx, bucket, key, src, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs,
+		CreateOnly: b.createOnly(ctx, bucket, in.IfNoneMatch)})
 	if err != nil {
-		return s3response.PutObjectOutput{}, s3Error(err, false)
+		return s3response.PutObjectOutput{}, b.writeError(ctx, bucket, err)
 	}
 	b.events.Received(e.Size)
 	return s3response.PutObjectOutput{ETag: etag(e), Size: ptr(e.Size)}, nil
@@ -434,6 +435,27 @@ func contentEncoding(v string) string {
 func (b *Backend) mayOverwrite(ctx context.Context, bucket string) bool {
 	a := account(ctx)
 	return a.Access == b.owner || b.access.MayOverwrite(a.Access, bucket)
+}
+
+// createOnly reports whether a write must not replace an existing object:
+// the request's key may not overwrite (an inbox key), or the client sent
+// If-None-Match: *. The repository checks it in the same step as the
+// commit, so the check made before the body is read (to fail early) is
+// not the only one: of two racing creates, one fails.
+func (b *Backend) createOnly(ctx context.Context, bucket string, ifNoneMatch *string) bool {
+	return !b.mayOverwrite(ctx, bucket) || (ifNoneMatch != nil && strings.TrimSpace(*ifNoneMatch) == "*")
+}
+
+// writeError is the S3 error of a failed write: a create-only write that
+// found the key taken is refused (inbox key) or a failed precondition.
+func (b *Backend) writeError(ctx context.Context, bucket string, err error) error {
+	if errors.Is(err, repo.ErrKeyExists) {
+		if !b.mayOverwrite(ctx, bucket) {
+			return s3err.GetAPIError(s3err.ErrAccessDenied)
+		}
+		return s3err.GetAPIError(s3err.ErrPreconditionFailed)
+	}
+	return s3Error(err, false)
 }
 
 // etagAtEOF records the body's MD5 in attrs when the body ends.
@@ -548,7 +570,7 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 			return nil, err
 		}
 	}
-	var body io.ReadCloser
+	var body *objectBody
 	if isRange || n == 0 {
 		rc, err := rd.Range(dctx, off, n)
 		if err != nil {
@@ -574,7 +596,8 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 	// Read the first authenticated bytes before answering: damage at the
 	// start (the first segment is authenticated as a whole) is then a
 	// clean S3 error, not a connection cut before the status line.
-	if body, err = peek(body, n); err != nil {
+	if err := body.peek(n); err != nil {
+		body.Close()
 		return nil, s3Error(err, false)
 	}
 	out := &s3.GetObjectOutput{Body: body, ContentLength: &n, AcceptRanges: ptr("bytes")}
@@ -584,38 +607,6 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 		out.ContentRange = ptr(fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, e.Size))
 	}
 	return out, nil
-}
-
-// peek reads the first bytes of body (up to 64 KiB of its n) and returns
-// a body that replays them; on a read error body is closed.
-func peek(body io.ReadCloser, n int64) (io.ReadCloser, error) {
-	if n == 0 {
-		return body, nil
-	}
-	buf := make([]byte, min(n, 64<<10))
-	k, err := io.ReadAtLeast(body, buf, 1)
-	if err != nil && !(err == io.EOF && k > 0) {
-		body.Close()
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	return &peeked{head: buf[:k], ReadCloser: body}, nil
-}
-
-type peeked struct {
-	head []byte
-	io.ReadCloser
-}
-
-func (p *peeked) Read(b []byte) (int, error) {
-	if len(p.head) > 0 {
-		n := copy(b, p.head)
-		p.head = p.head[n:]
-		return n, nil
-	}
-	return p.ReadCloser.Read(b)
 }
 
 // objectBody is a GET response body. The front end streams it after the
@@ -633,6 +624,7 @@ type objectBody struct {
 	b           *Backend
 	bucket, key string
 	producer    chan struct{} // closed when the whole-object decryptor has returned; nil for a range
+	head        []byte        // read ahead by peek, not yet sent
 
 	mu      sync.Mutex
 	closed  bool
@@ -662,11 +654,36 @@ func (o *objectBody) Read(p []byte) (int, error) {
 	if stopped {
 		return 0, errSealing
 	}
+	if len(o.head) > 0 {
+		n := copy(p, o.head)
+		o.head = o.head[n:]
+		o.b.events.Sent(int64(n))
+		return n, nil
+	}
 	n, err := o.rc.Read(p)
 	if n > 0 {
 		o.b.events.Sent(int64(n))
 	}
 	return n, err
+}
+
+// peek reads the first bytes of the body (up to 64 KiB of its n), which
+// Read then sends first. It runs in the GET handler, under the request's
+// permission.
+func (o *objectBody) peek(n int64) error {
+	if n == 0 {
+		return nil
+	}
+	buf := make([]byte, min(n, 64<<10))
+	k, err := io.ReadAtLeast(o.rc, buf, 1)
+	if err != nil && !(err == io.EOF && k > 0) {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	o.head = buf[:k]
+	return nil
 }
 
 // Close closes the reader and wipes its keys (once; a seal may have
@@ -692,6 +709,8 @@ func (o *objectBody) close() error {
 		return nil
 	}
 	o.closed = true
+	clear(o.head) // plaintext read ahead and never sent
+	o.head = nil
 	err := o.rc.Close()
 	if o.producer != nil {
 		// The decryptor stops at its next write into the closed pipe;
@@ -806,18 +825,22 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 	} else if sb == bucket && sk == key {
 		return s3response.CopyObjectOutput{}, s3err.GetAPIError(s3err.ErrInvalidCopyDest)
 	}
+	opts.CreateOnly = b.createOnly(ctx, bucket, nil)
 	pr, pw := io.Pipe()
+	copied := make(chan struct{})
 	go func() {
+		defer close(copied)
 		_, err := rd.WriteTo(dctx, pw)
-		if err != nil {
+		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
 			b.integrity(sb, sk, err)
 		}
 		pw.CloseWithError(err)
 	}()
 	e, err := b.repo.Put(dctx, bucket, key, pr, opts)
 	pr.CloseWithError(errors.New("copy ended"))
+	<-copied // the source's keys are wiped (rd.Close) only once it has stopped
 	if err != nil {
-		return s3response.CopyObjectOutput{}, s3Error(err, false)
+		return s3response.CopyObjectOutput{}, b.writeError(ctx, bucket, err)
 	}
 	return s3response.CopyObjectOutput{CopyObjectResult: &s3response.CopyObjectResult{ETag: ptr(etag(e)), LastModified: ptr(lastModified(e))}}, nil
 }
@@ -996,6 +1019,12 @@ func s3Error(err error, bucketLevel bool) error {
 	case errors.Is(err, repo.ErrStoreUnavailable):
 		return s3err.APIError{Code: "ServiceUnavailable", HTTPStatusCode: http.StatusServiceUnavailable,
 			Description: "The backing store is not reachable; try again."}
+	case errors.Is(err, catalog.ErrStaleVersion):
+		// Two writes of one key overlapped and the one that began later
+		// committed first: this one was not stored. Clients retry a
+		// SlowDown, and the retry is then the newest write.
+		return s3err.APIError{Code: "SlowDown", HTTPStatusCode: http.StatusServiceUnavailable,
+			Description: "A concurrent write of this key committed first; this one was not stored. Retry it."}
 	}
 	return s3err.GetAPIError(s3err.ErrInternalError)
 }

@@ -102,9 +102,10 @@ func (b *Backend) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMu
 		}
 		list = append(list, repo.CompletedPart{Number: int(*p.PartNumber), ETag: str(p.ETag)})
 	}
-	e, err := b.repo.CompleteUpload(detached(ctx), bucket, key, str(in.UploadId), list)
+	e, err := b.repo.CompleteUpload(detached(ctx), bucket, key, str(in.UploadId), list,
+		repo.CompleteOptions{CreateOnly: b.createOnly(ctx, bucket, in.IfNoneMatch)})
 	if err != nil {
-		return s3response.CompleteMultipartUploadResult{}, "", s3Error(err, false)
+		return s3response.CompleteMultipartUploadResult{}, "", b.writeError(ctx, bucket, err)
 	}
 	return s3response.CompleteMultipartUploadResult{Bucket: &bucket, Key: &key, ETag: ptr(etag(e))}, "", nil
 }

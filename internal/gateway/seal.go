@@ -122,6 +122,7 @@ func (s *bodies) stopAll() int {
 	for o := range s.set {
 		all = append(all, o)
 	}
+	clear(s.set)
 	s.mu.Unlock()
 	for _, o := range all {
 		o.stop()

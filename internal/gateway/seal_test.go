@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/versity/versitygw/auth"
 
 	"github.com/holdfast/holdfast/internal/access"
 	"github.com/holdfast/holdfast/internal/keyring"
@@ -38,6 +40,7 @@ type sealedGW struct {
 	// holding permissions), whether the guard said Sealing at that point.
 	sealBegun chan bool
 	log       syncBuffer // the Sealer's log
+	be        *Backend
 }
 
 // syncBuffer is a bytes.Buffer for a logger and a test reading it.
@@ -83,6 +86,7 @@ func startSealedGW(t *testing.T) *sealedGW {
 
 	g.m = NewMetrics(nil)
 	be := NewBackend(r, TableAccess(g.tbl), g.m)
+	g.be = be
 	sealer := &Sealer{Repo: r, Access: g.tbl, Backend: be, Log: slog.New(slog.NewTextHandler(&g.log, nil)), Reopen: func() (*keyring.Keyring, error) {
 		g.reopens.Add(1)
 		return keyring.Open(repo.KeyringPath(home), pass)
@@ -175,10 +179,19 @@ func TestPostureSealsTheGateway(t *testing.T) {
 	const upSize = 64 << 20
 	upBody, upWriter := io.Pipe()
 	upDone := make(chan error, 1)
-	go func() { upDone <- g.presignedPut(c, "vault", "late", upBody, upSize) }()
+	go func() { upDone <- g.presignedPut(c, "vault", "late", upBody, upSize, false) }()
 	if _, err := upWriter.Write(make([]byte, 16<<20)); err != nil {
 		t.Fatal(err)
 	}
+
+	// And a response body nobody is reading (asked of the backend
+	// directly): only the seal itself can close it.
+	idle, err := g.be.GetObject(context.WithValue(ctx, "account", auth.Account{Access: g.be.owner}),
+		&s3.GetObjectInput{Bucket: aws.String("vault"), Key: aws.String("big")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Body.Close()
 
 	// The posture fails: the check seals. It waits for the upload's
 	// permission; the upload's next read fails once the seal has begun.
@@ -200,10 +213,20 @@ func TestPostureSealsTheGateway(t *testing.T) {
 	}
 	upBody.Close()
 
-	// The seal closed the download's object reader (wiping its data
-	// keys) without waiting for the client's next read.
-	if l := g.log.String(); !strings.Contains(l, "keys sealed") || !strings.Contains(l, "transfers_stopped=1") {
+	// The seal closed the idle body's object reader (wiping its data
+	// keys) without waiting for a read; the download's was closed either
+	// by the seal or by its own next read, refused once the seal began.
+	if l := g.log.String(); !strings.Contains(l, "keys sealed") || !regexp.MustCompile(`transfers_stopped=[12]\b`).MatchString(l) {
 		t.Errorf("the seal's log: %s", l)
+	}
+	g.be.live.mu.Lock()
+	open := len(g.be.live.set)
+	g.be.live.mu.Unlock()
+	if open != 0 {
+		t.Errorf("%d response bodies still open after the seal", open)
+	}
+	if n, err := idle.Body.Read(make([]byte, 1)); n != 0 || !(errors.Is(err, errSealing) || errors.Is(err, posture.ErrSealed)) {
+		t.Errorf("reading the idle body after the seal: %d bytes, %v", n, err)
 	}
 
 	// The download under way stops short of the object's length.
@@ -298,14 +321,23 @@ func TestPostureSealsTheGateway(t *testing.T) {
 
 // presignedPut uploads size bytes from body to bucket/key with a
 // presigned URL, so that the body can be a stream the test controls.
-func (g *sealedGW) presignedPut(c *s3.Client, bucket, key string, body io.Reader, size int64) error {
-	ps, err := s3.NewPresignClient(c).PresignPutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key})
+func (g *gw) presignedPut(c *s3.Client, bucket, key string, body io.Reader, size int64, ifNoneMatch bool) error {
+	in := &s3.PutObjectInput{Bucket: &bucket, Key: &key}
+	if ifNoneMatch {
+		in.IfNoneMatch = aws.String("*")
+	}
+	ps, err := s3.NewPresignClient(c).PresignPutObject(context.Background(), in)
 	if err != nil {
 		return err
 	}
 	req, err := http.NewRequest(http.MethodPut, ps.URL, body)
 	if err != nil {
 		return err
+	}
+	for k, v := range ps.SignedHeader {
+		if !strings.EqualFold(k, "host") {
+			req.Header[k] = v
+		}
 	}
 	req.ContentLength = size
 	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: g.pool}}}).Do(req)

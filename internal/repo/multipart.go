@@ -520,13 +520,21 @@ func multipartETag(parts []catalog.UploadPart) string {
 	return hex.EncodeToString(h.Sum(nil)) + "-" + strconv.Itoa(len(parts))
 }
 
+// CompleteOptions tune CompleteUpload.
+type CompleteOptions struct {
+	// CreateOnly completes only if bucket/key has no current object;
+	// otherwise the upload is abandoned and the error wraps ErrKeyExists.
+	// The check is part of the commit (see PutOptions.CreateOnly).
+	CreateOnly bool
+}
+
 // CompleteUpload completes upload id with the listed parts, in order, and
 // returns the committed entry. A refused list (ErrInvalidPart,
 // ErrInvalidPartOrder, ErrEntityTooSmall, ErrTooManyParts) changes
 // nothing: the upload can be completed with a correct one. Once a
 // completion has begun, the upload's parts are fixed and only the same
 // list completes it (a retry after a failure or a restart).
-func (r *Repo) CompleteUpload(ctx context.Context, bucket, key, id string, list []CompletedPart) (catalog.Entry, error) {
+func (r *Repo) CompleteUpload(ctx context.Context, bucket, key, id string, list []CompletedPart, o CompleteOptions) (catalog.Entry, error) {
 	u, err := r.upload(ctx, bucket, key, id)
 	if err != nil {
 		return catalog.Entry{}, err
@@ -568,7 +576,7 @@ func (r *Repo) CompleteUpload(ctx context.Context, bucket, key, id string, list 
 		return catalog.Entry{}, fmt.Errorf("%s/%s: upload %s is being completed with parts %v: %w", bucket, key, id, u.Parts, ErrInvalidPart)
 	}
 	r.hooks.at("upload:completing")
-	e, err := r.finishUpload(ctx, pu, u, chosen)
+	e, err := r.finishUpload(ctx, pu, u, chosen, o)
 	if err != nil {
 		return catalog.Entry{}, fmt.Errorf("%s/%s: completing upload %s: %w", bucket, key, id, err)
 	}
@@ -577,7 +585,7 @@ func (r *Repo) CompleteUpload(ctx context.Context, bucket, key, id string, list 
 
 // finishUpload seals the trailer of u over the chosen parts, completes
 // the object in the store and commits it.
-func (r *Repo) finishUpload(ctx context.Context, pu store.PartUploader, u catalog.Upload, chosen []catalog.UploadPart) (catalog.Entry, error) {
+func (r *Repo) finishUpload(ctx context.Context, pu store.PartUploader, u catalog.Upload, chosen []catalog.UploadPart, o CompleteOptions) (catalog.Entry, error) {
 	mp, b, err := r.resume(ctx, u)
 	if err != nil {
 		return catalog.Entry{}, err
@@ -666,8 +674,13 @@ func (r *Repo) finishUpload(ctx context.Context, pu store.PartUploader, u catalo
 		Modified: time.Unix(0, int64(res.Manifest.Modified)), ContentType: u.ContentType, Meta: meta,
 		Segments: len(res.Manifest.Segments),
 	}
-	old, err := r.cat.CommitUpload(ctx, u.ID, e)
+	old, err := r.cat.CommitUpload(ctx, u.ID, e, o.CreateOnly)
 	switch {
+	case errors.Is(err, catalog.ErrKeyExists):
+		// A create-only completion found the key taken: the upload ends
+		// here, leaving nothing behind.
+		r.discardUpload(ctx, u)
+		return catalog.Entry{}, err
 	case errors.Is(err, catalog.ErrStaleVersion):
 		// A newer version of the key was committed since the completion
 		// began: this one can never be current, and must go.

@@ -136,7 +136,7 @@ func (e *mpEnv) complete(key, id string, parts ...PartInfo) catalog.Entry {
 	for _, p := range parts {
 		list = append(list, CompletedPart{Number: p.Number, ETag: `"` + p.ETag + `"`})
 	}
-	ent, err := e.r.CompleteUpload(context.Background(), mpBucket, key, id, list)
+	ent, err := e.r.CompleteUpload(context.Background(), mpBucket, key, id, list, CompleteOptions{})
 	if err != nil {
 		e.t.Fatalf("CompleteUpload: %v", err)
 	}
@@ -385,7 +385,7 @@ func TestMultipartRefusals(t *testing.T) {
 			{"no parts", nil, ErrTooManyParts},
 			{"not from part 1", cp(i2, i4), ErrInvalidPart},
 		} {
-			_, err := e.r.CompleteUpload(ctx, mpBucket, "k", id, c.list)
+			_, err := e.r.CompleteUpload(ctx, mpBucket, "k", id, c.list, CompleteOptions{})
 			if !errors.Is(err, c.want) {
 				t.Errorf("%s: %v, want %v", c.name, err, c.want)
 			}
@@ -685,7 +685,7 @@ func completeAll(ctx context.Context, r *Repo, id string) error {
 	for _, p := range ps {
 		list = append(list, CompletedPart{Number: p.Number, ETag: p.ETag})
 	}
-	_, err = r.CompleteUpload(ctx, mpBucket, "mp", id, list)
+	_, err = r.CompleteUpload(ctx, mpBucket, "mp", id, list, CompleteOptions{})
 	return err
 }
 
@@ -832,7 +832,7 @@ func TestMultipartCompletionOvertaken(t *testing.T) {
 				e.put(mpBucket, "k", []byte("newer"))
 			}
 		}
-		if _, err := e.r.CompleteUpload(ctx, mpBucket, "k", id, []CompletedPart{{Number: 1, ETag: i1.ETag}}); !errors.Is(err, catalog.ErrStaleVersion) {
+		if _, err := e.r.CompleteUpload(ctx, mpBucket, "k", id, []CompletedPart{{Number: 1, ETag: i1.ETag}}, CompleteOptions{}); !errors.Is(err, catalog.ErrStaleVersion) {
 			t.Fatalf("completion overtaken by a put: %v", err)
 		}
 		e.mustGet(mpBucket, "k", []byte("newer"))
@@ -851,7 +851,7 @@ func TestMultipartCompletionOvertaken(t *testing.T) {
 				}
 			}
 		}
-		if _, err := e.r.CompleteUpload(ctx, mpBucket, "k", id, []CompletedPart{{Number: 1, ETag: i1.ETag}}); !errors.Is(err, ErrNoSuchUpload) {
+		if _, err := e.r.CompleteUpload(ctx, mpBucket, "k", id, []CompletedPart{{Number: 1, ETag: i1.ETag}}, CompleteOptions{}); !errors.Is(err, ErrNoSuchUpload) {
 			t.Fatalf("completion of an upload aborted meanwhile: %v", err)
 		}
 		e.mustGet(mpBucket, "k", []byte("newer"))

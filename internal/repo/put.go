@@ -33,7 +33,16 @@ type PutOptions struct {
 	Attrs    map[string]string
 	Modified time.Time // default: now
 	Seal     object.SealOptions
+	// CreateOnly stores the object only if bucket/key has no current
+	// object (S3's If-None-Match: *, a write-only inbox key); otherwise Put
+	// fails with an error wrapping ErrKeyExists and leaves nothing behind.
+	// The check is part of the catalog commit, so of two racing creates of
+	// one key exactly one succeeds.
+	CreateOnly bool
 }
+
+// ErrKeyExists: a create-only write found the key with an object.
+var ErrKeyExists = catalog.ErrKeyExists
 
 // AttrPrefix starts the metadata names of PutOptions.Attrs. HTTP header
 // names cannot contain ':', so no S3 user metadata name starts with it.
@@ -84,7 +93,12 @@ func (r *Repo) Put(ctx context.Context, bucket, key string, src io.Reader, o Put
 		return catalog.Entry{}, err
 	}
 	r.hooks.at("put:stored")
-	old, err := r.cat.CommitPut(ctx, e)
+	var old *catalog.Entry
+	if o.CreateOnly {
+		err = r.cat.CommitCreate(ctx, e)
+	} else {
+		old, err = r.cat.CommitPut(ctx, e)
+	}
 	if err != nil {
 		r.discard(ctx, id, format.StoreName(id))
 		return catalog.Entry{}, fmt.Errorf("recording %s/%s: %w", bucket, key, err)
