@@ -26,6 +26,13 @@ type Expect struct {
 	StoredLen   int64     // 0: ask the store
 	ManifestOff int64     // 0: find the manifest through the footer
 	ManifestLen int64
+	// WholeMax, with the catalog's offsets, makes Open read an object
+	// whose stored length is at most WholeMax with one request for all of
+	// it, and serve every later read of it (WriteTo, Range) from that
+	// copy: one provider request per small read instead of three (header,
+	// tail, body). What the provider sees is a read of the whole object,
+	// as for any full read. 0: never.
+	WholeMax int64
 }
 
 // UnwrapFunc opens the header's key slot. It returns the data key and the
@@ -110,6 +117,13 @@ func Open(ctx context.Context, st store.Store, name string, exp Expect, unwrap U
 	}
 	if stored < format.MinStored {
 		return nil, format.Corrupt(format.LayerSize, "stored length %d below the minimum", stored)
+	}
+	if exp.WholeMax > 0 && stored <= exp.WholeMax && exp.ManifestOff > 0 {
+		all, err := readTail(ctx, st, name, 0, stored)
+		if err != nil {
+			return nil, err
+		}
+		st = &loaded{name: name, b: all}
 	}
 	hb, err := readAll(ctx, st, name, 0, format.HeaderLen)
 	if err != nil {

@@ -48,14 +48,26 @@ func (r *Repo) OpenObject(ctx context.Context, bucket, key string) (*Reader, err
 	if err != nil {
 		return nil, err
 	}
-	o, err := r.openEntry(ctx, e)
+	o, err := r.openEntryReading(ctx, e, WholeReadMax)
 	if err != nil {
 		return nil, r.damage(ctx, e, err)
 	}
 	return &Reader{Entry: e, obj: o, r: r}, nil
 }
 
+// WholeReadMax: OpenObject reads an object stored in at most this many
+// bytes with one store request for all of it, instead of three (header,
+// manifest and footer, body): small reads are bound by request latency,
+// and a provider sees a whole-object read either way (object.Expect).
+const WholeReadMax = 512 << 10
+
+// openEntry authenticates e's header, manifest and footer, reading only
+// them.
 func (r *Repo) openEntry(ctx context.Context, e catalog.Entry) (*object.Object, error) {
+	return r.openEntryReading(ctx, e, 0)
+}
+
+func (r *Repo) openEntryReading(ctx context.Context, e catalog.Entry, wholeMax int64) (*object.Object, error) {
 	b, err := r.cat.GetBucket(ctx, e.Bucket)
 	if err != nil {
 		return nil, err
@@ -81,7 +93,7 @@ func (r *Repo) openEntry(ctx context.Context, e catalog.Entry) (*object.Object, 
 	exp := object.Expect{
 		Identity: object.Identity{Kind: format.KindData, Repo: r.id, Object: e.ObjectID, Bucket: b.ID,
 			KeyVersion: e.KeyVersion, BucketName: e.Bucket, Key: e.Key, ObjectVersion: e.Version},
-		Pin: &pin, StoredLen: e.StoredLen, ManifestOff: e.ManifestOff, ManifestLen: e.ManifestLen,
+		Pin: &pin, StoredLen: e.StoredLen, ManifestOff: e.ManifestOff, ManifestLen: e.ManifestLen, WholeMax: wholeMax,
 	}
 	ad := r.dataAD(b.ID, e.KeyVersion, e.ObjectID)
 	unwrap := func(h format.Header) (secret.Key, keys.AD, error) {

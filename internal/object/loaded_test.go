@@ -1,0 +1,96 @@
+package object
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"testing"
+
+	"github.com/holdfast/holdfast/internal/format"
+	"github.com/holdfast/holdfast/internal/store/storetest"
+)
+
+// TestWholeRead: with Expect.WholeMax at least the stored length, opening
+// and reading an object (whole or a range) is one store request; below it
+// (the control) the same reads take three. Tampering, truncation and
+// extension are caught the same way on both paths.
+func TestWholeRead(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	plain := make([]byte, 3*65536+77)
+	rand.Read(plain)
+	res := f.put(t, plain, 0)
+	name := format.StoreName(f.ident.Object)
+	cnt := storetest.NewCounting(f.st)
+	stored := int64(res.Sizes.Stored)
+
+	for _, tc := range []struct {
+		name     string
+		wholeMax int64
+		reads    int64
+	}{
+		{"whole", stored, 1},
+		{"control: larger than WholeMax", stored - 1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exp := f.expect(res)
+			exp.WholeMax = tc.wholeMax
+			cnt.Reset()
+			o, err := Open(ctx, cnt, name, exp, f.unwrap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if _, err := o.WriteTo(ctx, &out); err != nil || !bytes.Equal(out.Bytes(), plain) {
+				t.Fatalf("WriteTo: %v (equal %v)", err, bytes.Equal(out.Bytes(), plain))
+			}
+			if n := cnt.Reads.Load(); n != tc.reads {
+				t.Errorf("open and read: %d store requests, want %d", n, tc.reads)
+			}
+			if tc.reads == 1 {
+				rc, err := o.Range(ctx, 65530, 20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil || !bytes.Equal(got, plain[65530:65550]) {
+					t.Fatalf("range: %v", err)
+				}
+				if n := cnt.Reads.Load(); n != 1 {
+					t.Errorf("a range after the whole read made %d store requests in all, want 1", n)
+				}
+			}
+			o.Wipe()
+		})
+	}
+
+	// Damage on the whole-read path: a flipped body byte stops WriteTo
+	// before that chunk; a cut or an extended object fails Open.
+	rc, _ := f.st.ReadRange(ctx, name, 0, -1)
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	exp := f.expect(res)
+	exp.WholeMax = stored + 100
+	for _, tamper := range []struct {
+		name string
+		b    []byte
+	}{
+		{"flip", func() []byte { b := bytes.Clone(data); b[format.HeaderLen+65552+9] ^= 1; return b }()},
+		{"cut", data[:len(data)-1]},
+		{"extended", append(bytes.Clone(data), 0)},
+	} {
+		if err := f.st.Put(ctx, name, bytes.NewReader(tamper.b), int64(len(tamper.b))); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		o, err := Open(ctx, f.st, name, exp, f.unwrap)
+		if err == nil {
+			_, err = o.WriteTo(ctx, &out)
+		}
+		if err == nil || out.Len() > 65536 {
+			t.Errorf("%s: %v after %d bytes released", tamper.name, err, out.Len())
+		}
+	}
+}
