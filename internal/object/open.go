@@ -318,8 +318,10 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	inflight := workers + 2
 	const pieceChunks = DefaultSegmentSize / format.ChunkSize
 	pieces := uint64(0)
+	piece := 0 // the largest piece: what each buffer must hold
 	for _, s := range o.Manifest.Segments {
 		pieces += (format.Chunks(s.Len) + pieceChunks - 1) / pieceChunks
+		piece = max(piece, int(min(s.Len, DefaultSegmentSize)))
 	}
 	// Pieces use the sealer's off-heap buffers, taken as the pipeline
 	// needs them.
@@ -333,7 +335,7 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	// memory is the same however fast the store and the writer are.
 	if pieces > 1 {
 		for _, j := range jobs {
-			if err := j.take(DefaultSegmentSize); err != nil {
+			if err := j.take(piece); err != nil {
 				for _, j := range jobs {
 					j.give()
 				}
@@ -387,7 +389,7 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 					return
 				}
 				if j.ct == nil {
-					if err := j.take(DefaultSegmentSize); err != nil {
+					if err := j.take(piece); err != nil {
 						readErr = err
 						return
 					}

@@ -235,11 +235,27 @@ func (s *Sealer) seal(j *sealJob) error {
 // is sealed right here, without starting the parallel pipeline.
 func (s *Sealer) writeSegments(write func([]byte) error) ([]format.Segment, error) {
 	segSize := s.opt.SegmentSize
-	first, err := getSealBuf(segSize)
+	// Most objects are small: read into a small buffer first, and move to
+	// a full-size one only when the input goes on.
+	head := min(segSize, smallSegment)
+	first, err := getSealBuf(head)
 	if err != nil {
 		return nil, err
 	}
-	n, err := io.ReadFull(s.src, first.pt[:segSize])
+	n, err := io.ReadFull(s.src, first.pt[:head])
+	if err == nil && segSize > head {
+		full, ferr := getSealBuf(segSize)
+		if ferr != nil {
+			putSealBuf(first)
+			return nil, ferr
+		}
+		full.pt = append(full.pt[:0], first.pt[:n]...)
+		putSealBuf(first)
+		first = full
+		var m int
+		m, err = io.ReadFull(s.src, first.pt[n:segSize])
+		n += m
+	}
 	first.pt = first.pt[:n]
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:

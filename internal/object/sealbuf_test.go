@@ -64,9 +64,9 @@ func TestSealerSourceFailureReturnsBuffers(t *testing.T) {
 func waitReturned(t *testing.T, what string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for segBufs.Outstanding() != 0 {
+	for segBufs.Outstanding()+smallBufs.Outstanding() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d segment buffers never came back", what, segBufs.Outstanding())
+			t.Fatalf("%s: %d segment buffers and %d small ones never came back", what, segBufs.Outstanding(), smallBufs.Outstanding())
 		}
 		runtime.Gosched()
 	}
@@ -105,4 +105,46 @@ func TestOpenReturnsBuffers(t *testing.T) {
 		}
 		waitReturned(t, fmt.Sprintf("damage=%v", damage))
 	}
+}
+
+// A small object is read with a buffer of the small class, which goes
+// back to its pool; a large one (the control) uses the default class.
+func TestSmallReadsTakeSmallBuffers(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		size       int
+		small, big bool
+	}{{4096, true, false}, {smallSegment, true, false}, {smallSegment + 1, false, true}} {
+		f := newFixture(t)
+		plain := make([]byte, tc.size)
+		res := f.put(t, plain, 0)
+		o, err := Open(ctx, f.st, format.StoreName(f.ident.Object), f.expect(res), f.unwrap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		tw := &takeWatcher{w: &out}
+		if _, err := o.WriteTo(ctx, tw); err != nil || !bytes.Equal(out.Bytes(), plain) {
+			t.Fatalf("%d bytes: %v", tc.size, err)
+		}
+		if tw.small != tc.small || tw.big != tc.big {
+			t.Errorf("%d bytes: small buffers out %v, default ones out %v; want %v, %v", tc.size, tw.small, tw.big, tc.small, tc.big)
+		}
+		o.Wipe()
+		waitReturned(t, fmt.Sprint(tc.size, " bytes"))
+	}
+}
+
+// takeWatcher notes, at the first write, which pools have buffers out.
+type takeWatcher struct {
+	w          io.Writer
+	seen       bool
+	small, big bool
+}
+
+func (tw *takeWatcher) Write(p []byte) (int, error) {
+	if !tw.seen {
+		tw.seen, tw.small, tw.big = true, smallBufs.Outstanding() > 0, segBufs.Outstanding() > 0
+	}
+	return tw.w.Write(p)
 }
