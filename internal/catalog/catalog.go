@@ -268,6 +268,10 @@ type Catalog interface {
 	// All calls fn for every current entry, ordered by bucket then key, in
 	// pages as List does.
 	All(ctx context.Context, fn func(Entry) error) error
+	// EntriesAfter returns up to limit current entries with an object id
+	// greater than after (nil: from the first), in object id order, which
+	// is the lexical order of their store names (ordered.go).
+	EntriesAfter(ctx context.Context, after []byte, limit int) ([]Entry, error)
 	Count(ctx context.Context) (int64, error)
 
 	// Delete moves the current entry to history as Deleted and its object

@@ -56,6 +56,8 @@ func (s Status) Describe() string {
 		return "the store holds an object Holdfast never wrote (injected)"
 	case StatusPending:
 		return "a write of it is in progress"
+	case StatusUnchecked:
+		return "could not be checked: the store did not answer for it"
 	}
 	return "intact"
 }

@@ -3,7 +3,10 @@ package repo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
+	"runtime"
 
 	"github.com/holdfast/holdfast/internal/catalog"
 	"github.com/holdfast/holdfast/internal/format"
@@ -22,181 +25,135 @@ type Finding struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// StatusUnchecked: verify could not check the object (the store did not
+// answer for it, after its retries). It is neither damage nor intact; a
+// run with any is not clean.
+const StatusUnchecked Status = "unchecked"
+
 // VerifyOptions tune verify.
 type VerifyOptions struct {
 	// Quick checks listing, lengths, headers, manifests and footers (and
 	// their pins) but does not decrypt bodies.
 	Quick bool
-	// Progress, if set, is called after each object with the bytes checked.
+	// Progress, if set, is called after each object with the counts so far
+	// (objects examined and bytes checked), from one goroutine, in store
+	// name order.
 	Progress func(objects int, bytes int64)
+	// Jobs is how many objects are checked at once; 0 picks a default for
+	// the store (DefaultVerifyJobs).
+	Jobs int
+	// Sample, in (0,1), checks the stored bytes of only that fraction of
+	// the data objects, chosen at random (unpredictably to the store);
+	// every object is still checked against the listing (present, at its
+	// recorded length). 0 or 1 checks every object.
+	Sample float64
+	// SampleSeed fixes the sample (tests); nil draws a random one.
+	SampleSeed []byte
+	// Resume continues the run whose checkpoint is in the home, if there
+	// is one and it was made with the same Quick and Sample; its findings
+	// are reported again first, so the result is that of one whole run.
+	Resume bool
 }
 
 // VerifySummary counts verify's findings.
 type VerifySummary struct {
-	Checked int            `json:"checked"`
-	Bytes   int64          `json:"bytes"`
+	Checked int            `json:"checked"` // objects examined: the sum of Counts and Unsampled
+	Bytes   int64          `json:"bytes"`   // stored bytes of the objects opened
 	Counts  map[Status]int `json:"counts"`
 	Cleaned int            `json:"cleaned"` // leftovers of this repository's own interrupted writes removed
+	// Unsampled counts data objects outside the sample: present in the
+	// listing at their recorded length, their bytes not read.
+	Unsampled int     `json:"unsampled,omitempty"`
+	Sample    float64 `json:"sample,omitempty"` // the fraction sampled, when sampling
+	Jobs      int     `json:"jobs"`
+	Resumed   bool    `json:"resumed,omitempty"` // continued an interrupted run
 }
 
-// Damaged reports whether verify found anything but ok and pending.
-func (s VerifySummary) Damaged() bool {
-	for st, n := range s.Counts {
-		if n > 0 && st != StatusOK && st != StatusPending {
-			return true
+// isDamage reports whether st is damage (the provider changed or lost
+// something), as opposed to ok, pending or unchecked.
+func isDamage(st Status) bool {
+	return st != StatusOK && st != StatusPending && st != StatusUnchecked
+}
+
+// Damaged reports whether verify found damage: anything but ok, pending
+// and unchecked.
+func (s VerifySummary) Damaged() bool { return s.DamagedCount() > 0 }
+
+// DamagedCount is the number of objects found damaged, of every status.
+func (s VerifySummary) DamagedCount() int {
+	n := 0
+	for st, c := range s.Counts {
+		if isDamage(st) {
+			n += c
 		}
 	}
-	return false
+	return n
+}
+
+// Unchecked is the number of objects verify could not check.
+func (s VerifySummary) Unchecked() int { return s.Counts[StatusUnchecked] }
+
+// Verdict is "damaged" if anything was damaged, else "could-not-check" if
+// some object could not be checked, else "clean".
+func (s VerifySummary) Verdict() string {
+	switch {
+	case s.Damaged():
+		return VerdictDamaged
+	case s.Unchecked() > 0:
+		return VerdictUnchecked
+	}
+	return VerdictClean
+}
+
+// Verify's verdicts.
+const (
+	VerdictClean     = "clean"
+	VerdictDamaged   = "damaged"
+	VerdictUnchecked = "could-not-check"
+)
+
+// DefaultVerifyJobs is how many objects verify checks at once: on a
+// network store (one that keeps request statistics, like S3) enough to
+// hide the round trips, on a local one a goroutine per core.
+func DefaultVerifyJobs(st store.Store) int {
+	if _, ok := st.(store.StatsReporter); ok {
+		return 16
+	}
+	return max(2, runtime.NumCPU())
 }
 
 // Verify checks every object the catalog knows against the store, and
 // every object the store holds against the catalog. It reports each
-// finding through report; an error means it could not check.
+// finding but ok through report, in store name order; an error means it
+// could not check (what was found until then is in the summary, and a
+// checkpoint lets a later run resume). See verify_walk.go for how.
 func (r *Repo) Verify(ctx context.Context, o VerifyOptions, report func(Finding)) (VerifySummary, error) {
-	sum := VerifySummary{Counts: map[Status]int{}}
-	add := func(f Finding) {
-		sum.Counts[f.Status]++
-		if f.Status != StatusOK {
-			report(f)
-		}
+	if o.Sample < 0 || o.Sample > 1 || math.IsNaN(o.Sample) {
+		return VerifySummary{Counts: map[Status]int{}}, fmt.Errorf("verify: sample %v is not a fraction in (0,1]", o.Sample)
 	}
+	if o.Sample == 1 {
+		o.Sample = 0
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = DefaultVerifyJobs(r.st)
+	}
+	unlock, err := r.lockVerify()
+	if err != nil {
+		return VerifySummary{Counts: map[Status]int{}}, err
+	}
+	defer unlock()
+	v, err := r.newVerifyRun(o, report)
+	if err != nil {
+		return v.sum, err
+	}
+	defer v.close()
 	// Our own leftovers first, so they are not reported as unknown.
 	cleaned, err := r.Cleanup(ctx)
 	if err != nil {
-		return sum, err
+		return v.sum, err
 	}
-	sum.Cleaned = cleaned
-
-	// Read the catalog before listing the store, so a write that commits
-	// while verify runs is never mistaken for a missing object.
-	sys, err := r.cat.SystemObjects(ctx)
-	if err != nil {
-		return sum, err
-	}
-	var entries []catalog.Entry
-	if err := r.cat.All(ctx, func(e catalog.Entry) error {
-		entries = append(entries, e)
-		return nil
-	}); err != nil {
-		return sum, err
-	}
-	listed := map[string]int64{}
-	if err := r.st.List(ctx, "", func(oi store.ObjectInfo) error {
-		listed[oi.Name] = oi.Size
-		return nil
-	}); err != nil {
-		return sum, err
-	}
-
-	// System objects: marker and key journal.
-	for _, so := range sys {
-		name := format.StoreName(so.ObjectID)
-		if so.Kind == int(format.KindMarker) {
-			name = format.MarkerName(r.id)
-		}
-		f := Finding{Kind: format.Kind(so.Kind).String(), Name: name, Status: StatusOK}
-		delete(listed, name)
-		if err := r.checkSystem(ctx, so, name); err != nil {
-			if ctx.Err() != nil {
-				return sum, ctx.Err()
-			}
-			st, cerr := r.classifySystem(ctx, so, name, err)
-			if cerr != nil {
-				return sum, cerr // could not check
-			}
-			f.Status, f.Layer, f.Detail = st, string(format.LayerOf(err)), err.Error()
-		}
-		sum.Checked++
-		add(f)
-	}
-
-	// Every current catalog entry.
-	for _, e := range entries {
-		name := format.StoreName(e.ObjectID)
-		f := Finding{Bucket: e.Bucket, Key: e.Key, Kind: format.KindData.String(), Name: name, Status: StatusOK}
-		_, inList := listed[name]
-		delete(listed, name)
-		var err error
-		if !inList {
-			err = store.ErrNotExist
-		} else {
-			err = r.checkEntry(ctx, e, o.Quick)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return sum, ctx.Err()
-			}
-			// A concurrent writer may have replaced or removed the entry
-			// since the catalog was read: then its old object is gone by
-			// our own hand, not the provider's.
-			if now, gerr := r.cat.Get(ctx, e.Bucket, e.Key); errors.Is(gerr, catalog.ErrNotFound) || (gerr == nil && now.ObjectID != e.ObjectID) {
-				continue
-			}
-			var de *DamageError
-			derr := r.damage(ctx, e, err)
-			if !errors.As(derr, &de) {
-				return sum, derr // could not check
-			}
-			f.Status, f.Layer, f.Detail = de.Status, string(de.Layer), err.Error()
-		}
-		sum.Checked++
-		sum.Bytes += e.StoredLen
-		add(f)
-		if o.Progress != nil {
-			o.Progress(sum.Checked, sum.Bytes)
-		}
-	}
-
-	// Multipart uploads in progress are pending, whether or not the store
-	// shows their object yet.
-	ufs, err := r.uploadFindings(ctx, listed)
-	if err != nil {
-		return sum, err
-	}
-	for _, f := range ufs {
-		sum.Checked++
-		add(f)
-	}
-
-	// What is left in the listing was not written by this catalog.
-	for name := range listed {
-		f := Finding{Kind: "unknown", Name: name, Status: StatusUnknown}
-		if id, ok := format.ParseStoreName(name); ok {
-			switch k, err := r.cat.Lookup(ctx, id); {
-			case err != nil:
-				return sum, err
-			case k == catalog.KnownPending:
-				f.Status = StatusPending
-			case k == catalog.KnownGarbage:
-				// Our own superseded version whose deletion was interrupted.
-				if err := r.st.Delete(ctx, name); err == nil || isNotExist(err) {
-					_ = r.cat.ForgetGarbage(ctx, id)
-					sum.Cleaned++
-					continue
-				}
-			case k == catalog.KnownHistory:
-				// A concurrent writer may have just deleted it (it was in
-				// the listing, then left garbage): gone now means ours.
-				if _, err := r.st.Stat(ctx, name); isNotExist(err) {
-					continue
-				}
-				// An old version that was deleted from the store once and is
-				// back: the provider kept it and put it back. It can never be
-				// served (the catalog points elsewhere); report and remove it.
-				if he, err := r.cat.HistoryByObjectID(ctx, id); err == nil {
-					f.Bucket, f.Key = he.Bucket, he.Key
-				}
-				f.Detail = "an old version, deleted before, put back by the provider; removed"
-				_ = r.st.Delete(ctx, name)
-			case k == catalog.KnownCurrent || k == catalog.KnownSystem:
-				// Written while verify listed the store.
-				continue
-			}
-		}
-		sum.Checked++
-		add(f)
-	}
-	return sum, nil
+	v.sum.Cleaned += cleaned
+	return v.run(ctx)
 }
 
 func (r *Repo) checkEntry(ctx context.Context, e catalog.Entry, quick bool) error {
