@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/holdfast/holdfast/internal/repo"
 )
@@ -195,6 +196,9 @@ func (t *Table) BucketPolicy(bucket string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.policies.Store(bucket, b)
+	// The caller's string may alias a buffer the S3 front end reuses for
+	// the next request: a cache key must be a copy, or it later reads as
+	// another bucket's name and serves this policy for it.
+	s.policies.Store(strings.Clone(bucket), b)
 	return b, nil
 }

@@ -1,12 +1,15 @@
 package access
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/gofiber/fiber/v3"
 	"github.com/valyala/fasthttp"
@@ -311,5 +314,41 @@ func TestPermissionChecks(t *testing.T) {
 		if got := tb.VisibleBuckets(id, buckets); !slices.Equal(got, want) {
 			t.Errorf("%s sees %v, want %v", id, got, want)
 		}
+	}
+}
+
+// TestBucketPolicyCacheKeyIsACopy: the S3 front end passes bucket names
+// that alias a request buffer it reuses. The policy cache must key on a
+// copy: a key held by reference changes when the buffer takes the next
+// request's bucket name of the same length, and a later lookup that lands
+// on that entry (its hash shares the entry's trie position, 1 in 16 at a
+// shallow level) is served the first bucket's policy. Each answer through
+// the reused buffer is compared with the answer for a separate string
+// (the control) on a second table.
+func TestBucketPolicyCacheKeyIsACopy(t *testing.T) {
+	e := newEnv(t)
+	tb := e.open(t, e.cat, Options{})
+	mustAdd(t, tb, Spec{Name: "r", Grants: []Grant{{"*", Read}}})
+	control := e.open(t, e.cat, Options{})
+
+	buf := []byte("b00000")
+	name := unsafe.String(&buf[0], len(buf)) // as the front end hands it over
+	wrong := 0
+	for i := range 300 {
+		copy(buf, fmt.Sprintf("b%05d", i)) // the buffer's next request
+		got, err := tb.BucketPolicy(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := control.BucketPolicy(strings.Clone(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			wrong++
+		}
+	}
+	if wrong > 0 {
+		t.Errorf("%d of 300 buckets looked up through a reused buffer got another bucket's policy", wrong)
 	}
 }
