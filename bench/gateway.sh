@@ -53,7 +53,7 @@ AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \
   $HF serve --addr 127.0.0.1:0 --ops-addr "" --sample-interval 0 --log-level error >"$W/serve.out" 2>"$W/serve.err" &
 pids+=($!)
 SERVE_PID=$!
-until grep -q "S3 endpoint" "$W/serve.out" 2>/dev/null; do kill -0 "$SERVE_PID" || { cat "$W/serve.err"; exit 1; }; done
+until grep -q "stop with" "$W/serve.out" 2>/dev/null; do kill -0 "$SERVE_PID" || { cat "$W/serve.err"; exit 1; }; done
 GW=$(sed -n 's/.*S3 endpoint \(https:[^ ]*\).*/\1/p' "$W/serve.out")
 GWCA=$HOLDFAST_HOME/gateway/cert.pem
 gw() { AWS_ACCESS_KEY_ID=$GW_ID AWS_SECRET_ACCESS_KEY=$GW_SECRET "$@"; }

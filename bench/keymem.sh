@@ -50,7 +50,7 @@ serve() {
   AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \
     "$1" serve --addr 127.0.0.1:0 --ops-addr "" --sample-interval 0 --log-level error >"$W/serve.out" 2>"$W/serve.err" &
   SERVE_PID=$!
-  until grep -q "S3 endpoint" "$W/serve.out" 2>/dev/null; do kill -0 "$SERVE_PID" || { cat "$W/serve.err"; exit 1; }; done
+  until grep -q "stop with" "$W/serve.out" 2>/dev/null; do kill -0 "$SERVE_PID" || { cat "$W/serve.err"; exit 1; }; done
   GW=$(sed -n 's/.*S3 endpoint \(https:[^ ]*\).*/\1/p' "$W/serve.out")
 }
 stop() { kill "$SERVE_PID"; wait "$SERVE_PID" || true; }
