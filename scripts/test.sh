@@ -16,6 +16,8 @@ need_pkgs=()
 # the gateway script tests.
 [ -x /usr/bin/s3cmd ] || need_pkgs+=(s3cmd)
 [ -x /usr/bin/rclone ] || need_pkgs+=(rclone)
+# SoftHSM2 is the PKCS#11 token of the HSM key source tests (cgo on).
+[ -x /usr/bin/softhsm2-util ] || need_pkgs+=(softhsm2)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -104,7 +106,11 @@ for target in \
   ./internal/keyring:FuzzPayload \
   ./internal/posture:FuzzParse \
   ./internal/access:FuzzDecodeRecord \
-  ./internal/access:FuzzParseGrant; do
+  ./internal/access:FuzzParseGrant \
+  ./internal/store/spread:FuzzMemberName \
+  ./internal/shamir:FuzzSplitCombine \
+  ./internal/keys/keyshare:FuzzParseShare \
+  ./internal/keys/keyshare:FuzzDecodePayload; do
   pkg=${target%%:*}; fn=${target##*:}
   echo "-- $fn ($pkg)"
   fuzz_one "$pkg" "$fn"

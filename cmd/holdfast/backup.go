@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,6 +36,9 @@ func (e *env) backupCmd() *cobra.Command {
 			if !e.quiet {
 				fmt.Fprintf(e.stdout, "catalog backup %d: %d objects in %d buckets, %d bytes stored as %s; recorded in the keyring",
 					res.Sequence, res.Objects, res.Buckets, res.Stored, res.Object)
+				if res.StoreRecorded {
+					fmt.Fprint(e.stdout, " and on the store's members")
+				}
 				switch {
 				case res.Removed == 1:
 					fmt.Fprint(e.stdout, "; 1 older backup removed")
@@ -68,9 +72,12 @@ func (e *env) printRecover(rep *repo.RecoverReport) {
 	switch {
 	case rep.Backup != nil:
 		fmt.Fprintf(w, "catalog backup: sequence %d of %s", rep.Backup.Sequence, backupTime(rep.Backup.Created))
-		if rep.Freshness == repo.FreshnessVerified {
+		switch rep.Freshness {
+		case repo.FreshnessVerified:
 			fmt.Fprintf(w, ", verified against the keyring's freshness record (sequence %d)\n", rep.Keyring.Sequence)
-		} else {
+		case repo.FreshnessVerifiedByStore:
+			printVerifiedByStore(w, rep)
+		default:
 			fmt.Fprintln(w, ", NOT verified")
 		}
 	default:
@@ -106,8 +113,25 @@ func (e *env) printRecover(rep *repo.RecoverReport) {
 	}
 	switch {
 	case rep.NewBackup != nil && rep.NewBackupError == "":
-		fmt.Fprintf(w, "new catalog backup: sequence %d, recorded in the keyring\n", rep.NewBackup.Sequence)
+		fmt.Fprintf(w, "new catalog backup: sequence %d, recorded in the keyring", rep.NewBackup.Sequence)
+		if rep.NewBackup.StoreRecorded {
+			fmt.Fprint(w, " and on the store's members")
+		}
+		fmt.Fprintln(w)
 	case rep.NewBackupError != "":
 		warnf(e.stderr, "the catalog was recovered, but the new catalog backup failed: %s; run 'holdfast backup'", rep.NewBackupError)
+	}
+}
+
+// printVerifiedByStore ends recover's backup line when the backup was
+// verified against the freshness record the store's members keep.
+func printVerifiedByStore(w io.Writer, rep *repo.RecoverReport) {
+	st := rep.StoreRecord
+	fmt.Fprintf(w, ", verified against the freshness record held by the store's members (sequence %d, agreed by %d of %d members); ",
+		st.Sequence, st.Agreed, st.Members)
+	if rep.Keyring == nil {
+		fmt.Fprintln(w, "the keyring holds none")
+	} else {
+		fmt.Fprintf(w, "the keyring's record is older (sequence %d)\n", rep.Keyring.Sequence)
 	}
 }

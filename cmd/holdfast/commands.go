@@ -104,11 +104,15 @@ func (e *env) initCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			spreadCfg, err := spreadFlag(sf.store) // stores.go
+			if err != nil {
+				return err
+			}
 			storeDir := sf.store
-			if s3cfg != nil {
+			if s3cfg != nil || spreadCfg != nil {
 				storeDir = ""
 			}
-			r, err := repo.Init(c.Context(), repo.InitOptions{Home: home, StorePath: storeDir, S3: s3cfg, Passphrase: pass,
+			r, err := repo.Init(c.Context(), repo.InitOptions{Home: home, StorePath: storeDir, S3: s3cfg, Spread: spreadCfg, Passphrase: pass,
 				KDF: keyring.Calibrate(keyring.DefaultCalibrationTarget), Hooks: e.hooks})
 			if err != nil {
 				return err
@@ -561,13 +565,16 @@ func (e *env) recoverCmd() *cobra.Command {
 		Short: "Rebuild a lost catalog from the store with the keyring",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			home, pass, err := e.homeAndPassphrase(false)
+			home, pass, src, err := e.homeAndKeys() // keys.go: keyring or PKCS#11
 			if err != nil {
 				return err
 			}
 			defer clear(pass)
 			s3cfg, err := sf.s3()
 			if err != nil {
+				if src != nil {
+					src.Close()
+				}
 				return err
 			}
 			storeDir := sf.store
@@ -575,7 +582,7 @@ func (e *env) recoverCmd() *cobra.Command {
 				storeDir = ""
 			}
 			r, rep, err := repo.Recover(c.Context(), repo.RecoverOptions{Home: home, StorePath: storeDir, S3: s3cfg, Passphrase: pass,
-				AcceptUnverifiedFreshness: acceptUnverified, Hooks: e.hooks})
+				Keys: src, AcceptUnverifiedFreshness: acceptUnverified, Hooks: e.hooks})
 			if err != nil {
 				return err
 			}
@@ -589,6 +596,6 @@ func (e *env) recoverCmd() *cobra.Command {
 	}
 	sf.register(c, "where the repository is stored (default: the config's, else the directory HOME/store)")
 	c.Flags().BoolVar(&acceptUnverified, "accept-unverified-freshness", false,
-		"recover even if the store's catalog backups cannot be checked against the keyring's freshness record (none, older, or not linked)")
+		"recover even if the store's catalog backups cannot be checked against the keyring's freshness record, or the newer one a spread store's members keep (none, older, or not linked)")
 	return c
 }

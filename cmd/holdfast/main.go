@@ -27,6 +27,7 @@ type env struct {
 	stdout, stderr io.Writer
 	home           string
 	passFile       string
+	pinFile        string // --pin-file: the PKCS#11 token's PIN (keys.go)
 	policy         string // --policy: a profile name or a policy file (policy.go)
 	jsonOut        bool
 	quiet          bool
@@ -44,6 +45,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 		stop()
 	}()
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, hooks: hooks}
+	warnSpreadTo(stderr) // stores.go
 	root := &cobra.Command{
 		Use:           "holdfast",
 		Short:         "Zero-knowledge storage in untrusted clouds",
@@ -59,6 +61,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.home, "home", "", "home directory (config, keyring, catalog); default $HOLDFAST_HOME or ~/.config/holdfast")
 	pf.StringVar(&e.passFile, "passphrase-file", "", "read the passphrase from the first line of this file (mode 0600)")
+	pf.StringVar(&e.pinFile, "pin-file", "", "read the PKCS#11 token PIN from the first line of this file (mode 0600)")
 	pf.StringVar(&e.policy, "policy", "", "posture policy: baseline, confidential or a policy file; default $HOLDFAST_POLICY, HOME/policy, baseline")
 	pf.BoolVar(&e.jsonOut, "json", false, "print results as JSON")
 	pf.BoolVarP(&e.quiet, "quiet", "q", false, "no progress output")
@@ -68,6 +71,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 		e.unlockCmd(), e.lockCmd(),
 		e.accessCmd(),
 		e.serveCmd(),
+		e.storesCmd(), e.repairCmd(), // stores.go
+		e.keysCmd(), // keys.go
 	)
 	err := root.ExecuteContext(ctx)
 	if err != nil && isCobraUsage(err) {

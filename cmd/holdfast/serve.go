@@ -15,6 +15,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/access"
 	"github.com/holdfast/holdfast/internal/gateway"
+	"github.com/holdfast/holdfast/internal/hsm"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/posture"
 	"github.com/holdfast/holdfast/internal/repo"
@@ -228,11 +229,22 @@ func (e *env) postureGuard(r *repo.Repo, tbl *access.Table, be *gateway.Backend,
 	return g, nil
 }
 
-// reopenKeyring opens the keyring at home again without asking anyone:
-// from the session, else from the passphrase file or environment serve
-// was started with. A terminal prompt is never shown: nobody may be there.
-func (e *env) reopenKeyring(home string) func() (*keyring.Keyring, error) {
-	return func() (*keyring.Keyring, error) {
+// reopenKeyring opens the home's key source again without asking anyone:
+// a PKCS#11 token with the PIN from --pin-file or HOLDFAST_PKCS11_PIN; a
+// keyring from the session, else from the passphrase file or environment
+// serve was started with. A terminal prompt is never shown: nobody may be
+// there.
+func (e *env) reopenKeyring(home string) func() (repo.RootKeys, error) {
+	return func() (repo.RootKeys, error) {
+		if ks, err := repo.LoadKeySource(home); err != nil || ks != nil {
+			if err != nil {
+				return nil, err
+			}
+			if _, ok := os.LookupEnv(hsm.PINEnv); !ok && e.pinFile == "" {
+				return nil, errors.New("no PIN file (--pin-file) or " + hsm.PINEnv + " to open the PKCS#11 token with")
+			}
+			return e.openKeySource(home)
+		}
 		path := repo.KeyringPath(home)
 		if kr, err := keyring.OpenSession(path); err == nil {
 			return kr, nil

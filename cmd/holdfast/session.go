@@ -22,6 +22,13 @@ func (e *env) openOptions() (repo.OpenOptions, error) {
 		return repo.OpenOptions{}, err
 	}
 	o := repo.OpenOptions{Home: home, Hooks: e.hooks}
+	// A root key in a PKCS#11 token opens with the token's PIN (keys.go).
+	if src, err := e.openKeySource(home); err != nil {
+		return repo.OpenOptions{}, err
+	} else if src != nil {
+		o.Keys = src
+		return o, nil
+	}
 	// Any failure here (no session, an unreadable keyring) falls through
 	// to the passphrase, whose path reports the keyring's own errors.
 	if kr, err := keyring.OpenSession(repo.KeyringPath(home)); err == nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/gofiber/fiber/v3"
 	"github.com/versity/versitygw/s3err"
 
-	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/posture"
 	"github.com/holdfast/holdfast/internal/repo"
@@ -145,10 +144,10 @@ type Sealer struct {
 	Repo    *repo.Repo
 	Access  KeyHolder
 	Backend *Backend
-	// Reopen opens the repository's keyring anew without a person (an
-	// unlocked session, a passphrase file); without it keys stay sealed
-	// until the gateway is restarted.
-	Reopen func() (*keyring.Keyring, error)
+	// Reopen opens the repository's key source anew without a person (an
+	// unlocked session, a passphrase or PIN file); without it keys stay
+	// sealed until the gateway is restarted.
+	Reopen func() (repo.RootKeys, error)
 	Log    *slog.Logger
 }
 
@@ -174,7 +173,7 @@ func (s *Sealer) Unseal() error {
 	}
 	kr, err := s.Reopen()
 	if err != nil {
-		return fmt.Errorf("opening the keyring: %w", err)
+		return fmt.Errorf("opening the key source: %w", err)
 	}
 	if err := s.Repo.UnsealKeys(kr); err != nil {
 		return err

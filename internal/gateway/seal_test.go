@@ -87,7 +87,7 @@ func startSealedGW(t *testing.T) *sealedGW {
 	g.m = NewMetrics(nil)
 	be := NewBackend(r, TableAccess(g.tbl), g.m)
 	g.be = be
-	sealer := &Sealer{Repo: r, Access: g.tbl, Backend: be, Log: slog.New(slog.NewTextHandler(&g.log, nil)), Reopen: func() (*keyring.Keyring, error) {
+	sealer := &Sealer{Repo: r, Access: g.tbl, Backend: be, Log: slog.New(slog.NewTextHandler(&g.log, nil)), Reopen: func() (repo.RootKeys, error) {
 		g.reopens.Add(1)
 		return keyring.Open(repo.KeyringPath(home), pass)
 	}}

@@ -72,6 +72,11 @@ const (
 	// repository, the root key version and the table key's version
 	// (KeyVersion); bucket and object ids are zero.
 	PurposeAccessTable Purpose = 4
+	// PurposeStateKey: the key that seals the PKCS#11 source's state file
+	// (internal/hsm: root key version records and the freshness record),
+	// under a root key held in the token. Its AD names the repository and
+	// the root key version; bucket and object ids are zero.
+	PurposeStateKey Purpose = 5
 )
 
 // ID is a random 128-bit identifier (repository, bucket, object).

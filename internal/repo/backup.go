@@ -1,7 +1,11 @@
 package repo
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -80,6 +84,9 @@ type BackupResult struct {
 	Stored   int64     `json:"stored_size"`
 	Object   string    `json:"object"`  // its store name
 	Removed  int       `json:"removed"` // older backups deleted
+	// StoreRecorded: the store's members (a spread store) hold the
+	// freshness record of this backup too.
+	StoreRecorded bool `json:"store_recorded,omitempty"`
 }
 
 // ErrFreshnessNotRecorded: the backup was stored and committed, but the
@@ -87,6 +94,12 @@ type BackupResult struct {
 // as long as the store keeps the backups between it and the keyring's
 // record, and the next backup tries the keyring again.
 var ErrFreshnessNotRecorded = errors.New("the keyring could not record the catalog backup")
+
+// ErrStoreFreshnessNotRecorded: the backup was stored and committed, but
+// the store's members (a spread store, store.FreshnessKeeper) could not
+// record it. The backup is valid and the keyring's record (when written)
+// vouches for it; the next backup tries the members again.
+var ErrStoreFreshnessNotRecorded = errors.New("the store's members could not record the catalog backup")
 
 func unixNanos(t time.Time) uint64 {
 	if t.IsZero() {
@@ -160,10 +173,25 @@ func (r *Repo) Backup(ctx context.Context) (*BackupResult, error) {
 		return nil, err
 	}
 	r.hooks.at("backup:committed")
-	if err := r.recordFreshness(keyring.Freshness{Sequence: seq, Hash: hash, Time: created}); err != nil {
-		return res, fmt.Errorf("catalog backup %d stored as %s: %w: %w", seq, name, ErrFreshnessNotRecorded, err)
+	f := keyring.Freshness{Sequence: seq, Hash: hash, Time: created}
+	kerr := r.recordFreshness(f)
+	// The store's members keep a copy of the record too (a spread store):
+	// it is what recovery checks when the keyring lost its record.
+	serr := r.recordStoreFreshness(ctx, f)
+	res.StoreRecorded = serr == nil && r.keepsFreshness()
+	if kerr != nil {
+		err := fmt.Errorf("catalog backup %d stored as %s: %w: %w", seq, name, ErrFreshnessNotRecorded, kerr)
+		if serr != nil {
+			err = fmt.Errorf("%w; and %w: %w", err, ErrStoreFreshnessNotRecorded, serr)
+		}
+		return res, err
 	}
 	r.hooks.at("backup:recorded")
+	if serr != nil {
+		// Old backups stay until both records are written: the chain from
+		// the newest backup down to the store's older record stays whole.
+		return res, fmt.Errorf("catalog backup %d stored as %s and recorded in the keyring: %w: %w", seq, name, ErrStoreFreshnessNotRecorded, serr)
+	}
 	res.Removed = r.retireBackups(ctx, id)
 	return res, nil
 }
@@ -400,4 +428,167 @@ func (r *Repo) runAutoBackup() {
 	if a.report != nil && (res != nil || err != nil) {
 		a.report(res, err)
 	}
+}
+
+// The store's freshness record (docs/format.md "Store freshness record",
+// design.md §9): a store made of independent members (a spread store,
+// store.FreshnessKeeper) keeps a copy of the keyring's freshness record
+// on every member, so that recovery can still tell a rolled-back store
+// when the keyring lost its record or is an older copy. The store keeps
+// it opaque; the repository seals it with a key of its own, derived
+// from a root key, so that it trusts no store to authenticate it.
+const (
+	// storeFreshnessPurpose names the sealing key (keyring.DeriveKey).
+	storeFreshnessPurpose = "store-freshness"
+	storeFreshnessVersion = 1
+	// storeFreshnessLen: version, repo id, key version, sequence, hash,
+	// time, HMAC.
+	storeFreshnessLen      = 1 + 16 + 4 + 8 + 32 + 8 + 32
+	storeFreshnessMACLabel = "holdfast/v1/store-freshness"
+)
+
+var (
+	// errNoStoreFreshness: the store keeps no freshness record of its own
+	// (a single store: its one provider is what the record guards against).
+	errNoStoreFreshness = errors.New("the store keeps no freshness record")
+	// errStoreFreshnessInvalid: the members' record is not a valid
+	// record of this repository, or fails authentication.
+	errStoreFreshnessInvalid = errors.New("the store members' freshness record is not valid")
+)
+
+// keepsFreshness reports whether the store keeps a freshness record.
+func (r *Repo) keepsFreshness() bool {
+	_, ok := r.st.(store.FreshnessKeeper)
+	return ok
+}
+
+// storeFreshnessKey derives the key that seals the store's freshness
+// record from root key version ver. It needs the root key in software,
+// as the spread store's own key does.
+func (r *Repo) storeFreshnessKey(ver uint32) (secret.Key, error) {
+	kr, ok := r.kr.(*keyring.Keyring)
+	if !ok {
+		return secret.Key{}, errors.New("the store's freshness record is sealed under a key derived from a root key in software (a keyring file)")
+	}
+	return kr.DeriveKey(ver, storeFreshnessPurpose)
+}
+
+// sealStoreFreshness encodes f for repository id and appends its HMAC
+// under key (derived from root key version ver).
+func sealStoreFreshness(key secret.Key, id keys.ID, ver uint32, f keyring.Freshness) ([]byte, error) {
+	b := make([]byte, 0, storeFreshnessLen)
+	b = append(b, storeFreshnessVersion)
+	b = append(b, id[:]...)
+	b = binary.BigEndian.AppendUint32(b, ver)
+	b = binary.BigEndian.AppendUint64(b, f.Sequence)
+	b = append(b, f.Hash[:]...)
+	b = binary.BigEndian.AppendUint64(b, unixNanos(f.Time))
+	mac, err := storeFreshnessMAC(key, b)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, mac...), nil
+}
+
+func storeFreshnessMAC(key secret.Key, body []byte) ([]byte, error) {
+	var out []byte
+	err := key.Use(func(kb []byte) error {
+		m := hmac.New(sha256.New, kb)
+		m.Write([]byte(storeFreshnessMACLabel))
+		m.Write(body)
+		out = m.Sum(nil)
+		return nil
+	})
+	return out, err
+}
+
+// openStoreFreshness checks a sealed record of repository id: its
+// layout, its repository and its HMAC under the key keyFor derives for
+// the root key version it names.
+func openStoreFreshness(b []byte, id keys.ID, keyFor func(ver uint32) (secret.Key, error)) (keyring.Freshness, error) {
+	if len(b) != storeFreshnessLen || b[0] != storeFreshnessVersion {
+		return keyring.Freshness{}, fmt.Errorf("%w: %d bytes of an unknown layout", errStoreFreshnessInvalid, len(b))
+	}
+	if !bytes.Equal(b[1:17], id[:]) {
+		return keyring.Freshness{}, fmt.Errorf("%w: it names repository %x", errStoreFreshnessInvalid, b[1:17])
+	}
+	ver := binary.BigEndian.Uint32(b[17:21])
+	key, err := keyFor(ver)
+	if err != nil {
+		return keyring.Freshness{}, fmt.Errorf("%w: %w", errStoreFreshnessInvalid, err)
+	}
+	defer key.Wipe()
+	body := b[:storeFreshnessLen-sha256.Size]
+	mac, err := storeFreshnessMAC(key, body)
+	if err != nil {
+		return keyring.Freshness{}, err
+	}
+	if !hmac.Equal(mac, b[len(body):]) {
+		return keyring.Freshness{}, fmt.Errorf("%w: it fails authentication", errStoreFreshnessInvalid)
+	}
+	f := keyring.Freshness{Sequence: binary.BigEndian.Uint64(body[21:29]), Time: fromUnix(binary.BigEndian.Uint64(body[61:69]))}
+	copy(f.Hash[:], body[29:61])
+	if f.Sequence == 0 {
+		return keyring.Freshness{}, fmt.Errorf("%w: sequence 0", errStoreFreshnessInvalid)
+	}
+	return f, nil
+}
+
+// storeRecord is the freshness record the store's members agree on.
+type storeRecord struct {
+	f          keyring.Freshness
+	agreed, of int // members holding it, of all members
+}
+
+// readStoreFreshness reads and opens the store members' record:
+// errNoStoreFreshness for a store that keeps none, store.ErrNotExist
+// when no record is agreed on.
+func (r *Repo) readStoreFreshness(ctx context.Context) (*storeRecord, error) {
+	fk, ok := r.st.(store.FreshnessKeeper)
+	if !ok {
+		return nil, errNoStoreFreshness
+	}
+	b, agreed, of, err := fk.Freshness(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, err := openStoreFreshness(b, r.id, r.storeFreshnessKey)
+	if err != nil {
+		return nil, err
+	}
+	return &storeRecord{f: f, agreed: agreed, of: of}, nil
+}
+
+// recordStoreFreshness writes f as the store members' record, when the
+// store keeps one. A record the members already hold of a newer backup
+// (another process backed up meanwhile) is left as it is.
+func (r *Repo) recordStoreFreshness(ctx context.Context, f keyring.Freshness) error {
+	fk, ok := r.st.(store.FreshnessKeeper)
+	if !ok {
+		return nil
+	}
+	if cur, err := r.readStoreFreshness(ctx); err == nil && cur.f.Sequence > f.Sequence {
+		return nil
+	}
+	ver := r.src.Primary()
+	key, err := r.storeFreshnessKey(ver)
+	if err != nil {
+		return err
+	}
+	defer key.Wipe()
+	rec, err := sealStoreFreshness(key, r.id, ver, f)
+	if err != nil {
+		return err
+	}
+	return fk.PutFreshness(ctx, rec)
+}
+
+// OpenStoreFreshness opens one member's copy of the store's freshness
+// record (spread.MemberFreshness.Record), for `holdfast stores`.
+func (r *Repo) OpenStoreFreshness(rec []byte) (*FreshnessInfo, error) {
+	f, err := openStoreFreshness(rec, r.id, r.storeFreshnessKey)
+	if err != nil {
+		return nil, err
+	}
+	return &FreshnessInfo{Sequence: f.Sequence, Hash: hex.EncodeToString(f.Hash[:]), Time: f.Time.UTC()}, nil
 }

@@ -59,9 +59,10 @@ type Config struct {
 // StoreConfig says which store holds the repository. It holds no secret:
 // S3 credentials come from the standard AWS chain.
 type StoreConfig struct {
-	Type string    `json:"type"` // "local" or "s3"
-	Path string    `json:"path,omitempty"`
-	S3   *S3Config `json:"s3,omitempty"`
+	Type   string        `json:"type"` // "local", "s3" or "spread"
+	Path   string        `json:"path,omitempty"`
+	S3     *S3Config     `json:"s3,omitempty"`
+	Spread *SpreadConfig `json:"spread,omitempty"` // see spread.go
 }
 
 // S3Config is the S3 store's part of the config (see internal/store/s3).
@@ -109,6 +110,9 @@ func (c StoreConfig) Describe() string {
 	if c.Type == "s3" && c.S3 != nil {
 		return "s3://" + c.S3.Bucket + "/" + c.S3.Prefix
 	}
+	if c.Type == "spread" {
+		return c.Spread.describe()
+	}
 	return c.Path
 }
 
@@ -155,6 +159,8 @@ func openStore(ctx context.Context, c StoreConfig, hooks *Hooks) (store.Store, e
 			opt.TestHookBeforeRename = hooks.BeforeRename
 		}
 		return local.OpenWithOptions(c.Path, opt)
+	case "spread":
+		return openSpreadProbe(ctx, c.Spread) // keyed by keyStore, openStoreKeyed
 	}
 	return nil, fmt.Errorf("unknown store type %q", c.Type)
 }
@@ -189,7 +195,7 @@ type Repo struct {
 	Home  string
 	cfg   Config
 	id    keys.ID
-	kr    *keyring.Keyring
+	kr    RootKeys // the keyring, or another source (keysource.go)
 	src   keys.Source
 	cat   catalog.Catalog
 	st    store.Store
@@ -255,11 +261,17 @@ func (r *Repo) Close() error {
 // InitOptions configure a new repository.
 type InitOptions struct {
 	Home       string
-	StorePath  string    // local store directory; default: Home/store
-	S3         *S3Config // an S3 store instead
+	StorePath  string        // local store directory; default: Home/store
+	S3         *S3Config     // an S3 store instead
+	Spread     *SpreadConfig // a spread store instead (spread.go)
 	Passphrase []byte
 	KDF        keyring.Params
-	Hooks      *Hooks
+	// Keys, if set, is the new repository's key source, already made
+	// (a PKCS#11 token after a key ceremony, keysource.go): no keyring is
+	// created and the repository takes Keys' id. The Repo closes it; on
+	// failure the caller closes it (Close is idempotent).
+	Keys  RootKeys
+	Hooks *Hooks
 }
 
 // Init creates a home and a repository in an empty store (or one holding
@@ -280,6 +292,8 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 	var sc StoreConfig
 	if o.S3 != nil {
 		sc = StoreConfig{Type: "s3", S3: o.S3}
+	} else if o.Spread != nil {
+		sc = StoreConfig{Type: "spread", Spread: o.Spread}
 	} else {
 		sp := o.StorePath
 		if sp == "" {
@@ -314,6 +328,9 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 		st.Close()
 		return nil, err
 	}
+	if o.Keys != nil {
+		id = o.Keys.Repo()
+	}
 	var created []string
 	defer func() {
 		if err != nil {
@@ -322,13 +339,16 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 			}
 		}
 	}()
-	kp := filepath.Join(o.Home, KeyringFile)
-	kr, err := keyring.Create(kp, o.Passphrase, id, o.KDF)
+	kr, made, err := initRootKeys(o, id)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	created = append(created, kp)
+	created = append(created, made...)
+	if st, err = keyStoreFor(ctx, o.Home, sc, st, kr, o.Hooks); err != nil {
+		kr.Close()
+		return nil, err
+	}
 	cp := filepath.Join(o.Home, CatalogFile)
 	cat, err := catalog.Open(ctx, cp)
 	if err != nil {
@@ -379,7 +399,11 @@ type OpenOptions struct {
 	// unlocked session, see keyring.OpenSession); Passphrase is then not
 	// used. Open takes it over: it is closed with the Repo, or on failure.
 	Keyring *keyring.Keyring
-	Hooks   *Hooks
+	// Keys, if set, is the home's key source already open (a PKCS#11
+	// token, keysource.go); Passphrase and Keyring are then not used. Open
+	// takes it over like Keyring.
+	Keys  RootKeys
+	Hooks *Hooks
 }
 
 // Open opens an existing repository.
@@ -389,13 +413,14 @@ func Open(ctx context.Context, o OpenOptions) (*Repo, error) {
 		if o.Keyring != nil {
 			o.Keyring.Close()
 		}
+		if o.Keys != nil {
+			o.Keys.Close()
+		}
 		return nil, err
 	}
-	kr := o.Keyring
-	if kr == nil {
-		if kr, err = keyring.Open(KeyringPath(o.Home), o.Passphrase); err != nil {
-			return nil, err
-		}
+	kr, err := openRootKeys(o.Home, o.Keys, o.Keyring, o.Passphrase)
+	if err != nil {
+		return nil, err
 	}
 	r, err := openWith(ctx, o.Home, cfg, kr, o.Hooks)
 	if err != nil {
@@ -410,7 +435,7 @@ func Open(ctx context.Context, o OpenOptions) (*Repo, error) {
 	return r, nil
 }
 
-func openWith(ctx context.Context, home string, cfg Config, kr *keyring.Keyring, hooks *Hooks) (*Repo, error) {
+func openWith(ctx context.Context, home string, cfg Config, kr RootKeys, hooks *Hooks) (*Repo, error) {
 	// An existing repository's store must be there: a missing directory is
 	// an unmounted disk, not an empty store (which would look as if the
 	// provider had deleted everything).
@@ -419,7 +444,7 @@ func openWith(ctx context.Context, home string, cfg Config, kr *keyring.Keyring,
 			return nil, fmt.Errorf("store %q is not reachable: %w", cfg.Store.Path, ErrStoreUnavailable)
 		}
 	}
-	st, err := openStore(ctx, cfg.Store, hooks)
+	st, err := openStoreFor(ctx, home, cfg.Store, kr, hooks)
 	if err != nil {
 		return nil, err
 	}

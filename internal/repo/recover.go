@@ -37,7 +37,11 @@ type RecoverOptions struct {
 	// then starts from the newest authentic backup found (or scans alone)
 	// and the report says so.
 	AcceptUnverifiedFreshness bool
-	Hooks                     *Hooks
+	// Keys, if set, is the home's key source already open (a PKCS#11
+	// token, keysource.go) instead of the keyring file; Recover takes it
+	// over.
+	Keys  RootKeys
+	Hooks *Hooks
 }
 
 // BackupInfo names a catalog backup found in the store.
@@ -64,10 +68,22 @@ const (
 	// records, or from a newer one whose chain of previous hashes reaches
 	// it.
 	FreshnessVerified = "verified"
+	// FreshnessVerifiedByStore: as FreshnessVerified, against the
+	// freshness record the store's members keep (a spread store), which
+	// was used because the keyring has no record or an older one.
+	FreshnessVerifiedByStore = "verified-by-store-members"
 	// FreshnessUnverified: the check was impossible or failed and
 	// AcceptUnverifiedFreshness was set.
 	FreshnessUnverified = "unverified"
 )
+
+// StoreFreshnessInfo is the freshness record the store's members keep
+// (a spread store), with how many members hold it.
+type StoreFreshnessInfo struct {
+	FreshnessInfo
+	Agreed  int `json:"agreed"`  // members holding it authentically (at least K)
+	Members int `json:"members"` // members of the store (N)
+}
 
 // RecoverReport says what Recover found.
 type RecoverReport struct {
@@ -82,7 +98,7 @@ type RecoverReport struct {
 	Stale   int      `json:"stale"`
 	Unknown []string `json:"unknown"` // store objects no key of this repository opens, or that failed authentication
 
-	Freshness        string         `json:"freshness"`                   // FreshnessVerified or FreshnessUnverified
+	Freshness        string         `json:"freshness"`                   // FreshnessVerified, FreshnessVerifiedByStore or FreshnessUnverified
 	FreshnessProblem string         `json:"freshness_problem,omitempty"` // why it is unverified
 	Keyring          *FreshnessInfo `json:"keyring_freshness"`           // the keyring's record; nil: none
 	Newest           *BackupInfo    `json:"newest_backup"`               // newest authentic backup in the store; nil: none
@@ -93,6 +109,12 @@ type RecoverReport struct {
 	IgnoredBackups   []BackupInfo   `json:"ignored_backups"`             // authentic backups not used and not older than the one used
 	NewBackup        *BackupResult  `json:"new_backup"`                  // the backup written at the end
 	NewBackupError   string         `json:"new_backup_error,omitempty"`
+
+	// StoreRecord is the record the store's members agree on (a spread
+	// store); nil: the store keeps none, or none could be read
+	// (StoreRecordProblem says why).
+	StoreRecord        *StoreFreshnessInfo `json:"store_freshness,omitempty"`
+	StoreRecordProblem string              `json:"store_freshness_problem,omitempty"`
 }
 
 // ErrUnverifiedFreshness is wrapped by FreshnessError.
@@ -102,8 +124,9 @@ var ErrUnverifiedFreshness = errors.New("the catalog backups cannot be verified 
 // backups (see chooseBackup); AcceptUnverifiedFreshness overrides it.
 type FreshnessError struct {
 	Problem string
-	Keyring *FreshnessInfo // nil: the keyring has no record
-	Newest  *BackupInfo    // nil: the store holds no authentic backup
+	Keyring *FreshnessInfo      // nil: the keyring has no record
+	Store   *StoreFreshnessInfo // the store members' record, when it was the one checked against
+	Newest  *BackupInfo         // nil: the store holds no authentic backup
 }
 
 func (e *FreshnessError) Error() string { return "refusing to recover: " + e.Problem }
@@ -121,9 +144,12 @@ func (e *FreshnessError) Unwrap() error { return ErrUnverifiedFreshness }
 func Recover(ctx context.Context, o RecoverOptions) (*Repo, *RecoverReport, error) {
 	cp := filepath.Join(o.Home, CatalogFile)
 	if _, err := os.Stat(cp); err == nil {
+		if o.Keys != nil {
+			o.Keys.Close()
+		}
 		return nil, nil, fmt.Errorf("a catalog already exists at %q; move it away to rebuild it: %w", cp, ErrExists)
 	}
-	kr, err := keyring.Open(filepath.Join(o.Home, KeyringFile), o.Passphrase)
+	kr, err := openRootKeys(o.Home, o.Keys, nil, o.Passphrase)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -539,6 +565,44 @@ func freshnessProblem(live []*backupCand, f *FreshnessInfo) string {
 		f.Sequence, stamp(f.Time), n.Sequence, stamp(n.Created))
 }
 
+// storeFreshnessProblem says why no backup matches the record the
+// store's members agree on, which stood in for the keyring's (kr: nil,
+// or older).
+func storeFreshnessProblem(live []*backupCand, st *StoreFreshnessInfo, kr *FreshnessInfo) string {
+	whose := fmt.Sprintf("the freshness record that %d of the store's %d members agree on (sequence %d of %s; the keyring ",
+		st.Agreed, st.Members, st.Sequence, stamp(st.Time))
+	if kr == nil {
+		whose += "holds none)"
+	} else {
+		whose += fmt.Sprintf("holds the older sequence %d)", kr.Sequence)
+	}
+	if len(live) == 0 {
+		return whose + " names a catalog backup, but the store holds none: the backups were deleted"
+	}
+	n := live[0].info()
+	if n.Sequence < st.Sequence {
+		return fmt.Sprintf("%s is newer than the newest catalog backup in the store, sequence %d of %s: the backups were rolled back", whose, n.Sequence, stamp(n.Created))
+	}
+	return fmt.Sprintf("no catalog backup in the store is the one %s names, or links back to it (newest found: sequence %d of %s): the backups were rolled back",
+		whose, n.Sequence, stamp(n.Created))
+}
+
+// storeRecord reads the store members' freshness record into rep; nil
+// when the store keeps none or it cannot be used (rep says why).
+func (r *Repo) storeRecord(ctx context.Context, rep *RecoverReport) *storeRecord {
+	sr, err := r.readStoreFreshness(ctx)
+	switch {
+	case errors.Is(err, errNoStoreFreshness):
+		return nil
+	case err != nil:
+		rep.StoreRecordProblem = err.Error()
+		return nil
+	}
+	rep.StoreRecord = &StoreFreshnessInfo{FreshnessInfo: FreshnessInfo{Sequence: sr.f.Sequence, Hash: hex.EncodeToString(sr.f.Hash[:]),
+		Time: sr.f.Time.UTC()}, Agreed: sr.agreed, Members: sr.of}
+	return sr
+}
+
 // failedSystem counts the objects whose data key opens under a root key
 // (system objects: journal entries, backups) but which then failed
 // authentication or were not valid: the provider altered them.
@@ -657,6 +721,13 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 		fresh = &FreshnessInfo{Sequence: f.Sequence, Hash: hex.EncodeToString(f.Hash[:]), Time: f.Time.UTC()}
 		rep.Keyring = fresh
 	}
+	// The store members' record stands in for the keyring's when the
+	// keyring has none or an older one (an old copy of the keyring).
+	verified := FreshnessVerified
+	var byStore *StoreFreshnessInfo
+	if sr := r.storeRecord(ctx, rep); sr != nil && (!hasFresh || sr.f.Sequence > f.Sequence) {
+		f, hasFresh, verified, byStore = sr.f, true, FreshnessVerifiedByStore, rep.StoreRecord
+	}
 	live := func() []*backupCand {
 		var l []*backupCand
 		for _, c := range cands {
@@ -676,17 +747,20 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 			}
 		}
 		l := live()
-		rep.Freshness, rep.FreshnessProblem, rep.Newest = FreshnessVerified, "", nil
+		rep.Freshness, rep.FreshnessProblem, rep.Newest = verified, "", nil
 		if len(l) > 0 {
 			rep.Newest = l[0].info()
 		}
 		if c == nil {
 			problem := freshnessProblem(l, fresh)
+			if byStore != nil {
+				problem = storeFreshnessProblem(l, byStore, fresh)
+			}
 			if n := failedSystem(scans, cands); n > 0 {
 				problem += fmt.Sprintf(" (%d store objects sealed under this keyring failed authentication: altered)", n)
 			}
 			if !accept {
-				return nil, &FreshnessError{Problem: problem, Keyring: fresh, Newest: rep.Newest}
+				return nil, &FreshnessError{Problem: problem, Keyring: fresh, Store: byStore, Newest: rep.Newest}
 			}
 			rep.Freshness, rep.FreshnessProblem = FreshnessUnverified, problem
 			if len(l) == 0 {

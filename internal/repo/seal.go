@@ -3,8 +3,6 @@ package repo
 import (
 	"errors"
 	"fmt"
-
-	"github.com/holdfast/holdfast/internal/keyring"
 )
 
 // ErrKeysSealed: the repository's keys were wiped by SealKeys and have
@@ -33,12 +31,13 @@ func (r *Repo) SealKeys() {
 }
 
 // UnsealKeys gives a sealed repository its keys back: kr is the
-// repository's keyring opened anew (from a session, or a passphrase
-// file). kr belongs to the repository afterwards; on error it is closed.
-func (r *Repo) UnsealKeys(kr *keyring.Keyring) error {
+// repository's key source opened anew (its keyring from a session or a
+// passphrase file; its PKCS#11 token with the PIN from a file). kr
+// belongs to the repository afterwards; on error it is closed.
+func (r *Repo) UnsealKeys(kr RootKeys) error {
 	if kr.Repo() != r.id {
 		kr.Close()
-		return fmt.Errorf("unsealing: the keyring is not this repository's")
+		return fmt.Errorf("unsealing: the key source is not this repository's")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The PKCS#11 key source's cost (issue 5's performance points):
+#   1. HSM operations per second with and without the data-key cache:
+#      go test -bench BenchmarkUnwrap|BenchmarkWrap ./internal/hsm
+#      (SoftHSM2; unwrap from the token, unwrap answered by the cache, wrap);
+#   2. the gateway's 4 KiB GET rate (16 clients, bench/gwload -op get) on a
+#      repository whose root key is in a SoftHSM2 token against one whose
+#      root key is in the keyring file, same build, same versitygw, the two
+#      alternated ROUNDS times in one run.
+# Prints the results and writes them to bench/out/hsm.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+OUT=bench/out
+W=${HSM_BENCH_DIR:-/var/tmp/holdfast-hsm-bench}
+mkdir -p "$OUT"
+[ -x /usr/bin/softhsm2-util ] || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends softhsm2 >/dev/null; }
+bash scripts/versitygw.sh
+go build -o bin/holdfast ./cmd/holdfast
+go build -o bin/gwload ./bench/gwload
+rm -rf "$W" && mkdir -p "$W/posix" "$W/softhsm/tokens"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$W"; }
+trap cleanup EXIT
+
+# A SoftHSM2 token in the bench directory.
+cat >"$W/softhsm/softhsm2.conf" <<CONF
+directories.tokendir = $W/softhsm/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+export SOFTHSM2_CONF="$W/softhsm/softhsm2.conf" HOLDFAST_PKCS11_PIN=1234
+softhsm2-util --init-token --free --label hf-bench --so-pin 12345678 --pin "$HOLDFAST_PKCS11_PIN" >/dev/null
+URI="pkcs11:token=hf-bench;object=holdfast-root?module-path=/usr/lib/softhsm/libsofthsm2.so"
+
+{
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(go version | cut -d' ' -f3); $(date -u +%F)"
+echo "== HSM operations per second (SoftHSM2, go test -bench)"
+go test -run '^$' -bench 'BenchmarkUnwrap|BenchmarkWrap' -benchtime 3000x ./internal/hsm | awk '/^Benchmark/{print $1, $(NF-1), $NF}'
+} | tee "$OUT/hsm.txt"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PROV_ID=holdfast-bench PROV_SECRET=holdfast-bench-secret
+.ci/bin/versitygw --port "127.0.0.1:$PORT" --access "$PROV_ID" --secret "$PROV_SECRET" \
+  --region us-east-1 --cert "$W/cert.pem" --key "$W/key.pem" --health /health --quiet posix "$W/posix" >"$W/vgw.log" 2>&1 &
+pids+=($!)
+EP=https://127.0.0.1:$PORT
+until curl -fsS --cacert "$W/cert.pem" "$EP/health" >/dev/null 2>&1; do kill -0 "${pids[0]}" || { cat "$W/vgw.log"; exit 1; }; done
+export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
+[ -x /usr/bin/aws ] || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends awscli >/dev/null; }
+AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET /usr/bin/aws s3 mb s3://store --endpoint-url "$EP" --ca-bundle "$W/cert.pem" >/dev/null
+export HOLDFAST_PASSPHRASE="benchmark passphrase"
+S3FLAGS=(--s3-endpoint "$EP" --s3-ca-bundle "$W/cert.pem" --s3-path-style)
+
+# Two repositories in the same S3 bucket: the keyring file's and the token's.
+AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \
+  bin/holdfast --home "$W/home-keyring" init -q --store s3://store/keyring "${S3FLAGS[@]}" >/dev/null
+AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \
+  bin/holdfast --home "$W/home-pkcs11" keys ceremony --key-source "$URI" --shares 3 --threshold 2 --out "$W/shares" \
+  --store s3://store/pkcs11 "${S3FLAGS[@]}" >/dev/null
+declare -A GW_ID GW_SECRET
+for s in keyring pkcs11; do
+  bin/holdfast --home "$W/home-$s" --json access add bench --admin >"$W/key.json"
+  GW_ID[$s]=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['id'])" "$W/key.json")
+  GW_SECRET[$s]=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['secret'])" "$W/key.json")
+  rm -f "$W/key.json"
+done
+
+# serve SOURCE: starts holdfast serve on that source's home; sets GW, SERVE_PID.
+serve() {
+  AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \
+    bin/holdfast --home "$W/home-$1" serve --addr 127.0.0.1:0 --ops-addr "" --sample-interval 0 --log-level error >"$W/serve.out" 2>"$W/serve.err" &
+  SERVE_PID=$!
+  # Wait for the whole endpoint line (it may be read half-written).
+  GW=
+  until [ -n "$GW" ]; do
+    kill -0 "$SERVE_PID" || { cat "$W/serve.err"; exit 1; }
+    GW=$(sed -n 's/.*S3 endpoint \(https:[^ ]*\) .*/\1/p' "$W/serve.out" 2>/dev/null)
+  done
+}
+stop() { kill "$SERVE_PID"; wait "$SERVE_PID" || true; }
+load() { AWS_ACCESS_KEY_ID=${GW_ID[$1]} AWS_SECRET_ACCESS_KEY=${GW_SECRET[$1]} bin/gwload -endpoint "$GW" -ca "$W/home-$1/gateway/cert.pem" -duration "$DURATION" "${@:2}"; }
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+
+{
+echo "== gateway 4 KiB GET rate, 16 clients, $DURATION per run"
+echo "round  source    4KiB-GET-rps"
+for ((r = 1; r <= ROUNDS; r++)); do
+  for s in keyring pkcs11; do
+    serve "$s"
+    rps=$(load "$s" -bucket small -op get -clients 16 -size 4096 | field rps)
+    stop
+    printf '%-6s %-9s %12s\n' "$r" "$s" "$rps"
+    echo "$r $s $rps" >>"$W/rows"
+  done
+done
+/usr/bin/python3 - "$W/rows" <<'PY'
+import sys, statistics
+by = {}
+for r, s, rps in (l.split() for l in open(sys.argv[1])):
+    by.setdefault(r, {})[s] = float(rps)
+q = [v["pkcs11"] / v["keyring"] for v in by.values()]
+print(f"pkcs11 / keyring 4 KiB GET rate, median of per-round ratios: {statistics.median(q):.3f} (range {min(q):.3f}-{max(q):.3f})")
+PY
+} | tee -a "$OUT/hsm.txt"
