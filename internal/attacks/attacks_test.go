@@ -3,6 +3,8 @@ package attacks
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -341,9 +343,32 @@ func a9(t *testing.T, w *world) {
 			w.expectIntact(t, allReaders, *g)
 			listed(t)
 			injectedKeyNotFound(t, w, "row-a9", "evil/object")
-			// Verify checks what the repository could hold: a key that is
-			// no store name is outside it (see the README).
-			w.expectVerify(t, nil)
+			// Never served, but only the provider can have put them there:
+			// verify names each key.
+			w.expectVerify(t, map[string]string{"evil/": "unknown", "evil/object": "unknown"})
+		})
+	}
+	if lp, ok := w.prov.(*localProvider); ok {
+		t.Run("files of another shape", func(t *testing.T) {
+			// A file and a directory in the store directory that fit no
+			// name Holdfast writes.
+			paths := []string{filepath.Join(lp.root, "evil.txt"), filepath.Join(lp.root, "evil-dir", "object")}
+			for _, p := range paths {
+				if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte("injected by the provider"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			defer func() {
+				os.Remove(paths[0])
+				os.RemoveAll(filepath.Dir(paths[1]))
+			}()
+			w.expectIntact(t, allReaders, *g)
+			listed(t)
+			injectedKeyNotFound(t, w, "row-a9", "evil.txt")
+			w.expectVerify(t, map[string]string{"evil.txt": "unknown", "evil-dir/": "unknown"})
 		})
 	}
 	done(t, w)

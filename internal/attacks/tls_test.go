@@ -189,7 +189,7 @@ func a2(t *testing.T, w0 *world) {
 			defer e.mode.Store(certGenuine)
 			hs, app := e.handshakes.Load(), e.appBytes.Load()
 			r := w.cliIn(t, randBytes(3000), "put", "-", "row-a2/new")
-			if !exitOK(r.code, exitCouldNotRead) || !strings.Contains(string(r.stderr), c.says) || !strings.Contains(string(r.stderr), "row-a2/new") {
+			if r.code != 6 || !strings.Contains(string(r.stderr), c.says) || !strings.Contains(string(r.stderr), "row-a2/new") {
 				t.Fatalf("put through a %s: %v; want a failure naming the object and saying %q", c.name, r, c.says)
 			}
 			w.expectRefused(t, allReaders, *o, exitCouldNotRead, 0)

@@ -208,6 +208,9 @@ func (v *verifyRun) run(parent context.Context) (VerifySummary, error) {
 	if runErr == nil {
 		runErr = walkErr
 	}
+	if runErr == nil {
+		runErr = v.strangers(parent)
+	}
 	if runErr != nil {
 		// What is done stays done: a run with --resume carries on from here.
 		if err := v.cp.save(v); err != nil {
@@ -216,6 +219,27 @@ func (v *verifyRun) run(parent context.Context) (VerifySummary, error) {
 		return v.sum, runErr
 	}
 	return v.sum, v.cp.finish()
+}
+
+// strangers reports what the store holds under names Holdfast never
+// writes (store.StrangerLister): an S3 "folder", a file of another shape
+// in a local store. No read serves them, but only the provider can have
+// put them there. They are listed once the walk is done, outside its
+// name order.
+func (v *verifyRun) strangers(ctx context.Context) error {
+	sl, ok := v.r.st.(store.StrangerLister)
+	if !ok {
+		return nil
+	}
+	return sl.ListStrangers(ctx, func(name string, size int64) error {
+		f := Finding{Kind: "unknown", Name: name, Status: StatusUnknown,
+			Detail: fmt.Sprintf("%d bytes under a name Holdfast never writes: put there by someone else", size)}
+		v.sum.Checked++
+		v.sum.Counts[f.Status]++
+		v.report(f)
+		v.cp.add(f)
+		return nil
+	})
 }
 
 // expected reads the system objects and uploads and sets up the walk of

@@ -604,6 +604,64 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInf
 	return nil
 }
 
+// ListStrangers implements store.StrangerLister: every entry of the store
+// directory that is not part of its layout — anything at the top but the
+// fan-out directories and the store's temporary and multipart areas,
+// anything in a fan-out
+// directory but a regular file with a valid name that belongs there.
+// Directories are named with a trailing "/" and not descended into.
+func (s *Store) ListStrangers(ctx context.Context, fn func(name string, size int64) error) error {
+	if s.closed.Load() {
+		return errors.New("local: list: store is closed")
+	}
+	report := func(rel string, e fs.DirEntry) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("local: list: %w", err)
+		}
+		if e.IsDir() {
+			return fn(rel+"/", 0)
+		}
+		var size int64
+		if fi, err := e.Info(); err == nil {
+			size = fi.Size()
+		}
+		return fn(rel, size)
+	}
+	dirs, err := os.ReadDir(s.root)
+	if err != nil {
+		return fmt.Errorf("local: list: %w", err)
+	}
+	for _, d := range dirs {
+		fan := d.Name()
+		if (fan == tmpDirName || fan == uploadsDirName) && d.IsDir() {
+			continue // the store's own work areas
+		}
+		if !d.IsDir() || len(fan) > 2 || !store.ValidName(fan) {
+			if err := report(fan, d); err != nil {
+				return err
+			}
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(s.root, fan))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("local: list: %w", err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if store.ValidName(name) && fanDir(name) == fan && e.Type().IsRegular() {
+				continue
+			}
+			if err := report(fan+"/"+name, e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Close implements store.Store. Later calls fail; Close itself is
 // idempotent.
 func (s *Store) Close() error {

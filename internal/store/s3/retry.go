@@ -73,6 +73,17 @@ func newRetryer(attempts int, maxBackoff time.Duration) *retry.Standard {
 // or mismatched certificate, a pinned key that does not match, a protocol
 // version we do not accept.
 func notRetryable(err error) aws.Ternary {
+	if tlsRefused(err) {
+		return aws.FalseTernary
+	}
+	return aws.UnknownTernary
+}
+
+// tlsRefused reports whether err is a TLS handshake that failed for a
+// reason of trust, not of the network: an untrusted or mismatched
+// certificate, a pinned key that does not match, a protocol version one
+// side does not accept, the server's alert.
+func tlsRefused(err error) bool {
 	var (
 		cve  *tls.CertificateVerificationError
 		uae  x509.UnknownAuthorityError
@@ -86,16 +97,16 @@ func notRetryable(err error) aws.Ternary {
 	switch {
 	case errors.Is(err, ErrPinMismatch), errors.As(err, &cve), errors.As(err, &uae), errors.As(err, &he),
 		errors.As(err, &cie), errors.As(err, &ae), errors.As(err, &rhe):
-		return aws.FalseTernary
+		return true
 	case errors.As(err, &oe) && oe.Op == "remote error":
 		// The server refused our handshake with a TLS alert.
-		return aws.FalseTernary
+		return true
 	case strings.Contains(err.Error(), "tls: ") && !errors.As(err, &oe) && !errors.As(err, &idle):
 		// A handshake failure of our own making ("tls: server selected
 		// unsupported protocol version"), not a network one.
-		return aws.FalseTernary
+		return true
 	}
-	return aws.UnknownTernary
+	return false
 }
 
 // cutShort retries an answer whose body ended early or stopped (an XML

@@ -252,11 +252,28 @@ func (s *Store) check(op, name string) error {
 }
 
 // wrapErr maps S3 answers onto the store's errors.
+// innermost is the error at the end of err's chain: the cause without the
+// SDK's wrapping ("x509: certificate signed by unknown authority").
+func innermost(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
 func wrapErr(op, name string, err error) error {
 	var ue *unavailableError
 	if errors.As(err, &ue) {
 		// Without the SDK's "operation error S3: …" wrapping.
 		return fmt.Errorf("s3: %s %q: %w", op, name, ue)
+	}
+	if tlsRefused(err) {
+		// Nothing was sent: the endpoint is not the one we trust. Name the
+		// reason without the SDK's layers of wrapping.
+		return fmt.Errorf("s3: %s %q: the endpoint's TLS handshake was refused, nothing was sent (%w): %w", op, name, innermost(err), store.ErrUnavailable)
 	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
@@ -413,6 +430,35 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInf
 				continue
 			}
 			if err := fn(store.ObjectInfo{Name: name, Size: aws.ToInt64(o.Size)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ListStrangers implements store.StrangerLister: the keys under the prefix
+// that are not object names Holdfast writes (List skips them).
+func (s *Store) ListStrangers(ctx context.Context, fn func(name string, size int64) error) error {
+	if s.closed.Load() {
+		return errors.New("s3: list: store is closed")
+	}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix)}
+	if s.listPage > 0 {
+		in.MaxKeys = aws.Int32(s.listPage)
+	}
+	p := s3.NewListObjectsV2Paginator(s.c, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return wrapErr("list", "", err)
+		}
+		for _, o := range page.Contents {
+			name := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+			if store.ValidName(name) {
+				continue
+			}
+			if err := fn(name, aws.ToInt64(o.Size)); err != nil {
 				return err
 			}
 		}
