@@ -53,6 +53,10 @@ passed=$(grep -cE '^\s*--- PASS' "$log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
 if [ "$rc" -ne 0 ]; then
   grep -B5 -A40 -E '^\s*--- FAIL|^panic:' "$log" | head -200
+  # Subtests report their failures far from their --- FAIL lines: show
+  # every test's messages too (the failing ones among them).
+  echo "== test messages"
+  grep -E '^\s+\S+_test\.go:[0-9]+: ' "$log" | head -150
   echo "go-test: $passed passed, $failed failed"
   exit "$rc"
 fi
