@@ -69,6 +69,7 @@ func (e *env) syncCmd() *cobra.Command {
 					return fmt.Errorf("cleaning up after an earlier interrupted run: %w", err)
 				}
 			}
+			ctx, postureDone := e.watchPosture(ctx, r)
 			s := &syncPrinter{e: e, r: r, up: !downOK, dry: dry}
 			opts := repo.SyncOptions{Delete: del, DryRun: dry, FileMode: outputMode(), Report: s.report, Progress: s.bar.add,
 				Plan: func(files int, bytes int64) {
@@ -86,8 +87,11 @@ func (e *env) syncCmd() *cobra.Command {
 				sum, err = r.SyncDown(ctx, srcBucket, srcPrefix, dst, opts)
 			}
 			s.bar.finish()
-			if err != nil && ctx.Err() != nil {
-				err = ctx.Err() // interrupted: one line, not one per stopped worker
+			stopped := ctx.Err()
+			if perr := postureDone(); perr != nil {
+				err = perr // the posture failed mid-run: the keys are wiped
+			} else if err != nil && stopped != nil {
+				err = stopped // interrupted: one line, not one per stopped worker
 			}
 			if perr := s.summary(sum, time.Since(start), err); perr != nil && err == nil {
 				err = perr

@@ -175,6 +175,9 @@ type Hooks struct {
 	At func(point string)
 	// Now replaces the clock that MaybeBackup's interval is measured by.
 	Now func() time.Time
+	// PostureChecked is called after each posture re-check a long-running
+	// command makes on SIGHUP (cmd/holdfast), with its outcome.
+	PostureChecked func(err error)
 }
 
 func (h *Hooks) at(p string) {
