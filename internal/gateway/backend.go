@@ -581,16 +581,7 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 		body = b.newObjectBody(rc, rd, bucket, key, nil)
 	} else {
 		// The whole object: decrypted on every core, padding checked.
-		pr, pw := io.Pipe()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_, err := rd.WriteTo(dctx, pw)
-			if err != nil && !errors.Is(err, io.ErrClosedPipe) {
-				b.integrity(bucket, key, err)
-			}
-			pw.CloseWithError(err)
-		}()
+		pr, done := b.decrypting(dctx, rd, bucket, key)
 		body = b.newObjectBody(pr, rd, bucket, key, done)
 	}
 	// Read the first authenticated bytes before answering: damage at the
@@ -623,8 +614,8 @@ type objectBody struct {
 	rd          *repo.Reader
 	b           *Backend
 	bucket, key string
-	producer    chan struct{} // closed when the whole-object decryptor has returned; nil for a range
-	head        []byte        // read ahead by peek, not yet sent
+	producer    <-chan struct{} // closed when the whole-object decryptor has returned; nil for a range
+	head        []byte          // read ahead by peek, not yet sent
 
 	mu      sync.Mutex
 	closed  bool
@@ -632,7 +623,7 @@ type objectBody struct {
 }
 
 // newObjectBody registers the body, so that a seal can stop it.
-func (b *Backend) newObjectBody(rc io.ReadCloser, rd *repo.Reader, bucket, key string, producer chan struct{}) *objectBody {
+func (b *Backend) newObjectBody(rc io.ReadCloser, rd *repo.Reader, bucket, key string, producer <-chan struct{}) *objectBody {
 	o := &objectBody{rc: rc, rd: rd, b: b, bucket: bucket, key: key, producer: producer}
 	if b.guard != nil {
 		b.live.add(o)
@@ -665,6 +656,25 @@ func (o *objectBody) Read(p []byte) (int, error) {
 		o.b.events.Sent(int64(n))
 	}
 	return n, err
+}
+
+// decrypting decrypts rd, the opened bucket/key, into the returned pipe
+// on its own goroutine (WriteTo: every chunk authenticated before it is
+// written; a failure reported as an integrity event and passed to the
+// reader). done is closed when the goroutine has returned: rd's keys may
+// be wiped only then. Closing the pipe's reader stops it.
+func (b *Backend) decrypting(ctx context.Context, rd *repo.Reader, bucket, key string) (*io.PipeReader, <-chan struct{}) {
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := rd.WriteTo(ctx, pw)
+		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			b.integrity(bucket, key, err)
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr, done
 }
 
 // peek reads the first bytes of the body (up to 64 KiB of its n), which
@@ -826,16 +836,7 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 		return s3response.CopyObjectOutput{}, s3err.GetAPIError(s3err.ErrInvalidCopyDest)
 	}
 	opts.CreateOnly = b.createOnly(ctx, bucket, nil)
-	pr, pw := io.Pipe()
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		_, err := rd.WriteTo(dctx, pw)
-		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
-			b.integrity(sb, sk, err)
-		}
-		pw.CloseWithError(err)
-	}()
+	pr, copied := b.decrypting(dctx, rd, sb, sk)
 	e, err := b.repo.Put(dctx, bucket, key, pr, opts)
 	pr.CloseWithError(errors.New("copy ended"))
 	<-copied // the source's keys are wiped (rd.Close) only once it has stopped
