@@ -42,9 +42,10 @@ func recordKeyOp(op keys.Op) {
 func (e *env) keysCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "keys",
-		Short: "Custody of the root keys: k-of-n backup and restore, passphrase, PKCS#11 ceremony",
+		Short: "Custody of the keys: versions, k-of-n backup and restore, passphrase, PKCS#11 ceremony",
 		Long: `keys manages the repository's root keys (docs/keys.md):
 
+  keys list                                        root and bucket key versions and what each protects
   keys backup --shares N --threshold K --out DIR   split the root keys into N share files
   keys restore SHARE...                            rebuild them from K shares into a new keyring or token
   keys passwd                                      change the keyring's passphrase
@@ -52,7 +53,7 @@ func (e *env) keysCmd() *cobra.Command {
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
-	c.AddCommand(e.keysBackupCmd(), e.keysRestoreCmd(), e.keysPasswdCmd(), e.keysCeremonyCmd())
+	c.AddCommand(e.keysListCmd(), e.keysBackupCmd(), e.keysRestoreCmd(), e.keysPasswdCmd(), e.keysCeremonyCmd())
 	return c
 }
 

@@ -273,6 +273,10 @@ type Catalog interface {
 	// is the lexical order of their store names (ordered.go).
 	EntriesAfter(ctx context.Context, after []byte, limit int) ([]Entry, error)
 	Count(ctx context.Context) (int64, error)
+	// CountByKeyVersion counts the current entries of each bucket by the
+	// bucket key version their data keys are wrapped under: bucket name →
+	// version → count.
+	CountByKeyVersion(ctx context.Context) (map[string]map[uint32]int64, error)
 
 	// Delete moves the current entry to history as Deleted and its object
 	// id to garbage; returns it. ErrNotFound if there is none.

@@ -469,6 +469,31 @@ func (c *sqliteCatalog) Count(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+func (c *sqliteCatalog) CountByKeyVersion(ctx context.Context) (map[string]map[uint32]int64, error) {
+	rows, err := c.query(ctx, `SELECT bucket, key_version, count(*) FROM objects GROUP BY bucket, key_version`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: count by key version: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]map[uint32]int64{}
+	for rows.Next() {
+		var bucket string
+		var ver uint32
+		var n int64
+		if err := rows.Scan(&bucket, &ver, &n); err != nil {
+			return nil, fmt.Errorf("catalog: count by key version: %w", err)
+		}
+		if counts[bucket] == nil {
+			counts[bucket] = map[uint32]int64{}
+		}
+		counts[bucket][ver] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: count by key version: %w", err)
+	}
+	return counts, nil
+}
+
 func (c *sqliteCatalog) Delete(ctx context.Context, bucket, key string) (Entry, error) {
 	var old *Entry
 	err := c.write(ctx, func(t *txn) error {

@@ -3,6 +3,8 @@ package repo
 import (
 	"errors"
 	"fmt"
+
+	"github.com/holdfast/holdfast/internal/keyring"
 )
 
 // ErrKeysSealed: the repository's keys were wiped by SealKeys and have
@@ -55,4 +57,12 @@ func (r *Repo) KeysSealed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.sealed
+}
+
+// RootKeyVersions lists the root key versions the key source holds, with
+// their state and creation time (holdfast keys list).
+func (r *Repo) RootKeyVersions() []keyring.RootKeyInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.kr.Versions()
 }

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/internal/repo"
+)
+
+// keyList is what `holdfast keys list` prints: every root key version and
+// every bucket key version, with what each protects.
+type keyList struct {
+	Root    []rootKeyRow   `json:"root_keys"`
+	Buckets []bucketKeyRow `json:"bucket_keys"`
+}
+
+type rootKeyRow struct {
+	Version    uint32    `json:"version"`
+	State      string    `json:"state"`
+	Primary    bool      `json:"primary"`
+	Created    time.Time `json:"created"`
+	BucketKeys int       `json:"bucket_keys"` // bucket key versions wrapped under it
+	Objects    int64     `json:"objects"`     // current objects under those
+}
+
+type bucketKeyRow struct {
+	Bucket      string    `json:"bucket"`
+	Version     uint32    `json:"version"`
+	State       string    `json:"state"`
+	Primary     bool      `json:"primary"`
+	Created     time.Time `json:"created"`
+	RootVersion uint32    `json:"root_version"` // the root key version it is wrapped under
+	Objects     int64     `json:"objects"`      // current objects whose data keys it wraps
+}
+
+// bucketKeyStates names the catalog's bucket key states.
+var bucketKeyStates = map[int]string{1: "active", 2: "decrypt-only", 3: "destroyed"}
+
+func (e *env) keysListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List root and bucket key versions: state, creation time, what each protects",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx := c.Context()
+			r, err := e.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			l, err := listKeys(ctx, r)
+			if err != nil {
+				return err
+			}
+			if e.jsonOut {
+				return printJSON(e.stdout, l)
+			}
+			for _, k := range l.Root {
+				fmt.Fprintf(e.stdout, "root key v%d  %s  created %s  wraps %d bucket key version(s), %d object(s)\n",
+					k.Version, stateText(k.State, k.Primary), k.Created.Local().Format(time.DateTime), k.BucketKeys, k.Objects)
+			}
+			for _, k := range l.Buckets {
+				fmt.Fprintf(e.stdout, "bucket %s key v%d  %s  created %s  under root v%d  protects %d object(s)\n",
+					k.Bucket, k.Version, stateText(k.State, k.Primary), k.Created.Local().Format(time.DateTime), k.RootVersion, k.Objects)
+			}
+			return nil
+		},
+	}
+}
+
+func stateText(state string, primary bool) string {
+	if primary {
+		return state + " (primary)"
+	}
+	return state
+}
+
+// listKeys gathers the key list from the key source and the catalog.
+func listKeys(ctx context.Context, r *repo.Repo) (keyList, error) {
+	l := keyList{Root: []rootKeyRow{}, Buckets: []bucketKeyRow{}}
+	cat := r.Catalog()
+	counts, err := cat.CountByKeyVersion(ctx)
+	if err != nil {
+		return l, err
+	}
+	buckets, err := cat.Buckets(ctx)
+	if err != nil {
+		return l, err
+	}
+	perRoot := map[uint32]*rootKeyRow{}
+	primary := r.KeySource().Primary()
+	for _, v := range r.RootKeyVersions() {
+		l.Root = append(l.Root, rootKeyRow{Version: v.Version, State: v.State.String(), Primary: v.Version == primary, Created: v.Created.UTC()})
+	}
+	for i := range l.Root {
+		perRoot[l.Root[i].Version] = &l.Root[i]
+	}
+	for _, b := range buckets {
+		bks, err := cat.BucketKeys(ctx, b.ID)
+		if err != nil {
+			return l, err
+		}
+		for _, bk := range bks {
+			row := bucketKeyRow{Bucket: b.Name, Version: bk.Version, State: bucketKeyStates[bk.State], Primary: bk.State == 1,
+				Created: bk.Created.UTC(), RootVersion: bk.Wrapped.KEKVersion, Objects: counts[b.Name][bk.Version]}
+			if row.State == "" {
+				row.State = fmt.Sprintf("state %d", bk.State)
+			}
+			l.Buckets = append(l.Buckets, row)
+			if rk := perRoot[row.RootVersion]; rk != nil {
+				rk.BucketKeys++
+				rk.Objects += row.Objects
+			}
+		}
+	}
+	return l, nil
+}
