@@ -46,6 +46,7 @@ func (e *env) keysCmd() *cobra.Command {
 		Long: `keys manages the repository's root keys (docs/keys.md):
 
   keys list                                        root and bucket key versions and what each protects
+  keys rotate [--bucket B]                         a new root (or bucket) key version, primary for new writes
   keys backup --shares N --threshold K --out DIR   split the root keys into N share files
   keys restore SHARE...                            rebuild them from K shares into a new keyring or token
   keys passwd                                      change the keyring's passphrase
@@ -53,7 +54,7 @@ func (e *env) keysCmd() *cobra.Command {
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
-	c.AddCommand(e.keysListCmd(), e.keysBackupCmd(), e.keysRestoreCmd(), e.keysPasswdCmd(), e.keysCeremonyCmd())
+	c.AddCommand(e.keysListCmd(), e.keysRotateCmd(), e.keysBackupCmd(), e.keysRestoreCmd(), e.keysPasswdCmd(), e.keysCeremonyCmd())
 	return c
 }
 

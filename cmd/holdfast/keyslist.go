@@ -103,8 +103,14 @@ func listKeys(ctx context.Context, r *repo.Repo) (keyList, error) {
 		if err != nil {
 			return l, err
 		}
+		primaryVer := uint32(0) // new writes take the newest active version
 		for _, bk := range bks {
-			row := bucketKeyRow{Bucket: b.Name, Version: bk.Version, State: bucketKeyStates[bk.State], Primary: bk.State == 1,
+			if bk.State == 1 {
+				primaryVer = max(primaryVer, bk.Version)
+			}
+		}
+		for _, bk := range bks {
+			row := bucketKeyRow{Bucket: b.Name, Version: bk.Version, State: bucketKeyStates[bk.State], Primary: bk.Version == primaryVer,
 				Created: bk.Created.UTC(), RootVersion: bk.Wrapped.KEKVersion, Objects: counts[b.Name][bk.Version]}
 			if row.State == "" {
 				row.State = fmt.Sprintf("state %d", bk.State)
@@ -117,4 +123,51 @@ func listKeys(ctx context.Context, r *repo.Repo) (keyList, error) {
 		}
 	}
 	return l, nil
+}
+
+func (e *env) keysRotateCmd() *cobra.Command {
+	var bucket string
+	c := &cobra.Command{
+		Use:   "rotate [--bucket B]",
+		Short: "Make a new root key version (or, with --bucket, a new key version of bucket B) primary for new writes",
+		Long: `keys rotate makes a new key version primary for everything written from
+now on; what was written before keeps its key records and still reads.
+Without --bucket it rotates the root key: older root versions become
+decrypt-only. With --bucket it makes a new key version of that bucket,
+wrapped under the primary root key, and writes its key journal entry to
+the store. No object body is rewritten.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx := c.Context()
+			r, err := e.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if bucket == "" {
+				v, err := r.RotateRootKey()
+				if err != nil {
+					return err
+				}
+				return e.rotated(map[string]any{"root_key": v}, fmt.Sprintf("root key v%d is primary; older versions decrypt only", v))
+			}
+			v, err := r.RotateBucketKey(ctx, bucket)
+			if err != nil {
+				return err
+			}
+			return e.rotated(map[string]any{"bucket": bucket, "bucket_key": v},
+				fmt.Sprintf("bucket %s key v%d is primary for new writes; older versions still decrypt", bucket, v))
+		},
+	}
+	c.Flags().StringVar(&bucket, "bucket", "", "rotate this bucket's key instead of the root key")
+	return c
+}
+
+// rotated prints a rotation's outcome.
+func (e *env) rotated(j map[string]any, text string) error {
+	if e.jsonOut {
+		return printJSON(e.stdout, j)
+	}
+	_, err := fmt.Fprintln(e.stdout, text)
+	return err
 }

@@ -52,6 +52,13 @@ func (r *Repo) bucketKey(ctx context.Context, bk catalog.BucketKey) (secret.Key,
 		return k, nil
 	}
 	k, err := src.Unwrap(ctx, bk.Wrapped, r.bucketAD(bk.BucketID, bk.Wrapped.KEKVersion, bk.Version))
+	if errors.Is(err, keys.ErrNotMyKey) && !r.knowsRootVersion(bk.Wrapped.KEKVersion) {
+		// Another process rotated the root key after this one opened the
+		// key source (keys rotate beside a running serve): read it again.
+		if rerr := r.reloadRootKeys(); rerr == nil {
+			k, err = src.Unwrap(ctx, bk.Wrapped, r.bucketAD(bk.BucketID, bk.Wrapped.KEKVersion, bk.Version))
+		}
+	}
 	if err != nil {
 		return secret.Key{}, fmt.Errorf("unwrapping bucket key v%d: %w", bk.Version, err)
 	}
