@@ -264,9 +264,6 @@ var storeNameRE = regexp.MustCompile(`^([0-9a-f]{32}|holdfast-repo-[0-9a-f]{32})
 
 // TestWhatTheProviderSees: see the top of the file.
 func TestWhatTheProviderSees(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a tree of 2,000 files: not in -short")
-	}
 	const nfiles = 2000
 	c := newCLI(t)
 	rec := &recorder{}

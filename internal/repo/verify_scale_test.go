@@ -155,9 +155,6 @@ func (h *heapPeak) progress(n int, _ int64) {
 // finds them not to be Holdfast objects, as it should: the findings are
 // exactly the sampled ones.
 func TestVerifyMemoryBound(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a million catalog rows: not in -short")
-	}
 	const small, large = 10_000, 1_000_000
 	const frac = 0.0002
 	seed := []byte("memory bound sample seed")
@@ -239,9 +236,6 @@ func TestVerifyMemoryBound(t *testing.T) {
 // injects one, and verify names exactly those (the clean run is the
 // control).
 func TestVerifyS3TenThousand(t *testing.T) {
-	if testing.Short() {
-		t.Skip("10,000 objects on versitygw: not in -short")
-	}
 	ctx := context.Background()
 	srv, err := versitygw.Start(t.TempDir(), false)
 	if err != nil {
