@@ -71,37 +71,58 @@ func create(path string, passphrase []byte, repo keys.ID, p Params, now time.Tim
 	if repo == (keys.ID{}) {
 		return nil, errors.New("repository id is zero")
 	}
-	if err := currentLimits().check(p); err != nil {
-		return nil, err
-	}
-	// Fail early, before the derivation; the final link still refuses a
-	// file that appears meanwhile.
-	if _, err := os.Lstat(path); err == nil {
-		return nil, ErrExists
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	h := header{params: p}
-	if _, err := rand.Read(h.salt[:]); err != nil {
+	h, err := prepareNew(path, passphrase, p)
+	if err != nil {
 		return nil, err
 	}
 	root, err := secret.New()
 	if err != nil {
 		return nil, err
 	}
-	kek, err := deriveKEK(passphrase, h.salt[:], p)
-	if err != nil {
-		root.Wipe()
-		return nil, err
-	}
-	k := &Keyring{path: path, hdr: h, kek: kek}
 	st := payload{
 		repo:    repo,
 		primary: 1,
 		roots:   []rootKey{{info: RootKeyInfo{Version: 1, Created: stamp(now), State: StateActive}, key: root}},
 	}
+	k, err := writeNew(path, passphrase, h, st)
+	if err != nil {
+		st.wipe()
+		return nil, err
+	}
+	return k, nil
+}
+
+// prepareNew checks what every new keyring file needs before its key is
+// derived — a passphrase, parameters within bounds, nothing at path — and
+// returns its header with a fresh salt.
+func prepareNew(path string, passphrase []byte, p Params) (header, error) {
+	h := header{params: p}
+	if len(passphrase) == 0 {
+		return h, ErrEmptyPassphrase
+	}
+	if err := currentLimits().check(p); err != nil {
+		return h, err
+	}
+	// Fail early, before the derivation; the final link still refuses a
+	// file that appears meanwhile.
+	if _, err := os.Lstat(path); err == nil {
+		return h, ErrExists
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return h, err
+	}
+	_, err := rand.Read(h.salt[:])
+	return h, err
+}
+
+// writeNew derives the file key for h from passphrase and writes st as a
+// new keyring file at path. On failure st is still the caller's to wipe.
+func writeNew(path string, passphrase []byte, h header, st payload) (*Keyring, error) {
+	kek, err := deriveKEK(passphrase, h.salt[:], h.params)
+	if err != nil {
+		return nil, err
+	}
+	k := &Keyring{path: path, hdr: h, kek: kek}
 	if err := k.write(st, h, kek, false); err != nil {
-		root.Wipe()
 		kek.Wipe()
 		return nil, err
 	}

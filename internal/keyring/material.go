@@ -1,11 +1,8 @@
 package keyring
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/secret"
@@ -115,16 +112,8 @@ func createFromMaterial(path string, passphrase []byte, p Params, m Material) (*
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	if err := currentLimits().check(p); err != nil {
-		return nil, err
-	}
-	if _, err := os.Lstat(path); err == nil {
-		return nil, ErrExists
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	h := header{params: p}
-	if _, err := rand.Read(h.salt[:]); err != nil {
+	h, err := prepareNew(path, passphrase, p)
+	if err != nil {
 		return nil, err
 	}
 	st := payload{repo: m.Repo, primary: m.Primary, hasFresh: m.HasFresh, fresh: m.Fresh}
@@ -144,17 +133,10 @@ func createFromMaterial(path string, passphrase []byte, p Params, m Material) (*
 		}
 		st.roots = append(st.roots, rk)
 	}
-	kek, err := deriveKEK(passphrase, h.salt[:], p)
+	k, err := writeNew(path, passphrase, h, st)
 	if err != nil {
 		st.wipe()
 		return nil, err
 	}
-	k := &Keyring{path: path, hdr: h, kek: kek}
-	if err := k.write(st, h, kek, false); err != nil {
-		st.wipe()
-		kek.Wipe()
-		return nil, err
-	}
-	k.st = st
 	return k, nil
 }
