@@ -11,6 +11,7 @@
 # Prints the results and writes them to bench/out/gateway.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 OUT=bench/out
@@ -27,15 +28,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$W"; }
 trap cleanup EXIT
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 PROV_ID=holdfast-bench PROV_SECRET=holdfast-bench-secret
-.ci/bin/versitygw --port "127.0.0.1:$PORT" --access "$PROV_ID" --secret "$PROV_SECRET" \
-  --region us-east-1 --cert "$W/cert.pem" --key "$W/key.pem" --health /health --quiet posix "$W/posix" >"$W/vgw.log" 2>&1 &
-pids+=($!)
-EP=https://127.0.0.1:$PORT
-until curl -fsS --cacert "$W/cert.pem" "$EP/health" >/dev/null 2>&1; do kill -0 "${pids[0]}" || { cat "$W/vgw.log"; exit 1; }; done
+start_versitygw "$W" "$PROV_ID" "$PROV_SECRET"
+pids+=("$VGW_PID")
+EP=$VGW_EP
 export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export AWS_CONFIG_FILE=/dev/null
 prov() { AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET "$@"; }

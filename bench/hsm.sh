@@ -10,6 +10,7 @@
 # Prints the results and writes them to bench/out/hsm.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 OUT=bench/out
@@ -41,15 +42,10 @@ echo "== HSM operations per second (SoftHSM2, go test -bench)"
 go test -run '^$' -bench 'BenchmarkUnwrap|BenchmarkWrap' -benchtime 3000x ./internal/hsm | awk '/^Benchmark/{print $1, $(NF-1), $NF}'
 } | tee "$OUT/hsm.txt"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 PROV_ID=holdfast-bench PROV_SECRET=holdfast-bench-secret
-.ci/bin/versitygw --port "127.0.0.1:$PORT" --access "$PROV_ID" --secret "$PROV_SECRET" \
-  --region us-east-1 --cert "$W/cert.pem" --key "$W/key.pem" --health /health --quiet posix "$W/posix" >"$W/vgw.log" 2>&1 &
-pids+=($!)
-EP=https://127.0.0.1:$PORT
-until curl -fsS --cacert "$W/cert.pem" "$EP/health" >/dev/null 2>&1; do kill -0 "${pids[0]}" || { cat "$W/vgw.log"; exit 1; }; done
+start_versitygw "$W" "$PROV_ID" "$PROV_SECRET"
+pids+=("$VGW_PID")
+EP=$VGW_EP
 export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
 [ -x /usr/bin/aws ] || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends awscli >/dev/null; }
 AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET /usr/bin/aws s3 mb s3://store --endpoint-url "$EP" --ca-bundle "$W/cert.pem" >/dev/null

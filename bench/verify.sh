@@ -8,6 +8,7 @@
 #   FILES=100000 bash bench/verify.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 FILES=${FILES:-100000}
 JOBS=${JOBS:-}           # verify --jobs; empty: verify's default
 OUT=bench/out
@@ -25,19 +26,11 @@ gw_pid=
 cleanup() { [ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null && wait "$gw_pid" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export AWS_ACCESS_KEY_ID=holdfast-bench AWS_SECRET_ACCESS_KEY=holdfast-bench-secret AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-.ci/bin/versitygw --port "127.0.0.1:$PORT" --access "$AWS_ACCESS_KEY_ID" --secret "$AWS_SECRET_ACCESS_KEY" \
-  --region us-east-1 --cert "$W/cert.pem" --key "$W/key.pem" --health /health --quiet posix "$W/posix" \
-  >"$W/gw.log" 2>&1 &
-gw_pid=$!
-EP=https://127.0.0.1:$PORT
-until curl -fsS --cacert "$W/cert.pem" "$EP/health" >/dev/null 2>&1; do
-  kill -0 "$gw_pid" || { cat "$W/gw.log"; exit 1; }
-done
+start_versitygw "$W" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
+gw_pid=$VGW_PID
+EP=$VGW_EP
 /usr/bin/aws s3 mb s3://bench --endpoint-url "$EP" --ca-bundle "$W/cert.pem" >/dev/null
 
 echo "== data: $FILES files of 1 to 2048 bytes in $((FILES / 1000 + 1)) directories"
