@@ -68,13 +68,23 @@ func FuzzParseKeyRecord(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := format.ParseKeyRecord(b)
+		// A journal entry: one record, or a batch of them.
+		recs, err := format.ParseJournal(b)
 		if err != nil {
 			return
 		}
-		out, err := r.Marshal()
+		var out []byte
+		if len(b) > 0 && b[0] == 2 {
+			batch := make([]format.KeyRecord, len(recs))
+			for i, r := range recs {
+				batch[i] = *r
+			}
+			out, err = format.MarshalKeyBatch(batch)
+		} else {
+			out, err = recs[0].Marshal()
+		}
 		if err != nil || !bytes.Equal(out, b) {
-			t.Fatalf("accepted key record does not re-encode to itself: %v", err)
+			t.Fatalf("accepted journal entry does not re-encode to itself: %v", err)
 		}
 	})
 }

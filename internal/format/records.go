@@ -56,6 +56,10 @@ func (r *KeyRecord) validate() error {
 		if r.Object == (keys.ID{}) {
 			return Corrupt(LayerManifest, "data key record without an object")
 		}
+		// Wrapped in software under the bucket key version it names.
+		if r.Wrapped.Alg != keys.AlgHKDFGCMCommit || r.Wrapped.KEKVersion != r.KeyVersion {
+			return Corrupt(LayerManifest, "data key record not wrapped under its bucket key version")
+		}
 	default:
 		return Corrupt(LayerManifest, "unknown key record type %d", r.Type)
 	}
@@ -134,3 +138,95 @@ func ParseMarker(b []byte) (Marker, error) {
 	}
 	return m, nil
 }
+
+// batchVersion starts a journal entry that holds a batch of data key
+// rewraps rather than one record (format.md, "Key journal entry").
+const batchVersion = 2
+
+// MaxBatchRecords is the most records one batch entry may hold.
+const MaxBatchRecords = 65535
+
+// MarshalKeyBatch encodes recs as one journal entry: all of type 2, of one
+// bucket and one bucket key version, in strictly increasing object id
+// order.
+func MarshalKeyBatch(recs []KeyRecord) ([]byte, error) {
+	if err := checkBatch(len(recs), func(i int) *KeyRecord { return &recs[i] }); err != nil {
+		return nil, err
+	}
+	b := []byte{batchVersion}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(recs)))
+	for i := range recs {
+		rb, err := recs[i].Marshal()
+		if err != nil {
+			return nil, err
+		}
+		b = appendBytes16(b, rb)
+	}
+	return b, nil
+}
+
+// checkBatch applies a batch's rules to n records.
+func checkBatch(n int, rec func(int) *KeyRecord) error {
+	if n < 1 || n > MaxBatchRecords {
+		return Corrupt(LayerManifest, "key record batch of %d records", n)
+	}
+	first := rec(0)
+	for i := range n {
+		r := rec(i)
+		if r.Type != RecordDataKey {
+			return Corrupt(LayerManifest, "key record batch holds a record of type %d", r.Type)
+		}
+		if r.Bucket != first.Bucket || r.BucketName != first.BucketName || r.KeyVersion != first.KeyVersion {
+			return Corrupt(LayerManifest, "key record batch mixes buckets or key versions")
+		}
+		if i > 0 && !idLess(rec(i-1).Object, r.Object) {
+			return Corrupt(LayerManifest, "key record batch's objects are not in increasing order")
+		}
+	}
+	return nil
+}
+
+// ParseJournal decodes a key journal entry plaintext: one key record
+// (record version 1) or a batch of data key rewraps (version 2).
+func ParseJournal(b []byte) ([]*KeyRecord, error) {
+	if len(b) == 0 || b[0] != batchVersion {
+		r, err := ParseKeyRecord(b)
+		if err != nil {
+			return nil, err
+		}
+		return []*KeyRecord{r}, nil
+	}
+	rd := reader{b: b[1:]}
+	n := rd.u32()
+	if rd.err != nil || n < 1 || n > MaxBatchRecords {
+		return nil, Corrupt(LayerManifest, "key record batch of %d records", n)
+	}
+	// Each record takes at least minRecordLen bytes: a count the entry cannot hold is
+	// refused before anything is allocated for it.
+	if uint64(n)*minRecordLen > uint64(rd.remaining()) {
+		return nil, Corrupt(LayerManifest, "key record batch of %d records in %d bytes", n, rd.remaining())
+	}
+	recs := make([]*KeyRecord, 0, n)
+	for range n {
+		rb := rd.bytes16()
+		if rd.err != nil {
+			return nil, Corrupt(LayerManifest, "key record batch truncated")
+		}
+		r, err := ParseKeyRecord(rb)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	if rd.remaining() != 0 {
+		return nil, Corrupt(LayerManifest, "key record batch has %d trailing bytes", rd.remaining())
+	}
+	if err := checkBatch(len(recs), func(i int) *KeyRecord { return recs[i] }); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+// minRecordLen is the shortest encoded key record with its u16 length:
+// an empty bucket name and an alg-2 wrap.
+const minRecordLen = 2 + 2 + 16 + 2 + 4 + 16 + 2 + 4 + 2 + 60 + 32 + 8

@@ -201,7 +201,7 @@ func (r *Repo) checkSystem(ctx context.Context, so catalog.SystemObject, name st
 			return format.Corrupt(format.LayerIdentity, "marker names repository %x", m.Repo[:])
 		}
 	case format.KindJournal:
-		if _, err := format.ParseKeyRecord(body.b); err != nil {
+		if _, err := format.ParseJournal(body.b); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/format"
@@ -399,6 +400,29 @@ func Generate(dir string) error {
 	}
 	sl, err := g.seal(spec{name: "catalog-backup-v2", kind: format.KindBackup, plain: b2plain,
 		comment: "catalog backup version 2, sequence 3, with version reservations (pins, commitments and wraps are random filler)"})
+	if err != nil {
+		return err
+	}
+	if err := g.write(sl.c, sl.data); err != nil {
+		return err
+	}
+	// A key journal entry holding a batch of data key rewraps, made after
+	// everything else so that every vector before it stays as it was.
+	batch := make([]format.KeyRecord, 3)
+	for i := range batch {
+		batch[i] = format.KeyRecord{Type: format.RecordDataKey, Bucket: jrec.Bucket, BucketName: "photos", KeyVersion: 2,
+			Object: g.id(), Wrapped: keys.Wrapped{Source: keys.SourceKeyring, Alg: keys.AlgHKDFGCMCommit, KEKVersion: 2,
+				Data: make([]byte, keys.WrappedLenHKDFGCMCommit)}, Created: jrec.Created}
+		g.rnd.Read(batch[i].Wrapped.Data)
+		g.rnd.Read(batch[i].KeyCheck[:])
+	}
+	slices.SortFunc(batch, func(a, b format.KeyRecord) int { return bytes.Compare(a.Object[:], b.Object[:]) })
+	bbplain, err := format.MarshalKeyBatch(batch)
+	if err != nil {
+		return err
+	}
+	sl, err = g.seal(spec{name: "journal-batch", kind: format.KindJournal, plain: bbplain,
+		comment: "key journal entry: a batch of three data key rewraps under bucket key version 2 (wrapped bytes are random filler)"})
 	if err != nil {
 		return err
 	}

@@ -628,8 +628,39 @@ def check_strictly_increasing(entries, sort_key, what):
 # Key journal entry (kind 2)
 
 
+BATCH_MIN_RECORD = 150  # u16 length + the shortest key record
+
+
 def parse_journal_entry(p):
-    """Kind 2: one key record; "every field is checked" (layer `manifest`)."""
+    """Kind 2: one key record, or a batch of type-2 records (version 0x02)."""
+    if not p or p[0] != 0x02:
+        return parse_key_record(p)
+    r = Reader(p, SYSTEM_LAYER)
+    r.u8("batch version")
+    count = r.u32("count")
+    if count < 1 or count > 65535:
+        raise Reject(SYSTEM_LAYER, f"batch of {count} records")
+    if count * BATCH_MIN_RECORD > len(p) - 5:
+        raise Reject(SYSTEM_LAYER, f"batch of {count} records in {len(p) - 5} bytes")
+    recs = []
+    for i in range(count):
+        n = r.u16(f"record {i} length")
+        rec = parse_key_record(r.take(n, f"record {i}"))
+        if rec["type"] != 2:
+            raise Reject(SYSTEM_LAYER, f"batch record {i} is of type {rec['type']}")
+        if recs:
+            first = recs[0]
+            if (rec["bucket_id"], rec["bucket"], rec["key_version"]) != (first["bucket_id"], first["bucket"], first["key_version"]):
+                raise Reject(SYSTEM_LAYER, f"batch record {i} names another bucket or key version")
+            if rec["object_id"] <= recs[-1]["object_id"]:
+                raise Reject(SYSTEM_LAYER, f"batch record {i} not after record {i - 1}")
+        recs.append(rec)
+    r.end()
+    return {"batch": recs}
+
+
+def parse_key_record(p):
+    """One key record; "every field is checked" (layer `manifest`)."""
     r = Reader(p, SYSTEM_LAYER)
     rec = {}
     version = r.u8("record version")
@@ -896,6 +927,8 @@ def check_object_vector(case, directory):
     if case["expect"] != "ok":
         raise AssertionError(f"accepted, want rejection at layer {case['layer']!r}")
     compare_object_expectations(case, man, plaintext, pin, len(blob))
+    if man["kind"] == KIND_JOURNAL and "batch" in system:
+        return f"batch of {len(system['batch'])} data key rewraps"
     if man["kind"] == KIND_JOURNAL and system["type"] == 1 and system["bucket_id"] == ZERO_ID:
         raise AssertionError("bucket key record with a zero bucket id")
     if man["kind"] == KIND_CATALOG_BACKUP:
