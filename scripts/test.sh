@@ -44,22 +44,18 @@ go run ./internal/vectors/cmd/genvectors -check
 echo "== unit, integration and script tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# testreport prints each package's line, every failed test with its own
+# output (a subtest's messages included), the skipped tests by name, and
+# the counts.
+go build -o "$log.report" ./scripts/testreport
 set +e
-go test -count=1 -v ./... >"$log" 2>&1
-rc=$?
+go test -count=1 -json ./... 2>&1 | "$log.report" | tee "$log"
+st=("${PIPESTATUS[@]}")
+rc=$(( st[0] | st[1] ))
 set -e
-grep -E '^(ok|FAIL|---|panic:)|^\s+--- FAIL' "$log" | grep -v -- '--- PASS' || true
-passed=$(grep -cE '^\s*--- PASS' "$log" || true)
-failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
-if [ "$rc" -ne 0 ]; then
-  grep -B5 -A40 -E '^\s*--- FAIL|^panic:' "$log" | head -200
-  # Subtests report their failures far from their --- FAIL lines: show
-  # every test's messages too (the failing ones among them).
-  echo "== test messages"
-  grep -E '^\s+\S+_test\.go:[0-9]+: ' "$log" | head -150
-  echo "go-test: $passed passed, $failed failed"
-  exit "$rc"
-fi
+rm -f "$log.report"
+summary=$(grep '^go-test: ' "$log")
+[ "$rc" -eq 0 ] || exit "$rc"
 
 echo "== every Go benchmark once, so that none rots unnoticed (numbers: make bench)"
 go test -run '^$' -bench . -benchtime 1x ./... >"$log" 2>&1 || { grep -B2 -A20 -E '^--- FAIL|^FAIL|panic:' "$log" | head -80; exit 1; }
@@ -120,4 +116,4 @@ for target in \
   fuzz_one "$pkg" "$fn"
 done
 echo "== all tests passed"
-echo "go-test: $passed passed, $failed failed"
+echo "$summary"

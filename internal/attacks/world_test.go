@@ -91,7 +91,8 @@ func newWorldWith(t *testing.T, kind, name string, s3cfg func(*repo.S3Config)) *
 		w.prov = &localProvider{root: opts.StorePath}
 	case "s3":
 		env := sharedS3(t)
-		w.bucket = "hf-attacks-" + strings.ReplaceAll(name, "_", "-")
+		// A fresh bucket each run: versitygw outlives a -count=N run.
+		w.bucket = "hf-attacks-" + strings.ReplaceAll(name, "_", "-") + "-" + hex.EncodeToString(randBytes(4))
 		if err := env.srv.MakeBucket(context.Background(), w.bucket); err != nil {
 			t.Fatal(err)
 		}
