@@ -81,7 +81,8 @@ const createBeginBatch = `CREATE TEMP TABLE IF NOT EXISTS begin_batch (
 	key       TEXT NOT NULL,
 	version   INTEGER NOT NULL,
 	owner     TEXT NOT NULL,
-	started   INTEGER NOT NULL
+	started   INTEGER NOT NULL,
+	key_version INTEGER NOT NULL
 )`
 
 // Why a staged row is refused.
@@ -157,12 +158,19 @@ func beginSegment(t *txn, ps []Pending, assigned []uint64) error {
 	if _, err := t.exec(`DELETE FROM temp.begin_batch`); err != nil {
 		return err
 	}
-	const ncols = 8
+	const ncols = 9
 	args := make([]any, 0, len(ps)*ncols)
 	assign := false
+	checked := map[[2]string]bool{}
 	for i := range ps {
 		p := &ps[i]
-		args = append(args, int64(i), p.ObjectID[:], int64(p.Kind), p.Bucket, p.Key, int64(p.Version), p.Owner, nanos(p.Started))
+		if kv := [2]string{p.Bucket, fmt.Sprint(p.KeyVersion)}; p.KeyVersion > 0 && !checked[kv] {
+			checked[kv] = true
+			if err := t.checkKeyVersion(p.Bucket, p.KeyVersion); err != nil {
+				return pendingErr(p, err)
+			}
+		}
+		args = append(args, int64(i), p.ObjectID[:], int64(p.Kind), p.Bucket, p.Key, int64(p.Version), p.Owner, nanos(p.Started), int64(p.KeyVersion))
 		assign = assign || p.Kind == KindObject && p.Version == 0
 	}
 	if err := t.stage("temp.begin_batch", ncols, args); err != nil {
@@ -211,7 +219,7 @@ func beginSegment(t *txn, ps []Pending, assigned []uint64) error {
 			return err
 		}
 	}
-	if _, err := t.exec(insertPending + ` SELECT object_id, kind, bucket, key, version, owner, started
+	if _, err := t.exec(insertPending + ` SELECT object_id, kind, bucket, key, version, owner, started, key_version
 		FROM temp.begin_batch ORDER BY seq`); err != nil {
 		return exists(err)
 	}

@@ -20,6 +20,11 @@ var (
 	ErrNotPending = errors.New("write is no longer pending")
 	// ErrKeyExists: CommitCreate found the key with a current entry.
 	ErrKeyExists = errors.New("the key already has an object")
+	// ErrKeyRetired: a write under a bucket key version that was retired
+	// (destroyed); the writer takes the primary version and starts again.
+	ErrKeyRetired = errors.New("the bucket key version was retired")
+	// ErrKeyInUse: a key version still protects something (RetireBucketKey).
+	ErrKeyInUse = errors.New("the key version still protects data")
 	// ErrNotEmpty: a bucket still has current objects.
 	ErrNotEmpty = errors.New("not empty")
 	// ErrNewerSchema: the catalog file was written by a newer Holdfast.
@@ -86,6 +91,11 @@ type Pending struct {
 	Version uint64
 	Owner   string // opaque owner token (pid + process start time) used to tell a live writer from a dead one
 	Started time.Time
+	// KeyVersion is the bucket key version an object write wraps its data
+	// key under (0: none, system objects). A write under a retired version
+	// is refused (ErrKeyRetired), and a version is not retired while a
+	// write under it is pending.
+	KeyVersion uint32
 }
 
 // Bucket is a logical bucket.
@@ -114,6 +124,10 @@ type SystemObject struct {
 	StoredLen                int64
 	ManifestOff, ManifestLen int64
 	Created                  time.Time
+	// RootVersion is the root key version the writer sealed it under; a
+	// commit under a retired one is refused (ErrKeyRetired). Not stored;
+	// 0 skips the check (recovery's records).
+	RootVersion uint32
 }
 
 // BackupState records a catalog backup: its sequence and backup hash (the
@@ -287,6 +301,9 @@ type Catalog interface {
 	// object id (ErrNotFound if there is no entry, ErrStaleVersion if it was
 	// replaced meanwhile).
 	Rewrap(ctx context.Context, bucket, key string, id keys.ID, keyVersion uint32, wrapped []byte) error
+
+	// Key version lifecycle (keyversions.go).
+	KeyVersions
 
 	// Garbage: object ids whose store objects may be deleted.
 	Garbage(ctx context.Context) ([]keys.ID, error)

@@ -101,7 +101,7 @@ func pendingErr(p *Pending, err error) error {
 	return fmt.Errorf("catalog: begin write of %x: %w", p.ObjectID, err)
 }
 
-const insertPending = `INSERT INTO pending (object_id, kind, bucket, key, version, owner, started)`
+const insertPending = `INSERT INTO pending (object_id, kind, bucket, key, version, owner, started, key_version)`
 
 // beginState is everything BeginPut checks, in one query: bucket ?1
 // exists, the highest version reserved for (?1,?2), object id ?3 known.
@@ -126,6 +126,12 @@ func (c *sqliteCatalog) BeginPut(ctx context.Context, p Pending) error {
 		case p.Kind != KindObject:
 		case !bucketOK:
 			return fmt.Errorf("bucket %q: %w", p.Bucket, ErrNotFound)
+		}
+		if err := t.checkKeyVersion(p.Bucket, p.KeyVersion); err != nil {
+			return err
+		}
+		switch {
+		case p.Kind != KindObject:
 		case p.Version > 0 && p.Version <= uint64(reserved):
 			return fmt.Errorf("%w: version %d already recorded", ErrStaleVersion, reserved)
 		case p.Version > 0:
@@ -133,8 +139,8 @@ func (c *sqliteCatalog) BeginPut(ctx context.Context, p Pending) error {
 				return err
 			}
 		}
-		_, err := t.exec(insertPending+` VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			p.ObjectID[:], int64(p.Kind), p.Bucket, p.Key, int64(p.Version), p.Owner, nanos(p.Started))
+		_, err := t.exec(insertPending+` VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ObjectID[:], int64(p.Kind), p.Bucket, p.Key, int64(p.Version), p.Owner, nanos(p.Started), int64(p.KeyVersion))
 		return exists(err)
 	})
 	if err != nil {
@@ -169,7 +175,7 @@ func affected(r sql.Result, err error) error {
 }
 
 func (c *sqliteCatalog) ListPending(ctx context.Context) ([]Pending, error) {
-	rows, err := c.query(ctx, `SELECT object_id, kind, bucket, key, version, owner, started
+	rows, err := c.query(ctx, `SELECT object_id, kind, bucket, key, version, owner, started, key_version
 		FROM pending ORDER BY started, object_id`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: pending writes: %w", err)
@@ -178,11 +184,11 @@ func (c *sqliteCatalog) ListPending(ctx context.Context) ([]Pending, error) {
 	var ps []Pending
 	for rows.Next() {
 		var p Pending
-		var kind, version, started int64
-		if err := rows.Scan(fixed{p.ObjectID[:], "object id"}, &kind, &p.Bucket, &p.Key, &version, &p.Owner, &started); err != nil {
+		var kind, version, started, keyVersion int64
+		if err := rows.Scan(fixed{p.ObjectID[:], "object id"}, &kind, &p.Bucket, &p.Key, &version, &p.Owner, &started, &keyVersion); err != nil {
 			return nil, fmt.Errorf("catalog: pending writes: %w", err)
 		}
-		p.Kind, p.Version, p.Started = int(kind), uint64(version), fromNanos(started)
+		p.Kind, p.Version, p.Started, p.KeyVersion = int(kind), uint64(version), fromNanos(started), uint32(keyVersion)
 		ps = append(ps, p)
 	}
 	if err := rows.Err(); err != nil {
@@ -629,6 +635,9 @@ func (c *sqliteCatalog) CurrentByCommit(ctx context.Context, commit [32]byte) (E
 }
 
 func insertSystem(t *txn, s *SystemObject) error {
+	if err := t.checkRoot(s.RootVersion); err != nil {
+		return err
+	}
 	_, err := t.exec(`INSERT INTO system_objects (object_id, kind, pin, stored_len, manifest_off, manifest_len, created)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		s.ObjectID[:], int64(s.Kind), s.Pin[:], s.StoredLen, s.ManifestOff, s.ManifestLen, nanos(s.Created))
@@ -655,18 +664,7 @@ func (c *sqliteCatalog) commitSystem(ctx context.Context, s SystemObject, k *Buc
 				return err
 			}
 		}
-		if k, err := t.lookup(s.ObjectID); err != nil {
-			return err
-		} else if k != KnownNone && k != KnownPending {
-			return ErrExists
-		}
-		if err := affected(t.exec(`DELETE FROM pending WHERE object_id = ?`, s.ObjectID[:])); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return ErrNotPending
-			}
-			return err
-		}
-		return insertSystem(t, &s)
+		return t.commitPendingSystem(&s)
 	})
 	if err != nil {
 		return fmt.Errorf("catalog: commit system object %x: %w", s.ObjectID, err)

@@ -9,11 +9,12 @@ import (
 // schemaVersion is the version of the schema below. A catalog with a higher
 // version is refused (ErrNewerSchema); a lower one is migrated by running
 // the steps it lacks.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // schemaSteps[i] takes an empty catalog, or one of version i, to version
-// i+1. Version 2 adds multipart uploads (uploads.go).
-var schemaSteps = [][]string{schemaV1, schemaV2Uploads}
+// i+1. Version 2 adds multipart uploads (uploads.go); version 3 the key
+// version lifecycle (keyversions.go).
+var schemaSteps = [][]string{schemaV1, schemaV2Uploads, schemaV3KeyVersions}
 
 // metaSchemaVersion is the meta row holding the schema version. SetMeta
 // refuses to touch it.

@@ -266,7 +266,7 @@ func (c *sqliteCatalog) GetMeta(ctx context.Context, key string) ([]byte, error)
 }
 
 func (c *sqliteCatalog) SetMeta(ctx context.Context, key string, v []byte) error {
-	if key == metaSchemaVersion || key == metaChanges || key == metaLastBackup {
+	if key == metaSchemaVersion || key == metaChanges || key == metaLastBackup || key == metaRetiredRoots {
 		return fmt.Errorf("catalog: meta %q is reserved", key)
 	}
 	err := c.write(ctx, func(t *txn) error {
@@ -401,6 +401,9 @@ func nilIfEmpty(b []byte) []byte {
 }
 
 func insertBucketKey(t *txn, k *BucketKey) error {
+	if err := t.checkRoot(k.Wrapped.KEKVersion); err != nil {
+		return err
+	}
 	_, err := t.exec(`INSERT INTO bucket_keys (`+bucketKeyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		bucketKeyArgs(k)...)
 	return exists(err)

@@ -208,8 +208,11 @@ func (c *sqliteCatalog) CreateUpload(ctx context.Context, u Upload, owner string
 		case known:
 			return fmt.Errorf("object id %x: %w", u.ObjectID, ErrExists)
 		}
+		if err := t.checkKeyVersion(u.Bucket, u.KeyVersion); err != nil {
+			return err
+		}
 		// The pending write reserves no version yet: BeginComplete does.
-		if _, err := t.exec(insertPending+` VALUES (?, ?, ?, ?, 0, ?, ?)`,
+		if _, err := t.exec(insertPending+` VALUES (?, ?, ?, ?, 0, ?, ?, 0)`,
 			u.ObjectID[:], int64(KindObject), u.Bucket, u.Key, owner, nanos(u.Created)); err != nil {
 			return exists(err)
 		}

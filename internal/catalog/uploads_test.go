@@ -225,8 +225,8 @@ func TestSchemaMigratesToUploads(t *testing.T) {
 	// Make it the version-1 file this program's predecessor wrote.
 	db, err := sql.Open("sqlite", path)
 	mustNot(t, "sql.Open", err)
-	for _, q := range []string{`DROP TABLE upload_parts`, `DROP TABLE uploads`,
-		`UPDATE meta SET value = '1' WHERE key = 'schema_version'`} {
+	for _, q := range append(undoV3, `DROP TABLE upload_parts`, `DROP TABLE uploads`,
+		`UPDATE meta SET value = '1' WHERE key = 'schema_version'`) {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(q, err)
 		}
