@@ -59,7 +59,7 @@ func TestKeyBatchRules(t *testing.T) {
 		t.Fatalf("control: %v", err)
 	}
 	for _, c := range []struct {
-		name  string
+		name   string
 		break_ func([]format.KeyRecord) []format.KeyRecord
 	}{
 		{"empty", func(r []format.KeyRecord) []format.KeyRecord { return nil }},

@@ -33,6 +33,12 @@ type Expect struct {
 	// tail, body). What the provider sees is a read of the whole object,
 	// as for any full read. 0: never.
 	WholeMax int64
+	// Rewrapped: the data key may come from a later key record (a rewrap
+	// under a newer bucket key version, docs/format.md) rather than the
+	// header's slot, so the manifest's key version — the version that
+	// wrapped the header's slot — may be lower than the unwrap's, never
+	// higher. The header's commitment still binds the key.
+	Rewrapped bool
 }
 
 // UnwrapFunc opens the header's key slot. It returns the data key and the
@@ -234,7 +240,8 @@ func (o *Object) check(exp Expect, ad keys.AD, stored uint64, plainLen int, foot
 	if m.Kind != format.KindData {
 		wantPurpose = keys.PurposeSystemKey
 	}
-	if ad.Purpose != wantPurpose || ad.Repo != m.Repo || ad.Bucket != m.Bucket || ad.KEKVersion != m.KeyVersion || ad.Object != m.Object {
+	kekOK := ad.KEKVersion == m.KeyVersion || exp.Rewrapped && m.Kind == format.KindData && m.KeyVersion < ad.KEKVersion
+	if ad.Purpose != wantPurpose || ad.Repo != m.Repo || ad.Bucket != m.Bucket || !kekOK || ad.Object != m.Object {
 		return format.Corrupt(format.LayerIdentity, "manifest identity differs from the key slot's")
 	}
 	if m.Repo != exp.Repo {
@@ -261,7 +268,7 @@ func (o *Object) check(exp Expect, ad keys.AD, stored uint64, plainLen int, foot
 		if e.ObjectVersion != 0 && m.ObjectVersion != e.ObjectVersion {
 			return format.Corrupt(format.LayerIdentity, "object is version %d, expected %d", m.ObjectVersion, e.ObjectVersion)
 		}
-		if e.KeyVersion != 0 && m.KeyVersion != e.KeyVersion {
+		if e.KeyVersion != 0 && m.KeyVersion != e.KeyVersion && !(exp.Rewrapped && m.KeyVersion < e.KeyVersion) {
 			return format.Corrupt(format.LayerIdentity, "object key version differs")
 		}
 	}

@@ -112,6 +112,10 @@ func unixNanos(t time.Time) uint64 {
 // and deletes backups beyond the newest Keep. With ErrFreshnessNotRecorded
 // it also returns the result: the backup exists.
 func (r *Repo) Backup(ctx context.Context) (*BackupResult, error) {
+	return r.backup(ctx, true)
+}
+
+func (r *Repo) backup(ctx context.Context, retry bool) (*BackupResult, error) {
 	// The new backup follows the newer of the catalog's last backup and
 	// the keyring's record (the keyring's when they agree on the number):
 	// the sequence never repeats, and the chain reaches what the keyring
@@ -167,9 +171,18 @@ func (r *Repo) Backup(ctx context.Context) (*BackupResult, error) {
 	r.hooks.at("backup:stored")
 	res.Hash, res.Stored = hex.EncodeToString(hash[:]), int64(sealed.Sizes.Stored)
 	so := catalog.SystemObject{ObjectID: id, Kind: catalog.KindBackup, Pin: sealed.Pin, StoredLen: int64(sealed.Sizes.Stored),
-		ManifestOff: int64(sealed.Sizes.ManifestOff), ManifestLen: int64(sealed.Sizes.ManifestLen), Created: created}
+		ManifestOff: int64(sealed.Sizes.ManifestOff), ManifestLen: int64(sealed.Sizes.ManifestLen), Created: created,
+		RootVersion: sealed.Manifest.KeyVersion}
 	if err := r.cat.CommitBackup(ctx, so, catalog.BackupState{Sequence: seq, Hash: hash, ObjectID: id, Created: created, Changes: changes}); err != nil {
 		r.discard(ctx, id, name)
+		if errors.Is(err, catalog.ErrKeyRetired) && retry {
+			// Sealed under a root key version another process retired
+			// meanwhile: read the key source again and seal anew.
+			if rerr := r.reloadRootKeys(); rerr != nil {
+				return nil, errors.Join(err, rerr)
+			}
+			return r.backup(ctx, false)
+		}
 		return nil, err
 	}
 	r.hooks.at("backup:committed")

@@ -16,7 +16,6 @@ import (
 
 	"github.com/holdfast/holdfast/internal/keyring"
 	fp "github.com/holdfast/holdfast/internal/testutil/faultproxy"
-	"github.com/holdfast/holdfast/internal/testutil/versitygw"
 )
 
 // TestS3Faults runs a repository on a real S3 server (versitygw) through a
@@ -33,20 +32,7 @@ import (
 //     succeeds (the control).
 func TestS3Faults(t *testing.T) {
 	ctx := context.Background()
-	srv, err := versitygw.Start(t.TempDir(), false) // TLS is not what is tested here
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	t.Setenv("AWS_ACCESS_KEY_ID", versitygw.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", versitygw.SecretKey)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-	t.Setenv("AWS_PROFILE", "")
-	if err := srv.MakeBucket(ctx, "faults"); err != nil {
-		t.Fatal(err)
-	}
+	srv := startS3(t, "faults")
 	p, err := fp.Start(fp.Options{Upstream: srv.Endpoint, CAFile: srv.CAFile, StallFor: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,11 @@ func (r *Repo) bucketAD(bucket keys.ID, rootVersion, bkVersion uint32) keys.AD {
 // bucketKey returns the unwrapped bucket key (cached for the process).
 func (r *Repo) bucketKey(ctx context.Context, bk catalog.BucketKey) (secret.Key, error) {
 	ref := bkRef{bk.BucketID, bk.Version}
+	if bk.State == catalog.KeyDestroyed {
+		// Retired, perhaps by another process: this one's copy goes too.
+		r.forgetBucketKey(bk.BucketID, bk.Version)
+		return secret.Key{}, fmt.Errorf("bucket key v%d: %w", bk.Version, ErrKeyRetired)
+	}
 	r.mu.Lock()
 	k, ok := r.bkeys[ref]
 	src, sealed := r.src, r.sealed
@@ -49,13 +54,16 @@ func (r *Repo) bucketKey(ctx context.Context, bk catalog.BucketKey) (secret.Key,
 		return secret.Key{}, ErrKeysSealed
 	}
 	if ok {
+		r.countBucketKeyCacheHit()
 		return k, nil
 	}
+	r.countRootUnwrap()
 	k, err := src.Unwrap(ctx, bk.Wrapped, r.bucketAD(bk.BucketID, bk.Wrapped.KEKVersion, bk.Version))
 	if errors.Is(err, keys.ErrNotMyKey) && !r.knowsRootVersion(bk.Wrapped.KEKVersion) {
 		// Another process rotated the root key after this one opened the
 		// key source (keys rotate beside a running serve): read it again.
 		if rerr := r.reloadRootKeys(); rerr == nil {
+			r.countRootUnwrap()
 			k, err = src.Unwrap(ctx, bk.Wrapped, r.bucketAD(bk.BucketID, bk.Wrapped.KEKVersion, bk.Version))
 		}
 	}
@@ -143,7 +151,17 @@ func (r *Repo) newBucketKey(ctx context.Context, b catalog.Bucket, ver uint32) (
 	bk := catalog.BucketKey{BucketID: b.ID, Version: ver, Wrapped: w, KeyCheck: kc, Created: now, State: 1}
 	// The journal entry and the catalog's record of the key commit in one
 	// transaction: both or neither.
-	if _, err := r.writeSystem(ctx, format.KindJournal, nil, plain, &bk); err != nil {
+	commit := func(so catalog.SystemObject) error {
+		bk.JournalID = so.ObjectID
+		return r.cat.CommitBucketKey(ctx, so, bk)
+	}
+	if _, err := r.writeSystem(ctx, format.KindJournal, nil, plain, commit); err != nil {
+		if errors.Is(err, catalog.ErrKeyRetired) && root != r.src.Primary() {
+			// The bucket key was wrapped under a root key version retired
+			// meanwhile; writeSystem read the key source again: wrap anew.
+			k.Wipe()
+			return r.newBucketKey(ctx, b, ver)
+		}
 		if errors.Is(err, catalog.ErrExists) {
 			// Another process made this version first; use its key.
 			k.Wipe()
@@ -158,11 +176,25 @@ func (r *Repo) newBucketKey(ctx context.Context, b catalog.Bucket, ver uint32) (
 }
 
 // writeSystem stores a system object (journal entry, marker) whose data
-// key is wrapped under the primary root key. fixed nil: a fresh id. With bk
-// set, the bucket key record it holds is committed with it (bk.JournalID
-// is filled in); a conflict removes the stored object and returns
-// catalog.ErrExists.
-func (r *Repo) writeSystem(ctx context.Context, kind format.Kind, fixed *keys.ID, plain []byte, bk *catalog.BucketKey) (keys.ID, error) {
+// key is wrapped under the primary root key. fixed nil: a fresh id. commit
+// records it in the catalog (nil: CommitSystem), with whatever the entry
+// holds in the same transaction; if commit fails, the stored object is
+// removed (a marker, rewritten in place, is left).
+func (r *Repo) writeSystem(ctx context.Context, kind format.Kind, fixed *keys.ID, plain []byte, commit func(catalog.SystemObject) error) (keys.ID, error) {
+	id, err := r.writeSystemOnce(ctx, kind, fixed, plain, commit)
+	if errors.Is(err, catalog.ErrKeyRetired) {
+		// Sealed under a root key version another process retired
+		// meanwhile (keys retire beside a running serve): read the key
+		// source again and seal under its primary version.
+		if rerr := r.reloadRootKeys(); rerr != nil {
+			return id, errors.Join(err, rerr)
+		}
+		id, err = r.writeSystemOnce(ctx, kind, fixed, plain, commit)
+	}
+	return id, err
+}
+
+func (r *Repo) writeSystemOnce(ctx context.Context, kind format.Kind, fixed *keys.ID, plain []byte, commit func(catalog.SystemObject) error) (keys.ID, error) {
 	var id keys.ID
 	var err error
 	if fixed != nil {
@@ -188,20 +220,29 @@ func (r *Repo) writeSystem(ctx context.Context, kind format.Kind, fixed *keys.ID
 		return id, err
 	}
 	defer s.Close()
-	if err := r.cat.BeginPut(ctx, catalog.Pending{ObjectID: id, Kind: int(kind), Owner: ownerToken(), Started: time.Now()}); err != nil {
-		return id, err
+	// The marker is rewritten in place under its fixed name (keys rewrap
+	// seals it under a new root key): it is already a system object, and
+	// a write that fails leaves the old one or the new one, never none.
+	rewrite := kind == format.KindMarker && commit != nil
+	if !rewrite {
+		if err := r.cat.BeginPut(ctx, catalog.Pending{ObjectID: id, Kind: int(kind), Owner: ownerToken(), Started: time.Now()}); err != nil {
+			return id, err
+		}
 	}
 	if err := r.st.Put(ctx, name, s, store.UnknownSize); err != nil {
+		if rewrite {
+			return id, err
+		}
 		r.discard(ctx, id, name)
 		return id, err
 	}
 	r.hooks.at("system:stored")
 	res := s.Result()
 	so := catalog.SystemObject{ObjectID: id, Kind: int(kind), Pin: res.Pin, StoredLen: int64(res.Sizes.Stored),
-		ManifestOff: int64(res.Sizes.ManifestOff), ManifestLen: int64(res.Sizes.ManifestLen), Created: time.Now()}
-	if bk != nil {
-		bk.JournalID = id
-		err = r.cat.CommitBucketKey(ctx, so, *bk)
+		ManifestOff: int64(res.Sizes.ManifestOff), ManifestLen: int64(res.Sizes.ManifestLen), Created: time.Now(),
+		RootVersion: root}
+	if commit != nil {
+		err = commit(so)
 	} else {
 		err = r.cat.CommitSystem(ctx, so)
 	}
@@ -227,6 +268,7 @@ func (r *Repo) unwrapSystem(ctx context.Context, obj keys.ID, versions []uint32)
 		for _, v := range versions {
 			ad := r.systemAD(v, obj)
 			w := keys.Wrapped{Source: r.src.Kind(), Alg: h.Alg, KEKVersion: v, Data: h.Wrapped}
+			r.countRootUnwrap()
 			k, err := r.src.Unwrap(ctx, w, ad)
 			if err == nil {
 				return k, ad, nil

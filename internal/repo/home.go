@@ -209,6 +209,8 @@ type Repo struct {
 	sealed bool // see SealKeys
 
 	auto *autoBackup // see AutoBackup
+
+	uses keyUseCounters // see KeyUseCounts
 }
 
 type bkRef struct {

@@ -214,6 +214,18 @@ func uploadMeta(meta, attrs map[string]string) map[string]string {
 // CreateUpload begins a multipart upload of bucket/key with o's metadata
 // and returns its id. The bucket is created if missing, as Put does.
 func (r *Repo) CreateUpload(ctx context.Context, bucket, key string, o PutOptions) (string, error) {
+	for attempt := 0; ; attempt++ {
+		id, err := r.createUpload(ctx, bucket, key, o)
+		// The bucket key version was retired by another process between
+		// reading it and recording the upload: nothing was stored; the
+		// primary version takes its place.
+		if !errors.Is(err, catalog.ErrKeyRetired) || attempt == 3 {
+			return id, err
+		}
+	}
+}
+
+func (r *Repo) createUpload(ctx context.Context, bucket, key string, o PutOptions) (string, error) {
 	if err := ValidateKey(key); err != nil {
 		return "", err
 	}
@@ -255,6 +267,9 @@ func (r *Repo) CreateUpload(ctx context.Context, bucket, key string, o PutOption
 		KeyVersion: w.bk.Version, Wrapped: h.Wrapped, Commit: h.Commit, ContentType: o.ContentType,
 		Meta: uploadMeta(o.Meta, attrs), Modified: o.Modified}
 	if err := r.cat.CreateUpload(ctx, u, uploadOwner(u.ID)); err != nil {
+		if errors.Is(err, catalog.ErrKeyRetired) {
+			r.forgetBucketKey(w.bucket.ID, w.bk.Version)
+		}
 		return "", err
 	}
 	r.hooks.at("upload:created")

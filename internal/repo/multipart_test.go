@@ -29,7 +29,6 @@ import (
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/store"
-	"github.com/holdfast/holdfast/internal/testutil/versitygw"
 )
 
 // Multipart uploads are tested on both stores: the local directory and a
@@ -58,20 +57,7 @@ func mpBackends(t *testing.T, fn func(t *testing.T, e *mpEnv)) {
 func newS3Env(t *testing.T) *mpEnv {
 	t.Helper()
 	ctx := context.Background()
-	srv, err := versitygw.Start(t.TempDir(), false) // TLS is the store's own tests' business
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	t.Setenv("AWS_ACCESS_KEY_ID", versitygw.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", versitygw.SecretKey)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
-	t.Setenv("AWS_PROFILE", "")
-	if err := srv.MakeBucket(ctx, "provider"); err != nil {
-		t.Fatal(err)
-	}
+	srv := startS3(t, "provider")
 	home := filepath.Join(t.TempDir(), "home")
 	r, err := Init(ctx, InitOptions{Home: home, Passphrase: pass, KDF: keyring.Calibrate(0), S3: &S3Config{
 		Bucket: "provider", Prefix: "vault/", Endpoint: srv.Endpoint, PathStyle: true, AllowHTTP: true}})

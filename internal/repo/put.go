@@ -82,7 +82,7 @@ func (r *Repo) Put(ctx context.Context, bucket, key string, src io.Reader, o Put
 	// so two writers of one key never seal the same version.
 	ps := []catalog.Pending{{ObjectID: id, Kind: int(format.KindData), Bucket: bucket, Key: key,
 		Owner: ownerToken(), Started: time.Now()}}
-	if err := r.cat.BeginPutBatch(ctx, ps); err != nil {
+	if err := r.begin(ctx, &w, ps); err != nil {
 		return catalog.Entry{}, err
 	}
 	ver := ps[0].Version
@@ -136,6 +136,30 @@ func (r *Repo) writer(ctx context.Context, bucket string) (*bucketWriter, error)
 		return nil, err
 	}
 	return &bucketWriter{r: r, bucket: b, bk: bk, kek: kek}, nil
+}
+
+// begin records the pending writes ps under the bucket key version of *w.
+// If another process retired that version meanwhile (keys retire beside a
+// running serve), the bucket's primary key takes its place and the
+// writes are recorded under it: nothing has been read or stored yet, so
+// the caller's request does not fail.
+func (r *Repo) begin(ctx context.Context, w **bucketWriter, ps []catalog.Pending) error {
+	for attempt := 0; ; attempt++ {
+		for i := range ps {
+			ps[i].KeyVersion = (*w).bk.Version
+		}
+		err := r.cat.BeginPutBatch(ctx, ps)
+		if !errors.Is(err, catalog.ErrKeyRetired) || attempt == 3 {
+			return err
+		}
+		r.forgetBucketKey((*w).bucket.ID, (*w).bk.Version)
+		nw, werr := r.writer(ctx, (*w).bucket.Name)
+		if werr != nil {
+			return werr
+		}
+		nw.deferSync = (*w).deferSync
+		*w = nw
+	}
 }
 
 // store seals src as version ver of key under object id id, writes it to
@@ -321,7 +345,7 @@ func (r *Repo) putMany(ctx context.Context, bucket string, items []PutItem, done
 			}
 			ps[i] = catalog.Pending{ObjectID: id, Kind: int(format.KindData), Bucket: bucket, Key: it.Key, Owner: owner, Started: time.Now()}
 		}
-		if err := r.cat.BeginPutBatch(ctx, ps); err != nil {
+		if err := r.begin(ctx, &w, ps); err != nil {
 			return finish(err)
 		}
 		entries := make([]catalog.Entry, n)

@@ -94,6 +94,9 @@ func (r *Repo) openEntryReading(ctx context.Context, e catalog.Entry, wholeMax i
 		Identity: object.Identity{Kind: format.KindData, Repo: r.id, Object: e.ObjectID, Bucket: b.ID,
 			KeyVersion: e.KeyVersion, BucketName: e.Bucket, Key: e.Key, ObjectVersion: e.Version},
 		Pin: &pin, StoredLen: e.StoredLen, ManifestOff: e.ManifestOff, ManifestLen: e.ManifestLen, WholeMax: wholeMax,
+		// keys rewrap moves the catalog's record to a newer bucket key
+		// version; the header keeps the version it was written under.
+		Rewrapped: true,
 	}
 	ad := r.dataAD(b.ID, e.KeyVersion, e.ObjectID)
 	unwrap := func(h format.Header) (secret.Key, keys.AD, error) {

@@ -227,7 +227,8 @@ type scanned struct {
 	unknown bool // unreadable header, or a system object that failed authentication or is not valid
 	system  bool
 	sys     catalog.SystemObject // for system objects
-	rec     *format.KeyRecord    // a journal entry's record
+	rec     *format.KeyRecord    // a journal entry's bucket key record
+	batch   []*format.KeyRecord  // a journal entry's data key rewraps (type 2), unopened
 	key     secret.Key           // its bucket key, checked against the record's key check
 	backup  *backupCand
 }
@@ -296,26 +297,7 @@ func (r *Repo) classifyStored(ctx context.Context, f found, roots []uint32) (sc 
 			sc.unknown = true
 			return sc, nil
 		}
-		rec, err := format.ParseKeyRecord(body.b)
-		if err != nil || rec.Type != format.RecordBucketKey {
-			sc.unknown = true
-			return sc, nil
-		}
-		k, err := r.src.Unwrap(ctx, rec.Wrapped, r.bucketAD(rec.Bucket, rec.Wrapped.KEKVersion, rec.KeyVersion))
-		if errors.Is(err, keys.ErrUnavailable) {
-			return sc, err
-		}
-		if err != nil {
-			sc.unknown = true
-			return sc, nil
-		}
-		kc, _ := keys.KeyCheck(k)
-		if subtle.ConstantTimeCompare(kc, rec.KeyCheck[:]) != 1 {
-			k.Wipe()
-			sc.unknown = true
-			return sc, nil
-		}
-		sc.rec, sc.key = rec, k
+		return sc, r.classifyJournal(ctx, &sc, body.b)
 	case format.KindBackup:
 		// The head (one authenticated chunk) ranks it; the whole is read
 		// only if recovery needs its hash or its contents.
@@ -347,6 +329,42 @@ func (r *Repo) classifyStored(ctx context.Context, f found, roots []uint32) (sc 
 		sc.unknown = true
 	}
 	return sc, nil
+}
+
+// classifyJournal reads a key journal entry's plaintext into sc: a bucket
+// key record is opened under its root key now (pass 2 needs the bucket
+// keys); a batch of data key rewraps is kept as it is, since its records
+// are wrapped under bucket keys that only the whole scan yields. An entry
+// that does not parse, or whose bucket key does not open or match its key
+// check, is unknown.
+func (r *Repo) classifyJournal(ctx context.Context, sc *scanned, plain []byte) error {
+	recs, err := format.ParseJournal(plain)
+	switch {
+	case err != nil:
+		sc.unknown = true
+		return nil
+	case recs[0].Type == format.RecordDataKey:
+		// A batch, or a lone type-2 record: a batch of one to recovery.
+		sc.batch = recs
+		return nil
+	}
+	rec := recs[0] // type 1: ParseJournal returns it alone
+	k, err := r.src.Unwrap(ctx, rec.Wrapped, r.bucketAD(rec.Bucket, rec.Wrapped.KEKVersion, rec.KeyVersion))
+	if errors.Is(err, keys.ErrUnavailable) {
+		return err
+	}
+	if err != nil {
+		sc.unknown = true
+		return nil
+	}
+	kc, _ := keys.KeyCheck(k)
+	if subtle.ConstantTimeCompare(kc, rec.KeyCheck[:]) != 1 {
+		k.Wipe()
+		sc.unknown = true
+		return nil
+	}
+	sc.rec, sc.key = rec, k
+	return nil
 }
 
 // classifyAll runs classifyStored over objs on a few goroutines (a remote store
@@ -857,14 +875,13 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 	}
 
 	// The bucket keys: the backup's, then journal entries written after it.
-	type keyTry struct {
-		ref  bkRef
-		key  secret.Key
-		scan int // index into scans of its journal entry; -1 for the backup's
-	}
 	var tries []keyTry
-	for _, bk := range bkeys {
-		if bk.State == 3 {
+	destroyed := map[bkRef]bool{}
+	unopened := map[bkRef]int{} // the backup's records that do not open, by index into bkeys
+	for i, bk := range bkeys {
+		ref := bkRef{bk.BucketID, bk.Version}
+		if bk.State == catalog.KeyDestroyed {
+			destroyed[ref] = true // never used, whatever the scan finds
 			continue
 		}
 		k, err := r.bucketKey(ctx, bk)
@@ -872,9 +889,15 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 			return nil, err
 		}
 		if err != nil {
-			continue // its objects stay listed; reading them will say why
+			// Its objects stay listed; reading them will say why. A root
+			// rewrap after the backup may have recorded it again in a
+			// journal entry under a root key that is still held (the old
+			// root retired since): the scan's record may stand in.
+			delete(haveKey, ref)
+			unopened[ref] = i
+			continue
 		}
-		tries = append(tries, keyTry{ref: bkRef{bk.BucketID, bk.Version}, key: k, scan: -1})
+		tries = append(tries, keyTry{ref: ref, key: k, scan: -1})
 	}
 	for i, sc := range scans {
 		if sc.rec == nil {
@@ -890,10 +913,31 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 		}
 		tries = append(tries, keyTry{ref: ref, key: sc.key, scan: i})
 	}
+	batches, retiredBatches := keptBatches(scans, destroyed, sysSeen)
+	for _, i := range batches {
+		if !sysSeen[scans[i].f.id] {
+			sysSeen[scans[i].f.id] = true
+			sys = append(sys, scans[i].sys)
+		}
+	}
+	rw := rewrapsOf(scans, batches)
 
-	// Pass 2: data objects the backup does not list, under each bucket key.
-	var older []keys.ID
+	// Objects the backup lists whose data keys were rewrapped after it
+	// take the newest record that opens.
 	used := make([]int, len(tries))
+	bucketIDs := map[string]keys.ID{}
+	for id, b := range buckets {
+		bucketIDs[b.Name] = id
+	}
+	for _, c := range newest {
+		if c.fromBackup && !c.missing {
+			r.adoptRewrap(&c.e, bucketIDs[c.e.Bucket], rw[c.e.ObjectID], tries, used)
+		}
+	}
+
+	// Pass 2: data objects the backup does not list, through their
+	// rewrap records or their header, under each bucket key.
+	var older []keys.ID
 	for _, sc := range scans {
 		switch {
 		case sc.gone || inBackup[sc.f.id] || sc.backup != nil:
@@ -906,23 +950,7 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 			continue
 		}
 		f := sc.f
-		var o *object.Object
-		if f.header.Alg == keys.AlgHKDFGCMCommit {
-			for i, t := range tries {
-				ad := r.dataAD(t.ref.bucket, t.ref.version, f.id)
-				unwrap := func(h format.Header) (secret.Key, keys.AD, error) {
-					k, err := keys.UnwrapSoftware(t.key, ad, h.Wrapped)
-					return k, ad, err
-				}
-				var err error
-				o, err = object.Open(ctx, r.st, f.name, object.Expect{Identity: object.Identity{Kind: format.KindData, Repo: r.id, Object: f.id}, StoredLen: f.size}, unwrap)
-				if err == nil {
-					used[i]++
-					break
-				}
-				o = nil
-			}
-		}
+		o, rec := r.openFound(ctx, f, rw[f.id], tries, used)
 		if o == nil {
 			rep.Unknown = append(rep.Unknown, f.name)
 			continue
@@ -932,6 +960,9 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 			StoredLen: f.size, ManifestOff: int64(o.Sizes.ManifestOff), ManifestLen: int64(o.Sizes.ManifestLen), Pin: o.Pin,
 			Commit: o.Header.Commit, KeyVersion: m.KeyVersion, Wrapped: o.Header.Wrapped, Modified: time.Unix(0, int64(m.Modified)),
 			ContentType: m.ContentType, Segments: len(m.Segments)}
+		if rec != nil {
+			e.KeyVersion, e.Wrapped = rec.KeyVersion, rec.Wrapped.Data
+		}
 		if len(m.Meta) > 0 {
 			e.Meta = map[string]string{}
 			for _, p := range m.Meta {
@@ -1000,8 +1031,14 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 		if _, ok := buckets[rec.Bucket]; !ok {
 			buckets[rec.Bucket] = catalog.Bucket{Name: rec.BucketName, ID: rec.Bucket, Created: time.Unix(0, int64(rec.Created))}
 		}
-		bkeys = append(bkeys, catalog.BucketKey{BucketID: rec.Bucket, Version: rec.KeyVersion, Wrapped: rec.Wrapped,
-			KeyCheck: append([]byte(nil), rec.KeyCheck[:]...), Created: time.Unix(0, int64(rec.Created)), JournalID: sc.f.id, State: 1})
+		bk := catalog.BucketKey{BucketID: rec.Bucket, Version: rec.KeyVersion, Wrapped: rec.Wrapped,
+			KeyCheck: append([]byte(nil), rec.KeyCheck[:]...), Created: time.Unix(0, int64(rec.Created)), JournalID: sc.f.id, State: catalog.KeyActive}
+		if j, ok := unopened[tries[ti].ref]; ok {
+			bk.State = bkeys[j].State // the backup's record, which no longer opens, gives way
+			bkeys[j] = bk
+		} else {
+			bkeys = append(bkeys, bk)
+		}
 		r.mu.Lock()
 		if old, ok := r.bkeys[tries[ti].ref]; ok {
 			old.Wipe()
@@ -1039,6 +1076,12 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 	if err := r.cat.Restore(ctx, bl, bkeys, entries, sys, rs); err != nil {
 		return nil, err
 	}
+	if len(batches) > 0 {
+		// Recorded, so that retiring their bucket key version deletes them.
+		if err := r.cat.RestoreKeyBatches(ctx, keyBatches(scans, batches)); err != nil {
+			return nil, err
+		}
+	}
 	if loaded != nil {
 		if err := r.cat.SetLastBackup(ctx, catalog.BackupState{Sequence: chosen.head.Sequence, Hash: chosen.hash,
 			ObjectID: chosen.id, Created: time.Unix(0, int64(chosen.head.Created))}); err != nil {
@@ -1050,8 +1093,146 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 			rep.Superseded++
 		}
 	}
+	// Retiring their bucket key version deleted these; the deletion was
+	// lost or undone. Their records open under no key that still exists.
+	for _, id := range retiredBatches {
+		r.st.Delete(ctx, format.StoreName(id))
+	}
 	rep.Buckets, rep.Objects = len(bl), len(entries)
 	return rep, nil
+}
+
+// keyTry is a bucket key recovery opens data keys with.
+type keyTry struct {
+	ref  bkRef
+	key  secret.Key
+	scan int // index into scans of its journal entry; -1 for the backup's
+}
+
+// keptBatches sorts the rewrap batch entries the scan found: those kept
+// (indices into scans) and those under a bucket key version the backup
+// says is destroyed, which its retirement deleted (a deletion lost, or
+// undone by the provider): they are to be deleted again, unless the backup
+// lists them.
+func keptBatches(scans []scanned, destroyed map[bkRef]bool, listed map[keys.ID]bool) (kept []int, retired []keys.ID) {
+	for i, sc := range scans {
+		if sc.batch == nil {
+			continue
+		}
+		if first := sc.batch[0]; destroyed[bkRef{first.Bucket, first.KeyVersion}] && !listed[sc.f.id] {
+			retired = append(retired, sc.f.id)
+			continue
+		}
+		kept = append(kept, i)
+	}
+	return kept, retired
+}
+
+// keyBatches is the catalog's record of the batch entries kept: a batch's
+// records share one bucket and one bucket key version.
+func keyBatches(scans []scanned, kept []int) []catalog.KeyBatch {
+	out := make([]catalog.KeyBatch, 0, len(kept))
+	for _, i := range kept {
+		b := scans[i].batch
+		out = append(out, catalog.KeyBatch{JournalID: scans[i].f.id, BucketID: b[0].Bucket, KeyVersion: b[0].KeyVersion, Records: len(b)})
+	}
+	return out
+}
+
+// rewrapsOf gathers the records of the batch entries kept by object id,
+// the highest bucket key version first: the order a data key is looked
+// for in (docs/format.md, "Key journal entry").
+func rewrapsOf(scans []scanned, kept []int) map[keys.ID][]*format.KeyRecord {
+	rw := map[keys.ID][]*format.KeyRecord{}
+	for _, i := range kept {
+		for _, rec := range scans[i].batch {
+			rw[rec.Object] = append(rw[rec.Object], rec)
+		}
+	}
+	for _, recs := range rw {
+		sort.SliceStable(recs, func(i, j int) bool { return recs[i].KeyVersion > recs[j].KeyVersion })
+	}
+	return rw
+}
+
+// adoptRewrap moves e, an entry the backup lists, to the first of recs
+// (its object's rewrap records, newest first) above its key version whose
+// wrap opens under a bucket key in tries to the key e's commitment names;
+// otherwise e keeps the backup's record. The commitment binds the key to
+// the body, so the body need not be read.
+func (r *Repo) adoptRewrap(e *catalog.Entry, bucket keys.ID, recs []*format.KeyRecord, tries []keyTry, used []int) {
+	for _, rec := range recs {
+		if rec.KeyVersion <= e.KeyVersion || rec.Bucket != bucket {
+			continue
+		}
+		for i, t := range tries {
+			if t.ref == (bkRef{rec.Bucket, rec.KeyVersion}) && r.rewrapMatches(t.key, rec, e.ObjectID, e.Commit) {
+				used[i]++
+				e.KeyVersion, e.Wrapped = rec.KeyVersion, rec.Wrapped.Data
+				return
+			}
+		}
+	}
+}
+
+// rewrapMatches reports whether rec's wrap of object id's data key opens
+// under bucket key kek to the key that commitment commit names.
+func (r *Repo) rewrapMatches(kek secret.Key, rec *format.KeyRecord, id keys.ID, commit [32]byte) bool {
+	dek, err := keys.UnwrapSoftware(kek, r.dataAD(rec.Bucket, rec.KeyVersion, id), rec.Wrapped.Data)
+	if err != nil {
+		return false
+	}
+	defer dek.Wipe()
+	c, err := object.Commitment(dek)
+	return err == nil && subtle.ConstantTimeCompare(c[:], commit[:]) == 1
+}
+
+// openFound opens data object f, found by the scan, under the bucket keys
+// in tries: through its rewrap records recs (newest first) and, failing
+// them all (none, damaged, or under keys no longer held), through its
+// header's key slot. rec is the record that opened it; nil: the header.
+// Opening authenticates the header and manifest, whose commitment binds
+// the key: a record that names the wrong key does not open the object.
+func (r *Repo) openFound(ctx context.Context, f found, recs []*format.KeyRecord, tries []keyTry, used []int) (*object.Object, *format.KeyRecord) {
+	if f.header.Alg != keys.AlgHKDFGCMCommit {
+		return nil, nil
+	}
+	// rec nil: the header's slot. Through a record, the manifest names the
+	// version that wrapped the header's slot, lower than the record's.
+	open := func(t keyTry, rec *format.KeyRecord) *object.Object {
+		exp := object.Expect{Identity: object.Identity{Kind: format.KindData, Repo: r.id, Object: f.id}, StoredLen: f.size, Rewrapped: rec != nil}
+		ad := r.dataAD(t.ref.bucket, t.ref.version, f.id)
+		o, err := object.Open(ctx, r.st, f.name, exp, func(h format.Header) (secret.Key, keys.AD, error) {
+			w := h.Wrapped
+			if rec != nil {
+				w = rec.Wrapped.Data
+			}
+			k, err := keys.UnwrapSoftware(t.key, ad, w)
+			return k, ad, err
+		})
+		if err != nil {
+			return nil
+		}
+		return o
+	}
+	for _, rec := range recs {
+		for i, t := range tries {
+			if t.ref != (bkRef{rec.Bucket, rec.KeyVersion}) {
+				continue
+			}
+			if o := open(t, rec); o != nil {
+				used[i]++
+				return o, rec
+			}
+		}
+	}
+	for i, t := range tries {
+		if o := open(t, nil); o != nil {
+			used[i]++
+			return o, nil
+		}
+	}
+	return nil, nil
 }
 
 func systemRecord(o *object.Object, id keys.ID) catalog.SystemObject {

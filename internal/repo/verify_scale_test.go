@@ -21,7 +21,6 @@ import (
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/store"
-	"github.com/holdfast/holdfast/internal/testutil/versitygw"
 )
 
 // synthPrefix starts every synthetic store name: "ff" and 30 hex digits
@@ -237,18 +236,7 @@ func TestVerifyMemoryBound(t *testing.T) {
 // control).
 func TestVerifyS3TenThousand(t *testing.T) {
 	ctx := context.Background()
-	srv, err := versitygw.Start(t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": versitygw.AccessKey, "AWS_SECRET_ACCESS_KEY": versitygw.SecretKey,
-		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_PROFILE": ""} {
-		t.Setenv(k, v)
-	}
-	if err := srv.MakeBucket(ctx, "scale"); err != nil {
-		t.Fatal(err)
-	}
+	srv := startS3(t, "scale")
 	home := filepath.Join(t.TempDir(), "home")
 	r, err := Init(ctx, InitOptions{Home: home, Passphrase: pass, KDF: keyring.Calibrate(0),
 		S3: &S3Config{Bucket: "scale", Prefix: "vault/", Endpoint: srv.Endpoint, PathStyle: true, AllowHTTP: true}})
