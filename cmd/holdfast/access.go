@@ -53,13 +53,13 @@ func (e *env) openAccess(ctx context.Context) (*repo.Repo, *access.Table, error)
 }
 
 // onAccess runs fn with the access table open.
-func (e *env) onAccess(c *cobra.Command, fn func(ctx context.Context, t *access.Table) error) error {
+func (e *env) onAccess(c *cobra.Command, fn func(ctx context.Context, t *access.Table) error) (err error) {
 	ctx := c.Context()
 	r, t, err := e.openAccess(ctx)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer e.closeRepo(r, &err)
 	defer t.Close()
 	err = fn(ctx, t)
 	if errors.Is(err, access.ErrInvalid) {

@@ -19,13 +19,13 @@ func (e *env) backupCmd() *cobra.Command {
 		Use:   "backup",
 		Short: "Write a catalog backup to the store and record it in the keyring",
 		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
+		RunE: func(c *cobra.Command, args []string) (err error) {
 			ctx := c.Context()
 			r, err := e.open(ctx, true)
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
 			res, err := r.Backup(ctx)
 			if err != nil {
 				return err

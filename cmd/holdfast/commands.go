@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/catalog"
 	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/repo"
 	"github.com/holdfast/holdfast/internal/store"
 )
@@ -71,7 +72,7 @@ func (e *env) open(ctx context.Context, cleanup bool) (*repo.Repo, error) {
 
 // onObject runs fn for a command on BUCKET/KEY with the repository open;
 // cleanup first finishes what earlier interrupted runs left.
-func (e *env) onObject(c *cobra.Command, arg string, cleanup bool, fn func(ctx context.Context, r *repo.Repo, bucket, key string) error) error {
+func (e *env) onObject(c *cobra.Command, arg string, cleanup bool, fn func(ctx context.Context, r *repo.Repo, bucket, key string) error) (err error) {
 	bucket, key, err := repo.SplitPath(arg, false)
 	if err != nil {
 		return usagef("%v", err)
@@ -81,7 +82,7 @@ func (e *env) onObject(c *cobra.Command, arg string, cleanup bool, fn func(ctx c
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer e.closeRepo(r, &err) // keyslog.go: records the key use
 	return fn(ctx, r, bucket, key)
 }
 
@@ -91,7 +92,10 @@ func (e *env) initCmd() *cobra.Command {
 		Use:   "init [--store DIR]",
 		Short: "Create a home (keyring, catalog) and a repository in a store",
 		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
+		RunE: func(c *cobra.Command, args []string) (err error) {
+			if _, err := e.keyHome(); err != nil { // keys.go: the key-operation log
+				return err
+			}
 			home, pass, err := e.homeAndPassphrase(true)
 			if err != nil {
 				return err
@@ -117,13 +121,22 @@ func (e *env) initCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
 			id := r.ID()
+			// The repository exists now: unrecorded, it still does.
+			rerr := recordKeyOp(home, keys.Op{Op: "create", Repo: id, Source: r.KeySource().Kind(),
+				Versions: []uint32{r.KeySource().Primary()}, Detail: "store " + r.StoreDescription()})
 			if e.jsonOut {
-				return printJSON(e.stdout, map[string]string{"home": home, "repository": fmt.Sprintf("%x", id[:])})
+				if err := printJSON(e.stdout, map[string]string{"home": home, "repository": fmt.Sprintf("%x", id[:])}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(e.stdout, "created repository %x\nhome:  %s\nstore: %s\n", id[:], home, r.StoreDescription())
+				fmt.Fprintln(e.stdout, "Back up the keyring file and remember the passphrase: without both, the data cannot be read.")
 			}
-			fmt.Fprintf(e.stdout, "created repository %x\nhome:  %s\nstore: %s\n", id[:], home, r.StoreDescription())
-			fmt.Fprintln(e.stdout, "Back up the keyring file and remember the passphrase: without both, the data cannot be read.")
+			if rerr != nil {
+				return e.unrecorded(rerr)
+			}
 			return nil
 		},
 	}
@@ -154,7 +167,7 @@ func (e *env) putCmd() *cobra.Command {
 		Use:   "put [-r] FILE|DIR|- BUCKET/KEY",
 		Short: "Encrypt and store a file (- for standard input), or a tree with -r",
 		Args:  exactArgs(2),
-		RunE: func(c *cobra.Command, args []string) error {
+		RunE: func(c *cobra.Command, args []string) (err error) {
 			src, dst := args[0], args[1]
 			md, err := parseMeta(meta)
 			if err != nil {
@@ -173,7 +186,7 @@ func (e *env) putCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
 			if recursive {
 				return e.putTree(ctx, r, src, bucket, key)
 			}
@@ -453,13 +466,13 @@ func (e *env) lsCmd() *cobra.Command {
 		Use:   "ls [BUCKET[/PREFIX]]",
 		Short: "List buckets, or the objects in a bucket",
 		Args:  rangeArgs(0, 1),
-		RunE: func(c *cobra.Command, args []string) error {
+		RunE: func(c *cobra.Command, args []string) (err error) {
 			ctx := c.Context()
 			r, err := e.open(ctx, false)
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
 			cat := r.Catalog()
 			if len(args) == 0 {
 				bs, err := cat.Buckets(ctx)
@@ -564,7 +577,7 @@ func (e *env) recoverCmd() *cobra.Command {
 		Use:   "recover [--store DIR] [--accept-unverified-freshness]",
 		Short: "Rebuild a lost catalog from the store with the keyring",
 		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
+		RunE: func(c *cobra.Command, args []string) (err error) {
 			home, pass, src, err := e.homeAndKeys() // keys.go: keyring or PKCS#11
 			if err != nil {
 				return err
@@ -586,7 +599,7 @@ func (e *env) recoverCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
 			if e.jsonOut {
 				return printJSON(e.stdout, rep)
 			}

@@ -4,7 +4,8 @@ package main
 // Subcommands: backup and restore (k-of-n shares), passwd (the keyring's
 // passphrase), ceremony (a new repository whose root key is held in a
 // PKCS#11 token). The key-version commands (list, rotate, rewrap, retire)
-// join them in keysCmd's AddCommand list.
+// join them in keysCmd's AddCommand list. Every key operation is recorded
+// in the home's key-operation log (keyslog.go, internal/keys/oplog).
 
 import (
 	"crypto/rand"
@@ -24,19 +25,54 @@ import (
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/keyshare"
+	"github.com/holdfast/holdfast/internal/keys/oplog"
 	"github.com/holdfast/holdfast/internal/repo"
 	"github.com/holdfast/holdfast/internal/secret"
 )
 
-// keyOpLog receives every key operation these commands perform.
-//
-// HOOK(issue 5, point 5): the on-prem, append-only key-operation log
-// replaces NopLog here; nothing else in this file needs to change.
-var keyOpLog keys.OpLog = keys.NopLog{}
+// The key-operation log (docs/keys.md, "The key-operation log"): every
+// key operation is appended to HOME/keyops.log. A command checks first
+// that the log can take a record (keyLogReady), so that a log that cannot
+// stops it before it does anything. An operation that can be undone and
+// whose record then fails is undone and fails (keys backup deletes its
+// shares); one that cannot be undone (a new repository, a rotation, a
+// new passphrase, a restore, key use) stays done, and the command warns
+// and exits 1 (unrecorded).
 
-func recordKeyOp(op keys.Op) {
+// keyOpLog is the key-operation log of home.
+func keyOpLog(home string) *oplog.Log { return oplog.New(oplog.Path(home)) }
+
+// keyLogReady checks that home's key-operation log can take a record now.
+func keyLogReady(home string) error {
+	if err := keyOpLog(home).Ready(); err != nil {
+		return fmt.Errorf("the key-operation log cannot take a record, so nothing was done (check it with 'holdfast keys log --check'): %w", err)
+	}
+	return nil
+}
+
+// keyHome returns the home of a key command, whose log is ready.
+func (e *env) keyHome() (string, error) {
+	home, err := e.homeDir()
+	if err != nil {
+		return "", err
+	}
+	return home, keyLogReady(home)
+}
+
+// recordKeyOp appends op, dated now, to home's key-operation log.
+func recordKeyOp(home string, op keys.Op) error {
 	op.Time = time.Now().UTC()
-	_ = keyOpLog.Record(op)
+	if err := keyOpLog(home).Record(op); err != nil {
+		return fmt.Errorf("the key-operation log did not record %q: %w", op.Op, err)
+	}
+	return nil
+}
+
+// unrecorded reports an operation that was done, and stays done, but
+// that the key-operation log could not record: a warning, and exit 1.
+func (e *env) unrecorded(err error) error {
+	warnf(e.stderr, "%v; the operation itself was done: note it by hand, and repair the log (docs/keys.md, \"The key-operation log\")", err)
+	return codeError{code: exitError}
 }
 
 func (e *env) keysCmd() *cobra.Command {
@@ -47,14 +83,19 @@ func (e *env) keysCmd() *cobra.Command {
 
   keys list                                        root and bucket key versions and what each protects
   keys rotate [--bucket B]                         a new root (or bucket) key version, primary for new writes
+  keys rewrap [--bucket B]                         move what older versions protect under the primary ones
+  keys retire [--bucket B] vN                      destroy a version nothing depends on any more
   keys backup --shares N --threshold K --out DIR   split the root keys into N share files
   keys restore SHARE...                            rebuild them from K shares into a new keyring or token
   keys passwd                                      change the keyring's passphrase
-  keys ceremony --key-source pkcs11:…              create a repository whose root key is in an HSM`,
+  keys ceremony --key-source pkcs11:…              create a repository whose root key is in an HSM
+  keys log [--check]                               the key-operation log; --check verifies its chain`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
-	c.AddCommand(e.keysListCmd(), e.keysRotateCmd(), e.keysBackupCmd(), e.keysRestoreCmd(), e.keysPasswdCmd(), e.keysCeremonyCmd())
+	c.AddCommand(e.keysListCmd(), e.keysRotateCmd(), e.keysBackupCmd(), e.keysRestoreCmd(), e.keysPasswdCmd(), e.keysCeremonyCmd(),
+		e.keysLogCmd(),                       // keyslog.go
+		e.keysRewrapCmd(), e.keysRetireCmd()) // keyslife.go
 	return c
 }
 
@@ -157,7 +198,10 @@ old one (docs/keys.md).`,
 			if k < 2 || k > n || n > 255 {
 				return usagef("need 2 <= --threshold <= --shares <= 255, not threshold %d of %d", k, n)
 			}
-			_, kr, err := e.openKeyring("the token never exports it, so keys backup cannot: its shares were written by the key ceremony (docs/keys.md)")
+			if _, err := e.keyHome(); err != nil {
+				return err
+			}
+			home, kr, err := e.openKeyring("the token never exports it, so keys backup cannot: its shares were written by the key ceremony (docs/keys.md)")
 			if err != nil {
 				return err
 			}
@@ -171,7 +215,12 @@ old one (docs/keys.md).`,
 			if err != nil {
 				return err
 			}
-			return e.reportShares(set, "backup")
+			// Unrecorded, the shares are not handed out: they go again.
+			if err := recordKeyOp(home, set.op("backup")); err != nil {
+				set.remove()
+				return err
+			}
+			return e.reportShares(set)
 		},
 	}
 	c.Flags().IntVar(&n, "shares", 5, "how many shares to write")
@@ -235,11 +284,15 @@ func writeShares(src keys.SourceKind, m keyring.Material, n, k int, dir string) 
 	return set, nil
 }
 
-// reportShares records the operation op that wrote set and prints the
-// set: the files and their checksums.
-func (e *env) reportShares(set *shareSet, op string) error {
-	recordKeyOp(keys.Op{Op: op, Repo: set.repo, Source: set.src, Versions: set.versions,
-		Detail: fmt.Sprintf("%d shares, threshold %d, set %x", len(set.files), set.threshold, set.set)})
+// op is the key-operation record of the operation (backup, ceremony)
+// that wrote s: what, never the shares.
+func (s *shareSet) op(name string) keys.Op {
+	return keys.Op{Op: name, Repo: s.repo, Source: s.src, Versions: s.versions,
+		Detail: fmt.Sprintf("%d shares, threshold %d, set %x", len(s.files), s.threshold, s.set)}
+}
+
+// reportShares prints set: the files and their checksums.
+func (e *env) reportShares(set *shareSet) error {
 	if e.jsonOut {
 		type jshare struct {
 			File     string `json:"file"`
@@ -328,7 +381,7 @@ overwritten. Then rebuild the catalog with 'holdfast recover'.`,
 			if err := e.hardenForKeys(); err != nil {
 				return err
 			}
-			home, err := e.homeDir()
+			home, err := e.keyHome()
 			if err != nil {
 				return err
 			}
@@ -368,14 +421,20 @@ overwritten. Then rebuild the catalog with 'holdfast recover'.`,
 			for _, r := range m.Roots {
 				vers = append(vers, r.Info.Version)
 			}
-			recordKeyOp(keys.Op{Op: "restore", Repo: m.Repo, Source: src, Versions: vers,
+			rerr := recordKeyOp(home, keys.Op{Op: "restore", Repo: m.Repo, Source: src, Versions: vers,
 				Detail: fmt.Sprintf("%d shares of set %x into %s", len(shares), shares[0].Set, where)})
 			if e.jsonOut {
-				return printJSON(e.stdout, map[string]any{"repository": fmt.Sprintf("%x", m.Repo[:]), "restored_into": where, "versions": vers})
+				if err := printJSON(e.stdout, map[string]any{"repository": fmt.Sprintf("%x", m.Repo[:]), "restored_into": where, "versions": vers}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(e.stdout, "restored root key versions %v of repository %x into %s\n", vers, m.Repo[:], where)
+				if _, err := os.Stat(filepath.Join(home, repo.CatalogFile)); err != nil {
+					fmt.Fprintln(e.stdout, "Next: rebuild the catalog from the store with 'holdfast recover --store …'.")
+				}
 			}
-			fmt.Fprintf(e.stdout, "restored root key versions %v of repository %x into %s\n", vers, m.Repo[:], where)
-			if _, err := os.Stat(filepath.Join(home, repo.CatalogFile)); err != nil {
-				fmt.Fprintln(e.stdout, "Next: rebuild the catalog from the store with 'holdfast recover --store …'.")
+			if rerr != nil {
+				return e.unrecorded(rerr)
 			}
 			return nil
 		},
@@ -475,7 +534,10 @@ open with it: replace them. A root key in a PKCS#11 token is protected by the
 token's PIN instead: change it with the token's tools.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			_, kr, err := e.openKeyring("keys passwd changes a keyring's passphrase: change the token's PIN with its own tools (softhsm2-util, pkcs11-tool --change-pin)")
+			if _, err := e.keyHome(); err != nil {
+				return err
+			}
+			home, kr, err := e.openKeyring("keys passwd changes a keyring's passphrase: change the token's PIN with its own tools (softhsm2-util, pkcs11-tool --change-pin)")
 			if err != nil {
 				return err
 			}
@@ -491,11 +553,17 @@ token's PIN instead: change it with the token's tools.`,
 			if err := kr.ChangePassphrase(np, keyring.Calibrate(keyring.DefaultCalibrationTarget)); err != nil {
 				return err
 			}
-			recordKeyOp(keys.Op{Op: "passwd", Repo: kr.Repo(), Source: keys.SourceKeyring})
+			rerr := recordKeyOp(home, keys.Op{Op: "passwd", Repo: kr.Repo(), Source: keys.SourceKeyring, Versions: rootVersions(kr.Versions())})
 			if e.jsonOut {
-				return printJSON(e.stdout, map[string]bool{"changed": true})
+				if err := printJSON(e.stdout, map[string]bool{"changed": true}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintln(e.stdout, "passphrase changed; replace any copy of the keyring file sealed under the old one")
 			}
-			fmt.Fprintln(e.stdout, "passphrase changed; replace any copy of the keyring file sealed under the old one")
+			if rerr != nil {
+				return e.unrecorded(rerr)
+			}
 			return nil
 		},
 	}
@@ -596,6 +664,9 @@ never gives the key back: these shares are its only backup.`,
 			if _, err := os.Stat(filepath.Join(home, repo.ConfigFile)); err == nil {
 				return fmt.Errorf("a repository already exists at %q: %w", home, repo.ErrExists)
 			}
+			if err := keyLogReady(home); err != nil {
+				return err
+			}
 			pin, err := hsm.ReadPIN(e.pinFile, u.Token)
 			if err != nil {
 				return err
@@ -650,11 +721,21 @@ never gives the key back: these shares are its only backup.`,
 			}
 			defer r.Close()
 			id := r.ID()
-			if err := e.reportShares(set, "ceremony"); err != nil || e.jsonOut {
+			// The repository exists now: an unrecorded ceremony still
+			// shows its shares, which are the key's only backup.
+			op := set.op("ceremony")
+			op.Detail += fmt.Sprintf("; root key in token %q, object %q", u.Token, u.Object)
+			rerr := recordKeyOp(home, op)
+			if err := e.reportShares(set); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "created repository %x\nhome:  %s\nstore: %s\nroot key: token %q, object %q (non-extractable)\n",
-				id[:], home, r.StoreDescription(), u.Token, u.Object)
+			if !e.jsonOut {
+				fmt.Fprintf(e.stdout, "created repository %x\nhome:  %s\nstore: %s\nroot key: token %q, object %q (non-extractable)\n",
+					id[:], home, r.StoreDescription(), u.Token, u.Object)
+			}
+			if rerr != nil {
+				return e.unrecorded(rerr)
+			}
 			return nil
 		},
 	}

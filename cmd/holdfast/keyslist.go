@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/repo"
 )
 
@@ -44,13 +45,13 @@ func (e *env) keysListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List root and bucket key versions: state, creation time, what each protects",
 		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, _ []string) error {
+		RunE: func(c *cobra.Command, _ []string) (err error) {
 			ctx := c.Context()
 			r, err := e.open(ctx, false)
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
 			l, err := listKeys(ctx, r)
 			if err != nil {
 				return err
@@ -137,37 +138,40 @@ decrypt-only. With --bucket it makes a new key version of that bucket,
 wrapped under the primary root key, and writes its key journal entry to
 the store. No object body is rewritten.`,
 		Args: exactArgs(0),
-		RunE: func(c *cobra.Command, _ []string) error {
+		RunE: func(c *cobra.Command, _ []string) (err error) {
 			ctx := c.Context()
+			if _, err := e.keyHome(); err != nil {
+				return err
+			}
 			r, err := e.open(ctx, false)
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
+			op := keys.Op{Op: "rotate", Repo: r.ID(), Source: r.KeySource().Kind()}
+			var j map[string]any
+			var text string
 			if bucket == "" {
 				v, err := r.RotateRootKey()
 				if err != nil {
 					return err
 				}
-				return e.rotated(map[string]any{"root_key": v}, fmt.Sprintf("root key v%d is primary; older versions decrypt only", v))
+				op.Versions, op.Detail = []uint32{v}, fmt.Sprintf("root key v%d primary; older versions decrypt only", v)
+				j, text = map[string]any{"root_key": v}, fmt.Sprintf("root key v%d is primary; older versions decrypt only", v)
+			} else {
+				v, err := r.RotateBucketKey(ctx, bucket)
+				if err != nil {
+					return err
+				}
+				root := r.KeySource().Primary()
+				op.Versions, op.Detail = []uint32{root}, fmt.Sprintf("bucket %q key v%d primary, under root key v%d", bucket, v, root)
+				j, text = map[string]any{"bucket": bucket, "bucket_key": v},
+					fmt.Sprintf("bucket %s key v%d is primary for new writes; older versions still decrypt", bucket, v)
 			}
-			v, err := r.RotateBucketKey(ctx, bucket)
-			if err != nil {
-				return err
-			}
-			return e.rotated(map[string]any{"bucket": bucket, "bucket_key": v},
-				fmt.Sprintf("bucket %s key v%d is primary for new writes; older versions still decrypt", bucket, v))
+			// The new version exists now: unrecorded, it still is.
+			return e.doneKeyOp(r.Home, op, j, text)
 		},
 	}
 	c.Flags().StringVar(&bucket, "bucket", "", "rotate this bucket's key instead of the root key")
 	return c
-}
-
-// rotated prints a rotation's outcome.
-func (e *env) rotated(j map[string]any, text string) error {
-	if e.jsonOut {
-		return printJSON(e.stdout, j)
-	}
-	_, err := fmt.Fprintln(e.stdout, text)
-	return err
 }

@@ -72,7 +72,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 		e.accessCmd(),
 		e.serveCmd(),
 		e.storesCmd(), e.repairCmd(), // stores.go
-		e.keysCmd(), // keys.go
+		e.keysCmd(),  // keys.go
+		e.shredCmd(), // keyslife.go
 	)
 	err := root.ExecuteContext(ctx)
 	if err != nil && isCobraUsage(err) {

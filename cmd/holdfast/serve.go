@@ -85,7 +85,7 @@ func (f serveFlags) logger(w *os.File) (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: want text or json", f.logFormat)
 }
 
-func (e *env) serve(ctx context.Context, f serveFlags) error {
+func (e *env) serve(ctx context.Context, f serveFlags) (err error) {
 	log, err := f.logger(os.Stderr)
 	if err != nil {
 		return err
@@ -100,7 +100,7 @@ func (e *env) serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer e.closeRepo(r, &err) // keyslog.go: at shutdown, the key use of the whole run
 	tbl, err := access.Open(ctx, r.Catalog(), r.ID(), r.KeySource(), access.Options{Log: log})
 	if err != nil {
 		return err

@@ -80,13 +80,13 @@ func (e *env) storesCmd() *cobra.Command {
 		Use:   "stores",
 		Short: "Show where the data lives: each member of a spread store, its provider and jurisdiction, shards held, reachable",
 		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
+		RunE: func(c *cobra.Command, args []string) (err error) {
 			ctx := c.Context()
 			r, err := e.open(ctx, false)
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
 			s, ok := r.Spread()
 			if !ok {
 				if e.jsonOut {
@@ -233,13 +233,13 @@ Exit status: 0 all members hold an authentic current shard of every object;
 4 some object cannot be rebuilt, or a rebuild failed; 6 a member could not be
 reached (run repair again once it is back).`,
 		Args: exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
+		RunE: func(c *cobra.Command, args []string) (err error) {
 			ctx := c.Context()
 			r, err := e.open(ctx, false)
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
 			s, ok := r.Spread()
 			if !ok {
 				return usagef("repair: store %s is not a spread store", r.StoreDescription())

@@ -23,7 +23,7 @@ func (e *env) syncCmd() *cobra.Command {
 		Use:   "sync [--delete] [--dry-run] LOCALDIR BUCKET[/PREFIX] | BUCKET[/PREFIX] LOCALDIR",
 		Short: "Make a bucket prefix match a local directory (up), or a local directory match a prefix (down)",
 		Args:  exactArgs(2),
-		RunE: func(c *cobra.Command, args []string) error {
+		RunE: func(c *cobra.Command, args []string) (err error) {
 			src, dst := args[0], args[1]
 			srcIsDir := isDir(src)
 			srcBucket, srcPrefix, srcErr := repo.SplitPath(src, true)
@@ -46,7 +46,7 @@ func (e *env) syncCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer e.closeRepo(r, &err)
 			if downOK {
 				_, err := r.Catalog().GetBucket(ctx, srcBucket)
 				switch {

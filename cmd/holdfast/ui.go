@@ -99,6 +99,12 @@ func classify(err error) (int, string) {
 		return exitRefused, "recovery can check the store's catalog backups only against a keyring that recorded them (the copy from the lost home, or a later one); if you accept the store as it is, run recover again with --accept-unverified-freshness"
 	case errors.Is(err, harden.ErrTraced):
 		return exitRefused, "run holdfast without a debugger, strace or other ptrace tracer attached"
+	case errors.Is(err, repo.ErrKeyInUse):
+		return exitRefused, "run 'holdfast keys rewrap' first, and rotate before retiring a primary version; 'holdfast keys list' shows what each version protects"
+	case errors.Is(err, repo.ErrUploadsInProgress), errors.Is(err, repo.ErrRotateUnsupported):
+		return exitRefused, ""
+	case errors.Is(err, repo.ErrKeyRetired):
+		return exitKey, "the key version was retired; 'holdfast keys list' shows the versions"
 	case errors.Is(err, repo.ErrOtherRepository):
 		return exitRefused, "use an empty store, or the keyring of the repository it holds"
 	case errors.Is(err, repo.ErrExists), errors.Is(err, keyring.ErrExists):

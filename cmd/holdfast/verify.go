@@ -63,7 +63,7 @@ func parseSample(s string) (float64, error) {
 	return f, nil
 }
 
-func (e *env) verify(c *cobra.Command, o repo.VerifyOptions) error {
+func (e *env) verify(c *cobra.Command, o repo.VerifyOptions) (err error) {
 	ctx := c.Context()
 	start := time.Now()
 	out := newVerifyOutput(e, o)
@@ -71,7 +71,7 @@ func (e *env) verify(c *cobra.Command, o repo.VerifyOptions) error {
 	if err != nil {
 		return out.end(repo.VerifySummary{Counts: map[repo.Status]int{}}, nil, err, time.Since(start))
 	}
-	defer r.Close()
+	defer e.closeRepo(r, &err)
 	if n, err := r.Catalog().Count(ctx); err == nil {
 		if bar := newCountBar(e.stderr, e.quiet || e.jsonOut, n, "verify"); bar != nil {
 			o.Progress = func(objects int, _ int64) { bar.Set(objects) }
