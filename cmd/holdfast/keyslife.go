@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/repo"
+	"github.com/holdfast/holdfast/internal/secret"
 )
 
 func (e *env) keysRewrapCmd() *cobra.Command {
@@ -111,6 +114,62 @@ func (e *env) doneKeyOp(home string, op keys.Op, j any, text string) error {
 	return nil
 }
 
+// ceremonyFlags are the share options of a rotation ceremony: a key
+// source that cannot make a root key version itself (a PKCS#11 token)
+// gets one made in protected memory, split into shares, then imported.
+type ceremonyFlags struct {
+	n, k int
+	out  string
+}
+
+func (f *ceremonyFlags) register(c *cobra.Command) {
+	c.Flags().IntVar(&f.n, "shares", 5, "with a PKCS#11 root key: how many shares of the new root key version to write")
+	c.Flags().IntVar(&f.k, "threshold", 3, "with a PKCS#11 root key: how many shares restore it")
+	c.Flags().StringVar(&f.out, "out", "", "with a PKCS#11 root key: the directory to write the new version's shares into")
+}
+
+// rotator returns how to make a new root key version for r: the key
+// source's own rotation, or a rotation ceremony into the token.
+func (e *env) rotator(r *repo.Repo, f ceremonyFlags) (func() (uint32, error), error) {
+	a, ok := r.RootAdder()
+	if !ok {
+		return r.RotateRootKey, nil
+	}
+	if f.out == "" {
+		return nil, usagef("the root key is in a PKCS#11 token, which cannot make a new version by itself: a rotation is a key ceremony; give --out DIR (and --shares N --threshold K) for the new version's shares")
+	}
+	if f.k < 2 || f.k > f.n || f.n > 255 {
+		return nil, usagef("need 2 <= --threshold <= --shares <= 255, not threshold %d of %d", f.k, f.n)
+	}
+	return func() (uint32, error) { return e.rotationCeremony(r, a, f) }, nil
+}
+
+// rotationCeremony makes root key version a.NextVersion() in protected
+// memory, writes its shares (they are its only backup: the token never
+// gives it back), imports it into the token as primary, and wipes it.
+func (e *env) rotationCeremony(r *repo.Repo, a repo.RootAdder, f ceremonyFlags) (uint32, error) {
+	v := a.NextVersion()
+	k, err := secret.New()
+	if err != nil {
+		return 0, err
+	}
+	m := keyring.Material{Repo: r.ID(), Primary: v, Roots: []keyring.RootMaterial{{
+		Info: keyring.RootKeyInfo{Version: v, Created: time.Now().UTC().Truncate(time.Second), State: keyring.StateActive}, Key: k}}}
+	defer m.Wipe()
+	set, err := writeShares(keys.SourcePKCS11, m, f.n, f.k, f.out)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.AddRootKey(m.Roots[0]); err != nil {
+		set.remove()
+		return 0, pinError(err)
+	}
+	if err := e.reportShares(set); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
 // parseVersion reads "v3" or "3".
 func parseVersion(s string) (uint32, error) {
 	n, err := strconv.ParseUint(strings.TrimPrefix(s, "v"), 10, 32)
@@ -186,6 +245,7 @@ and destroy every older one. Copies of the keyring file made before the shred
 
 func (e *env) shredCmd() *cobra.Command {
 	var yes bool
+	var cf ceremonyFlags
 	c := &cobra.Command{
 		Use:   "shred BUCKET[/KEY] --yes",
 		Short: "Make an object or a whole bucket unrecoverable, even from every copy the provider kept",
@@ -204,7 +264,9 @@ rewrapped under it, and every older root key version is destroyed, since
 those wrapped the destroyed bucket keys in the key journal the provider
 may have copied. Key backups made before a shred can undo it: shred says
 so and names them. Multipart uploads in the bucket must be completed or
-aborted first. It needs --yes.`,
+aborted first. It needs --yes. With a root key in a PKCS#11 token the
+fresh root version is made by a rotation ceremony: --out DIR (with
+--shares and --threshold) receives its shares.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) (err error) {
 			bucket, key, perr := repo.SplitPath(args[0], true)
@@ -223,7 +285,11 @@ aborted first. It needs --yes.`,
 				return err
 			}
 			defer e.closeRepo(r, &err)
-			rep, err := r.Shred(ctx, bucket, key)
+			rotate, err := e.rotator(r, cf)
+			if err != nil {
+				return err
+			}
+			rep, err := r.Shred(ctx, bucket, key, repo.ShredOptions{RotateRoot: rotate})
 			if err != nil {
 				return err
 			}
@@ -242,6 +308,7 @@ aborted first. It needs --yes.`,
 		},
 	}
 	c.Flags().BoolVar(&yes, "yes", false, "confirm: the data cannot be brought back")
+	cf.register(c)
 	return c
 }
 

@@ -128,6 +128,7 @@ func listKeys(ctx context.Context, r *repo.Repo) (keyList, error) {
 
 func (e *env) keysRotateCmd() *cobra.Command {
 	var bucket string
+	var cf ceremonyFlags
 	c := &cobra.Command{
 		Use:   "rotate [--bucket B]",
 		Short: "Make a new root key version (or, with --bucket, a new key version of bucket B) primary for new writes",
@@ -136,7 +137,13 @@ now on; what was written before keeps its key records and still reads.
 Without --bucket it rotates the root key: older root versions become
 decrypt-only. With --bucket it makes a new key version of that bucket,
 wrapped under the primary root key, and writes its key journal entry to
-the store. No object body is rewritten.`,
+the store. No object body is rewritten.
+
+With a root key in a PKCS#11 token, which cannot make a new version by
+itself, rotating the root key is a key ceremony: the new version is
+generated in protected memory, split into shares written to --out DIR
+(--shares N, --threshold K; they are its only backup), imported into the
+token non-extractable, and wiped.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) (err error) {
 			ctx := c.Context()
@@ -152,7 +159,11 @@ the store. No object body is rewritten.`,
 			var j map[string]any
 			var text string
 			if bucket == "" {
-				v, err := r.RotateRootKey()
+				rotate, err := e.rotator(r, cf)
+				if err != nil {
+					return err
+				}
+				v, err := rotate()
 				if err != nil {
 					return err
 				}
@@ -173,5 +184,6 @@ the store. No object body is rewritten.`,
 		},
 	}
 	c.Flags().StringVar(&bucket, "bucket", "", "rotate this bucket's key instead of the root key")
+	cf.register(c)
 	return c
 }

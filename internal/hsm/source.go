@@ -209,7 +209,16 @@ func (s *Source) writeState(st state, replace bool) error {
 	}
 	hdr := s.hdrRaw
 	if hdr == nil || !s.headerVersionActive(st) {
-		w, err := s.wrapHSM(st.primary, stateAD(st.repo, st.primary), s.skey)
+		// The caller holds s.mu: the handle is found without it.
+		h, ok := s.handles[st.primary]
+		if !ok {
+			var err error
+			if h, err = s.tok.findKey(s.uri.Object, st.primary); err != nil {
+				return err
+			}
+			s.handles[st.primary] = h
+		}
+		w, err := s.wrapWith(h, st.primary, stateAD(st.repo, st.primary), s.skey)
 		if err != nil {
 			return err
 		}
@@ -325,6 +334,11 @@ func (s *Source) wrapHSM(ver uint32, ad keys.AD, k secret.Key) (keys.Wrapped, er
 	if err != nil {
 		return keys.Wrapped{}, fmt.Errorf("pkcs11 wrap: %w", err)
 	}
+	return s.wrapWith(h, ver, ad, k)
+}
+
+// wrapWith wraps under the token object h of root key version ver.
+func (s *Source) wrapWith(h pkcs11.ObjectHandle, ver uint32, ad keys.AD, k secret.Key) (keys.Wrapped, error) {
 	nonce, err := randomNonce()
 	if err != nil {
 		return keys.Wrapped{}, err

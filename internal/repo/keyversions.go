@@ -514,7 +514,15 @@ type ShredReport struct {
 // after everything else is rewrapped under it), then the objects are
 // deleted. Key backups made before the shred still hold the old root
 // keys: they undo it until destroyed (docs/keys.md).
-func (r *Repo) Shred(ctx context.Context, bucket, key string) (*ShredReport, error) {
+// ShredOptions configure Shred.
+type ShredOptions struct {
+	// RotateRoot makes the fresh root key version, for a key source that
+	// cannot make one itself (a PKCS#11 token: a rotation ceremony that
+	// writes the new version's shares). nil: RotateRootKey.
+	RotateRoot func() (uint32, error)
+}
+
+func (r *Repo) Shred(ctx context.Context, bucket, key string, o ShredOptions) (*ShredReport, error) {
 	rep := &ShredReport{}
 	b, err := r.cat.GetBucket(ctx, bucket)
 	if errors.Is(err, catalog.ErrNotFound) {
@@ -523,8 +531,12 @@ func (r *Repo) Shred(ctx context.Context, bucket, key string) (*ShredReport, err
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := r.kr.(interface{ Rotate() (uint32, error) }); !ok {
-		return nil, fmt.Errorf("shred needs a new root key version: %w", ErrRotateUnsupported)
+	rotate := o.RotateRoot
+	if rotate == nil {
+		if _, ok := r.kr.(interface{ Rotate() (uint32, error) }); !ok {
+			return nil, fmt.Errorf("shred needs a new root key version: %w", ErrRotateUnsupported)
+		}
+		rotate = r.RotateRootKey
 	}
 	ups, err := r.cat.ListUploads(ctx, bucket, "")
 	if err != nil {
@@ -543,6 +555,16 @@ func (r *Repo) Shred(ctx context.Context, bucket, key string) (*ShredReport, err
 		} else if err != nil {
 			return nil, err
 		}
+	}
+	// The fresh root key version first: what is made from here on (the
+	// bucket's fresh key version) is wrapped under it, and a source that
+	// needs a ceremony for it fails before anything is destroyed.
+	nr, err := rotate()
+	if err != nil {
+		return nil, err
+	}
+	rep.NewRoot = nr
+	if key != "" {
 		// The bucket's other objects move to a fresh version; every older
 		// one (any of them may have wrapped a version of key) goes.
 		if _, err := r.RotateBucketKey(ctx, bucket); err != nil {
@@ -585,12 +607,7 @@ func (r *Repo) Shred(ctx context.Context, bucket, key string) (*ShredReport, err
 	}
 	// Every root key version that wrapped the destroyed bucket keys (their
 	// journal entries stay in whatever the provider kept) goes too:
-	// everything still alive moves under a fresh root version first.
-	nr, err := r.RotateRootKey()
-	if err != nil {
-		return nil, err
-	}
-	rep.NewRoot = nr
+	// everything still alive moves under the fresh root version first.
 	rw, err := r.RewrapRoot(ctx)
 	if err != nil {
 		return nil, err

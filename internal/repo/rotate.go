@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/keyring"
 )
 
 // ErrRotateUnsupported: the key source cannot make a new root key version
@@ -26,6 +27,34 @@ func (r *Repo) RotateRootKey() (uint32, error) {
 		return 0, fmt.Errorf("rotating the root key: %w", err)
 	}
 	return v, nil
+}
+
+// RootAdder is a key source that takes a new root key version made
+// outside it — a PKCS#11 token, whose keys are made by a ceremony in
+// protected memory, split into shares, then imported (docs/keys.md).
+type RootAdder interface {
+	NextVersion() uint32
+	AddRootKey(keyring.RootMaterial) error
+}
+
+// RootAdder returns the key source as a RootAdder, or false if it makes
+// its own root key versions (the keyring: RotateRootKey).
+func (r *Repo) RootAdder() (RootAdder, bool) {
+	a, ok := r.kr.(RootAdder)
+	return a, ok
+}
+
+// AddRootKey makes m, a new root key version made by a rotation ceremony,
+// primary in a key source that cannot make one itself.
+func (r *Repo) AddRootKey(m keyring.RootMaterial) error {
+	a, ok := r.RootAdder()
+	if !ok {
+		return fmt.Errorf("this key source makes its own root key versions: %w", ErrRotateUnsupported)
+	}
+	if err := a.AddRootKey(m); err != nil {
+		return fmt.Errorf("adding root key version %d: %w", m.Info.Version, err)
+	}
+	return nil
 }
 
 // RotateBucketKey makes a new key version of bucket, wrapped under the
