@@ -236,18 +236,9 @@ func (e *exactSeeker) Read(p []byte) (int, error) {
 	if e.err != nil {
 		return 0, e.err
 	}
-	n, err := e.rs.Read(p)
-	e.n += int64(n)
-	if e.n > e.want {
-		e.err = fmt.Errorf("more than %d bytes: %w", e.want, store.ErrShortWrite)
-		return 0, e.err
-	}
-	if err == io.EOF && e.n != e.want {
-		e.err = fmt.Errorf("got %d of %d bytes: %w", e.n, e.want, store.ErrShortWrite)
-		return n, e.err
-	}
+	n, err := exactRead(e.rs, p, e.want, &e.n)
 	if err != nil && err != io.EOF {
-		e.err = err // the source failed: no attempt may send it again
+		e.err = err // the source failed, or is not the declared size: no attempt may send it again
 	}
 	return n, err
 }

@@ -322,20 +322,62 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	if e.err != nil {
 		return 0, e.err
 	}
-	n, err := e.r.Read(p)
-	e.n += int64(n)
-	if e.want >= 0 && e.n > e.want {
-		e.err = fmt.Errorf("more than %d bytes: %w", e.want, store.ErrShortWrite)
-		return 0, e.err
-	}
-	if err == io.EOF && e.want >= 0 && e.n != e.want {
-		e.err = fmt.Errorf("got %d of %d bytes: %w", e.n, e.want, store.ErrShortWrite)
-		return n, e.err
-	}
+	n, err := exactRead(e.r, p, e.want, &e.n)
 	if err != nil && err != io.EOF {
 		e.err = err
 	}
 	return n, err
+}
+
+// exactRead reads from r into p for a body that must be exactly want
+// bytes (UnknownSize: anything); *n counts what was read. A body with more
+// bytes fails before its last declared byte is handed over, so the
+// request is cut short on the wire and the server stores nothing: a
+// failure noticed only after the whole declared length was sent would
+// leave a complete, wrong request that the server may act on after the
+// caller has moved on (a short part uploaded over a good one).
+func exactRead(r io.Reader, p []byte, want int64, n *int64) (int, error) {
+	if want < 0 {
+		m, err := r.Read(p)
+		*n += int64(m)
+		return m, err
+	}
+	if left := want - *n; int64(len(p)) > left {
+		p = p[:left]
+	}
+	if len(p) == 0 {
+		if more(r) {
+			return 0, fmt.Errorf("more than %d bytes: %w", want, store.ErrShortWrite)
+		}
+		return 0, io.EOF
+	}
+	m, err := r.Read(p)
+	*n += int64(m)
+	switch {
+	case err == io.EOF && *n != want:
+		return m, fmt.Errorf("got %d of %d bytes: %w", *n, want, store.ErrShortWrite)
+	case err != nil && err != io.EOF:
+		return m, err
+	case *n == want && err == nil && more(r):
+		// The last declared bytes are withheld: see above.
+		return 0, fmt.Errorf("more than %d bytes: %w", want, store.ErrShortWrite)
+	}
+	return m, err
+}
+
+// more reports whether r has another byte (consuming it).
+func more(r io.Reader) bool {
+	var one [1]byte
+	for range 100 {
+		m, err := r.Read(one[:])
+		if m > 0 {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
 }
 
 // ReadRange implements store.Store with a ranged GetObject.
