@@ -59,11 +59,15 @@ func (e *env) keyHome() (string, error) {
 	return home, keyLogReady(home)
 }
 
-// recordKeyOp appends op, dated now, to home's key-operation log.
+// recordKeyOp appends op, dated now, to home's key-operation log and, if
+// the home keeps one, to its audit log.
 func recordKeyOp(home string, op keys.Op) error {
 	op.Time = time.Now().UTC()
 	if err := keyOpLog(home).Record(op); err != nil {
 		return fmt.Errorf("the key-operation log did not record %q: %w", op.Op, err)
+	}
+	if err := recordAudit(home, op); err != nil { // audit.go
+		return fmt.Errorf("the audit log did not record %q: %w", op.Op, err)
 	}
 	return nil
 }

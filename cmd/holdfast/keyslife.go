@@ -52,6 +52,9 @@ replaced while it runs are written under the primary version already.`,
 				if rep, err = r.RewrapRoot(ctx); err != nil {
 					return err
 				}
+				if err := e.resealAudit(ctx, r); err != nil {
+					return err
+				}
 			}
 			buckets := []string{bucket}
 			if bucket == "" {
@@ -215,6 +218,10 @@ destroys those too.`,
 			op := keys.Op{Op: "retire", Repo: r.ID(), Source: r.KeySource().Kind()}
 			var text string
 			if bucket == "" {
+				// The audit log's key must not be stranded under v.
+				if err := e.resealAudit(ctx, r); err != nil {
+					return err
+				}
 				if err := r.RetireRootKey(ctx, v); err != nil {
 					return err
 				}
@@ -289,7 +296,8 @@ fresh root version is made by a rotation ceremony: --out DIR (with
 			if err != nil {
 				return err
 			}
-			rep, err := r.Shred(ctx, bucket, key, repo.ShredOptions{RotateRoot: rotate})
+			rep, err := r.Shred(ctx, bucket, key, repo.ShredOptions{RotateRoot: rotate,
+				BeforeRootRetire: func() error { return e.resealAudit(ctx, r) }})
 			if err != nil {
 				return err
 			}

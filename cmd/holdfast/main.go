@@ -74,6 +74,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 		e.storesCmd(), e.repairCmd(), // stores.go
 		e.keysCmd(),  // keys.go
 		e.shredCmd(), // keyslife.go
+		e.auditCmd(),
 	)
 	err := root.ExecuteContext(ctx)
 	if err != nil && isCobraUsage(err) {

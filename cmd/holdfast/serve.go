@@ -35,6 +35,7 @@ type serveFlags struct {
 	sampleEvery              time.Duration
 	sampleCount              int
 	postureEvery             time.Duration
+	audit                    auditFlags // audit.go
 }
 
 func (e *env) serveCmd() *cobra.Command {
@@ -67,6 +68,7 @@ docs/gateway.md.`,
 	fl.DurationVar(&f.sampleEvery, "sample-interval", 10*time.Minute, "how often a random sample of objects is read and authenticated (0: never)")
 	fl.IntVar(&f.sampleCount, "sample-count", 16, "objects per sample check")
 	fl.DurationVar(&f.postureEvery, "posture-interval", posture.DefaultInterval, "how often the host's posture is checked against the policy (and on every SIGHUP); a failed required check seals the keys")
+	f.audit.register(c) // audit.go
 	return c
 }
 
@@ -156,7 +158,14 @@ func (e *env) serve(ctx context.Context, f serveFlags) (err error) {
 	}
 
 	m := gateway.NewMetrics(log)
-	be := gateway.NewBackend(r, gateway.TableAccess(tbl), m)
+	// The audit log, if the home keeps one: an entry per operation, and
+	// the rate watch (audit.go).
+	ev, acc, closeAudit, err := e.serveAudit(ctx, r, f.audit, m, gateway.TableAccess(tbl), log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	be := gateway.NewBackend(r, acc, ev)
 	guard, err := e.postureGuard(r, tbl, be, f, log)
 	if err != nil {
 		return err

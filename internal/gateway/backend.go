@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/versity/versitygw/auth"
 	"github.com/versity/versitygw/backend"
 	"github.com/versity/versitygw/s3api/utils"
@@ -88,6 +89,16 @@ type Events interface {
 	Sent(n int64)     // body bytes sent to a client
 }
 
+// ObjectEvents is implemented by an Events sink that records what each
+// operation was on too (the audit log, internal/audit); the backend
+// finds it by type assertion. Object is called with Request's arguments
+// and the operation's bucket and key: "" where it has none, and both ""
+// for the multipart operations (multipart.go reports through done).
+// The strings are the sink's to keep.
+type ObjectEvents interface {
+	Object(op, requestID, accessKey, bucket, key string, err error)
+}
+
 type noEvents struct{}
 
 func (noEvents) Integrity(string, string, error)                  {}
@@ -98,8 +109,28 @@ func (noEvents) Sent(int64)                                       {}
 // done reports an operation to the events sink; methods defer it with
 // their named error result.
 func (b *Backend) done(ctx context.Context, op string, start time.Time, err *error) {
+	b.doneOn(ctx, op, "", "", start, err)
+}
+
+// doneOn is done for an operation on bucket and key (either may be "").
+func (b *Backend) doneOn(ctx context.Context, op, bucket, key string, start time.Time, err *error) {
 	id, _ := ctx.Value("request-id").(string)
-	b.events.Request(op, id, account(ctx).Access, start, *err)
+	acc := account(ctx).Access
+	b.events.Request(op, id, acc, start, *err)
+	if oe, ok := b.events.(ObjectEvents); ok {
+		oe.Object(op, strings.Clone(id), strings.Clone(acc), strings.Clone(bucket), strings.Clone(key), *err)
+	}
+}
+
+// Register adds the collectors of a sink that wraps m (the audit log's
+// counters) to the metrics /metrics serves.
+func (m *Metrics) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NewBackend returns the backend for r; ev may be nil.
@@ -261,7 +292,7 @@ func (b *Backend) ListBuckets(ctx context.Context, in s3response.ListBucketsInpu
 }
 
 func (b *Backend) HeadBucket(ctx context.Context, in *s3.HeadBucketInput) (_ *s3.HeadBucketOutput, err error) {
-	defer b.done(ctx, "HeadBucket", time.Now(), &err)
+	defer b.doneOn(ctx, "HeadBucket", str(in.Bucket), "", time.Now(), &err)
 	if err := b.visible(ctx, str(in.Bucket)); err != nil {
 		return nil, err
 	}
@@ -269,8 +300,8 @@ func (b *Backend) HeadBucket(ctx context.Context, in *s3.HeadBucketInput) (_ *s3
 }
 
 func (b *Backend) CreateBucket(ctx context.Context, in *s3.CreateBucketInput, _ []byte) (err error) {
-	defer b.done(ctx, "CreateBucket", time.Now(), &err)
 	bucket := str(in.Bucket)
+	defer b.doneOn(ctx, "CreateBucket", bucket, "", time.Now(), &err)
 	if err := b.allowed(ctx, bucket, OpAdmin); err != nil {
 		return err
 	}
@@ -284,7 +315,7 @@ func (b *Backend) CreateBucket(ctx context.Context, in *s3.CreateBucketInput, _ 
 }
 
 func (b *Backend) DeleteBucket(ctx context.Context, bucket string) (err error) {
-	defer b.done(ctx, "DeleteBucket", time.Now(), &err)
+	defer b.doneOn(ctx, "DeleteBucket", bucket, "", time.Now(), &err)
 	bucket = strings.Clone(bucket)
 	if err := b.allowed(ctx, bucket, OpAdmin); err != nil {
 		return err
@@ -365,8 +396,8 @@ func checksumReader(r io.Reader, sums ...checksum) (io.Reader, error) {
 }
 
 func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (_ s3response.PutObjectOutput, err error) {
-	defer b.done(ctx, "PutObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
+	defer b.doneOn(ctx, "PutObject", bucket, key, time.Now(), &err)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.PutObjectOutput{}, err
 	}
@@ -484,7 +515,7 @@ func cloneMeta(m map[string]string) map[string]string {
 }
 
 func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3.HeadObjectOutput, err error) {
-	defer b.done(ctx, "HeadObject", time.Now(), &err)
+	defer b.doneOn(ctx, "HeadObject", str(in.Bucket), str(in.Key), time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
 		return nil, err
@@ -536,7 +567,7 @@ func fillHeaders(e catalog.Entry, et **string, mod **time.Time, ct **string, met
 }
 
 func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.GetObjectOutput, err error) {
-	defer b.done(ctx, "GetObject", time.Now(), &err)
+	defer b.doneOn(ctx, "GetObject", str(in.Bucket), str(in.Key), time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
 		return nil, err
@@ -739,7 +770,7 @@ func (b *Backend) integrity(bucket, key string, err error) {
 }
 
 func (b *Backend) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput) (_ *s3.DeleteObjectOutput, err error) {
-	defer b.done(ctx, "DeleteObject", time.Now(), &err)
+	defer b.doneOn(ctx, "DeleteObject", str(in.Bucket), str(in.Key), time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpDelete); err != nil {
 		return nil, err
@@ -763,8 +794,8 @@ func (b *Backend) deleteObject(ctx context.Context, bucket, key string) error {
 }
 
 func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) (_ s3response.DeleteResult, err error) {
-	defer b.done(ctx, "DeleteObjects", time.Now(), &err)
 	bucket := str(in.Bucket)
+	defer b.doneOn(ctx, "DeleteObjects", bucket, "", time.Now(), &err)
 	if err := b.allowed(ctx, bucket, OpDelete); err != nil {
 		return s3response.DeleteResult{}, err
 	}
@@ -791,8 +822,8 @@ func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) 
 // CopyObject re-encrypts: the source is read and authenticated here and
 // written as a new object under a new data key. The provider never copies.
 func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput) (_ s3response.CopyObjectOutput, err error) {
-	defer b.done(ctx, "CopyObject", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
+	defer b.doneOn(ctx, "CopyObject", bucket, key, time.Now(), &err)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.CopyObjectOutput{}, err
 	}
@@ -898,8 +929,8 @@ func (b *Backend) list(ctx context.Context, bucket, prefix, delim, startAfter st
 }
 
 func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) (_ s3response.ListObjectsV2Result, err error) {
-	defer b.done(ctx, "ListObjectsV2", time.Now(), &err)
 	bucket := str(in.Bucket)
+	defer b.doneOn(ctx, "ListObjectsV2", bucket, "", time.Now(), &err)
 	if err := b.bucketFor(ctx, bucket, OpList); err != nil {
 		return s3response.ListObjectsV2Result{}, err
 	}
@@ -945,8 +976,8 @@ func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) 
 }
 
 func (b *Backend) ListObjects(ctx context.Context, in *s3.ListObjectsInput) (_ s3response.ListObjectsResult, err error) {
-	defer b.done(ctx, "ListObjects", time.Now(), &err)
 	bucket := str(in.Bucket)
+	defer b.doneOn(ctx, "ListObjects", bucket, "", time.Now(), &err)
 	if err := b.bucketFor(ctx, bucket, OpList); err != nil {
 		return s3response.ListObjectsResult{}, err
 	}

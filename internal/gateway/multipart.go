@@ -23,8 +23,8 @@ import (
 // upload, since its state is in the catalog and the store.
 
 func (b *Backend) CreateMultipartUpload(ctx context.Context, in s3response.CreateMultipartUploadInput) (_ s3response.InitiateMultipartUploadResult, err error) {
-	defer b.done(ctx, "CreateMultipartUpload", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
+	defer b.doneOn(ctx, "CreateMultipartUpload", bucket, key, time.Now(), &err)
 	if err := b.bucketFor(ctx, bucket, OpWrite); err != nil {
 		return s3response.InitiateMultipartUploadResult{}, err
 	}
@@ -56,8 +56,8 @@ func (b *Backend) refuseOverwrite(ctx context.Context, bucket, key string) error
 }
 
 func (b *Backend) UploadPart(ctx context.Context, in *s3.UploadPartInput) (_ *s3.UploadPartOutput, err error) {
-	defer b.done(ctx, "UploadPart", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
+	defer b.doneOn(ctx, "UploadPart", bucket, key, time.Now(), &err)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return nil, err
 	}
@@ -84,8 +84,8 @@ func (b *Backend) UploadPart(ctx context.Context, in *s3.UploadPartInput) (_ *s3
 }
 
 func (b *Backend) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput) (_ s3response.CompleteMultipartUploadResult, _ string, err error) {
-	defer b.done(ctx, "CompleteMultipartUpload", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
+	defer b.doneOn(ctx, "CompleteMultipartUpload", bucket, key, time.Now(), &err)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.CompleteMultipartUploadResult{}, "", err
 	}
@@ -111,8 +111,8 @@ func (b *Backend) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMu
 }
 
 func (b *Backend) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput) (err error) {
-	defer b.done(ctx, "AbortMultipartUpload", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
+	defer b.doneOn(ctx, "AbortMultipartUpload", bucket, key, time.Now(), &err)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return err
 	}
@@ -120,8 +120,8 @@ func (b *Backend) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipar
 }
 
 func (b *Backend) ListParts(ctx context.Context, in *s3.ListPartsInput) (_ s3response.ListPartsResult, err error) {
-	defer b.done(ctx, "ListParts", time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
+	defer b.doneOn(ctx, "ListParts", bucket, key, time.Now(), &err)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.ListPartsResult{}, err
 	}
@@ -162,8 +162,8 @@ func (b *Backend) ListParts(ctx context.Context, in *s3.ListPartsInput) (_ s3res
 }
 
 func (b *Backend) ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput) (_ s3response.ListMultipartUploadsResult, err error) {
-	defer b.done(ctx, "ListMultipartUploads", time.Now(), &err)
 	bucket := str(in.Bucket)
+	defer b.doneOn(ctx, "ListMultipartUploads", bucket, "", time.Now(), &err)
 	if err := b.bucketFor(ctx, bucket, OpList); err != nil {
 		return s3response.ListMultipartUploadsResult{}, err
 	}

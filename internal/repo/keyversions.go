@@ -520,6 +520,11 @@ type ShredOptions struct {
 	// cannot make one itself (a PKCS#11 token: a rotation ceremony that
 	// writes the new version's shares). nil: RotateRootKey.
 	RotateRoot func() (uint32, error)
+	// BeforeRootRetire, if set, runs after everything is rewrapped under
+	// the fresh root version and before the older ones are destroyed: the
+	// caller moves what it keeps under the root key itself (the audit log's
+	// sealed key) under the fresh version. An error stops the shred there.
+	BeforeRootRetire func() error
 }
 
 func (r *Repo) Shred(ctx context.Context, bucket, key string, o ShredOptions) (*ShredReport, error) {
@@ -615,6 +620,11 @@ func (r *Repo) Shred(ctx context.Context, bucket, key string, o ShredOptions) (*
 	rep.Rewrapped.BucketKeys += rw.BucketKeys
 	rep.Rewrapped.SystemObjects += rw.SystemObjects
 	rep.Rewrapped.Entries += rw.Entries
+	if o.BeforeRootRetire != nil {
+		if err := o.BeforeRootRetire(); err != nil {
+			return nil, err
+		}
+	}
 	for _, i := range r.RootKeyVersions() {
 		if i.Version == nr || i.State == keyring.StateDestroyed {
 			continue

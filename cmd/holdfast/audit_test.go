@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/holdfast/holdfast/internal/audit"
+	"github.com/holdfast/holdfast/internal/posture"
+)
+
+// TestAuditScripts runs testdata/audit: audit init, verify and show on a
+// log of key operations, and tampering with it.
+func TestAuditScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/audit",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("HOLDFAST_HOME", filepath.Join(e.WorkDir, "home"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"code": cmdCode},
+	})
+}
+
+// TestAuditParseSince: --since takes a time or a duration back from now.
+func TestAuditParseSince(t *testing.T) {
+	now := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"":                     {},
+		"2026-01-02T03:04:05Z": time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		"90m":                  now.Add(-90 * time.Minute),
+	} {
+		if got, err := parseSince(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"yesterday", "-5m", "2026-01-02"} {
+		if _, err := parseSince(bad, now); err == nil {
+			t.Errorf("parseSince(%q) accepted", bad)
+		}
+	}
+}
+
+// TestAuditServe: under serve every S3 operation is an entry naming the
+// access key, the operation and its bucket and key; an access key over
+// its rate limit is logged as an anomaly and (with a cut-off) refused,
+// the refusal recorded too; and the log verifies after serve stops.
+// Control: the requests before the limit succeed.
+func TestAuditServe(t *testing.T) {
+	c := newCLI(t)
+	c.must("init")
+	var key struct{ ID, Secret string }
+	if err := json.Unmarshal([]byte(c.must("--json", "access", "add", "client", "--admin")), &key); err != nil {
+		t.Fatal(err)
+	}
+	var out lockedBuffer
+	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- e.serve(ctx, serveFlags{addr: "127.0.0.1:0", insecureHTTP: true, region: "us-east-1", maxConns: 4, maxReqs: 4,
+			opsAddr: "127.0.0.1:0", logFormat: "text", logLevel: "error", postureEvery: posture.DefaultInterval,
+			audit: auditFlags{create: true, every: 100, queue: 1000,
+				rate: audit.RateConfig{Window: time.Hour, Floor: 1, Factor: 3, CutOff: time.Hour}}})
+	}()
+	url := waitServing(t, &out, done)
+	cl := s3.New(s3.Options{BaseEndpoint: aws.String(url), Region: "us-east-1", UsePathStyle: true, RetryMaxAttempts: 1,
+		HTTPClient: &http.Client{}, Credentials: credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")})
+	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("photos")}); err != nil {
+		t.Fatal(err)
+	}
+	// Three key-using operations: within the limit (3 × floor 1).
+	for _, k := range []string{"a.jpg", "b.jpg"} {
+		if _, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("photos"), Key: aws.String(k), Body: strings.NewReader("x")}); err != nil {
+			t.Fatalf("control: put %s: %v", k, err)
+		}
+	}
+	g, err := cl.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("photos"), Key: aws.String("a.jpg")})
+	if err != nil {
+		t.Fatalf("control: get: %v", err)
+	}
+	io.Copy(io.Discard, g.Body)
+	g.Body.Close()
+	// The fourth is over: done, then the key is cut off.
+	if _, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("photos"), Key: aws.String("c.jpg"), Body: strings.NewReader("x")}); err != nil {
+		t.Fatalf("put c.jpg: %v", err)
+	}
+	_, err = cl.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("photos"), Key: aws.String("a.jpg")})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "AccessDenied" {
+		t.Fatalf("get after the anomaly: %v, want AccessDenied", err)
+	}
+	// The anomaly and the refusal are counted; no write failed.
+	ops := regexp.MustCompile(`health and metrics: (http://[0-9.:]+)/`).FindStringSubmatch(out.String())
+	if ops == nil {
+		t.Fatalf("no ops address:\n%s", out.String())
+	}
+	resp, err := http.Get(ops[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`holdfast_audit_rate_anomalies_total 1\n`, `holdfast_audit_rate_refused_checks_total [1-9]\d*\n`, `holdfast_audit_write_failures_total 0\n`} {
+		if !regexp.MustCompile(m).Match(mb) {
+			t.Errorf("metrics lack %q", m)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+
+	var es []audit.Entry
+	if err := json.Unmarshal([]byte(c.must("--json", "audit", "show")), &es); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, en := range es {
+		if en.Kind != audit.KindCheckpoint && en.Kind != audit.KindKey {
+			got = append(got, strings.Join([]string{string(en.Kind), en.Actor, en.Op, en.Subject, en.Status}, " "))
+		}
+	}
+	want := []string{
+		"object " + key.ID + " CreateBucket photos ok",
+		"object " + key.ID + " PutObject photos/a.jpg ok",
+		"object " + key.ID + " PutObject photos/b.jpg ok",
+		"object " + key.ID + " GetObject photos/a.jpg ok",
+		"object " + key.ID + " PutObject photos/c.jpg ok",
+		"anomaly " + key.ID + " rate  anomaly",
+		"refusal " + key.ID + " cut-off photos AccessDenied",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("audit entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if last := es[len(es)-1]; last.Kind != audit.KindCheckpoint {
+		t.Fatalf("the log ends with %q, want serve's last checkpoint", last.Kind)
+	}
+	if out := c.must("audit", "verify"); !regexp.MustCompile(`intact, \d+ entries`).MatchString(out) {
+		t.Fatalf("verify: %s", out)
+	}
+	// The tail cut by one line (serve's last checkpoint): detected.
+	logPath := filepath.Join(audit.Dir(c.home), audit.LogName)
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	if err := os.WriteFile(logPath, []byte(strings.Join(lines[:len(lines)-1], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := c.run("audit", "verify"); code != exitDamaged || !strings.Contains(errs, "does not reach checkpoint") {
+		t.Fatalf("verify after a cut: exit %d %s", code, errs)
+	}
+}
+
+// waitServing waits for serve's banner and returns its endpoint URL.
+func waitServing(t *testing.T, out *lockedBuffer, done chan error) string {
+	t.Helper()
+	re := regexp.MustCompile(`S3 endpoint (http://[0-9.:]+)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			return m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", out.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve: %v\n%s", err, out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,509 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/holdfast/holdfast/internal/atomicfile"
+	"github.com/holdfast/holdfast/internal/secret"
+)
+
+// Names in the audit directory.
+const (
+	LogName    = "audit.log"  // the entries
+	StateName  = "state"      // the writer's next seq, head and current key (0600)
+	RecordName = "k0.sealed"  // K_0 sealed under the root key, and where checkpoints go
+	DirName    = "audit"      // the directory's name in the home
+	cpFileName = "checkpoint" // default off-box copy's name, beside the directory
+)
+
+// DefaultEvery is how many entries go between two checkpoints.
+const DefaultEvery = 100
+
+var (
+	// ErrExists: Create found a log already there.
+	ErrExists = errors.New("an audit log already exists")
+	// ErrNoLog: the directory holds no audit log (none was created).
+	ErrNoLog = errors.New("no audit log")
+	// ErrStateMismatch: the writer's state does not continue the log's
+	// last line: the log was cut or edited, or an old state file was put
+	// back. The writer appends nothing until someone looks.
+	ErrStateMismatch = errors.New("the audit log's last line does not match the writer's state (the log was cut or edited, or an old state file was restored)")
+	// ErrCheckpointCopy: the entries are in the log but the checkpoint
+	// could not be copied off the box.
+	ErrCheckpointCopy = errors.New("the audit checkpoint could not be copied off the box")
+	// ErrNoRecord: the log (or its state, or its off-box copy) is there
+	// but the sealed record is not: it was deleted. Writers append
+	// nothing; verify opens K_0 from the off-box copy of the record.
+	ErrNoRecord = errors.New("the audit log's sealed record is missing")
+)
+
+// Dir is the audit directory of a home.
+func Dir(home string) string { return filepath.Join(home, DirName) }
+
+// DefaultCheckpoints is where checkpoints are copied unless told
+// otherwise: beside the audit directory, outside it (docs/audit.md says
+// why a path on another machine is better).
+func DefaultCheckpoints(home string) string { return filepath.Join(home, "audit-"+cpFileName+"s.log") }
+
+// state is the writer's state file: what the next append needs. Key is
+// K_Seq; every older key is gone.
+type state struct {
+	Format int    `json:"format"`
+	Seq    uint64 `json:"seq"`   // the next entry's seq
+	Head   string `json:"head"`  // SHA-256 of the last line
+	Since  int    `json:"since"` // entries since the last checkpoint
+	// Checkpoints is the off-box copy's path, from the record Create was
+	// given (sealed there under K_0's config MAC): the writer copies
+	// checkpoints here, and appends nothing while the record names
+	// another path (an edit it cannot verify without K_0).
+	Checkpoints string `json:"checkpoints"`
+	Key         []byte `json:"key"` // K_Seq (base64); wiped after use
+}
+
+const stateFormat = 1
+
+// Options tune a Writer.
+type Options struct {
+	// Every is how many entries go between two checkpoints (DefaultEvery
+	// if zero).
+	Every int
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+// Writer appends to the audit log in one directory. It holds no file or
+// key between calls: each Append locks the log, reads the state, writes
+// and lets go, so any number of Writers, in any number of processes, may
+// append to one log.
+type Writer struct {
+	dir    string
+	cpPath string
+	every  int
+	now    func() time.Time
+}
+
+// Create makes a new audit log in dir: the sealed record (rec, from
+// Seal, which names where checkpoints go), the genesis checkpoint (seq
+// 0, MACed under k0) in the log, a copy of the record and the genesis
+// checkpoint in the off-box copy (appended: lines of an earlier log
+// there stay), and the state holding K_1. k0 stays the caller's. It
+// fails with ErrExists if dir already holds a log, a state or a record.
+func Create(dir string, rec Record, k0 secret.Key, o Options) (_ *Writer, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	w := newWriter(dir, rec.Checkpoints, o)
+	for _, p := range []string{w.logPath(), w.statePath()} {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("%q: %w", p, ErrExists)
+		}
+	}
+	b, err := marshalRecord(rec)
+	if err != nil {
+		return nil, err
+	}
+	err = atomicfile.WriteFile(filepath.Join(dir, RecordName), b, atomicfile.Options{Mode: 0o600, NoReplace: true})
+	if errors.Is(err, atomicfile.ErrExists) {
+		return nil, fmt.Errorf("%q: %w", filepath.Join(dir, RecordName), ErrExists)
+	} else if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			// No log came of it: a record alone would refuse the next Create.
+			os.Remove(filepath.Join(dir, RecordName))
+		}
+	}()
+	var line []byte
+	var next []byte
+	err = k0.Use(func(k []byte) error {
+		line, err = encode(Entry{Seq: 0, Time: w.now(), Kind: KindCheckpoint, Op: "genesis", Detail: "audit log created"}, k)
+		next = ratchet(k)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer clear(next)
+	f, err := os.OpenFile(w.logPath(), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(w.logPath())
+		}
+	}()
+	if err := flock(f, unix.LOCK_EX); err != nil {
+		return nil, err
+	}
+	if err := writeSync(f, append(line, '\n')); err != nil {
+		return nil, err
+	}
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return nil, err
+	}
+	if err := w.saveState(state{Format: stateFormat, Seq: 1, Head: hashLine(line), Checkpoints: rec.Checkpoints, Key: next}); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(w.statePath())
+		}
+	}()
+	if err := appendOffBox(w.cpPath, [][]byte{recordLine(b), line}); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Open returns the writer of the log in dir, which Create made. It
+// checks nothing: each append checks that the log, its state and its
+// sealed record are all there and agree, and fails if they do not (a
+// missing record is ErrNoRecord), so that a damaged log is never
+// skipped. Locate says whether a home keeps a log at all.
+func Open(dir string, o Options) (*Writer, error) {
+	w := newWriter(dir, "", o)
+	if st, err := w.readState(); err == nil {
+		w.cpPath = st.Checkpoints
+		clear(st.Key)
+	}
+	return w, nil
+}
+
+func newWriter(dir, cpPath string, o Options) *Writer {
+	w := &Writer{dir: dir, cpPath: cpPath, every: o.Every, now: o.Now}
+	if w.every <= 0 {
+		w.every = DefaultEvery
+	}
+	if w.now == nil {
+		w.now = time.Now
+	}
+	return w
+}
+
+// ReadRecord reads dir's sealed record; no record is an error wrapping
+// ErrNoLog.
+func ReadRecord(dir string) (Record, error) {
+	b, err := os.ReadFile(filepath.Join(dir, RecordName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{}, fmt.Errorf("%q: %w", dir, ErrNoLog)
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Format != recordFormat {
+		return Record{}, fmt.Errorf("the audit record %q is malformed", filepath.Join(dir, RecordName))
+	}
+	return rec, nil
+}
+
+// Checkpoints is where this writer copies its checkpoints (as its state
+// named when it was opened).
+func (w *Writer) Checkpoints() string { return w.cpPath }
+
+// LogPath is the log file.
+func (w *Writer) LogPath() string { return w.logPath() }
+
+func (w *Writer) logPath() string   { return filepath.Join(w.dir, LogName) }
+func (w *Writer) statePath() string { return filepath.Join(w.dir, StateName) }
+
+// Append appends es, in order, with one write and one sync, and a
+// checkpoint after every Every-th entry. A zero Time is now; Seq, Prev
+// and MAC are the writer's. When it returns nil every entry is durable.
+func (w *Writer) Append(es ...Entry) error {
+	return w.append(es, false)
+}
+
+// Checkpoint appends a checkpoint (unless the last line is one) and
+// copies it off the box.
+func (w *Writer) Checkpoint() error { return w.append(nil, true) }
+
+// Close writes a final checkpoint: the off-box copy then vouches for
+// every line written so far.
+func (w *Writer) Close() error { return w.Checkpoint() }
+
+// appendMu makes one append at a time in this process; the flock
+// serialises processes (and Writers on other descriptors).
+var appendMu sync.Mutex
+
+func (w *Writer) append(es []Entry, checkpoint bool) error {
+	appendMu.Lock()
+	defer appendMu.Unlock()
+	f, err := os.OpenFile(w.logPath(), os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("the audit log %q is missing (deleted?): %w", w.logPath(), ErrNoLog)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close() // and so unlock
+	if err := flock(f, unix.LOCK_EX); err != nil {
+		return fmt.Errorf("locking %q: %w", w.logPath(), err)
+	}
+	st, err := w.current(f)
+	if err != nil {
+		return err
+	}
+	key := st.Key
+	// The sealed record must be there and name the state's off-box
+	// copy: a deleted record, or one pointed elsewhere, stops the writer.
+	rec, err := ReadRecord(w.dir)
+	if errors.Is(err, ErrNoLog) {
+		clear(key)
+		return fmt.Errorf("%q: %w (run 'holdfast audit verify'; docs/audit.md, \"Repair\")", filepath.Join(w.dir, RecordName), ErrNoRecord)
+	} else if err != nil {
+		clear(key)
+		return err
+	}
+	if rec.Checkpoints != st.Checkpoints {
+		clear(key)
+		return fmt.Errorf("the sealed record names the off-box copy %q but the writer's state %q: %w", rec.Checkpoints, st.Checkpoints, ErrRecordPath)
+	}
+	defer func() { clear(key) }()
+	var buf bytes.Buffer
+	var cps [][]byte
+	add := func(e Entry) error {
+		if e.Time.IsZero() {
+			e.Time = w.now()
+		}
+		e.Seq, e.Prev, e.MAC = st.Seq, st.Head, ""
+		line, err := encode(e, key)
+		if err != nil {
+			return err
+		}
+		next := ratchet(key)
+		clear(key)
+		key = next
+		buf.Write(line)
+		buf.WriteByte('\n')
+		st.Seq, st.Head = st.Seq+1, hashLine(line)
+		if e.Kind == KindCheckpoint {
+			st.Since = 0
+			cps = append(cps, line)
+		} else {
+			st.Since++
+		}
+		return nil
+	}
+	for _, e := range es {
+		if e.Kind == KindCheckpoint {
+			return errors.New("audit: checkpoints are the writer's to write")
+		}
+		if err := add(e); err != nil {
+			return err
+		}
+		if st.Since >= w.every {
+			if err := add(w.checkpoint()); err != nil {
+				return err
+			}
+		}
+	}
+	if checkpoint && st.Since > 0 {
+		if err := add(w.checkpoint()); err != nil {
+			return err
+		}
+	}
+	if buf.Len() == 0 {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := writeSync(f, buf.Bytes()); err != nil {
+		f.Truncate(fi.Size()) // what this call wrote, never more
+		return fmt.Errorf("appending to %q: %w", w.logPath(), err)
+	}
+	st.Key = key
+	// A crash here leaves the state one append behind: the next append
+	// finds its own lines and rolls forward (current).
+	if err := w.saveState(st); err != nil {
+		return err
+	}
+	return appendOffBox(st.Checkpoints, cps)
+}
+
+func (w *Writer) checkpoint() Entry {
+	return Entry{Time: w.now(), Kind: KindCheckpoint, Op: "checkpoint"}
+}
+
+// current reads the state and checks it against the log's last line
+// (under the caller's lock). If the last append wrote its lines but not
+// the state (a crash between the two), it rolls the state forward over
+// them: each must carry the MAC of the key the state holds, which only
+// this writer had.
+func (w *Writer) current(f *os.File) (state, error) {
+	st, err := w.readState()
+	if err != nil {
+		return state{}, err
+	}
+	// Find the state's head among the last lines (almost always the very
+	// last: read little first), then roll forward over those after it.
+	var lines [][]byte
+	at := -1
+	for _, n := range []int64{2 * maxLine, tailBytes} {
+		var whole bool
+		if lines, whole, err = tailLines(f, n); err != nil {
+			clear(st.Key)
+			return state{}, err
+		}
+		if at = indexOfHash(lines, st.Head); at >= 0 || whole {
+			break
+		}
+	}
+	mismatch := func() (state, error) {
+		clear(st.Key)
+		return state{}, fmt.Errorf("%q: %w", w.logPath(), ErrStateMismatch)
+	}
+	if at < 0 {
+		return mismatch()
+	}
+	if e, why := parse(lines[at]); why != "" || e.Seq+1 != st.Seq {
+		return mismatch()
+	}
+	for _, line := range lines[at+1:] {
+		e, why := parse(line)
+		if why != "" || e.Seq != st.Seq || e.Prev != st.Head || !macOK(e, st.Key) {
+			return mismatch()
+		}
+		next := ratchet(st.Key)
+		clear(st.Key)
+		st.Key = next
+		st.Seq, st.Head = st.Seq+1, hashLine(line)
+		if e.Kind == KindCheckpoint {
+			st.Since = 0
+		} else {
+			st.Since++
+		}
+	}
+	return st, nil
+}
+
+// tailBytes bounds how much of the log's end current reads when it rolls
+// forward: enough for any one append's lines in practice (a batch of a
+// few hundred entries).
+const tailBytes = 4 << 20
+
+// tailLines returns the whole lines in the last max bytes of f (the first
+// may be cut and is dropped unless the read reached the start: whole). A
+// last line without its newline is damage: ErrStateMismatch.
+func tailLines(f *os.File, max int64) (lines [][]byte, whole bool, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, false, err
+	}
+	size := fi.Size()
+	n := min(size, max)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, size-n); err != nil {
+		return nil, false, fmt.Errorf("reading %q: %w", f.Name(), err)
+	}
+	if n == 0 || buf[n-1] != '\n' {
+		return nil, false, fmt.Errorf("%q: the last line is not a whole entry: %w", f.Name(), ErrStateMismatch)
+	}
+	lines = bytes.Split(buf[:n-1], []byte{'\n'})
+	if n < size {
+		lines = lines[1:]
+	}
+	return lines, n == size, nil
+}
+
+// indexOfHash is the index of the last line whose SHA-256 is head, or -1.
+func indexOfHash(lines [][]byte, head string) int {
+	for i := len(lines) - 1; i >= 0; i-- {
+		if hashLine(lines[i]) == head {
+			return i
+		}
+	}
+	return -1
+}
+
+func (w *Writer) readState() (state, error) {
+	b, err := os.ReadFile(w.statePath())
+	if err != nil {
+		return state{}, fmt.Errorf("reading the audit state: %w", err)
+	}
+	defer clear(b)
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil || st.Format != stateFormat || len(st.Key) != secret.KeySize || st.Checkpoints == "" {
+		clear(st.Key)
+		return state{}, fmt.Errorf("the audit state %q is malformed", w.statePath())
+	}
+	return st, nil
+}
+
+func (w *Writer) saveState(st state) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	defer clear(b)
+	// The file is replaced, not rewritten: the old key's blocks are
+	// released to the filesystem (docs/audit.md, "What is not protected").
+	if err := atomicfile.WriteFile(w.statePath(), b, atomicfile.Options{Mode: 0o600}); err != nil {
+		return fmt.Errorf("saving the audit state: %w", err)
+	}
+	return nil
+}
+
+// appendOffBox appends lines (checkpoints, or a record line) to the
+// off-box copy at path and syncs it.
+func appendOffBox(path string, lines [][]byte) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpointCopy, err)
+	}
+	defer f.Close()
+	if err := flock(f, unix.LOCK_EX); err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpointCopy, err)
+	}
+	var buf bytes.Buffer
+	for _, l := range lines {
+		buf.Write(l)
+		buf.WriteByte('\n')
+	}
+	if err := writeSync(f, buf.Bytes()); err != nil {
+		return fmt.Errorf("%w: %q: %w", ErrCheckpointCopy, path, err)
+	}
+	return nil
+}
+
+func writeSync(f *os.File, b []byte) error {
+	if _, err := f.Write(b); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// flock takes or changes f's lock, waiting for it.
+func flock(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+func marshalRecord(rec Record) ([]byte, error) {
+	if rec.Format != recordFormat || rec.Checkpoints == "" {
+		return nil, errors.New("audit: an incomplete record (use Seal)")
+	}
+	return json.Marshal(rec)
+}
