@@ -104,12 +104,16 @@ func (e *env) keysCmd() *cobra.Command {
 }
 
 // openKeySource opens the home's PKCS#11 key source with its PIN (from
-// --pin-file, HOLDFAST_PKCS11_PIN or the prompt). It returns nil, nil when
-// the home's root keys are in the keyring file.
-func (e *env) openKeySource(home string) (*hsm.Source, error) {
+// --pin-file, HOLDFAST_PKCS11_PIN or the prompt), or its key server
+// (keyserver.go). It returns nil, nil when the home's root keys are in the
+// keyring file.
+func (e *env) openKeySource(home string) (repo.RootKeys, error) {
 	ks, err := repo.LoadKeySource(home)
 	if err != nil || ks == nil {
 		return nil, err
+	}
+	if ks.Type == repo.KeySourceKeyServer {
+		return openKeyServer(home, *ks)
 	}
 	u, err := hsm.ParseURI(ks.URI)
 	if err != nil {
@@ -121,7 +125,10 @@ func (e *env) openKeySource(home string) (*hsm.Source, error) {
 	}
 	defer clear(pin)
 	s, err := hsm.Open(repo.PKCS11StatePath(home), u, pin, hsm.Options{})
-	return s, pinError(err)
+	if err != nil { // no typed nil in the interface
+		return nil, pinError(err)
+	}
+	return s, nil
 }
 
 // pinError gives the token's refusals of the PIN the key exit code.

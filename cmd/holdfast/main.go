@@ -75,6 +75,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 		e.keysCmd(),  // keys.go
 		e.shredCmd(), // keyslife.go
 		e.auditCmd(),
+		e.keyserverCmd(), // keyserver.go
 	)
 	err := root.ExecuteContext(ctx)
 	if err != nil && isCobraUsage(err) {

@@ -49,12 +49,52 @@ const (
 	PKCS11StateFile = "pkcs11-state"
 )
 
+// Key source types of keysource.json.
+const (
+	KeySourcePKCS11    = "pkcs11"
+	KeySourceKeyServer = "keyserver"
+)
+
 // KeySourceConfig is the home's keysource.json. Its absence means the
-// keyring file. It holds no secret: the PIN is never stored.
+// keyring file. It holds no secret: the PIN is never stored, and a key
+// server's client key is named by its path only.
 type KeySourceConfig struct {
 	Version int    `json:"version"`
-	Type    string `json:"type"` // "pkcs11"
-	URI     string `json:"uri"`  // RFC 7512 PKCS#11 URI (token, object, module-path)
+	Type    string `json:"type"`          // "pkcs11" or "keyserver"
+	URI     string `json:"uri,omitempty"` // pkcs11: RFC 7512 PKCS#11 URI (token, object, module-path)
+	// keyserver (docs/keyserver.md): the server's https URL and the client
+	// bundle `holdfast keyserver enroll` wrote. Relative paths are
+	// relative to the home.
+	URL        string `json:"url,omitempty"`
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
+	CA         string `json:"ca,omitempty"`
+}
+
+// Describe names the source for people: the token URI or the server URL.
+func (c KeySourceConfig) Describe() string {
+	if c.Type == KeySourceKeyServer {
+		return "the key server " + c.URL
+	}
+	return "the PKCS#11 token " + c.URI
+}
+
+// Path resolves one of the config's file paths against home.
+func (c KeySourceConfig) Path(home, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(home, p)
+}
+
+func (c KeySourceConfig) valid() bool {
+	switch c.Type {
+	case KeySourcePKCS11:
+		return c.URI != ""
+	case KeySourceKeyServer:
+		return c.URL != "" && c.ClientCert != "" && c.ClientKey != "" && c.CA != ""
+	}
+	return false
 }
 
 // LoadKeySource reads the home's keysource.json; nil without error when
@@ -72,7 +112,7 @@ func LoadKeySource(home string) (*KeySourceConfig, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("reading %q: %w", p, err)
 	}
-	if c.Version != 1 || c.Type != "pkcs11" || c.URI == "" {
+	if c.Version != 1 || !c.valid() {
 		return nil, fmt.Errorf("%q: unsupported key source (version %d, type %q)", p, c.Version, c.Type)
 	}
 	return &c, nil
@@ -115,6 +155,9 @@ func openRootKeys(home string, given RootKeys, kr *keyring.Keyring, pass []byte)
 		return nil, err
 	}
 	if ks != nil {
+		if ks.Type == KeySourceKeyServer {
+			return nil, fmt.Errorf("%w: %s; open it with the client certificate", ErrKeySourceNeeded, ks.Describe())
+		}
 		return nil, fmt.Errorf("%w: the PKCS#11 token %s; open it with the token's PIN", ErrKeySourceNeeded, ks.URI)
 	}
 	k, err := keyring.Open(KeyringPath(home), pass)
@@ -126,8 +169,8 @@ func openRootKeys(home string, given RootKeys, kr *keyring.Keyring, pass []byte)
 
 // errSpreadNeedsKeyring: the spread store derives its stripe-tag key with
 // HKDF from a root key (keyring.DeriveKey), which a token that offers only
-// AES-GCM cannot do.
-var errSpreadNeedsKeyring = errors.New("the spread store derives its key from a root key held in software; it cannot be used with a PKCS#11 key source")
+// AES-GCM cannot do, and which a key server does not offer.
+var errSpreadNeedsKeyring = errors.New("the spread store derives its key from a root key held in this process; it cannot be used with a PKCS#11 or key server key source")
 
 // openStoreFor is openStoreKeyed for any key source.
 func openStoreFor(ctx context.Context, home string, sc StoreConfig, src RootKeys, hooks *Hooks) (store.Store, error) {
@@ -164,8 +207,8 @@ func initRootKeys(o InitOptions, id keys.ID) (RootKeys, []string, error) {
 	// A home that names a token would open with it, not with this keyring.
 	if ks, err := LoadKeySource(o.Home); err != nil || ks != nil {
 		if err == nil {
-			err = fmt.Errorf("%q names the PKCS#11 key source %s; init makes a keyring repository only in a home without one: %w",
-				filepath.Join(o.Home, KeySourceFile), ks.URI, ErrExists)
+			err = fmt.Errorf("%q names %s; init makes a keyring repository only in a home without one: %w",
+				filepath.Join(o.Home, KeySourceFile), ks.Describe(), ErrExists)
 		}
 		return nil, nil, err
 	}

@@ -1,0 +1,450 @@
+package main
+
+// This file owns `holdfast keyserver` (docs/keyserver.md): the on-prem key
+// server that holds a repository's root keys and answers wrap and unwrap
+// requests over mutual TLS 1.3, its state directory and enrolled clients,
+// and `keyserver join`, which makes a home whose root keys are the
+// server's. openKeyServer opens such a home's key source for every other
+// command (keys.go openKeySource).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/internal/keyring"
+	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/keys/remote"
+	"github.com/holdfast/holdfast/internal/keyserver"
+	"github.com/holdfast/holdfast/internal/repo"
+)
+
+// shutdownGrace bounds how long a stopping key server waits for the
+// requests in flight.
+const shutdownGrace = 30 * time.Second
+
+func (e *env) keyserverCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "keyserver",
+		Short: "The on-prem key server: root keys that never leave it, wrap/unwrap over mutual TLS",
+		Long: `keyserver runs and administers the key server (docs/keyserver.md):
+
+  keyserver init --dir D --host H [--from-home HOME]   a new state directory (CA, server certificate, root keys)
+  keyserver serve --dir D [--listen ADDR]              answer clients over mutual TLS 1.3
+  keyserver enroll NAME --dir D --bucket ID|* --ops wrap,unwrap,data,audit --out DIR
+                                                       issue a client certificate with its grant
+  keyserver revoke NAME --dir D                        revoke a client's certificate
+  keyserver clients --dir D                            list the enrolled clients
+  keyserver join --url URL --client-dir DIR            create a repository whose root keys are the server's
+  keyserver bucket-id BUCKET                           print a bucket's id (for enroll --bucket)`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
+	}
+	c.AddCommand(e.keyserverInitCmd(), e.keyserverServeCmd(), e.keyserverEnrollCmd(), e.keyserverRevokeCmd(),
+		e.keyserverClientsCmd(), e.keyserverJoinCmd(), e.keyserverBucketIDCmd())
+	return c
+}
+
+func (e *env) keyserverInitCmd() *cobra.Command {
+	var dir, fromHome string
+	var hosts []string
+	c := &cobra.Command{
+		Use:   "init --dir D --host NAME|IP... [--from-home HOME]",
+		Short: "Make a key server's state directory: its CA, server certificate and root keys",
+		Long: `init makes the state directory D (mode 0700): a CA (ECDSA P-256), a server
+certificate for the --host names and addresses, an empty client list, the
+root keys in a keyring file sealed under the passphrase
+(HOLDFAST_PASSPHRASE, --passphrase-file or the prompt), and the
+key-operation log. With --from-home, the keyring file of that repository
+home is copied in (it must open with the passphrase): the server then
+holds that repository's root keys. Without it, a new repository id and
+root key are made; 'keyserver join' then creates the repository.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			if dir == "" || len(hosts) == 0 {
+				return usagef("--dir and at least one --host are required")
+			}
+			if err := e.hardenForKeys(); err != nil {
+				return err
+			}
+			pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: fromHome == ""})
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			o := keyserver.InitOptions{Hosts: hosts, Passphrase: pass}
+			if fromHome != "" {
+				o.FromKeyring = repo.KeyringPath(fromHome)
+			} else {
+				o.KDF = keyring.Calibrate(keyring.DefaultCalibrationTarget)
+			}
+			id, err := keyserver.Init(dir, o)
+			if errors.Is(err, keyserver.ErrExists) {
+				return codeError{code: exitRefused, err: err}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "key server state in %s\nrepository %x\nBack up the whole directory (docs/keyserver.md, \"Backup\"), and remember the passphrase.\n", dir, id[:])
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "state directory to create")
+	c.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address for the server certificate (repeatable)")
+	c.Flags().StringVar(&fromHome, "from-home", "", "copy the root keys of this repository home's keyring")
+	return c
+}
+
+func (e *env) keyserverServeCmd() *cobra.Command {
+	var dir, listen, opsListen string
+	c := &cobra.Command{
+		Use:   "serve --dir D [--listen ADDR] [--ops-listen ADDR]",
+		Short: "Answer wrap and unwrap requests over mutual TLS 1.3",
+		Long: `serve opens the state directory's keyring (passphrase from
+HOLDFAST_PASSPHRASE, --passphrase-file or the prompt) and answers the key
+server API on --listen (mutual TLS 1.3), and /healthz and /metrics on
+--ops-listen (plain HTTP; keep it on the loopback or a management network).
+SIGHUP re-reads clients.json and the keyring (clients.json is also re-read
+whenever it changes). SIGTERM or SIGINT stops accepting, finishes the
+requests in flight (up to 30 s), wipes the keys and exits 0.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			if dir == "" {
+				return usagef("--dir is required")
+			}
+			if err := e.hardenForKeys(); err != nil {
+				return err
+			}
+			pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile})
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			srv, err := keyserver.Open(dir, pass, keyserver.Options{Log: log})
+			clear(pass)
+			if err != nil {
+				return err
+			}
+			return e.runKeyServer(c.Context(), srv, log, listen, opsListen)
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "state directory (keyserver init)")
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:7443", "address of the mutual-TLS API")
+	c.Flags().StringVar(&opsListen, "ops-listen", "127.0.0.1:7444", "address of /healthz and /metrics (plain HTTP); empty: none")
+	return c
+}
+
+// runKeyServer serves until ctx ends (SIGTERM, SIGINT), then drains.
+func (e *env) runKeyServer(ctx context.Context, srv *keyserver.Server, log *slog.Logger, listen, opsListen string) error {
+	defer srv.Close()
+	ln, url, err := keyserver.Listen(listen)
+	if err != nil {
+		return err
+	}
+	// The handshake is bounded by the smallest of the read timeouts; every
+	// valid request is small, so a slow one is an attack or a dead peer.
+	hs := &http.Server{Handler: srv.Handler(), TLSConfig: srv.TLSConfig(),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)} // handshake refusals are logged by the server itself
+	errc := make(chan error, 2)
+	go func() { errc <- hs.ServeTLS(srv.Listener(ln), "", "") }()
+	var ops *http.Server
+	if opsListen != "" {
+		oln, err := net.Listen("tcp", opsListen)
+		if err != nil {
+			hs.Close()
+			return err
+		}
+		ops = &http.Server{Handler: srv.OpsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- ops.Serve(oln) }()
+		fmt.Fprintf(e.stdout, "health and metrics: http://%s/healthz\n", oln.Addr())
+	}
+	repoID := srv.Repo()
+	fmt.Fprintf(e.stdout, "key server %s\nrepository %x\n  stop with SIGTERM; SIGHUP re-reads clients.json and the keyring\n", url, repoID[:])
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := srv.Reload(); err != nil {
+				log.Error("reload failed; the previous state stays in force", "error", err.Error())
+			} else {
+				log.Info("reloaded clients.json and the keyring")
+			}
+			continue
+		case err := <-errc:
+			if !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+		case <-ctx.Done():
+		}
+		break
+	}
+	// Stop taking requests, let those in flight finish with their keys,
+	// then wipe.
+	srv.Draining()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	if ops != nil {
+		ops.Shutdown(sctx)
+	}
+	log.Info("key server stopped")
+	return err
+}
+
+func (e *env) keyserverEnrollCmd() *cobra.Command {
+	var dir, out, ops string
+	var buckets []string
+	var versions []uint
+	c := &cobra.Command{
+		Use:   "enroll NAME --dir D --bucket ID|* --ops wrap,unwrap,data --out DIR",
+		Short: "Issue a client certificate and record what the client may do",
+		Long: `enroll issues a client certificate for NAME signed by the key server's CA
+and writes the bundle (client.key, client.crt, ca.crt; mode 0600) into
+--out. The grant: --bucket takes bucket ids ('holdfast keyserver bucket-id
+BUCKET' prints one) or '*' for every bucket and the repository's system
+keys, which a home that opens the repository (put, get, …) needs; --ops
+takes wrap, unwrap (root-level), data (data keys only, under a bucket
+key the server opens itself) and audit (with unwrap: open the audit log's
+key, which '*' alone does not allow); --versions limits the root key
+versions.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if dir == "" || out == "" {
+				return usagef("--dir and --out are required")
+			}
+			g := keyserver.Grant{Buckets: buckets, Ops: strings.Split(ops, ",")}
+			for _, v := range versions {
+				g.Versions = append(g.Versions, uint32(v))
+			}
+			if err := g.Validate(); err != nil {
+				return usagef("%v", err)
+			}
+			cl, err := keyserver.Dir(dir).Enroll(args[0], g, out)
+			if errors.Is(err, keyserver.ErrExists) {
+				return codeError{code: exitRefused, err: err}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "enrolled %q serial %s until %s\nbundle: %s\n", cl.Name, cl.Serial, cl.Expires.Format(time.DateOnly), out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "key server state directory")
+	c.Flags().StringVar(&out, "out", "", "directory for the client bundle")
+	c.Flags().StringSliceVar(&buckets, "bucket", nil, "bucket id (32 hex digits) or '*' (repeatable)")
+	c.Flags().StringVar(&ops, "ops", "wrap,unwrap,data", "operations: wrap, unwrap, data, audit")
+	c.Flags().UintSliceVar(&versions, "versions", nil, "root key versions allowed (default: all)")
+	return c
+}
+
+func (e *env) keyserverRevokeCmd() *cobra.Command {
+	var dir string
+	c := &cobra.Command{
+		Use:   "revoke NAME --dir D",
+		Short: "Revoke a client's certificate (a running server refuses it from its next request)",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if dir == "" {
+				return usagef("--dir is required")
+			}
+			serials, err := keyserver.Dir(dir).Revoke(args[0])
+			if errors.Is(err, keyserver.ErrNoClient) {
+				return codeError{code: exitNotFound, err: err}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "revoked %q (serial %s)\n", args[0], strings.Join(serials, ", "))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "key server state directory")
+	return c
+}
+
+func (e *env) keyserverClientsCmd() *cobra.Command {
+	var dir string
+	c := &cobra.Command{
+		Use:   "clients --dir D",
+		Short: "List the enrolled clients and their grants",
+		Args:  exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			if dir == "" {
+				return usagef("--dir is required")
+			}
+			cls, err := keyserver.Dir(dir).Clients()
+			if err != nil {
+				return err
+			}
+			if e.jsonOut {
+				return printJSON(e.stdout, cls)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSERIAL\tSTATE\tEXPIRES\tBUCKETS\tOPS\tVERSIONS")
+			for _, cl := range cls {
+				state := "live"
+				if cl.Revoked != nil {
+					state = "revoked " + cl.Revoked.Format(time.DateOnly)
+				}
+				vs := "all"
+				if len(cl.Grant.Versions) > 0 {
+					vs = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(cl.Grant.Versions)), ","), "[]")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cl.Name, cl.Serial, state, cl.Expires.Format(time.DateOnly),
+					strings.Join(cl.Grant.Buckets, ","), strings.Join(cl.Grant.Ops, ","), vs)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "key server state directory")
+	return c
+}
+
+// keyServerConfig is the keysource.json of a home on the key server at
+// url with the client bundle in dir.
+func keyServerConfig(url, dir string) (repo.KeySourceConfig, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return repo.KeySourceConfig{}, err
+	}
+	return repo.KeySourceConfig{Version: 1, Type: repo.KeySourceKeyServer, URL: url,
+		ClientCert: filepath.Join(abs, keyserver.BundleCert), ClientKey: filepath.Join(abs, keyserver.BundleKey),
+		CA: filepath.Join(abs, keyserver.BundleCA)}, nil
+}
+
+// openKeyServer opens a home's key server source. A refusal is a key
+// error (exit 5), as is a server that cannot be reached
+// (keys.ErrUnavailable).
+func openKeyServer(home string, ks repo.KeySourceConfig) (repo.RootKeys, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*remote.DefaultTimeout)
+	defer cancel()
+	src, err := remote.Open(ctx, remote.Config{URL: ks.URL, CertFile: ks.Path(home, ks.ClientCert),
+		KeyFile: ks.Path(home, ks.ClientKey), CAFile: ks.Path(home, ks.CA)})
+	if errors.Is(err, remote.ErrRefused) {
+		return nil, codeError{code: exitKey, err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+func (e *env) keyserverJoinCmd() *cobra.Command {
+	var sf storeFlags
+	var url, clientDir string
+	c := &cobra.Command{
+		Use:   "join --url https://HOST:PORT --client-dir DIR [--store DIR]",
+		Short: "Create a repository whose root keys are held by a key server",
+		Long: `join creates a new repository (as init does) in the home, whose root keys
+are the key server's: the home gets keysource.json naming the server and
+the client bundle (from 'keyserver enroll', with --bucket '*' and --ops
+wrap,unwrap,data), and no keyring file. Every command then asks the
+server for root-level wraps and unwraps, and for every data key's wrap
+and unwrap (the server opens the bucket keys; the home never does);
+nothing in the home can open the data without it.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) (err error) {
+			if url == "" || clientDir == "" {
+				return usagef("--url and --client-dir are required")
+			}
+			s3cfg, err := sf.s3()
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(sf.store, spreadPrefix) {
+				return usagef("the spread store needs a keyring (its key derives from a root key held in this process)")
+			}
+			if err := e.hardenForKeys(); err != nil {
+				return err
+			}
+			home, err := e.keyHome()
+			if err != nil {
+				return err
+			}
+			if err := checkFreshHome(home); err != nil {
+				return err
+			}
+			if _, err := os.Stat(filepath.Join(home, repo.ConfigFile)); err == nil {
+				return fmt.Errorf("a repository already exists at %q: %w", home, repo.ErrExists)
+			}
+			ks, err := keyServerConfig(url, clientDir)
+			if err != nil {
+				return err
+			}
+			src, err := openKeyServer(home, ks)
+			if err != nil {
+				return err
+			}
+			if err := repo.SaveKeySource(home, ks); err != nil {
+				src.Close()
+				return err
+			}
+			storeDir := sf.store
+			if s3cfg != nil {
+				storeDir = ""
+			}
+			r, err := repo.Init(c.Context(), repo.InitOptions{Home: home, StorePath: storeDir, S3: s3cfg, Keys: src, Hooks: e.hooks})
+			if err != nil {
+				os.Remove(filepath.Join(home, repo.KeySourceFile))
+				return err
+			}
+			defer e.closeRepo(r, &err)
+			id := r.ID()
+			rerr := recordKeyOp(home, keys.Op{Op: "create", Repo: id, Source: keys.SourceKeyServer,
+				Versions: []uint32{src.Primary()}, Detail: "store " + r.StoreDescription() + "; root keys on the key server " + url})
+			if e.jsonOut {
+				if err := printJSON(e.stdout, map[string]string{"home": home, "repository": fmt.Sprintf("%x", id[:]), "key_server": url}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(e.stdout, "created repository %x\nhome:  %s\nstore: %s\nroot keys: the key server %s\n", id[:], home, r.StoreDescription(), url)
+			}
+			if rerr != nil {
+				return e.unrecorded(rerr)
+			}
+			return nil
+		},
+	}
+	sf.register(c, "where the repository is stored (default: the directory HOME/store)")
+	c.Flags().StringVar(&url, "url", "", "the key server's https://HOST:PORT")
+	c.Flags().StringVar(&clientDir, "client-dir", "", "the client bundle from 'keyserver enroll --out'")
+	return c
+}
+
+func (e *env) keyserverBucketIDCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "bucket-id BUCKET",
+		Short: "Print a bucket's id, for 'keyserver enroll --bucket'",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) (err error) {
+			r, err := e.open(c.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.closeRepo(r, &err)
+			b, err := r.Catalog().GetBucket(c.Context(), args[0])
+			if err != nil {
+				return fmt.Errorf("bucket %q: %w", args[0], err)
+			}
+			fmt.Fprintf(e.stdout, "%x\n", b.ID[:])
+			return nil
+		},
+	}
+}

@@ -1,0 +1,13 @@
+// Package keyserver owns the on-prem key server (docs/keyserver.md): its
+// state directory (a CA, the server's certificate, the enrolled clients
+// and their grants, the root keys in a keyring file, the key-operation
+// log), and the server that answers wrap and unwrap requests over mutual
+// TLS 1.3, authorizing each by the client's certificate and logging every
+// release and every refusal (refused handshakes as bounded per-peer
+// summaries written off the handshake path, limit.go).
+//
+// It must never send a root key or a bucket key to a client: root keys
+// wrap and unwrap inside it, and bucket keys are opened here to wrap and
+// unwrap data keys (the "data" operation). It must never write key
+// material to its log, its metrics, or an error.
+package keyserver
