@@ -53,6 +53,11 @@ func (r *Repo) bucketKey(ctx context.Context, bk catalog.BucketKey) (secret.Key,
 	if sealed {
 		return secret.Key{}, ErrKeysSealed
 	}
+	if _, remote := src.(DataKeySource); remote {
+		// The source opens bucket keys only for itself (datakeys.go):
+		// what needs one here cannot be done with it.
+		return secret.Key{}, fmt.Errorf("bucket key v%d: %w", bk.Version, errBucketKeyStaysAtSource)
+	}
 	if ok {
 		r.countBucketKeyCacheHit()
 		return k, nil
@@ -168,6 +173,12 @@ func (r *Repo) newBucketKey(ctx context.Context, b catalog.Bucket, ver uint32) (
 			return r.primaryBucketKey(ctx, b)
 		}
 		return catalog.BucketKey{}, fmt.Errorf("writing key journal entry: %w", err)
+	}
+	if !r.holdsBucketKeys() {
+		// Made here because the source makes no keys, and gone once
+		// wrapped: data keys under it go through the source.
+		k.Wipe()
+		return bk, nil
 	}
 	r.mu.Lock()
 	r.bkeys[bkRef{b.ID, ver}] = k

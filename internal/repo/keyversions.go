@@ -19,7 +19,6 @@ import (
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/object"
-	"github.com/holdfast/holdfast/internal/secret"
 )
 
 var (
@@ -85,7 +84,7 @@ func (r *Repo) RewrapBucket(ctx context.Context, bucket string, progress RewrapP
 	if err != nil {
 		return rep, err
 	}
-	pkek, err := r.bucketKey(ctx, pk)
+	pdk, err := r.dataKeysFor(ctx, pk)
 	if err != nil {
 		return rep, err
 	}
@@ -102,7 +101,7 @@ func (r *Repo) RewrapBucket(ctx context.Context, bucket string, progress RewrapP
 		if len(todo) == 0 {
 			return nil
 		}
-		n, err := r.rewrapEntries(ctx, b, pk, pkek, byVersion, todo)
+		n, err := r.rewrapEntries(ctx, b, pk, pdk, byVersion, todo)
 		if err != nil {
 			return err
 		}
@@ -136,9 +135,10 @@ func (r *Repo) RewrapBucket(ctx context.Context, bucket string, progress RewrapP
 	return rep, nil
 }
 
-// rewrapEntries rewraps es' data keys under pk and records them: a batch
-// entry in the store, then the catalog's records with it.
-func (r *Repo) rewrapEntries(ctx context.Context, b catalog.Bucket, pk catalog.BucketKey, pkek secret.Key, byVersion map[uint32]catalog.BucketKey, es []catalog.Entry) (int, error) {
+// rewrapEntries rewraps es' data keys under pk (wrapped through pdk) and
+// records them: a batch entry in the store, then the catalog's records
+// with it.
+func (r *Repo) rewrapEntries(ctx context.Context, b catalog.Bucket, pk catalog.BucketKey, pdk dataKeys, byVersion map[uint32]catalog.BucketKey, es []catalog.Entry) (int, error) {
 	recs := make([]format.KeyRecord, 0, len(es))
 	items := make([]catalog.Rewrap, 0, len(es))
 	now := uint64(time.Now().UnixNano())
@@ -147,13 +147,16 @@ func (r *Repo) rewrapEntries(ctx context.Context, b catalog.Bucket, pk catalog.B
 		if !ok {
 			return 0, fmt.Errorf("%s/%s: bucket key v%d is not in the catalog", e.Bucket, e.Key, e.KeyVersion)
 		}
-		kek, err := r.bucketKey(ctx, old)
+		dk, err := r.dataKeysFor(ctx, old)
 		if err != nil {
 			return 0, fmt.Errorf("%s/%s: %w", e.Bucket, e.Key, err)
 		}
-		dek, err := keys.UnwrapSoftware(kek, r.dataAD(b.ID, e.KeyVersion, e.ObjectID), e.Wrapped)
-		if err != nil {
+		dek, err := dk.unwrap(ctx, r.dataAD(b.ID, e.KeyVersion, e.ObjectID), e.Wrapped)
+		if errors.Is(err, keys.ErrNotMyKey) {
 			return 0, fmt.Errorf("%s/%s: the catalog's data key record does not open: %w", e.Bucket, e.Key, err)
+		}
+		if err != nil { // the key source could not answer
+			return 0, fmt.Errorf("%s/%s: %w", e.Bucket, e.Key, err)
 		}
 		// The key must be the one the body was sealed with: its commitment
 		// is the header's, which the catalog keeps.
@@ -162,7 +165,7 @@ func (r *Repo) rewrapEntries(ctx context.Context, b catalog.Bucket, pk catalog.B
 			dek.Wipe()
 			return 0, fmt.Errorf("%s/%s: the catalog's data key does not match the object's commitment: %w", e.Bucket, e.Key, keys.ErrNotMyKey)
 		}
-		wr, werr := keys.WrapSoftware(pkek, r.dataAD(b.ID, pk.Version, e.ObjectID), dek, randReader(nil))
+		wr, werr := pdk.wrap(ctx, r.dataAD(b.ID, pk.Version, e.ObjectID), dek, nil)
 		kc, kerr := keys.KeyCheck(dek)
 		dek.Wipe()
 		if err := errors.Join(werr, kerr); err != nil {

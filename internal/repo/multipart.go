@@ -253,7 +253,7 @@ func (r *Repo) createUpload(ctx context.Context, bucket, key string, o PutOption
 	}
 	ad := r.dataAD(w.bucket.ID, w.bk.Version, objID)
 	mp, err := object.NewMultipart(func(dek secret.Key) (keys.Alg, []byte, error) {
-		wr, err := keys.WrapSoftware(w.kek, ad, dek, randReader(o.Seal.Rand))
+		wr, err := w.dk.wrap(ctx, ad, dek, o.Seal.Rand)
 		return keys.AlgHKDFGCMCommit, wr, err
 	}, o.Seal.Rand)
 	if err != nil {
@@ -338,11 +338,11 @@ func (r *Repo) resume(ctx context.Context, u catalog.Upload) (*object.Multipart,
 	if i < 0 {
 		return nil, b, fmt.Errorf("upload %s: bucket key v%d is not in the catalog", u.ID, u.KeyVersion)
 	}
-	kek, err := r.bucketKey(ctx, bks[i])
+	dk, err := r.dataKeysFor(ctx, bks[i])
 	if err != nil {
 		return nil, b, err
 	}
-	dek, err := keys.UnwrapSoftware(kek, r.dataAD(b.ID, u.KeyVersion, u.ObjectID), u.Wrapped)
+	dek, err := dk.unwrap(ctx, r.dataAD(b.ID, u.KeyVersion, u.ObjectID), u.Wrapped)
 	if err != nil {
 		return nil, b, fmt.Errorf("upload %s: unwrapping its data key: %w", u.ID, err)
 	}

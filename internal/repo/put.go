@@ -117,7 +117,7 @@ type bucketWriter struct {
 	r      *Repo
 	bucket catalog.Bucket
 	bk     catalog.BucketKey
-	kek    secret.Key
+	dk     dataKeys // wraps data keys under bk (datakeys.go)
 	// deferSync, when set, stores without per-object fsyncs; the caller
 	// calls Sync before recording the objects in the catalog.
 	deferSync store.DeferredSyncer
@@ -131,11 +131,11 @@ func (r *Repo) writer(ctx context.Context, bucket string) (*bucketWriter, error)
 	if err != nil {
 		return nil, err
 	}
-	kek, err := r.bucketKey(ctx, bk)
+	dk, err := r.dataKeysFor(ctx, bk)
 	if err != nil {
 		return nil, err
 	}
-	return &bucketWriter{r: r, bucket: b, bk: bk, kek: kek}, nil
+	return &bucketWriter{r: r, bucket: b, bk: bk, dk: dk}, nil
 }
 
 // begin records the pending writes ps under the bucket key version of *w.
@@ -178,7 +178,7 @@ func (w *bucketWriter) store(ctx context.Context, key string, ver uint64, id key
 		BucketName: b.Name, Key: key, ObjectVersion: ver}
 	ad := r.dataAD(b.ID, bk.Version, id)
 	wrap := func(dek secret.Key) (keys.Alg, []byte, error) {
-		wr, err := keys.WrapSoftware(w.kek, ad, dek, randReader(o.Seal.Rand))
+		wr, err := w.dk.wrap(ctx, ad, dek, o.Seal.Rand)
 		return keys.AlgHKDFGCMCommit, wr, err
 	}
 	atEnd := func() ([]format.MetaPair, error) { return metaPairs(o.Meta, o.Attrs) }

@@ -85,7 +85,7 @@ func (r *Repo) openEntryReading(ctx context.Context, e catalog.Entry, wholeMax i
 	if bk == nil {
 		return nil, fmt.Errorf("%s/%s: bucket key v%d is not in the catalog", e.Bucket, e.Key, e.KeyVersion)
 	}
-	kek, err := r.bucketKey(ctx, *bk)
+	dk, err := r.dataKeysFor(ctx, *bk)
 	if err != nil {
 		return nil, err
 	}
@@ -99,13 +99,24 @@ func (r *Repo) openEntryReading(ctx context.Context, e catalog.Entry, wholeMax i
 		Rewrapped: true,
 	}
 	ad := r.dataAD(b.ID, e.KeyVersion, e.ObjectID)
+	var srcErr error
 	unwrap := func(h format.Header) (secret.Key, keys.AD, error) {
 		// The catalog's record is authoritative: a later rewrap supersedes
 		// the one in the header.
-		k, err := keys.UnwrapSoftware(kek, ad, e.Wrapped)
+		k, err := dk.unwrap(ctx, ad, e.Wrapped)
+		if err != nil && !errors.Is(err, keys.ErrNotMyKey) {
+			srcErr = err
+		}
 		return k, ad, err
 	}
-	return object.Open(ctx, r.st, format.StoreName(e.ObjectID), exp, unwrap)
+	o, err := object.Open(ctx, r.st, format.StoreName(e.ObjectID), exp, unwrap)
+	if srcErr != nil {
+		// The key source failed to answer (a key server's refusal): that
+		// says nothing of the stored bytes, so it is not reported as
+		// damage at the unwrap layer.
+		return nil, srcErr
+	}
+	return o, err
 }
 
 // WriteTo writes the whole plaintext to w. Every chunk is authenticated

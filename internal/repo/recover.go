@@ -153,6 +153,12 @@ func Recover(ctx context.Context, o RecoverOptions) (*Repo, *RecoverReport, erro
 	if err != nil {
 		return nil, nil, err
 	}
+	if _, ok := kr.(DataKeySource); ok {
+		// Recovery opens every bucket key record it finds to try it on the
+		// store's objects: it needs the bucket keys in this process.
+		kr.Close()
+		return nil, nil, fmt.Errorf("recover opens bucket keys in this process: %w; run it on a home holding the repository's keyring", errBucketKeyStaysAtSource)
+	}
 	id := kr.Repo()
 	cfg, cerr := loadConfig(o.Home)
 	if cerr != nil {
