@@ -14,6 +14,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/keys/keycache"
 	"github.com/holdfast/holdfast/internal/secret"
 )
 
@@ -45,7 +46,7 @@ type Source struct {
 	uri  URI
 	tok  *Token
 	path string
-	c    *cache
+	c    *keycache.Cache
 
 	mu      sync.RWMutex
 	st      state
@@ -140,6 +141,11 @@ func Create(statePath string, u URI, pin []byte, m keyring.Material, o Options) 
 	return s, nil
 }
 
+// DefaultCacheTTL is how long an unwrapped key stays cached by default:
+// long enough that a burst of requests for one bucket costs one HSM
+// operation, short enough that a key leaves memory soon after use.
+const DefaultCacheTTL = 30 * time.Second
+
 func newSource(u URI, tok *Token, path string, repo keys.ID, o Options) *Source {
 	ttl := o.CacheTTL
 	if ttl == 0 {
@@ -147,7 +153,7 @@ func newSource(u URI, tok *Token, path string, repo keys.ID, o Options) *Source 
 	}
 	s := &Source{uri: u, tok: tok, path: path, handles: map[uint32]pkcs11.ObjectHandle{}, st: state{repo: repo}}
 	if ttl > 0 {
-		s.c = newCache(ttl, o.Now)
+		s.c = keycache.New(ttl, o.Now)
 		if o.Now == nil {
 			// Expired keys are wiped even when nothing asks the cache.
 			s.stop = make(chan struct{})
@@ -163,7 +169,7 @@ func (s *Source) sweepEvery(ttl time.Duration) {
 	for {
 		select {
 		case <-t.C:
-			s.c.sweep()
+			s.c.Sweep()
 		case <-s.stop:
 			return
 		}
@@ -395,7 +401,7 @@ func (s *Source) Unwrap(ctx context.Context, w keys.Wrapped, ad keys.AD) (secret
 		return secret.Key{}, notMine("root key version %d is destroyed", w.KEKVersion)
 	}
 	id := cacheID(w, ad)
-	if k, ok := s.c.get(id); ok {
+	if k, ok := s.c.Get(id); ok {
 		s.stats.hits.Add(1)
 		return k, nil
 	}
@@ -403,7 +409,7 @@ func (s *Source) Unwrap(ctx context.Context, w keys.Wrapped, ad keys.AD) (secret
 	if err != nil {
 		return secret.Key{}, err
 	}
-	s.c.put(id, k)
+	s.c.Put(id, k)
 	return k, nil
 }
 
@@ -536,7 +542,7 @@ func (s *Source) Close() error {
 	if s.stop != nil {
 		close(s.stop)
 	}
-	s.c.purge()
+	s.c.Purge()
 	return s.tok.Close()
 }
 

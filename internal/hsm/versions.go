@@ -93,7 +93,7 @@ func (s *Source) Destroy(v uint32) error {
 	s.st = next
 	delete(s.handles, v)
 	// Cached unwraps under v go too: nothing opened by it may outlive it.
-	s.c.purge()
+	s.c.Purge()
 	if err := s.tok.destroyKey(s.uri.Object, v); err != nil {
 		return fmt.Errorf("destroying root key version %d in the token: %w", v, err)
 	}

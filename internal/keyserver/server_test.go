@@ -97,7 +97,9 @@ func lastRefusal(t *testing.T, dir string) string {
 // are written by the server's summary goroutine, off the handshake).
 func waitRefusal(t *testing.T, dir, prefix string) string {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(5 * time.Second); ; <-tick.C {
 		if d := lastRefusal(t, dir); strings.HasPrefix(d, prefix) || time.Now().After(deadline) {
 			return d
 		}

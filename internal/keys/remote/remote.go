@@ -22,7 +22,7 @@ import (
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keyserver/api"
-	"github.com/holdfast/holdfast/internal/keyserver/keycache"
+	"github.com/holdfast/holdfast/internal/keys/keycache"
 	"github.com/holdfast/holdfast/internal/secret"
 )
 
