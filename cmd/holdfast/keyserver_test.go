@@ -145,17 +145,38 @@ func (p *ksProc) open(t *testing.T, dir string) (*remote.Source, error) {
 // refusals returns the log's refusal records.
 func refusals(t *testing.T, stateDir string) []string {
 	t.Helper()
+	return logged(t, stateDir, "refuse")
+}
+
+// logged returns the details of the log's records of op.
+func logged(t *testing.T, stateDir, op string) []string {
+	t.Helper()
 	ch, err := oplog.Read(keyserver.Dir(stateDir).LogPath())
 	if err != nil {
 		t.Fatalf("reading the key server's log: %v", err)
 	}
 	var out []string
 	for _, r := range ch.Records {
-		if r.Op == "refuse" {
+		if r.Op == op {
 			out = append(out, r.Detail)
 		}
 	}
 	return out
+}
+
+// waitUntil polls cond (another process's doing, which nothing signals)
+// until it holds or the deadline passes; it reports whether it held.
+func waitUntil(limit time.Duration, cond func() bool) bool {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(limit); ; <-tick.C {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 // wantRefusalLogged waits for one new refusal record (handshake
@@ -163,11 +184,8 @@ func refusals(t *testing.T, stateDir string) []string {
 // reason and peer; the first at once).
 func wantRefusalLogged(t *testing.T, stateDir string, before int, reason string) int {
 	t.Helper()
-	rs := refusals(t, stateDir)
-	for deadline := time.Now().Add(5 * time.Second); len(rs) <= before && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		rs = refusals(t, stateDir)
-	}
+	var rs []string
+	waitUntil(5*time.Second, func() bool { rs = refusals(t, stateDir); return len(rs) > before })
 	if len(rs) != before+1 || !strings.HasPrefix(rs[len(rs)-1], reason+":") {
 		t.Fatalf("want one new refusal %q in the log after %d, got %q", reason, before, rs)
 	}
@@ -365,22 +383,24 @@ func testKeyServerKill(t *testing.T, k *ksEnv, p *ksProc, ks, port string, data 
 	}
 	res := make([]result, 2*n)
 	var wg sync.WaitGroup
+	released := len(logged(t, ks, "release"))
 	for i := range n {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			time.Sleep(time.Duration(i) * 40 * time.Millisecond)
 			c, _, e := k.run(nil, "put", src, fmt.Sprintf("lod/k%d", i))
 			res[i] = result{c, e}
 		}()
 		go func() {
 			defer wg.Done()
-			time.Sleep(time.Duration(i) * 40 * time.Millisecond)
 			c, _, e := k.run(nil, "get", "bkt/first", filepath.Join(k.dir, fmt.Sprintf("g%d.bin", i)))
 			res[n+i] = result{c, e}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Mid-load: once the server has released a key to this load.
+	if !waitUntil(30*time.Second, func() bool { return len(logged(t, ks, "release")) > released }) {
+		t.Fatal("the load got no key from the server in 30 s")
+	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.cmd.Wait()
 	wg.Wait()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -280,7 +282,7 @@ func TestKeysLogServe(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- e.serve(ctx, serveFlags{addr: "127.0.0.1:0", insecureHTTP: true, region: "us-east-1", maxConns: 4, maxReqs: 4,
+		done <- e.serve(ctx, serveFlags{addr: "127.0.0.1:0", opsAddr: "127.0.0.1:0", insecureHTTP: true, region: "us-east-1", maxConns: 4, maxReqs: 4,
 			logFormat: "text", logLevel: "error", sampleEvery: 20 * time.Millisecond, sampleCount: 4, postureEvery: posture.DefaultInterval})
 	}()
 	// Serving: the sampler runs every 20ms from now; let it run a few times.
@@ -295,7 +297,22 @@ func TestKeysLogServe(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Until the sampler has checked an object (so it unwrapped the
+	// bucket key), by its metric.
+	ops := regexp.MustCompile(`health and metrics: http://(\S+)/healthz`).FindStringSubmatch(out.String())
+	if ops == nil {
+		t.Fatalf("serve printed no ops address:\n%s", out.String())
+	}
+	for !sampled(t, ops[1]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sampler checked nothing in 30 s:\n%s", out.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve: %v\n%s", err, out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -309,6 +326,19 @@ func TestKeysLogServe(t *testing.T) {
 	if len(recs) != before+1 || recs[before].Op != "unwrap-counts" || !strings.HasPrefix(recs[before].Detail, "root-unwraps=1 ") {
 		t.Fatalf("after serve: %q, last detail %q", opNames(recs), recs[len(recs)-1].Detail)
 	}
+}
+
+// sampled reports whether the gateway's sampler has checked an object
+// (its metric on the ops address).
+func sampled(t *testing.T, ops string) bool {
+	t.Helper()
+	resp, err := http.Get("http://" + ops + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return regexp.MustCompile(`(?m)^holdfast_gateway_sample_checks_total\{status="ok"\} [1-9]`).Match(b)
 }
 
 // lockedBuffer is a bytes.Buffer safe for one writer and one reader.
