@@ -655,27 +655,8 @@ never gives the key back: these shares are its only backup.`,
 			if err != nil {
 				return usagef("--key-source: %v", err)
 			}
-			s3cfg, err := sf.s3()
+			home, s3cfg, err := e.newHomeWithoutKeyring(sf)
 			if err != nil {
-				return err
-			}
-			if strings.HasPrefix(sf.store, spreadPrefix) {
-				return usagef("the spread store needs a keyring (its key derives from a software root key)")
-			}
-			if err := e.hardenForKeys(); err != nil {
-				return err
-			}
-			home, err := e.homeDir()
-			if err != nil {
-				return err
-			}
-			if err := checkFreshHome(home); err != nil {
-				return err
-			}
-			if _, err := os.Stat(filepath.Join(home, repo.ConfigFile)); err == nil {
-				return fmt.Errorf("a repository already exists at %q: %w", home, repo.ErrExists)
-			}
-			if err := keyLogReady(home); err != nil {
 				return err
 			}
 			pin, err := hsm.ReadPIN(e.pinFile, u.Token)
@@ -760,6 +741,35 @@ never gives the key back: these shares are its only backup.`,
 
 // newRootMaterial makes a new repository id and root key version 1 in
 // protected memory.
+// newHomeWithoutKeyring checks what a new repository whose root keys are
+// not in a keyring file (a token, a key server) needs before anything is
+// made: a store it can use, a hardened process, an empty home whose
+// key-operation log can take a record. It returns the home and the S3
+// store's settings, if any.
+func (e *env) newHomeWithoutKeyring(sf storeFlags) (string, *repo.S3Config, error) {
+	s3cfg, err := sf.s3()
+	if err != nil {
+		return "", nil, err
+	}
+	if strings.HasPrefix(sf.store, spreadPrefix) {
+		return "", nil, usagef("the spread store needs a keyring (its key derives from a root key held in this process)")
+	}
+	if err := e.hardenForKeys(); err != nil {
+		return "", nil, err
+	}
+	home, err := e.keyHome()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := checkFreshHome(home); err != nil {
+		return "", nil, err
+	}
+	if _, err := os.Stat(filepath.Join(home, repo.ConfigFile)); err == nil {
+		return "", nil, fmt.Errorf("a repository already exists at %q: %w", home, repo.ErrExists)
+	}
+	return home, s3cfg, nil
+}
+
 func newRootMaterial() (keyring.Material, error) {
 	var id keys.ID
 	if _, err := rand.Read(id[:]); err != nil {

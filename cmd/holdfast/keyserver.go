@@ -364,25 +364,9 @@ nothing in the home can open the data without it.`,
 			if url == "" || clientDir == "" {
 				return usagef("--url and --client-dir are required")
 			}
-			s3cfg, err := sf.s3()
+			home, s3cfg, err := e.newHomeWithoutKeyring(sf)
 			if err != nil {
 				return err
-			}
-			if strings.HasPrefix(sf.store, spreadPrefix) {
-				return usagef("the spread store needs a keyring (its key derives from a root key held in this process)")
-			}
-			if err := e.hardenForKeys(); err != nil {
-				return err
-			}
-			home, err := e.keyHome()
-			if err != nil {
-				return err
-			}
-			if err := checkFreshHome(home); err != nil {
-				return err
-			}
-			if _, err := os.Stat(filepath.Join(home, repo.ConfigFile)); err == nil {
-				return fmt.Errorf("a repository already exists at %q: %w", home, repo.ErrExists)
 			}
 			ks, err := keyServerConfig(url, clientDir)
 			if err != nil {

@@ -4,6 +4,7 @@ package main
 // `keys rewrap`, `keys retire`, and `holdfast shred`.
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,10 +40,7 @@ replaced while it runs are written under the primary version already.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) (err error) {
 			ctx := c.Context()
-			if _, err := e.keyHome(); err != nil {
-				return err
-			}
-			r, err := e.open(ctx, false)
+			r, err := e.openForKeyOp(ctx)
 			if err != nil {
 				return err
 			}
@@ -95,6 +93,15 @@ replaced while it runs are written under the primary version already.`,
 	}
 	c.Flags().StringVar(&bucket, "bucket", "", "rewrap only this bucket's objects")
 	return c
+}
+
+// openForKeyOp opens the repository for a key operation, once its
+// key-operation log is known to take a record.
+func (e *env) openForKeyOp(ctx context.Context) (*repo.Repo, error) {
+	if _, err := e.keyHome(); err != nil {
+		return nil, err
+	}
+	return e.open(ctx, false)
 }
 
 // doneKeyOp records op in home's key-operation log and prints the outcome
@@ -207,10 +214,7 @@ destroys those too.`,
 				return err
 			}
 			ctx := c.Context()
-			if _, err := e.keyHome(); err != nil {
-				return err
-			}
-			r, err := e.open(ctx, false)
+			r, err := e.openForKeyOp(ctx)
 			if err != nil {
 				return err
 			}
@@ -284,10 +288,7 @@ fresh root version is made by a rotation ceremony: --out DIR (with
 				return usagef("shred destroys data for good: run it again with --yes")
 			}
 			ctx := c.Context()
-			if _, err := e.keyHome(); err != nil {
-				return err
-			}
-			r, err := e.open(ctx, false)
+			r, err := e.openForKeyOp(ctx)
 			if err != nil {
 				return err
 			}

@@ -147,10 +147,7 @@ token non-extractable, and wiped.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) (err error) {
 			ctx := c.Context()
-			if _, err := e.keyHome(); err != nil {
-				return err
-			}
-			r, err := e.open(ctx, false)
+			r, err := e.openForKeyOp(ctx)
 			if err != nil {
 				return err
 			}
