@@ -110,7 +110,8 @@ for target in \
   ./internal/store/spread:FuzzMemberName \
   ./internal/shamir:FuzzSplitCombine \
   ./internal/keys/keyshare:FuzzParseShare \
-  ./internal/keys/keyshare:FuzzDecodePayload; do
+  ./internal/keys/keyshare:FuzzDecodePayload \
+  ./internal/audit:FuzzParse; do
   pkg=${target%%:*}; fn=${target##*:}
   echo "-- $fn ($pkg)"
   fuzz_one "$pkg" "$fn"

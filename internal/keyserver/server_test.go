@@ -22,14 +22,14 @@ import (
 var pass = []byte("unit test passphrase")
 
 // start makes a state directory and serves it in-process on 127.0.0.1.
-func start(t *testing.T) (dir, url string) {
+func start(t testing.TB) (dir, url string) {
 	dir, url, _ = startWith(t, keyserver.Options{})
 	return dir, url
 }
 
 // startWith is start with options, returning the server too; it is
 // served on its Listener, as `keyserver serve` does.
-func startWith(t *testing.T, o keyserver.Options) (dir, url string, srv *keyserver.Server) {
+func startWith(t testing.TB, o keyserver.Options) (dir, url string, srv *keyserver.Server) {
 	t.Cleanup(keyring.SetInsecureTestParamsForTesting())
 	dir = filepath.Join(t.TempDir(), "ks")
 	if _, err := keyserver.Init(dir, keyserver.InitOptions{Hosts: []string{"127.0.0.1"}, Passphrase: pass, KDF: keyring.Calibrate(time.Millisecond)}); err != nil {
@@ -50,7 +50,7 @@ func startWith(t *testing.T, o keyserver.Options) (dir, url string, srv *keyserv
 	return dir, url, srv
 }
 
-func enroll(t *testing.T, dir, name string, g keyserver.Grant) remote.Config {
+func enroll(t testing.TB, dir, name string, g keyserver.Grant) remote.Config {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), name)
 	if _, err := keyserver.Dir(dir).Enroll(name, g, out); err != nil {
@@ -60,7 +60,7 @@ func enroll(t *testing.T, dir, name string, g keyserver.Grant) remote.Config {
 		CAFile: filepath.Join(out, keyserver.BundleCA), Attempts: 1, CacheTTL: -1}
 }
 
-func open(t *testing.T, url string, c remote.Config) (*remote.Source, error) {
+func open(t testing.TB, url string, c remote.Config) (*remote.Source, error) {
 	c.URL = url
 	s, err := remote.Open(context.Background(), c)
 	if err == nil {

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The key server's cost (issue 8's performance points):
+#   1. data-key unwraps per second over mutual TLS 1.3 on loopback, with
+#      and without the client's cache:
+#      go test -bench BenchmarkDataKeyUnwrap ./internal/keyserver
+#      (each uncached unwrap is a request the server authorizes, logs with
+#      an fsync, and answers);
+#   2. the gateway's 4 KiB GET rate (16 clients, bench/gwload -op get) on a
+#      repository whose root keys are on a key server (the gateway holds
+#      data keys only, cached 30 s) against one whose root keys are in the
+#      keyring file, same build, same versitygw, the two alternated ROUNDS
+#      times in one run. Target: >= 0.8x with the cache.
+# Prints the results and writes them to bench/out/keyserver.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+OUT=bench/out
+W=${KEYSERVER_BENCH_DIR:-/var/tmp/holdfast-keyserver-bench}
+mkdir -p "$OUT"
+bash scripts/versitygw.sh
+go build -o bin/holdfast ./cmd/holdfast
+go build -o bin/gwload ./bench/gwload
+rm -rf "$W" && mkdir -p "$W/posix"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$W"; }
+trap cleanup EXIT
+
+{
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(go version | cut -d' ' -f3); $(date -u +%F)"
+echo "== data-key unwraps per second over mutual TLS on loopback (go test -bench)"
+go test -run '^$' -bench 'BenchmarkDataKeyUnwrap' -benchtime 3s ./internal/keyserver | awk '/^Benchmark/{print $1, $(NF-1), $NF}'
+} | tee "$OUT/keyserver.txt"
+
+PROV_ID=holdfast-bench PROV_SECRET=holdfast-bench-secret
+start_versitygw "$W" "$PROV_ID" "$PROV_SECRET"
+pids+=("$VGW_PID")
+EP=$VGW_EP
+export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
+[ -x /usr/bin/aws ] || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends awscli >/dev/null; }
+AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET /usr/bin/aws s3 mb s3://store --endpoint-url "$EP" --ca-bundle "$W/cert.pem" >/dev/null
+export HOLDFAST_PASSPHRASE="benchmark passphrase"
+S3FLAGS=(--s3-endpoint "$EP" --s3-ca-bundle "$W/cert.pem" --s3-path-style)
+
+# Two repositories in the same S3 bucket: the keyring file's, and the key
+# server's (its state directory holds the root keys; the gateway's home
+# holds a client certificate granted wrap, unwrap and data).
+AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \
+  bin/holdfast --home "$W/home-keyring" init -q --store s3://store/keyring "${S3FLAGS[@]}" >/dev/null
+KS_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bin/holdfast keyserver init --dir "$W/ks" --host 127.0.0.1 >/dev/null
+bin/holdfast keyserver enroll gateway --dir "$W/ks" --bucket '*' --ops wrap,unwrap,data --out "$W/client" >/dev/null
+bin/holdfast keyserver serve --dir "$W/ks" --listen "127.0.0.1:$KS_PORT" --ops-listen "" >"$W/ks.out" 2>"$W/ks.err" &
+pids+=("$!")
+# Wait for its banner (printed once it listens).
+until grep -q '^key server https' "$W/ks.out" 2>/dev/null; do
+  kill -0 "${pids[-1]}" || { cat "$W/ks.err"; exit 1; }
+done
+AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \
+  bin/holdfast --home "$W/home-keyserver" keyserver join --url "https://127.0.0.1:$KS_PORT" --client-dir "$W/client" \
+  --store s3://store/keyserver "${S3FLAGS[@]}" >/dev/null
+declare -A GW_ID GW_SECRET
+for s in keyring keyserver; do
+  bin/holdfast --home "$W/home-$s" --json access add bench --admin >"$W/key.json"
+  GW_ID[$s]=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['id'])" "$W/key.json")
+  GW_SECRET[$s]=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['secret'])" "$W/key.json")
+  rm -f "$W/key.json"
+done
+
+# serve SOURCE: starts holdfast serve on that source's home; sets GW, SERVE_PID.
+serve() {
+  AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \
+    bin/holdfast --home "$W/home-$1" serve --addr 127.0.0.1:0 --ops-addr "" --sample-interval 0 --log-level error >"$W/serve.out" 2>"$W/serve.err" &
+  SERVE_PID=$!
+  # Wait for the whole endpoint line (it may be read half-written).
+  GW=
+  until [ -n "$GW" ]; do
+    kill -0 "$SERVE_PID" || { cat "$W/serve.err"; exit 1; }
+    GW=$(sed -n 's/.*S3 endpoint \(https:[^ ]*\) .*/\1/p' "$W/serve.out" 2>/dev/null)
+  done
+}
+stop() { kill "$SERVE_PID"; wait "$SERVE_PID" || true; }
+load() { AWS_ACCESS_KEY_ID=${GW_ID[$1]} AWS_SECRET_ACCESS_KEY=${GW_SECRET[$1]} bin/gwload -endpoint "$GW" -ca "$W/home-$1/gateway/cert.pem" -duration "$DURATION" "${@:2}"; }
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+
+{
+echo "== gateway 4 KiB GET rate, 16 clients, $DURATION per run"
+echo "round  source    4KiB-GET-rps"
+for ((r = 1; r <= ROUNDS; r++)); do
+  for s in keyring keyserver; do
+    serve "$s"
+    rps=$(load "$s" -bucket small -op get -clients 16 -size 4096 | field rps)
+    stop
+    printf '%-6s %-9s %12s\n' "$r" "$s" "$rps"
+    echo "$r $s $rps" >>"$W/rows"
+  done
+done
+/usr/bin/python3 - "$W/rows" <<'PY'
+import sys, statistics
+by = {}
+for r, s, rps in (l.split() for l in open(sys.argv[1])):
+    by.setdefault(r, {})[s] = float(rps)
+q = [v["keyserver"] / v["keyring"] for v in by.values()]
+print(f"keyserver / keyring 4 KiB GET rate, median of per-round ratios: {statistics.median(q):.3f} (range {min(q):.3f}-{max(q):.3f})")
+PY
+} | tee -a "$OUT/keyserver.txt"
