@@ -7,7 +7,8 @@
 // summaries written off the handshake path, limit.go).
 //
 // It must never send a root key or a bucket key to a client: root keys
-// wrap and unwrap inside it, and bucket keys are opened here to wrap and
-// unwrap data keys (the "data" operation). It must never write key
-// material to its log, its metrics, or an error.
+// wrap and unwrap inside it, bucket keys are opened here to wrap and
+// unwrap data keys (the "data" operation), and a bucket key it makes for
+// a client leaves only wrapped, with its key check. It must never write
+// key material to its log, its metrics, or an error.
 package keyserver

@@ -28,9 +28,9 @@ import (
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/keys/keycache"
 	"github.com/holdfast/holdfast/internal/keys/oplog"
 	"github.com/holdfast/holdfast/internal/keyserver/api"
-	"github.com/holdfast/holdfast/internal/keys/keycache"
 	"github.com/holdfast/holdfast/internal/secret"
 )
 
@@ -292,6 +292,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+api.PathFreshness, s.api("freshness-set", api.OpWrap, s.setFreshness))
 	mux.Handle("POST "+api.PathDataKeyWrap, s.api("datakey-wrap", api.OpData, s.dataWrap))
 	mux.Handle("POST "+api.PathDataKeyUnwrap, s.api("datakey-unwrap", api.OpData, s.dataUnwrap))
+	// Making a bucket key is a root-level wrap whose key the client never
+	// sees: it is granted with wrap, which already lets a client put any
+	// key it chooses under the root key.
+	mux.Handle("POST "+api.PathBucketKeyMake, s.api("bucketkey-make", api.OpWrap, s.makeBucketKey))
 	return mux
 }
 
@@ -563,6 +567,50 @@ func (s *Server) wrap(c call) (any, error) {
 	}
 	w.Source = keys.SourceKeyServer
 	return api.WrapResponse{Wrapped: w}, nil
+}
+
+// makeBucketKey makes a bucket key version in protected memory, wraps it
+// under the root key version the AD names and answers with the wrap and
+// the key check only, so that a client creating a bucket or rotating its
+// key never holds the key (docs/keyserver.md, "What a joined gateway
+// holds"). The key is wiped before the answer is sent; the server opens
+// it again from the record, as for any record, when the client asks for
+// data keys under it.
+func (s *Server) makeBucketKey(c call) (any, error) {
+	var req api.MakeBucketKeyRequest
+	if err := decode(c, &req); err != nil {
+		return nil, err
+	}
+	ad := req.AD
+	switch {
+	case ad.Purpose != keys.PurposeBucketKey:
+		return nil, badRequest("the associated data is not a bucket key's (purpose %d)", ad.Purpose)
+	case ad.Repo != s.repo:
+		return nil, badRequest("the associated data names another repository")
+	case ad.Bucket == (keys.ID{}):
+		return nil, badRequest("the associated data names no bucket")
+	}
+	if err := s.authorizeRoot(c, ad); err != nil {
+		return nil, err
+	}
+	k, err := secret.New()
+	if err != nil {
+		return nil, err
+	}
+	defer k.Wipe()
+	w, err := s.kr.Wrap(c.r.Context(), ad.KEKVersion, ad, k)
+	if err != nil {
+		return nil, badRequest("wrap under root key version %d: %v", ad.KEKVersion, err)
+	}
+	kc, err := keys.KeyCheck(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.record(c, "make", ad, "bucket key made and wrapped, not released"); err != nil {
+		return nil, err
+	}
+	w.Source = keys.SourceKeyServer
+	return api.MakeBucketKeyResponse{Wrapped: w, KeyCheck: kc}, nil
 }
 
 // asKeyring turns a record this server made (source kind key server),

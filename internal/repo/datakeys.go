@@ -5,7 +5,9 @@ package repo
 // this process opened and keeps (the keyring and the PKCS#11 token), or
 // by the key source itself, which opens the bucket key where it keeps the
 // root keys (the key server), so that the bucket key never reaches this
-// process. The choice is made here and nowhere else.
+// process; and where new bucket key versions are made: here, or by a key
+// source that makes them itself (BucketKeyMaker). The choices are made here
+// and nowhere else.
 
 import (
 	"context"
@@ -14,6 +16,7 @@ import (
 	"io"
 
 	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/secret"
 )
@@ -32,6 +35,70 @@ import (
 type DataKeySource interface {
 	WrapDataKeyUnder(ctx context.Context, bk catalog.BucketKey, ad keys.AD, k secret.Key) (keys.Alg, []byte, error)
 	UnwrapDataKeyUnder(ctx context.Context, bk catalog.BucketKey, ad keys.AD, alg keys.Alg, data []byte) (secret.Key, error)
+}
+
+// BucketKeyMaker is implemented by key sources that make new bucket key
+// versions themselves (internal/keys/remote: the key server), found by
+// type assertion on the repository's RootKeys like DataKeySource. With it
+// a new bucket or a bucket key rotation never makes or holds the key in
+// this process: the source makes it, wraps it under root key version
+// ad.KEKVersion with ad (purpose keys.PurposeBucketKey) and returns only
+// the wrap and the key check (keys.KeyCheck), which the key journal entry
+// and the catalog record keep as for a key made here.
+type BucketKeyMaker interface {
+	MakeBucketKey(ctx context.Context, ad keys.AD) (w keys.Wrapped, keyCheck []byte, err error)
+}
+
+// madeBucketKey is a new bucket key version as the catalog keeps it, and
+// the key itself when it was made in this process (zero when the key
+// source made it).
+type madeBucketKey struct {
+	wrapped keys.Wrapped
+	check   []byte
+	key     secret.Key
+}
+
+// makeBucketKey makes a bucket key version with associated data ad: by the
+// key source when it is a BucketKeyMaker, else here (secret.New) and
+// wrapped by the source. The caller wipes the key it gets.
+func (r *Repo) makeBucketKey(ctx context.Context, ad keys.AD) (madeBucketKey, error) {
+	r.mu.Lock()
+	src := r.src
+	r.mu.Unlock()
+	if m, ok := src.(BucketKeyMaker); ok {
+		return sourceMadeBucketKey(ctx, m, ad)
+	}
+	k, err := secret.New()
+	if err != nil {
+		return madeBucketKey{}, err
+	}
+	w, err := src.Wrap(ctx, ad.KEKVersion, ad, k)
+	if err != nil {
+		k.Wipe()
+		return madeBucketKey{}, fmt.Errorf("wrapping bucket key: %w", err)
+	}
+	kc, err := keys.KeyCheck(k)
+	if err != nil {
+		k.Wipe()
+		return madeBucketKey{}, err
+	}
+	return madeBucketKey{wrapped: w, check: kc, key: k}, nil
+}
+
+// sourceMadeBucketKey asks m for the key and checks that what it returns
+// fits the record the catalog and the journal keep: a key check of the
+// right length and a wrap under the root key version asked for.
+func sourceMadeBucketKey(ctx context.Context, m BucketKeyMaker, ad keys.AD) (madeBucketKey, error) {
+	w, kc, err := m.MakeBucketKey(ctx, ad)
+	if err != nil {
+		return madeBucketKey{}, fmt.Errorf("making bucket key v%d: %w", ad.KeyVersion, err)
+	}
+	var rec format.KeyRecord
+	if len(kc) != len(rec.KeyCheck) || w.KEKVersion != ad.KEKVersion {
+		return madeBucketKey{}, fmt.Errorf("the key source made bucket key v%d under root key version %d with a %d-byte key check; want version %d and %d bytes",
+			ad.KeyVersion, w.KEKVersion, len(kc), ad.KEKVersion, len(rec.KeyCheck))
+	}
+	return madeBucketKey{wrapped: w, check: kc}, nil
 }
 
 // errBucketKeyStaysAtSource: an operation needs a bucket key opened in

@@ -18,12 +18,30 @@ import (
 )
 
 // recordingKeys is the home's keyring as a key source that records every
-// root-level unwrap by purpose: a bucket key unwrap here is a bucket key
-// opened in the repository's process.
+// root-level unwrap and wrap by purpose: a bucket key unwrap here is a
+// bucket key opened in the repository's process, a bucket key wrap one
+// made there.
 type recordingKeys struct {
 	*keyring.Keyring
 	mu      sync.Mutex
 	unwraps map[keys.Purpose]int
+	wraps   map[keys.Purpose]int
+}
+
+func (k *recordingKeys) Wrap(ctx context.Context, ver uint32, ad keys.AD, key secret.Key) (keys.Wrapped, error) {
+	k.mu.Lock()
+	if k.wraps == nil {
+		k.wraps = map[keys.Purpose]int{}
+	}
+	k.wraps[ad.Purpose]++
+	k.mu.Unlock()
+	return k.Keyring.Wrap(ctx, ver, ad, key)
+}
+
+func (k *recordingKeys) bucketKeyWraps() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.wraps[keys.PurposeBucketKey]
 }
 
 func (k *recordingKeys) Unwrap(ctx context.Context, w keys.Wrapped, ad keys.AD) (secret.Key, error) {

@@ -129,22 +129,19 @@ func (r *Repo) ensureBucket(ctx context.Context, name string) (catalog.Bucket, c
 	return b, bk, err
 }
 
-// newBucketKey makes bucket key version ver, writes its journal entry to
-// the store and records it in the catalog.
+// newBucketKey makes bucket key version ver (makeBucketKey: here, or by
+// the key source), writes its journal entry to the store and records it
+// in the catalog.
 func (r *Repo) newBucketKey(ctx context.Context, b catalog.Bucket, ver uint32) (catalog.BucketKey, error) {
-	k, err := secret.New()
-	if err != nil {
-		return catalog.BucketKey{}, err
-	}
 	root := r.src.Primary()
-	w, err := r.src.Wrap(ctx, root, r.bucketAD(b.ID, root, ver), k)
-	if err != nil {
-		return catalog.BucketKey{}, fmt.Errorf("wrapping bucket key: %w", err)
-	}
-	kc, err := keys.KeyCheck(k)
+	made, err := r.makeBucketKey(ctx, r.bucketAD(b.ID, root, ver))
 	if err != nil {
 		return catalog.BucketKey{}, err
 	}
+	// Wiped on every way out but the one that keeps it for the process.
+	k := made.key
+	defer func() { k.Wipe() }()
+	w, kc := made.wrapped, made.check
 	now := time.Now()
 	rec := format.KeyRecord{Type: format.RecordBucketKey, Bucket: b.ID, BucketName: b.Name, KeyVersion: ver,
 		Wrapped: w, Created: uint64(now.UnixNano())}
@@ -163,26 +160,25 @@ func (r *Repo) newBucketKey(ctx context.Context, b catalog.Bucket, ver uint32) (
 	if _, err := r.writeSystem(ctx, format.KindJournal, nil, plain, commit); err != nil {
 		if errors.Is(err, catalog.ErrKeyRetired) && root != r.src.Primary() {
 			// The bucket key was wrapped under a root key version retired
-			// meanwhile; writeSystem read the key source again: wrap anew.
-			k.Wipe()
+			// meanwhile; writeSystem read the key source again: make anew.
 			return r.newBucketKey(ctx, b, ver)
 		}
 		if errors.Is(err, catalog.ErrExists) {
 			// Another process made this version first; use its key.
-			k.Wipe()
 			return r.primaryBucketKey(ctx, b)
 		}
 		return catalog.BucketKey{}, fmt.Errorf("writing key journal entry: %w", err)
 	}
-	if !r.holdsBucketKeys() {
-		// Made here because the source makes no keys, and gone once
-		// wrapped: data keys under it go through the source.
-		k.Wipe()
+	if !k.Valid() || !r.holdsBucketKeys() {
+		// Made by the source, or made here for a source that keeps
+		// bucket keys to itself (gone once wrapped): data keys under it
+		// go through the source, or it is opened when first used.
 		return bk, nil
 	}
 	r.mu.Lock()
 	r.bkeys[bkRef{b.ID, ver}] = k
 	r.mu.Unlock()
+	k = secret.Key{} // kept: not wiped on the way out
 	return bk, nil
 }
 

@@ -2,8 +2,9 @@
 // an on-prem key server (internal/keyserver, docs/keyserver.md): it
 // implements repo.RootKeys and keys.Source (Kind() == keys.SourceKeyServer)
 // over the key server's API with the client certificate the server's
-// `keyserver enroll` issued, and the data-key operations of a client that
-// may hold data keys only.
+// `keyserver enroll` issued, and the operations of a client that may hold
+// data keys only: data keys wrapped and unwrapped under bucket keys the
+// server opens, and bucket keys the server makes.
 //
 // It keeps unwrapped keys for a short time (CacheTTL) in protected memory
 // and never writes a key anywhere. When the server cannot be reached every

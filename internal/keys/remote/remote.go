@@ -21,8 +21,8 @@ import (
 
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
-	"github.com/holdfast/holdfast/internal/keyserver/api"
 	"github.com/holdfast/holdfast/internal/keys/keycache"
+	"github.com/holdfast/holdfast/internal/keyserver/api"
 	"github.com/holdfast/holdfast/internal/secret"
 )
 
@@ -159,8 +159,9 @@ func (s *Source) reload(ctx context.Context) error {
 
 // do sends one API request, retrying with backoff while the server
 // cannot be reached or is unavailable. Every API operation may be
-// repeated safely: a wrap's answer that was lost only leaves an unused
-// record, and setting the same freshness record twice is accepted.
+// repeated safely: a wrap's or a bucket key make's answer that was lost
+// only leaves an unused record (a made key is wiped on the server), and
+// setting the same freshness record twice is accepted.
 func (s *Source) do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
@@ -382,6 +383,18 @@ func (s *Source) Wrap(ctx context.Context, ver uint32, ad keys.AD, k secret.Key)
 		return keys.Wrapped{}, fmt.Errorf("key server wrap: %w", err)
 	}
 	return out.Wrapped, nil
+}
+
+// MakeBucketKey has the key server make a new bucket key version and wrap
+// it under root key version ad.KEKVersion with ad (purpose
+// keys.PurposeBucketKey). It returns the wrap and the key check the
+// catalog keeps; the key itself never reaches this process.
+func (s *Source) MakeBucketKey(ctx context.Context, ad keys.AD) (keys.Wrapped, []byte, error) {
+	var out api.MakeBucketKeyResponse
+	if err := s.do(ctx, http.MethodPost, api.PathBucketKeyMake, api.MakeBucketKeyRequest{AD: ad}, &out); err != nil {
+		return keys.Wrapped{}, nil, fmt.Errorf("key server bucket key make: %w", err)
+	}
+	return out.Wrapped, out.KeyCheck, nil
 }
 
 // Unwrap opens w on the key server, or answers from the cache.

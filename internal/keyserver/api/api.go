@@ -22,11 +22,14 @@ const (
 	PathFreshness     = "/v1/freshness" // GET reads, POST sets
 	PathDataKeyWrap   = "/v1/datakey/wrap"
 	PathDataKeyUnwrap = "/v1/datakey/unwrap"
+	PathBucketKeyMake = "/v1/bucketkey/make"
 )
 
 // Operations a client may be granted (clients.json "ops").
 const (
-	OpWrap   = "wrap"   // root-level wraps, and setting the freshness record
+	// OpWrap: root-level wraps, making a bucket key on the server, and
+	// setting the freshness record.
+	OpWrap   = "wrap"
 	OpUnwrap = "unwrap" // root-level unwraps (bucket and system keys)
 	OpData   = "data"   // data keys under a bucket key the server opens itself
 	// OpAudit, with OpUnwrap, lets a client open the audit log's K_0 (a
@@ -127,4 +130,19 @@ type DataKeyUnwrapRequest struct {
 	AD        keys.AD   `json:"ad"`
 	Alg       keys.Alg  `json:"alg"`
 	Data      []byte    `json:"data"`
+}
+
+// MakeBucketKeyRequest asks the server to make a new bucket key version
+// and wrap it under the root key version AD names (AD.KEKVersion) with
+// AD, whose purpose is keys.PurposeBucketKey. The key never leaves the
+// server: the client gets only what the catalog keeps of it.
+type MakeBucketKeyRequest struct {
+	AD keys.AD `json:"ad"`
+}
+
+// MakeBucketKeyResponse carries the new bucket key's wrap under the root
+// key (source kind key server) and its key check (keys.KeyCheck).
+type MakeBucketKeyResponse struct {
+	Wrapped  keys.Wrapped `json:"wrapped"`
+	KeyCheck []byte       `json:"key_check"`
 }
