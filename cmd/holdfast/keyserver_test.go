@@ -247,7 +247,46 @@ func TestKeyServer(t *testing.T) {
 	bid := strings.TrimSpace(k.ok("keyserver", "bucket-id", "bkt"))
 
 	t.Run("refusals", func(t *testing.T) { testKeyServerRefusals(t, k, p, ks, cli, bid) })
+	t.Run("rollback", func(t *testing.T) { testKeyServerRollback(t, k, src) })
 	t.Run("kill", func(t *testing.T) { testKeyServerKill(t, k, p, ks, port, data) })
+}
+
+// testKeyServerRollback: the host's owner snapshots the joined home (its
+// catalog and, here, its store), the repository goes on (a write and a
+// catalog backup, recorded on the key server), and the owner puts the
+// snapshot back: the home is refused as rolled back (exit 7). The control:
+// the home as it was before the snapshot was put back opens.
+func testKeyServerRollback(t *testing.T, k *ksEnv, src string) {
+	home := filepath.Join(k.dir, "home")
+	k.ok("backup")
+	snap := filepath.Join(k.dir, "snapshot")
+	if err := os.CopyFS(snap, os.DirFS(home)); err != nil {
+		t.Fatal(err)
+	}
+	k.ok("put", src, "bkt/after-snapshot")
+	k.ok("backup")
+	k.ok("ls", "bkt")
+	current := filepath.Join(k.dir, "current")
+	if err := os.Rename(home, current); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(snap, home); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := k.run(nil, "ls", "bkt")
+	if code != exitRefused || !strings.Contains(stderr, "rolled back") || !strings.Contains(stderr, "put back to an older copy") {
+		t.Fatalf("a rolled-back home: exit %d, %s", code, stderr)
+	}
+	// The control: the home as it was opens and lists the later object.
+	if err := os.RemoveAll(home); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(current, home); err != nil {
+		t.Fatal(err)
+	}
+	if out := k.ok("ls", "bkt"); !strings.Contains(out, "after-snapshot") {
+		t.Fatalf("the current home lists %q", out)
+	}
 }
 
 func testKeyServerRefusals(t *testing.T, k *ksEnv, p *ksProc, ks, cli, bid string) {

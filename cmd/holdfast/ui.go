@@ -105,6 +105,8 @@ func classify(err error) (int, string) {
 		return exitRefused, ""
 	case errors.Is(err, repo.ErrKeyRetired):
 		return exitKey, "the key version was retired; 'holdfast keys list' shows the versions"
+	case errors.Is(err, repo.ErrCatalogRolledBack):
+		return exitRefused, ""
 	case errors.Is(err, repo.ErrOtherRepository):
 		return exitRefused, "use an empty store, or the keyring of the repository it holds"
 	case errors.Is(err, repo.ErrExists), errors.Is(err, keyring.ErrExists):

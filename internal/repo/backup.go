@@ -605,3 +605,38 @@ func (r *Repo) OpenStoreFreshness(rec []byte) (*FreshnessInfo, error) {
 	}
 	return &FreshnessInfo{Sequence: f.Sequence, Hash: hex.EncodeToString(f.Hash[:]), Time: f.Time.UTC()}, nil
 }
+
+// ErrCatalogRolledBack: a key source kept off this host records a catalog
+// backup newer than any this catalog made or was restored from.
+var ErrCatalogRolledBack = errors.New("the catalog was rolled back")
+
+// checkCatalogFresh refuses a catalog older than the key source says it
+// is. A key server keeps the freshness record (the newest catalog backup's
+// sequence and hash) away from the host, so whoever owns the host — a
+// rented machine running a gateway — cannot put its catalog and the
+// store back together to an older state unnoticed: every backup records
+// itself there, and a catalog whose newest backup is older than that
+// record was rolled back. (Writes after the newest backup are covered only
+// as often as backups are made.) Sources kept in the home (the keyring
+// file, the token's state file) roll back with it, so they cannot tell.
+func (r *Repo) checkCatalogFresh(ctx context.Context) error {
+	if r.kr.Kind() != keys.SourceKeyServer {
+		return nil
+	}
+	f, ok := r.kr.Freshness()
+	if !ok {
+		return nil
+	}
+	last, err := r.cat.LastBackup(ctx)
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		last = catalog.BackupState{}
+	case err != nil:
+		return err
+	}
+	if f.Sequence < last.Sequence || f.Sequence == last.Sequence && f.Hash == last.Hash {
+		return nil
+	}
+	return fmt.Errorf("%w: the key server records catalog backup %d of %s, but this catalog's newest is %d: this host's state was put back to an older copy (run recover on premises from the store's newest backup, and find out who restored it)",
+		ErrCatalogRolledBack, f.Sequence, f.Time.UTC().Format(time.RFC3339), last.Sequence)
+}

@@ -437,6 +437,10 @@ func Open(ctx context.Context, o OpenOptions) (*Repo, error) {
 		r.Close()
 		return nil, fmt.Errorf("home %q: the config, keyring and catalog name different repositories", o.Home)
 	}
+	if err := r.checkCatalogFresh(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
 	return r, nil
 }
 
