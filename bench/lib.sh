@@ -20,3 +20,51 @@ start_versitygw() {
     kill -0 "$VGW_PID" || { cat "$dir/vgw.log"; return 1; }
   done
 }
+
+# compare_get_rate BASE OTHER: the gateway's 4 KiB GET rate (16 clients,
+# bench/gwload) on the repository in $W/home-OTHER against the one in
+# $W/home-BASE, same build and provider, the two alternated $ROUNDS times
+# for $DURATION each; prints each run and the median of the per-round
+# ratios OTHER / BASE. Needs bin/holdfast, bin/gwload, and PROV_ID and
+# PROV_SECRET (the provider's credentials the gateways use).
+compare_get_rate() {
+  local base=$1 other=$2 s r rps
+  declare -A gw_id gw_secret
+  for s in "$base" "$other"; do
+    bin/holdfast --home "$W/home-$s" --json access add bench --admin >"$W/key.json"
+    gw_id[$s]=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['id'])" "$W/key.json")
+    gw_secret[$s]=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['secret'])" "$W/key.json")
+    rm -f "$W/key.json"
+  done
+  rm -f "$W/rows"
+  echo "== gateway 4 KiB GET rate, 16 clients, $DURATION per run"
+  echo "round  source    4KiB-GET-rps"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for s in "$base" "$other"; do
+      AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \
+        bin/holdfast --home "$W/home-$s" serve --addr 127.0.0.1:0 --ops-addr "" --sample-interval 0 --log-level error \
+        >"$W/serve.out" 2>"$W/serve.err" &
+      local pid=$! gw=
+      # Wait for the whole endpoint line (it may be read half-written).
+      until [ -n "$gw" ]; do
+        kill -0 "$pid" || { cat "$W/serve.err"; return 1; }
+        gw=$(sed -n 's/.*S3 endpoint \(https:[^ ]*\) .*/\1/p' "$W/serve.out" 2>/dev/null)
+      done
+      rps=$(AWS_ACCESS_KEY_ID=${gw_id[$s]} AWS_SECRET_ACCESS_KEY=${gw_secret[$s]} bin/gwload -endpoint "$gw" \
+        -ca "$W/home-$s/gateway/cert.pem" -duration "$DURATION" -bucket small -op get -clients 16 -size 4096 |
+        sed -n "s/.* rps=\([0-9.]*\).*/\1/p")
+      kill "$pid"; wait "$pid" || true
+      printf '%-6s %-9s %12s\n' "$r" "$s" "$rps"
+      echo "$r $s $rps" >>"$W/rows"
+    done
+  done
+  /usr/bin/python3 - "$W/rows" "$base" "$other" <<'PY'
+import sys, statistics
+rows, base, other = sys.argv[1:]
+by = {}
+for r, s, rps in (l.split() for l in open(rows)):
+    by.setdefault(r, {})[s] = float(rps)
+q = [v[other] / v[base] for v in by.values()]
+print(f"{other} / {base} 4 KiB GET rate, median of per-round ratios: {statistics.median(q):.3f} (range {min(q):.3f}-{max(q):.3f})")
+PY
+}
