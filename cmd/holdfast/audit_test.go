@@ -68,18 +68,11 @@ func TestAuditServe(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.must("--json", "access", "add", "client", "--admin")), &key); err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
-	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- e.serve(ctx, serveFlags{addr: "127.0.0.1:0", insecureHTTP: true, region: "us-east-1", maxConns: 4, maxReqs: 4,
-			opsAddr: "127.0.0.1:0", logFormat: "text", logLevel: "error", postureEvery: posture.DefaultInterval,
-			audit: auditFlags{create: true, every: 100, queue: 1000,
-				rate: audit.RateConfig{Window: time.Hour, Floor: 1, Factor: 3, CutOff: time.Hour}}})
-	}()
-	url := waitServing(t, &out, done)
+	srv := startServe(t, serveFlags{addr: "127.0.0.1:0", insecureHTTP: true, region: "us-east-1", maxConns: 4, maxReqs: 4,
+		opsAddr: "127.0.0.1:0", logFormat: "text", logLevel: "error", postureEvery: posture.DefaultInterval,
+		audit: auditFlags{create: true, every: 100, queue: 1000,
+			rate: audit.RateConfig{Window: time.Hour, Floor: 1, Factor: 3, CutOff: time.Hour}}})
+	ctx, url := context.Background(), srv.URL
 	cl := s3.New(s3.Options{BaseEndpoint: aws.String(url), Region: "us-east-1", UsePathStyle: true, RetryMaxAttempts: 1,
 		HTTPClient: &http.Client{}, Credentials: credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")})
 	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("photos")}); err != nil {
@@ -107,11 +100,10 @@ func TestAuditServe(t *testing.T) {
 		t.Fatalf("get after the anomaly: %v, want AccessDenied", err)
 	}
 	// The anomaly and the refusal are counted; no write failed.
-	ops := regexp.MustCompile(`health and metrics: (http://[0-9.:]+)/`).FindStringSubmatch(out.String())
-	if ops == nil {
-		t.Fatalf("no ops address:\n%s", out.String())
+	if srv.Ops == "" {
+		t.Fatalf("no ops address:\n%s", srv.out.String())
 	}
-	resp, err := http.Get(ops[1] + "/metrics")
+	resp, err := http.Get("http://" + srv.Ops + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,15 +114,7 @@ func TestAuditServe(t *testing.T) {
 			t.Errorf("metrics lack %q", m)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v\n%s", err, out.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	srv.stop()
 
 	var es []audit.Entry
 	if err := json.Unmarshal([]byte(c.must("--json", "audit", "show")), &es); err != nil {
@@ -172,25 +156,5 @@ func TestAuditServe(t *testing.T) {
 	}
 	if code, _, errs := c.run("audit", "verify"); code != exitDamaged || !strings.Contains(errs, "does not reach checkpoint") {
 		t.Fatalf("verify after a cut: exit %d %s", code, errs)
-	}
-}
-
-// waitServing waits for serve's banner and returns its endpoint URL.
-func waitServing(t *testing.T, out *lockedBuffer, done chan error) string {
-	t.Helper()
-	re := regexp.MustCompile(`S3 endpoint (http://[0-9.:]+)`)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			return m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not start:\n%s", out.String())
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve: %v\n%s", err, out.String())
-		case <-time.After(10 * time.Millisecond):
-		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -276,52 +274,15 @@ func TestKeysLogServe(t *testing.T) {
 	}
 	c.must("put", f, "docs/f")
 	before := len(logOps(t, c))
-	var out lockedBuffer
-	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- e.serve(ctx, serveFlags{addr: "127.0.0.1:0", opsAddr: "127.0.0.1:0", insecureHTTP: true, region: "us-east-1", maxConns: 4, maxReqs: 4,
-			logFormat: "text", logLevel: "error", sampleEvery: 20 * time.Millisecond, sampleCount: 4, postureEvery: posture.DefaultInterval})
-	}()
-	// Serving: the sampler runs every 20ms from now; let it run a few times.
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), "S3 endpoint") {
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not start:\n%s", out.String())
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve: %v\n%s", err, out.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	srv := startServe(t, serveFlags{addr: "127.0.0.1:0", opsAddr: "127.0.0.1:0", insecureHTTP: true, region: "us-east-1", maxConns: 4, maxReqs: 4,
+		logFormat: "text", logLevel: "error", sampleEvery: 20 * time.Millisecond, sampleCount: 4, postureEvery: posture.DefaultInterval})
 	// Until the sampler has checked an object (so it unwrapped the
 	// bucket key), by its metric.
-	ops := regexp.MustCompile(`health and metrics: http://(\S+)/healthz`).FindStringSubmatch(out.String())
-	if ops == nil {
-		t.Fatalf("serve printed no ops address:\n%s", out.String())
+	if srv.Ops == "" {
+		t.Fatalf("serve printed no ops address:\n%s", srv.out.String())
 	}
-	for !sampled(t, ops[1]) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the sampler checked nothing in 30 s:\n%s", out.String())
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve: %v\n%s", err, out.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v\n%s", err, out.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	srv.waitFor("the sampler to check an object", func() bool { return sampled(t, srv.Ops) })
+	srv.stop()
 	recs := logOps(t, c)
 	if len(recs) != before+1 || recs[before].Op != "unwrap-counts" || !strings.HasPrefix(recs[before].Detail, "root-unwraps=1 ") {
 		t.Fatalf("after serve: %q, last detail %q", opNames(recs), recs[len(recs)-1].Detail)
@@ -339,22 +300,4 @@ func sampled(t *testing.T, ops string) bool {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return regexp.MustCompile(`(?m)^holdfast_gateway_sample_checks_total\{status="ok"\} [1-9]`).Match(b)
-}
-
-// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
