@@ -330,25 +330,31 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 		pieces += (format.Chunks(s.Len) + pieceChunks - 1) / pieceChunks
 		piece = max(piece, int(min(s.Len, DefaultSegmentSize)))
 	}
-	// Pieces use the sealer's off-heap buffers, taken as the pipeline
-	// needs them.
-	free := make(chan *openJob, inflight)
-	jobs := make([]*openJob, inflight)
-	for i := range jobs {
-		jobs[i] = &openJob{}
-		free <- jobs[i]
+	// Pieces use the sealer's off-heap buffers. An object of several
+	// pieces takes every buffer it may use at once, so its memory is the
+	// same however fast the store and the writer are.
+	first := &openJob{}
+	if err := first.take(piece, nil); err != nil {
+		return 0, err
 	}
-	// A multi-segment object takes every buffer it may use at once, so its
-	// memory is the same however fast the store and the writer are.
-	if pieces > 1 {
-		for _, j := range jobs {
-			if err := j.take(piece); err != nil {
-				for _, j := range jobs {
-					j.give()
-				}
-				return 0, err
+	jobs := []*openJob{first}
+	for pieces > 1 && len(jobs) < inflight {
+		j := &openJob{}
+		ok, err := j.tryTake(piece, nil)
+		if err != nil {
+			for _, j := range jobs {
+				j.give()
 			}
+			return 0, err
 		}
+		if !ok {
+			break
+		}
+		jobs = append(jobs, j)
+	}
+	free := make(chan *openJob, len(jobs))
+	for _, j := range jobs {
+		free <- j
 	}
 	var running sync.WaitGroup // the reader and the workers
 	finished := false
@@ -394,12 +400,6 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 				case j = <-free:
 				case <-stop:
 					return
-				}
-				if j.ct == nil {
-					if err := j.take(piece); err != nil {
-						readErr = err
-						return
-					}
 				}
 				n := min(pieceChunks, chunks-c)
 				ptLen := min(n*format.ChunkSize, s.Len-c*format.ChunkSize)

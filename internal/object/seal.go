@@ -157,7 +157,7 @@ func (s *Sealer) Close() error {
 
 func getSealBuf(segSize int) (*sealJob, error) {
 	j := &sealJob{}
-	return j, j.take(segSize)
+	return j, j.take(segSize, sealBudget)
 }
 
 // putSealBuf returns j's buffers; nothing may use j afterwards.
@@ -290,14 +290,20 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 	mine := []*sealJob{first}
 	finished := false
 	// A multi-segment object takes every buffer it may use at once, so its
-	// memory is the same however fast its reader, workers and writer run.
+	// memory is the same however fast its reader, workers and writer run
+	// — as many as the process's budget has now (sealBudget): it holds
+	// first, so it never waits for more.
 	for allocated < inflight {
-		j, err := getSealBuf(segSize)
+		j := &sealJob{}
+		ok, err := j.tryTake(segSize, sealBudget)
 		if err != nil {
 			for _, j := range mine {
 				putSealBuf(j)
 			}
 			return nil, err
+		}
+		if !ok {
+			break
 		}
 		mine = append(mine, j)
 		free <- j
@@ -339,22 +345,8 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 			} else {
 				select {
 				case j = <-free:
-				default:
-					if allocated < inflight {
-						var err error
-						if j, err = getSealBuf(segSize); err != nil {
-							readErr = err
-							return
-						}
-						allocated++
-						mine = append(mine, j)
-						break
-					}
-					select {
-					case j = <-free:
-					case <-stop:
-						return
-					}
+				case <-stop:
+					return
 				}
 				n, err := io.ReadFull(s.src, j.pt[:segSize])
 				switch {

@@ -24,38 +24,119 @@ const smallSegment = 256 << 10
 // for a busy gateway's concurrent small reads and writes (32 × ½ MiB).
 var smallBufs = offheap.NewPool(smallSegment+int(format.SegmentCTLen(smallSegment)), 32)
 
+// sealBudget bounds the default-size segment buffers that sealing holds
+// at once in the process (each 4 MiB of plaintext and its ciphertext,
+// about 8 MiB): two pipelines at full width. However many large objects
+// are written at once — a gateway taking 32 large uploads — their segment
+// buffers stay within it. A pipeline waits for its first buffer and takes
+// more only while the budget has them, so it never waits holding one: no
+// pipeline can block another for good, and one alone runs at full width.
+// Opening is not bounded here: a copy opens its source and seals its
+// copy, and a budget shared by both could deadlock; a gateway's reads are
+// bounded by its request limit.
+var sealBudget = newBudget(2 * (runtime.GOMAXPROCS(0) + 2))
+
+// budget counts units out of a fixed number.
+type budget struct {
+	mu        sync.Mutex
+	cond      *sync.Cond
+	n, free   int
+	leastFree int // the fewest free units seen (tests)
+}
+
+func newBudget(n int) *budget {
+	b := &budget{n: n, free: n, leastFree: n}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *budget) acquire() {
+	b.mu.Lock()
+	for b.free == 0 {
+		b.cond.Wait()
+	}
+	b.free--
+	b.leastFree = min(b.leastFree, b.free)
+	b.mu.Unlock()
+}
+
+func (b *budget) tryAcquire() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.free == 0 {
+		return false
+	}
+	b.free--
+	b.leastFree = min(b.leastFree, b.free)
+	return true
+}
+
+func (b *budget) release() {
+	b.mu.Lock()
+	b.free++
+	b.mu.Unlock()
+	b.cond.Signal()
+}
+
 // segBuf is one segment's plaintext and ciphertext buffers.
 type segBuf struct {
 	buf  []byte        // off-heap memory behind pt and ct, or nil
 	pool *offheap.Pool // where buf goes back
 	pt   []byte        // empty, with room for a segment's plaintext
 	ct   []byte        // empty, with room for its ciphertext
+	bud  *budget       // holds a unit of it, or nil
 }
 
 // take gives b room for a segment of up to segSize bytes: pooled memory
 // of the smallest class that fits, the heap for segments above the
-// default size.
-func (b *segBuf) take(segSize int) error {
+// default size. A default-size buffer waits for a unit of bud, if any.
+func (b *segBuf) take(segSize int, bud *budget) error {
+	_, err := b.takeIf(segSize, bud, true)
+	return err
+}
+
+// tryTake is take without waiting: false when a default-size buffer is
+// needed and bud has no unit now.
+func (b *segBuf) tryTake(segSize int, bud *budget) (bool, error) {
+	return b.takeIf(segSize, bud, false)
+}
+
+func (b *segBuf) takeIf(segSize int, bud *budget, wait bool) (bool, error) {
 	if segSize > DefaultSegmentSize {
 		b.pt, b.ct = make([]byte, 0, segSize), make([]byte, 0, format.SegmentCTLen(uint64(segSize)))
-		return nil
+		return true, nil
 	}
 	pool, size := segBufs, DefaultSegmentSize
 	if segSize <= smallSegment {
 		pool, size = smallBufs, smallSegment
+	} else if bud != nil && wait {
+		bud.acquire()
+		b.bud = bud
+	} else if bud != nil {
+		if !bud.tryAcquire() {
+			return false, nil
+		}
+		b.bud = bud
 	}
 	m, err := pool.Get()
 	if err != nil {
-		return err
+		if b.bud != nil {
+			b.bud.release()
+			b.bud = nil
+		}
+		return false, err
 	}
 	b.buf, b.pool, b.pt, b.ct = m, pool, m[:0:size], m[size:size]
-	return nil
+	return true, nil
 }
 
 // give returns b's memory; nothing may use b's slices afterwards.
 func (b *segBuf) give() {
 	if b.buf != nil {
 		b.pool.Put(b.buf)
+	}
+	if b.bud != nil {
+		b.bud.release()
 	}
 	*b = segBuf{}
 }
