@@ -18,6 +18,9 @@ need_pkgs=()
 [ -x /usr/bin/rclone ] || need_pkgs+=(rclone)
 # SoftHSM2 is the PKCS#11 token of the HSM key source tests (cgo on).
 [ -x /usr/bin/softhsm2-util ] || need_pkgs+=(softhsm2)
+# PostgreSQL runs the catalog's tests on its second engine (pgtest starts
+# throwaway clusters; a default one the package may start is not used).
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -101,6 +104,7 @@ for target in \
   ./internal/format:FuzzParseMarker \
   ./internal/format:FuzzParseFooter \
   ./internal/format:FuzzParseCatalogBackup \
+  ./internal/format:FuzzParseAuditCheckpoint \
   ./internal/vectors:FuzzReadObject \
   ./internal/keyring:FuzzOpen \
   ./internal/keyring:FuzzPayload \

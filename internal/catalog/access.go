@@ -51,11 +51,9 @@ type AccessStore interface {
 	RemoveAccessKey(ctx context.Context, id string) (uint64, error)
 }
 
-var _ AccessStore = (*sqliteCatalog)(nil)
+var _ AccessStore = (*sqlCatalog)(nil)
 
-const accessVersionQuery = `SELECT coalesce((SELECT value FROM meta WHERE key = '` + metaAccessVersion + `'), 0)`
-
-func (c *sqliteCatalog) AccessTableKey(ctx context.Context) ([]byte, error) {
+func (c *sqlCatalog) AccessTableKey(ctx context.Context) ([]byte, error) {
 	var v []byte
 	err := c.queryRow(ctx, `SELECT value FROM meta WHERE key = ?`, metaAccessTableKey).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -67,7 +65,7 @@ func (c *sqliteCatalog) AccessTableKey(ctx context.Context) ([]byte, error) {
 	return v, nil
 }
 
-func (c *sqliteCatalog) InitAccessTableKey(ctx context.Context, rec []byte) ([]byte, error) {
+func (c *sqlCatalog) InitAccessTableKey(ctx context.Context, rec []byte) ([]byte, error) {
 	if len(rec) == 0 {
 		return nil, errors.New("catalog: empty access table key record")
 	}
@@ -92,7 +90,7 @@ func (c *sqliteCatalog) InitAccessTableKey(ctx context.Context, rec []byte) ([]b
 	return out, nil
 }
 
-func (c *sqliteCatalog) ReplaceAccessTableKey(ctx context.Context, old, rec []byte) error {
+func (c *sqlCatalog) ReplaceAccessTableKey(ctx context.Context, old, rec []byte) error {
 	if len(rec) == 0 {
 		return errors.New("catalog: empty access table key record")
 	}
@@ -114,27 +112,27 @@ func (c *sqliteCatalog) ReplaceAccessTableKey(ctx context.Context, old, rec []by
 	return nil
 }
 
-func (c *sqliteCatalog) AccessVersion(ctx context.Context) (uint64, error) {
+func (c *sqlCatalog) AccessVersion(ctx context.Context) (uint64, error) {
 	var n int64
-	if err := c.queryRow(ctx, accessVersionQuery).Scan(&n); err != nil {
+	if err := c.queryRow(ctx, c.d.counter(metaAccessVersion)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("catalog: access version: %w", err)
 	}
 	return uint64(n), nil
 }
 
-func (c *sqliteCatalog) AccessKeys(ctx context.Context) (uint64, map[string][]byte, error) {
-	// One read transaction: in WAL mode its first read fixes the snapshot
-	// the second one sees, so the version matches the records.
-	tx, err := c.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+func (c *sqlCatalog) AccessKeys(ctx context.Context) (uint64, map[string][]byte, error) {
+	// One snapshot transaction: its first read fixes the snapshot the
+	// second one sees, so the version matches the records.
+	tx, err := c.db.BeginTx(ctx, &c.d.snapshot)
 	if err != nil {
 		return 0, nil, fmt.Errorf("catalog: access keys: %w", err)
 	}
 	defer tx.Rollback()
 	var n int64
-	if err := tx.QueryRowContext(ctx, accessVersionQuery).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, c.d.rebind(c.d.counter(metaAccessVersion))).Scan(&n); err != nil {
 		return 0, nil, fmt.Errorf("catalog: access keys: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT key, value FROM meta WHERE key >= ? AND key < ? ORDER BY key`,
+	rows, err := tx.QueryContext(ctx, c.d.rebind(`SELECT key, value FROM meta WHERE key >= ? AND key < ? ORDER BY key`),
 		metaAccessKeyPrefix, metaAccessKeyEnd)
 	if err != nil {
 		return 0, nil, fmt.Errorf("catalog: access keys: %w", err)
@@ -155,7 +153,7 @@ func (c *sqliteCatalog) AccessKeys(ctx context.Context) (uint64, map[string][]by
 	return uint64(n), recs, nil
 }
 
-func (c *sqliteCatalog) AddAccessKey(ctx context.Context, id string, rec []byte) (uint64, error) {
+func (c *sqlCatalog) AddAccessKey(ctx context.Context, id string, rec []byte) (uint64, error) {
 	if id == "" || len(rec) == 0 {
 		return 0, errors.New("catalog: add access key: empty id or record")
 	}
@@ -172,7 +170,7 @@ func (c *sqliteCatalog) AddAccessKey(ctx context.Context, id string, rec []byte)
 	return v, nil
 }
 
-func (c *sqliteCatalog) RemoveAccessKey(ctx context.Context, id string) (uint64, error) {
+func (c *sqlCatalog) RemoveAccessKey(ctx context.Context, id string) (uint64, error) {
 	var v uint64
 	err := c.write(ctx, func(t *txn) error {
 		res, err := t.exec(`DELETE FROM meta WHERE key = ?`, metaAccessKeyPrefix+id)
@@ -195,15 +193,14 @@ func (c *sqliteCatalog) RemoveAccessKey(ctx context.Context, id string) (uint64,
 // accessChanged raises the access table's version within t and, with v
 // set, returns the new one.
 func accessChanged(t *txn, v *uint64) error {
-	if _, err := t.exec(`INSERT INTO meta (key, value) VALUES (?, 1)
-		ON CONFLICT (key) DO UPDATE SET value = value + 1`, metaAccessVersion); err != nil {
+	if err := t.addCounter(metaAccessVersion, 1); err != nil {
 		return err
 	}
 	if v == nil {
 		return nil
 	}
 	var n int64
-	if err := t.queryRow(accessVersionQuery).Scan(&n); err != nil {
+	if err := t.queryRow(t.c.d.counter(metaAccessVersion)).Scan(&n); err != nil {
 		return err
 	}
 	*v = uint64(n)

@@ -23,16 +23,18 @@ const (
 
 // changed adds n to the change counter, in t's transaction.
 func (t *txn) changed(n int) error {
-	_, err := t.exec(`INSERT INTO meta (key, value) VALUES (?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`, metaChanges, int64(n))
+	return t.addCounter(metaChanges, n)
+}
+
+// addCounter adds n to the counter in meta row key, in t's transaction.
+func (t *txn) addCounter(key string, n int) error {
+	_, err := t.exec(t.c.d.counterAdd, key, int64(n))
 	return err
 }
 
-const changesQuery = `SELECT coalesce((SELECT value FROM meta WHERE key = '` + metaChanges + `'), 0)`
-
-func (c *sqliteCatalog) Changes(ctx context.Context) (uint64, error) {
+func (c *sqlCatalog) Changes(ctx context.Context) (uint64, error) {
 	var n int64
-	if err := c.queryRow(ctx, changesQuery).Scan(&n); err != nil {
+	if err := c.queryRow(ctx, c.d.counter(metaChanges)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("catalog: changes: %w", err)
 	}
 	return uint64(n), nil
@@ -63,7 +65,7 @@ func decodeBackupState(v []byte) (BackupState, error) {
 	return b, nil
 }
 
-func (c *sqliteCatalog) LastBackup(ctx context.Context) (BackupState, error) {
+func (c *sqlCatalog) LastBackup(ctx context.Context) (BackupState, error) {
 	var v []byte
 	err := c.queryRow(ctx, `SELECT value FROM meta WHERE key = ?`, metaLastBackup).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -104,7 +106,7 @@ func (t *txn) setLastBackup(b BackupState) error {
 	return err
 }
 
-func (c *sqliteCatalog) CommitBackup(ctx context.Context, s SystemObject, b BackupState) error {
+func (c *sqlCatalog) CommitBackup(ctx context.Context, s SystemObject, b BackupState) error {
 	if s.Kind != KindBackup || s.ObjectID != b.ObjectID {
 		return fmt.Errorf("catalog: commit backup %x: not a catalog backup record", s.ObjectID)
 	}
@@ -128,14 +130,14 @@ func (c *sqliteCatalog) CommitBackup(ctx context.Context, s SystemObject, b Back
 	return nil
 }
 
-func (c *sqliteCatalog) SetLastBackup(ctx context.Context, b BackupState) error {
+func (c *sqlCatalog) SetLastBackup(ctx context.Context, b BackupState) error {
 	if err := c.write(ctx, func(t *txn) error { return t.setLastBackup(b) }); err != nil {
 		return fmt.Errorf("catalog: set last backup %d: %w", b.Sequence, err)
 	}
 	return nil
 }
 
-func (c *sqliteCatalog) RetireSystem(ctx context.Context, id keys.ID) error {
+func (c *sqlCatalog) RetireSystem(ctx context.Context, id keys.ID) error {
 	err := c.write(ctx, func(t *txn) error {
 		if err := affected(t.exec(`DELETE FROM system_objects WHERE object_id = ?`, id[:])); err != nil {
 			return err
@@ -155,23 +157,31 @@ func (c *sqliteCatalog) RetireSystem(ctx context.Context, id keys.ID) error {
 type txSnapshot struct {
 	ctx context.Context
 	tx  *sql.Tx
+	d   *dialect
 }
 
-func (c *sqliteCatalog) View(ctx context.Context, fn func(Snapshot) error) error {
-	// A read-only transaction begins DEFERRED (the driver ignores the
-	// IMMEDIATE default for it): it takes no write lock, and in WAL mode
-	// its first read fixes the txSnapshot every later read sees.
-	tx, err := c.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+func (s *txSnapshot) query(q string, args ...any) (*sql.Rows, error) {
+	return s.tx.QueryContext(s.ctx, s.d.rebind(q), args...)
+}
+
+func (s *txSnapshot) queryRow(q string, args ...any) *sql.Row {
+	return s.tx.QueryRowContext(s.ctx, s.d.rebind(q), args...)
+}
+
+func (c *sqlCatalog) View(ctx context.Context, fn func(Snapshot) error) error {
+	// The dialect's snapshot transaction: it takes no write lock, and its
+	// first read fixes the snapshot every later read sees.
+	tx, err := c.db.BeginTx(ctx, &c.d.snapshot)
 	if err != nil {
 		return fmt.Errorf("catalog: txSnapshot: %w", err)
 	}
 	defer tx.Rollback()
-	return fn(&txSnapshot{ctx: ctx, tx: tx})
+	return fn(&txSnapshot{ctx: ctx, tx: tx, d: c.d})
 }
 
 func (s *txSnapshot) Changes() (uint64, error) {
 	var n int64
-	if err := s.tx.QueryRowContext(s.ctx, changesQuery).Scan(&n); err != nil {
+	if err := s.queryRow(s.d.counter(metaChanges)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("catalog: txSnapshot: changes: %w", err)
 	}
 	return uint64(n), nil
@@ -179,14 +189,14 @@ func (s *txSnapshot) Changes() (uint64, error) {
 
 func (s *txSnapshot) Count() (int64, error) {
 	var n int64
-	if err := s.tx.QueryRowContext(s.ctx, `SELECT count(*) FROM objects`).Scan(&n); err != nil {
+	if err := s.queryRow(`SELECT count(*) FROM objects`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("catalog: txSnapshot: count: %w", err)
 	}
 	return n, nil
 }
 
 func (s *txSnapshot) Buckets() ([]Bucket, error) {
-	rows, err := s.tx.QueryContext(s.ctx, `SELECT name, id, created FROM buckets ORDER BY name`)
+	rows, err := s.query(`SELECT name, id, created FROM buckets ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: txSnapshot: buckets: %w", err)
 	}
@@ -203,7 +213,7 @@ func (s *txSnapshot) Buckets() ([]Bucket, error) {
 }
 
 func (s *txSnapshot) BucketKeys() ([]BucketKey, error) {
-	rows, err := s.tx.QueryContext(s.ctx, `SELECT `+bucketKeyCols+` FROM bucket_keys ORDER BY bucket_id, version`)
+	rows, err := s.query(`SELECT ` + bucketKeyCols + ` FROM bucket_keys ORDER BY bucket_id, version`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: txSnapshot: bucket keys: %w", err)
 	}
@@ -220,7 +230,7 @@ func (s *txSnapshot) BucketKeys() ([]BucketKey, error) {
 }
 
 func (s *txSnapshot) All(fn func(Entry) error) error {
-	rows, err := s.tx.QueryContext(s.ctx, `SELECT `+entryCols+` FROM objects ORDER BY bucket, key`)
+	rows, err := s.query(`SELECT ` + entryCols + ` FROM objects ORDER BY bucket, key`)
 	if err != nil {
 		return fmt.Errorf("catalog: txSnapshot: entries: %w", err)
 	}
@@ -241,7 +251,7 @@ func (s *txSnapshot) All(fn func(Entry) error) error {
 }
 
 func (s *txSnapshot) SystemObjects() ([]SystemObject, error) {
-	rows, err := s.tx.QueryContext(s.ctx, `SELECT object_id, kind, pin, stored_len, manifest_off, manifest_len, created
+	rows, err := s.query(`SELECT object_id, kind, pin, stored_len, manifest_off, manifest_len, created
 		FROM system_objects ORDER BY object_id`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: txSnapshot: system objects: %w", err)
@@ -267,22 +277,22 @@ func (s *txSnapshot) SystemObjects() ([]SystemObject, error) {
 var reservationsQuery = `SELECT bucket, key, r FROM (
 	SELECT v.bucket AS bucket, v.key AS key,
 		CASE WHEN p.minv IS NULL THEN v.reserved
-			ELSE max(p.minv - 1, ` + highestCommitted("v.bucket", "v.key") + `) END AS r
+			ELSE greatest(p.minv - 1, ` + highestCommitted("v.bucket", "v.key") + `) END AS r
 	FROM versions v LEFT JOIN (SELECT bucket, key, min(version) AS minv FROM pending
 			WHERE kind = ` + strconv.Itoa(KindObject) + ` AND version > 0 GROUP BY bucket, key) p
-		ON p.bucket = v.bucket AND p.key = v.key)
+		ON p.bucket = v.bucket AND p.key = v.key) AS rs
 	WHERE r >= 1`
 
 func (s *txSnapshot) ReservationCount() (uint64, error) {
 	var n int64
-	if err := s.tx.QueryRowContext(s.ctx, `SELECT count(*) FROM (`+reservationsQuery+`)`).Scan(&n); err != nil {
+	if err := s.queryRow(`SELECT count(*) FROM (` + reservationsQuery + `) AS n`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("catalog: txSnapshot: reservations: %w", err)
 	}
 	return uint64(n), nil
 }
 
 func (s *txSnapshot) Reservations(fn func(Reservation) error) error {
-	rows, err := s.tx.QueryContext(s.ctx, reservationsQuery+` ORDER BY bucket, key`)
+	rows, err := s.query(reservationsQuery + ` ORDER BY bucket, key`)
 	if err != nil {
 		return fmt.Errorf("catalog: txSnapshot: reservations: %w", err)
 	}

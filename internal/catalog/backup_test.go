@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -84,7 +83,7 @@ func TestChanges(t *testing.T) {
 	if err := c.SetMeta(ctx, metaChanges, []byte("0")); err == nil {
 		t.Error("SetMeta of the change counter accepted")
 	}
-	r := openAt(t, filepath.Join(t.TempDir(), "r.db"))
+	r, _ := newEmptyCatalog(t)
 	mustNot(t, "Restore", r.Restore(ctx, []Bucket{{Name: "b", ID: newID()}}, nil, []Entry{mkEntry("b", "k", 1)}, nil, nil))
 	if n := mustChanges(t, r); n != 0 {
 		t.Errorf("Restore counted %d changes", n)

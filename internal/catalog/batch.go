@@ -95,21 +95,21 @@ const (
 )
 
 // checkBegin finds the first staged pending row that BeginPut would refuse.
-var checkBegin = fmt.Sprintf(`SELECT b.seq, CASE
+var checkBegin = fmt.Sprintf(`SELECT seq, why, reserved FROM (SELECT b.seq AS seq, CASE
 		WHEN %[1]s THEN %[2]d
 		WHEN b.kind = %[3]d AND NOT EXISTS (SELECT 1 FROM buckets WHERE name = b.bucket) THEN %[4]d
 		WHEN b.kind = %[3]d AND b.version > 0 AND b.version <= coalesce(v.reserved, 0) THEN %[5]d
 		ELSE 0 END AS why,
-	coalesce(v.reserved, 0)
-	FROM temp.begin_batch b
-	LEFT JOIN versions v ON b.kind = %[3]d AND v.bucket = b.bucket AND v.key = b.key
-	WHERE why > 0 ORDER BY b.seq LIMIT 1`,
+	coalesce(v.reserved, 0) AS reserved
+	FROM begin_batch b
+	LEFT JOIN versions v ON b.kind = %[3]d AND v.bucket = b.bucket AND v.key = b.key) AS c
+	WHERE why > 0 ORDER BY seq LIMIT 1`,
 	knownIn("objects", "b.object_id")+" OR "+knownIn("pending", "b.object_id")+" OR "+
 		knownIn("garbage", "b.object_id")+" OR "+knownIn("history", "b.object_id")+" OR "+
 		knownIn("system_objects", "b.object_id"),
 	whyKnown, KindObject, whyBucket, whyStale)
 
-func (c *sqliteCatalog) BeginPutBatch(ctx context.Context, ps []Pending) error {
+func (c *sqlCatalog) BeginPutBatch(ctx context.Context, ps []Pending) error {
 	ids := make(map[keys.ID]bool, len(ps))
 	for i := range ps {
 		p := &ps[i]
@@ -155,7 +155,7 @@ func beginSegment(t *txn, ps []Pending, assigned []uint64) error {
 	if _, err := t.exec(createBeginBatch); err != nil {
 		return err
 	}
-	if _, err := t.exec(`DELETE FROM temp.begin_batch`); err != nil {
+	if _, err := t.exec(`DELETE FROM begin_batch`); err != nil {
 		return err
 	}
 	const ncols = 9
@@ -173,7 +173,7 @@ func beginSegment(t *txn, ps []Pending, assigned []uint64) error {
 		args = append(args, int64(i), p.ObjectID[:], int64(p.Kind), p.Bucket, p.Key, int64(p.Version), p.Owner, nanos(p.Started), int64(p.KeyVersion))
 		assign = assign || p.Kind == KindObject && p.Version == 0
 	}
-	if err := t.stage("temp.begin_batch", ncols, args); err != nil {
+	if err := t.stage("begin_batch", ncols, args); err != nil {
 		return err
 	}
 
@@ -196,12 +196,12 @@ func beginSegment(t *txn, ps []Pending, assigned []uint64) error {
 	}
 
 	if assign {
-		if _, err := t.exec(fmt.Sprintf(`UPDATE temp.begin_batch SET version = 1 + coalesce(
+		if _, err := t.exec(fmt.Sprintf(`UPDATE begin_batch SET version = 1 + coalesce(
 			(SELECT reserved FROM versions v WHERE v.bucket = begin_batch.bucket AND v.key = begin_batch.key), 0)
 			WHERE kind = %d AND version = 0`, KindObject)); err != nil {
 			return err
 		}
-		rows, err := t.query(fmt.Sprintf(`SELECT seq, version FROM temp.begin_batch WHERE kind = %d`, KindObject))
+		rows, err := t.query(fmt.Sprintf(`SELECT seq, version FROM begin_batch WHERE kind = %d`, KindObject))
 		if err != nil {
 			return err
 		}
@@ -220,14 +220,14 @@ func beginSegment(t *txn, ps []Pending, assigned []uint64) error {
 		}
 	}
 	if _, err := t.exec(insertPending + ` SELECT object_id, kind, bucket, key, version, owner, started, key_version
-		FROM temp.begin_batch ORDER BY seq`); err != nil {
+		FROM begin_batch ORDER BY seq`); err != nil {
 		return exists(err)
 	}
-	if _, err := t.exec(upsertVersions + fmt.Sprintf(` SELECT bucket, key, version FROM temp.begin_batch
+	if _, err := t.exec(upsertVersions + fmt.Sprintf(` SELECT bucket, key, version FROM begin_batch
 		WHERE kind = %d AND version > 0`, KindObject) + onVersionConflict); err != nil {
 		return err
 	}
-	_, err = t.exec(`DELETE FROM temp.begin_batch`)
+	_, err = t.exec(`DELETE FROM begin_batch`)
 	return err
 }
 
@@ -247,16 +247,16 @@ const createCommitBatch = `CREATE TEMP TABLE IF NOT EXISTS commit_batch (
 // checkCommit finds the first staged entry that CommitPut would refuse,
 // in the order CommitPut checks. ?1 is true for Restore, which also
 // refuses a key with a current entry and an object id that is pending.
-var checkCommit = fmt.Sprintf(`SELECT b.seq, CASE
+var checkCommit = fmt.Sprintf(`SELECT seq, why, high FROM (SELECT b.seq AS seq, CASE
 		WHEN NOT EXISTS (SELECT 1 FROM buckets WHERE name = b.bucket) THEN %[1]d
 		WHEN ?1 AND EXISTS (SELECT 1 FROM objects WHERE bucket = b.bucket AND key = b.key) THEN %[2]d
 		WHEN b.version <= %[3]s THEN %[4]d
 		WHEN ?1 AND %[5]s OR NOT %[5]s AND (%[6]s) THEN %[7]d
 		WHEN EXISTS (SELECT 1 FROM objects WHERE %[8]s) THEN %[9]d
 		ELSE 0 END AS why,
-	%[3]s
-	FROM temp.commit_batch b
-	WHERE why > 0 ORDER BY b.seq LIMIT 1`,
+	%[3]s AS high
+	FROM commit_batch b) AS c
+	WHERE why > 0 ORDER BY seq LIMIT 1`,
 	whyBucket, whyCurrent, highestCommitted("b.bucket", "b.key"), whyStale,
 	knownIn("pending", "b.object_id"),
 	knownIn("objects", "b.object_id")+" OR "+knownIn("garbage", "b.object_id")+" OR "+
@@ -264,9 +264,9 @@ var checkCommit = fmt.Sprintf(`SELECT b.seq, CASE
 	whyKnown, pinIs("b.pin"), whyPin)
 
 // replacedFrom joins the staged entries to the current entries they replace.
-const replacedFrom = ` FROM temp.commit_batch b JOIN objects o ON o.bucket = b.bucket AND o.key = b.key`
+const replacedFrom = ` FROM commit_batch b JOIN objects o ON o.bucket = b.bucket AND o.key = b.key`
 
-func (c *sqliteCatalog) CommitPutBatch(ctx context.Context, es []Entry) ([]*Entry, error) {
+func (c *sqlCatalog) CommitPutBatch(ctx context.Context, es []Entry) ([]*Entry, error) {
 	if err := checkEntries(es); err != nil {
 		return nil, err
 	}
@@ -328,7 +328,7 @@ func commitSegment(t *txn, es []Entry, replaced []*Entry) error {
 	if _, err := t.exec(createCommitBatch); err != nil {
 		return err
 	}
-	if _, err := t.exec(`DELETE FROM temp.commit_batch`); err != nil {
+	if _, err := t.exec(`DELETE FROM commit_batch`); err != nil {
 		return err
 	}
 	args := make([]any, 0, len(es)*5)
@@ -336,7 +336,7 @@ func commitSegment(t *txn, es []Entry, replaced []*Entry) error {
 		e := &es[i]
 		args = append(args, int64(i), e.Bucket, e.Key, int64(e.Version), e.ObjectID[:], e.Pin[:])
 	}
-	if err := t.stage("temp.commit_batch", 6, args); err != nil {
+	if err := t.stage("commit_batch", 6, args); err != nil {
 		return err
 	}
 
@@ -369,21 +369,21 @@ func commitSegment(t *txn, es []Entry, replaced []*Entry) error {
 		}
 		if n > 0 {
 			if _, err := t.exec(`INSERT INTO history (object_id, bucket, key, version, pin, key_commit, state, at)
-				SELECT o.object_id, o.bucket, o.key, o.version, o.pin, o.key_commit, ?, ?`+replacedFrom,
+				SELECT o.object_id, o.bucket, o.key, o.version, o.pin, o.key_commit, CAST(? AS BIGINT), CAST(? AS BIGINT)`+replacedFrom,
 				int64(Superseded), t.now); err != nil {
 				return err
 			}
-			if _, err := t.exec(`INSERT INTO garbage (object_id, at) SELECT o.object_id, ?`+replacedFrom, t.now); err != nil {
+			if _, err := t.exec(`INSERT INTO garbage (object_id, at) SELECT o.object_id, CAST(? AS BIGINT)`+replacedFrom, t.now); err != nil {
 				return err
 			}
-			if _, err := t.exec(`DELETE FROM objects WHERE (bucket, key) IN (SELECT bucket, key FROM temp.commit_batch)`); err != nil {
+			if _, err := t.exec(`DELETE FROM objects WHERE (bucket, key) IN (SELECT bucket, key FROM commit_batch)`); err != nil {
 				return err
 			}
 		}
 		// Every entry must still be pending: a write whose pending row
 		// was removed (its object cleaned up as an orphan) must not
 		// commit.
-		res, err := t.exec(`DELETE FROM pending WHERE object_id IN (SELECT object_id FROM temp.commit_batch)`)
+		res, err := t.exec(`DELETE FROM pending WHERE object_id IN (SELECT object_id FROM commit_batch)`)
 		if err != nil {
 			return err
 		}
@@ -400,11 +400,11 @@ func commitSegment(t *txn, es []Entry, replaced []*Entry) error {
 	if err := t.stage("objects ("+entryCols+")", entryNCols, args); err != nil {
 		return exists(err)
 	}
-	if _, err := t.exec(upsertVersions + ` SELECT bucket, key, version FROM temp.commit_batch WHERE true` +
+	if _, err := t.exec(upsertVersions + ` SELECT bucket, key, version FROM commit_batch WHERE true` +
 		onVersionConflict); err != nil {
 		return err
 	}
-	_, err = t.exec(`DELETE FROM temp.commit_batch`)
+	_, err = t.exec(`DELETE FROM commit_batch`)
 	return err
 }
 
@@ -450,7 +450,7 @@ func prefixed(p, cols string) string {
 
 // ---- recovery ----
 
-func (c *sqliteCatalog) Restore(ctx context.Context, buckets []Bucket, bkeys []BucketKey, entries []Entry, sys []SystemObject, rs []Reservation) error {
+func (c *sqlCatalog) Restore(ctx context.Context, buckets []Bucket, bkeys []BucketKey, entries []Entry, sys []SystemObject, rs []Reservation) error {
 	if err := checkEntries(entries); err != nil {
 		return fmt.Errorf("catalog: restore: %w", err)
 	}

@@ -77,12 +77,15 @@ const (
 	KindJournal = 2 // a key journal entry
 	KindBackup  = 3 // a catalog backup
 	KindMarker  = 4 // a marker
+	// KindCheckpoint is an audit checkpoint: a copy of an audit log
+	// checkpoint line (docs/audit.md).
+	KindCheckpoint = 5
 )
 
 // Pending is a write in progress: recorded before the store write.
 type Pending struct {
 	ObjectID keys.ID
-	Kind     int    // KindObject, KindJournal, KindBackup or KindMarker
+	Kind     int    // KindObject, KindJournal, KindBackup, KindMarker or KindCheckpoint
 	Bucket   string // empty for system objects
 	Key      string
 	// Version is the object version the write will commit (from
@@ -357,6 +360,13 @@ type Catalog interface {
 	// that its store object is deleted (an old catalog backup).
 	// ErrNotFound if it is not a system object.
 	RetireSystem(ctx context.Context, id keys.ID) error
+
+	// Head returns the catalog head (head.go): the sequence number of
+	// the last write committed and its hash, read afresh.
+	Head(ctx context.Context) (Head, error)
+	// HeadAt returns the hash of head seq; ok is false if seq is beyond
+	// the current head or was pruned (the newest 65,536 are kept).
+	HeadAt(ctx context.Context, seq uint64) (hash [32]byte, ok bool, err error)
 
 	// Restore inserts buckets, bucket keys, entries and system objects
 	// wholesale during recovery, and raises the version reservation of

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -26,23 +25,25 @@ func newID() keys.ID {
 
 func pinOf(id keys.ID) [32]byte { return sha256.Sum256(id[:]) }
 
-func openAt(t testing.TB, path string) Catalog {
+// openAt opens the catalog at loc (backends_test.go), closing it when t
+// ends.
+func openAt(t testing.TB, loc string) Catalog {
 	t.Helper()
-	c, err := Open(context.Background(), path)
+	c, err := openLocation(context.Background(), loc)
 	if err != nil {
-		t.Fatalf("Open(%q): %v", path, err)
+		t.Fatalf("open %q: %v", loc, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
-// newCatalog opens a fresh catalog with bucket "b".
+// newCatalog opens a fresh catalog with bucket "b" and returns it with
+// its location.
 func newCatalog(t testing.TB) (Catalog, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "catalog.db")
-	c := openAt(t, path)
+	c, loc := newEmptyCatalog(t)
 	mustCreateBucket(t, c, "b")
-	return c, path
+	return c, loc
 }
 
 func mustCreateBucket(t testing.TB, c Catalog, name string) Bucket {
@@ -183,7 +184,7 @@ func TestMeta(t *testing.T) {
 
 func TestBuckets(t *testing.T) {
 	ctx := context.Background()
-	c := openAt(t, filepath.Join(t.TempDir(), "c.db"))
+	c, _ := newEmptyCatalog(t)
 	z := mustCreateBucket(t, c, "zeta")
 	a := mustCreateBucket(t, c, "alpha")
 
@@ -1036,7 +1037,7 @@ func TestBatchMatchesSingle(t *testing.T) {
 
 func TestRestore(t *testing.T) {
 	ctx := context.Background()
-	c := openAt(t, filepath.Join(t.TempDir(), "c.db"))
+	c, _ := newEmptyCatalog(t)
 	b := Bucket{Name: "b", ID: newID(), Created: time.Unix(1, 0).UTC()}
 	bk := BucketKey{BucketID: b.ID, Version: 1, Wrapped: keys.Wrapped{Source: keys.SourcePKCS11, Alg: keys.AlgGCM, KEKVersion: 1, Data: []byte("w")},
 		KeyCheck: []byte("check"), JournalID: newID(), State: 1, Created: time.Unix(2, 0).UTC()}
@@ -1113,16 +1114,14 @@ func TestSchemaVersion(t *testing.T) {
 		{"garbled", "x", errAny},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "c.db")
-			c := openAt(t, path)
+			c, path := newEmptyCatalog(t)
 			mustNot(t, "Close", c.Close())
-			db, err := sql.Open("sqlite", path)
-			mustNot(t, "sql.Open", err)
-			_, err = db.Exec(`UPDATE meta SET value = ? WHERE key = ?`, []byte(tc.version), metaSchemaVersion)
+			db, q := rawDB(t, path)
+			_, err := db.Exec(q(`UPDATE meta SET value = ? WHERE key = ?`), []byte(tc.version), metaSchemaVersion)
 			db.Close()
 			mustNot(t, "set version", err)
 
-			c, err = Open(ctx, path)
+			c, err = openLocation(ctx, path)
 			switch tc.want {
 			case nil:
 				mustNot(t, "Open", err)
@@ -1141,17 +1140,17 @@ func TestSchemaVersion(t *testing.T) {
 		})
 	}
 
-	// A SQLite file that is not a catalog is refused, and left alone.
-	path := filepath.Join(t.TempDir(), "other.db")
-	db, err := sql.Open("sqlite", path)
-	mustNot(t, "sql.Open", err)
-	_, err = db.Exec(`CREATE TABLE t (x)`)
-	db.Close()
+	// A database that is not a catalog is refused, and left alone.
+	path := newLocation(t)
+	db, _ := rawDB(t, path)
+	_, err := db.Exec(`CREATE TABLE t (x INTEGER)`)
 	mustNot(t, "create", err)
-	if c, err := Open(ctx, path); err == nil {
+	if c, err := openLocation(ctx, path); err == nil {
 		c.Close()
 		t.Error("Open of a foreign database succeeded")
 	}
+	var n int
+	mustNot(t, "count tables", db.QueryRow(`SELECT count(*) FROM t`).Scan(&n))
 }
 
 func TestMetaEncoding(t *testing.T) {

@@ -42,6 +42,15 @@ func (f fixed) Scan(v any) error {
 	return nil
 }
 
+// boolInt stores a flag as the integer 1 or 0 (SQLite's booleans; a
+// PostgreSQL BIGINT column takes no Go bool).
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // blob makes sure an empty slice is stored as an empty BLOB, not NULL.
 func blob(b []byte) []byte {
 	if b == nil {

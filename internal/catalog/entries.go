@@ -14,7 +14,7 @@ const maxVersion = 1<<63 - 1
 
 // ---- versions, lookup ----
 
-func (c *sqliteCatalog) NextVersion(ctx context.Context, bucket, key string) (uint64, error) {
+func (c *sqlCatalog) NextVersion(ctx context.Context, bucket, key string) (uint64, error) {
 	var reserved int64
 	err := c.queryRow(ctx, `SELECT reserved FROM versions WHERE bucket = ? AND key = ?`, bucket, key).Scan(&reserved)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -37,13 +37,13 @@ const (
 	// Writes only when the version grows: a commit of a reserved version
 	// changes nothing.
 	onVersionConflict = ` ON CONFLICT (bucket, key) DO UPDATE SET reserved = excluded.reserved
-		WHERE excluded.reserved > reserved`
+		WHERE excluded.reserved > versions.reserved`
 )
 
 // highestCommitted is an SQL expression: the highest version ever current
 // for (bucket,key), given as SQL expressions.
 func highestCommitted(bucket, key string) string {
-	return `max(coalesce((SELECT version FROM objects WHERE bucket = ` + bucket + ` AND key = ` + key + `), 0),
+	return `greatest(coalesce((SELECT version FROM objects WHERE bucket = ` + bucket + ` AND key = ` + key + `), 0),
 		coalesce((SELECT max(version) FROM history WHERE bucket = ` + bucket + ` AND key = ` + key + `), 0))`
 }
 
@@ -72,7 +72,7 @@ func (t *txn) lookup(id keys.ID) (Known, error) {
 	return Known(k), err
 }
 
-func (c *sqliteCatalog) Lookup(ctx context.Context, id keys.ID) (Known, error) {
+func (c *sqlCatalog) Lookup(ctx context.Context, id keys.ID) (Known, error) {
 	var k int
 	if err := c.queryRow(ctx, lookupQuery, id[:]).Scan(&k); err != nil {
 		return KnownNone, fmt.Errorf("catalog: lookup %x: %w", id, err)
@@ -84,7 +84,7 @@ func (c *sqliteCatalog) Lookup(ctx context.Context, id keys.ID) (Known, error) {
 
 func validPending(p *Pending) error {
 	switch {
-	case p.Kind < KindObject || p.Kind > KindMarker:
+	case p.Kind < KindObject || p.Kind > KindCheckpoint:
 		return fmt.Errorf("unknown kind %d", p.Kind)
 	case p.Kind == KindObject && (p.Bucket == "" || p.Key == ""):
 		return errors.New("object write needs a bucket and a key")
@@ -110,7 +110,7 @@ var beginState = `SELECT EXISTS (SELECT 1 FROM buckets WHERE name = ?1),
 	` + knownIn("objects", "?3") + ` OR ` + knownIn("pending", "?3") + ` OR ` + knownIn("garbage", "?3") +
 	` OR ` + knownIn("history", "?3") + ` OR ` + knownIn("system_objects", "?3")
 
-func (c *sqliteCatalog) BeginPut(ctx context.Context, p Pending) error {
+func (c *sqlCatalog) BeginPut(ctx context.Context, p Pending) error {
 	if err := validPending(&p); err != nil {
 		return pendingErr(&p, err)
 	}
@@ -149,7 +149,7 @@ func (c *sqliteCatalog) BeginPut(ctx context.Context, p Pending) error {
 	return nil
 }
 
-func (c *sqliteCatalog) AbortPut(ctx context.Context, id keys.ID) error {
+func (c *sqlCatalog) AbortPut(ctx context.Context, id keys.ID) error {
 	err := c.write(ctx, func(t *txn) error {
 		return affected(t.exec(`DELETE FROM pending WHERE object_id = ?`, id[:]))
 	})
@@ -174,7 +174,7 @@ func affected(r sql.Result, err error) error {
 	return nil
 }
 
-func (c *sqliteCatalog) ListPending(ctx context.Context) ([]Pending, error) {
+func (c *sqlCatalog) ListPending(ctx context.Context) ([]Pending, error) {
 	rows, err := c.query(ctx, `SELECT object_id, kind, bucket, key, version, owner, started, key_version
 		FROM pending ORDER BY started, object_id`)
 	if err != nil {
@@ -274,9 +274,11 @@ func (t *txn) retire(cur *Entry, st HistoryState) error {
 	return err
 }
 
-// pinIs is an SQL condition on objects: the pin is p (through the index).
+// pinIs is an SQL condition on objects: the pin is p (through the index
+// on its first 8 bytes). The equality comes first: it gives a parameter
+// its type (BYTEA) on PostgreSQL, which substr alone would take for text.
 func pinIs(p string) string {
-	return `substr(pin, 1, 8) = substr(` + p + `, 1, 8) AND pin = ` + p
+	return `pin = ` + p + ` AND substr(pin, 1, 8) = substr(` + p + `, 1, 8)`
 }
 
 // commitState is everything CommitPut checks, in one query: bucket ?1
@@ -292,7 +294,7 @@ var commitState = `SELECT EXISTS (SELECT 1 FROM buckets WHERE name = ?1),
 	` OR ` + knownIn("history", "?3") + ` OR ` + knownIn("system_objects", "?3") + `),
 	EXISTS (SELECT 1 FROM objects WHERE ` + pinIs("?4") + `)`
 
-func (c *sqliteCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) {
+func (c *sqlCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) {
 	if err := validEntry(&e); err != nil {
 		return nil, commitErr(&e, err)
 	}
@@ -307,7 +309,7 @@ func (c *sqliteCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) 
 	return old, nil
 }
 
-func (c *sqliteCatalog) CommitCreate(ctx context.Context, e Entry) error {
+func (c *sqlCatalog) CommitCreate(ctx context.Context, e Entry) error {
 	if err := validEntry(&e); err != nil {
 		return commitErr(&e, err)
 	}
@@ -368,7 +370,7 @@ func (t *txn) commitPut(e *Entry, createOnly bool) (old *Entry, err error) {
 	return old, t.reserve(e.Bucket, e.Key, e.Version)
 }
 
-func (c *sqliteCatalog) Get(ctx context.Context, bucket, key string) (Entry, error) {
+func (c *sqlCatalog) Get(ctx context.Context, bucket, key string) (Entry, error) {
 	e, err := scanEntry(c.queryRow(ctx, `SELECT `+entryCols+` FROM objects WHERE bucket = ? AND key = ?`, bucket, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, fmt.Errorf("catalog: %q/%q: %w", bucket, key, ErrNotFound)
@@ -381,7 +383,7 @@ func (c *sqliteCatalog) Get(ctx context.Context, bucket, key string) (Entry, err
 
 // page reads up to pageSize entries with q and calls fn for each once the
 // rows are closed. It returns the number read and the last entry.
-func (c *sqliteCatalog) page(ctx context.Context, fn func(Entry) error, q string, args ...any) (int, Entry, error) {
+func (c *sqlCatalog) page(ctx context.Context, fn func(Entry) error, q string, args ...any) (int, Entry, error) {
 	rows, err := c.query(ctx, q, args...)
 	if err != nil {
 		return 0, Entry{}, err
@@ -418,7 +420,7 @@ type errStop struct{ err error }
 
 func (e errStop) Error() string { return e.err.Error() }
 
-func (c *sqliteCatalog) List(ctx context.Context, bucket, prefix, startAfter string, fn func(Entry) error) error {
+func (c *sqlCatalog) List(ctx context.Context, bucket, prefix, startAfter string, fn func(Entry) error) error {
 	after, inclusive := startAfter, false
 	if prefix > startAfter {
 		after, inclusive = prefix, true
@@ -449,7 +451,7 @@ func (c *sqliteCatalog) List(ctx context.Context, bucket, prefix, startAfter str
 	}
 }
 
-func (c *sqliteCatalog) All(ctx context.Context, fn func(Entry) error) error {
+func (c *sqlCatalog) All(ctx context.Context, fn func(Entry) error) error {
 	bucket, key := "", ""
 	for {
 		n, last, err := c.page(ctx, fn, fmt.Sprintf(`SELECT `+entryCols+` FROM objects
@@ -467,7 +469,7 @@ func (c *sqliteCatalog) All(ctx context.Context, fn func(Entry) error) error {
 	}
 }
 
-func (c *sqliteCatalog) Count(ctx context.Context) (int64, error) {
+func (c *sqlCatalog) Count(ctx context.Context) (int64, error) {
 	var n int64
 	if err := c.queryRow(ctx, `SELECT count(*) FROM objects`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("catalog: count: %w", err)
@@ -475,7 +477,7 @@ func (c *sqliteCatalog) Count(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-func (c *sqliteCatalog) CountByKeyVersion(ctx context.Context) (map[string]map[uint32]int64, error) {
+func (c *sqlCatalog) CountByKeyVersion(ctx context.Context) (map[string]map[uint32]int64, error) {
 	rows, err := c.query(ctx, `SELECT bucket, key_version, count(*) FROM objects GROUP BY bucket, key_version`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: count by key version: %w", err)
@@ -500,7 +502,7 @@ func (c *sqliteCatalog) CountByKeyVersion(ctx context.Context) (map[string]map[u
 	return counts, nil
 }
 
-func (c *sqliteCatalog) Delete(ctx context.Context, bucket, key string) (Entry, error) {
+func (c *sqlCatalog) Delete(ctx context.Context, bucket, key string) (Entry, error) {
 	var old *Entry
 	err := c.write(ctx, func(t *txn) error {
 		var err error
@@ -521,7 +523,7 @@ func (c *sqliteCatalog) Delete(ctx context.Context, bucket, key string) (Entry, 
 	return *old, nil
 }
 
-func (c *sqliteCatalog) Rewrap(ctx context.Context, bucket, key string, id keys.ID, keyVersion uint32, wrapped []byte) error {
+func (c *sqlCatalog) Rewrap(ctx context.Context, bucket, key string, id keys.ID, keyVersion uint32, wrapped []byte) error {
 	err := c.write(ctx, func(t *txn) error {
 		r, err := t.exec(`UPDATE objects SET key_version = ?, wrapped = ?
 			WHERE bucket = ? AND key = ? AND object_id = ?`,
@@ -549,7 +551,7 @@ func (c *sqliteCatalog) Rewrap(ctx context.Context, bucket, key string, id keys.
 
 // ---- garbage, history, system objects ----
 
-func (c *sqliteCatalog) Garbage(ctx context.Context) ([]keys.ID, error) {
+func (c *sqlCatalog) Garbage(ctx context.Context) ([]keys.ID, error) {
 	rows, err := c.query(ctx, `SELECT object_id FROM garbage ORDER BY at, object_id`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: garbage: %w", err)
@@ -569,7 +571,7 @@ func (c *sqliteCatalog) Garbage(ctx context.Context) ([]keys.ID, error) {
 	return ids, nil
 }
 
-func (c *sqliteCatalog) ForgetGarbage(ctx context.Context, id keys.ID) error {
+func (c *sqlCatalog) ForgetGarbage(ctx context.Context, id keys.ID) error {
 	err := c.write(ctx, func(t *txn) error {
 		return affected(t.exec(`DELETE FROM garbage WHERE object_id = ?`, id[:]))
 	})
@@ -590,7 +592,7 @@ func scanHistory(s scanner) (HistoryEntry, error) {
 	return h, err
 }
 
-func (c *sqliteCatalog) history(ctx context.Context, what string, q string, arg []byte) (HistoryEntry, error) {
+func (c *sqlCatalog) history(ctx context.Context, what string, q string, arg []byte) (HistoryEntry, error) {
 	h, err := scanHistory(c.queryRow(ctx, `SELECT `+historyCols+` FROM history WHERE `+q, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return HistoryEntry{}, fmt.Errorf("catalog: history with %s %x: %w", what, arg, ErrNotFound)
@@ -601,21 +603,21 @@ func (c *sqliteCatalog) history(ctx context.Context, what string, q string, arg 
 	return h, nil
 }
 
-func (c *sqliteCatalog) HistoryByObjectID(ctx context.Context, id keys.ID) (HistoryEntry, error) {
+func (c *sqlCatalog) HistoryByObjectID(ctx context.Context, id keys.ID) (HistoryEntry, error) {
 	return c.history(ctx, "object id", `object_id = ?`, id[:])
 }
 
-func (c *sqliteCatalog) HistoryByPin(ctx context.Context, pin [32]byte) (HistoryEntry, error) {
-	return c.history(ctx, "pin", `substr(pin, 1, 8) = substr(?1, 1, 8) AND pin = ?1
+func (c *sqlCatalog) HistoryByPin(ctx context.Context, pin [32]byte) (HistoryEntry, error) {
+	return c.history(ctx, "pin", `pin = ?1 AND substr(pin, 1, 8) = substr(?1, 1, 8)
 		ORDER BY at DESC, version DESC LIMIT 1`, pin[:])
 }
 
-func (c *sqliteCatalog) HistoryByCommit(ctx context.Context, commit [32]byte) (HistoryEntry, error) {
-	return c.history(ctx, "commit", `substr(key_commit, 1, 8) = substr(?1, 1, 8) AND key_commit = ?1
+func (c *sqlCatalog) HistoryByCommit(ctx context.Context, commit [32]byte) (HistoryEntry, error) {
+	return c.history(ctx, "commit", `key_commit = ?1 AND substr(key_commit, 1, 8) = substr(?1, 1, 8)
 		ORDER BY at DESC, version DESC LIMIT 1`, commit[:])
 }
 
-func (c *sqliteCatalog) current(ctx context.Context, what string, q string, arg []byte) (Entry, error) {
+func (c *sqlCatalog) current(ctx context.Context, what string, q string, arg []byte) (Entry, error) {
 	e, err := scanEntry(c.queryRow(ctx, `SELECT `+entryCols+` FROM objects WHERE `+q, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, fmt.Errorf("catalog: entry with %s %x: %w", what, arg, ErrNotFound)
@@ -626,12 +628,12 @@ func (c *sqliteCatalog) current(ctx context.Context, what string, q string, arg 
 	return e, nil
 }
 
-func (c *sqliteCatalog) CurrentByPin(ctx context.Context, pin [32]byte) (Entry, error) {
+func (c *sqlCatalog) CurrentByPin(ctx context.Context, pin [32]byte) (Entry, error) {
 	return c.current(ctx, "pin", pinIs("?1"), pin[:])
 }
 
-func (c *sqliteCatalog) CurrentByCommit(ctx context.Context, commit [32]byte) (Entry, error) {
-	return c.current(ctx, "commit", `substr(key_commit, 1, 8) = substr(?1, 1, 8) AND key_commit = ?1 LIMIT 1`, commit[:])
+func (c *sqlCatalog) CurrentByCommit(ctx context.Context, commit [32]byte) (Entry, error) {
+	return c.current(ctx, "commit", `key_commit = ?1 AND substr(key_commit, 1, 8) = substr(?1, 1, 8) LIMIT 1`, commit[:])
 }
 
 func insertSystem(t *txn, s *SystemObject) error {
@@ -644,17 +646,17 @@ func insertSystem(t *txn, s *SystemObject) error {
 	return exists(err)
 }
 
-func (c *sqliteCatalog) CommitSystem(ctx context.Context, s SystemObject) error {
+func (c *sqlCatalog) CommitSystem(ctx context.Context, s SystemObject) error {
 	return c.commitSystem(ctx, s, nil)
 }
 
-func (c *sqliteCatalog) CommitBucketKey(ctx context.Context, s SystemObject, k BucketKey) error {
+func (c *sqlCatalog) CommitBucketKey(ctx context.Context, s SystemObject, k BucketKey) error {
 	return c.commitSystem(ctx, s, &k)
 }
 
 // commitSystem records system object s and, in the same transaction, the
 // bucket key record it holds, if any.
-func (c *sqliteCatalog) commitSystem(ctx context.Context, s SystemObject, k *BucketKey) error {
+func (c *sqlCatalog) commitSystem(ctx context.Context, s SystemObject, k *BucketKey) error {
 	err := c.write(ctx, func(t *txn) error {
 		if k != nil {
 			if err := insertBucketKey(t, k); err != nil {
@@ -672,7 +674,7 @@ func (c *sqliteCatalog) commitSystem(ctx context.Context, s SystemObject, k *Buc
 	return nil
 }
 
-func (c *sqliteCatalog) SystemObjects(ctx context.Context) ([]SystemObject, error) {
+func (c *sqlCatalog) SystemObjects(ctx context.Context) ([]SystemObject, error) {
 	rows, err := c.query(ctx, `SELECT object_id, kind, pin, stored_len, manifest_off, manifest_len, created
 		FROM system_objects ORDER BY created, object_id`)
 	if err != nil {

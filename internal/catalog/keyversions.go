@@ -172,7 +172,7 @@ func (t *txn) toGarbage(id keys.ID) error {
 	return err
 }
 
-func (c *sqliteCatalog) CommitRewrapBatch(ctx context.Context, s SystemObject, bucketID keys.ID, keyVersion uint32, items []Rewrap) (int, error) {
+func (c *sqlCatalog) CommitRewrapBatch(ctx context.Context, s SystemObject, bucketID keys.ID, keyVersion uint32, items []Rewrap) (int, error) {
 	n := 0
 	err := c.write(ctx, func(t *txn) error {
 		n = 0
@@ -211,7 +211,7 @@ func (c *sqliteCatalog) CommitRewrapBatch(ctx context.Context, s SystemObject, b
 	return n, nil
 }
 
-func (c *sqliteCatalog) KeyBatches(ctx context.Context) ([]KeyBatch, error) {
+func (c *sqlCatalog) KeyBatches(ctx context.Context) ([]KeyBatch, error) {
 	rows, err := c.query(ctx, `SELECT journal_id, bucket_id, key_version, records FROM key_batches ORDER BY bucket_id, key_version, journal_id`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: key batches: %w", err)
@@ -233,7 +233,7 @@ func (c *sqliteCatalog) KeyBatches(ctx context.Context) ([]KeyBatch, error) {
 	return out, nil
 }
 
-func (c *sqliteCatalog) ReplaceKeyBatch(ctx context.Context, old keys.ID, s SystemObject) error {
+func (c *sqlCatalog) ReplaceKeyBatch(ctx context.Context, old keys.ID, s SystemObject) error {
 	err := c.write(ctx, func(t *txn) error {
 		if err := affected(t.exec(`UPDATE key_batches SET journal_id = ? WHERE journal_id = ?`, s.ObjectID[:], old[:])); err != nil {
 			return err
@@ -252,7 +252,7 @@ func (c *sqliteCatalog) ReplaceKeyBatch(ctx context.Context, old keys.ID, s Syst
 	return nil
 }
 
-func (c *sqliteCatalog) RewrapBucketKey(ctx context.Context, s SystemObject, k BucketKey) error {
+func (c *sqlCatalog) RewrapBucketKey(ctx context.Context, s SystemObject, k BucketKey) error {
 	err := c.write(ctx, func(t *txn) error {
 		var old []byte
 		if err := t.queryRow(`SELECT journal_id FROM bucket_keys WHERE bucket_id = ? AND version = ?`,
@@ -287,7 +287,7 @@ func (c *sqliteCatalog) RewrapBucketKey(ctx context.Context, s SystemObject, k B
 	return nil
 }
 
-func (c *sqliteCatalog) ReplaceSystem(ctx context.Context, s SystemObject) error {
+func (c *sqlCatalog) ReplaceSystem(ctx context.Context, s SystemObject) error {
 	err := c.write(ctx, func(t *txn) error {
 		if err := affected(t.exec(`UPDATE system_objects SET kind = ?, pin = ?, stored_len = ?, manifest_off = ?,
 			manifest_len = ?, created = ? WHERE object_id = ?`,
@@ -313,9 +313,9 @@ func (t *txn) keyUse(bucketID keys.ID, version uint32) (KeyUse, error) {
 	return u, err
 }
 
-func (c *sqliteCatalog) KeyVersionUse(ctx context.Context, bucketID keys.ID, version uint32) (KeyUse, error) {
+func (c *sqlCatalog) KeyVersionUse(ctx context.Context, bucketID keys.ID, version uint32) (KeyUse, error) {
 	var u KeyUse
-	err := c.write(ctx, func(t *txn) (err error) {
+	err := c.locked(ctx, func(t *txn) (err error) {
 		u, err = t.keyUse(bucketID, version)
 		return err
 	})
@@ -325,7 +325,7 @@ func (c *sqliteCatalog) KeyVersionUse(ctx context.Context, bucketID keys.ID, ver
 	return u, nil
 }
 
-func (c *sqliteCatalog) RetireBucketKey(ctx context.Context, bucketID keys.ID, version uint32, primaryToo bool) ([]keys.ID, error) {
+func (c *sqlCatalog) RetireBucketKey(ctx context.Context, bucketID keys.ID, version uint32, primaryToo bool) ([]keys.ID, error) {
 	var gone []keys.ID
 	err := c.write(ctx, func(t *txn) error {
 		gone = nil
@@ -382,8 +382,13 @@ func (c *sqliteCatalog) RetireBucketKey(ctx context.Context, bucketID keys.ID, v
 		}
 		// The wrapped key and its check are overwritten with zeros of the
 		// same length: a catalog backup keeps the record's shape.
-		if _, err := t.exec(`UPDATE bucket_keys SET wrapped = zeroblob(length(wrapped)), key_check = zeroblob(length(key_check)),
-			state = ? WHERE bucket_id = ? AND version = ?`, KeyDestroyed, bucketID[:], int64(version)); err != nil {
+		var wrappedLen, checkLen int64
+		if err := t.queryRow(`SELECT length(wrapped), length(key_check) FROM bucket_keys WHERE bucket_id = ? AND version = ?`,
+			bucketID[:], int64(version)).Scan(&wrappedLen, &checkLen); err != nil {
+			return err
+		}
+		if _, err := t.exec(`UPDATE bucket_keys SET wrapped = ?, key_check = ?, state = ? WHERE bucket_id = ? AND version = ?`,
+			make([]byte, wrappedLen), make([]byte, checkLen), KeyDestroyed, bucketID[:], int64(version)); err != nil {
 			return err
 		}
 		for _, id := range append([]keys.ID{jid}, ids...) {
@@ -402,7 +407,7 @@ func (c *sqliteCatalog) RetireBucketKey(ctx context.Context, bucketID keys.ID, v
 	return gone, nil
 }
 
-func (c *sqliteCatalog) RestoreKeyBatches(ctx context.Context, bs []KeyBatch) error {
+func (c *sqlCatalog) RestoreKeyBatches(ctx context.Context, bs []KeyBatch) error {
 	err := c.write(ctx, func(t *txn) error {
 		for _, b := range bs {
 			if _, err := t.exec(`INSERT INTO key_batches (journal_id, bucket_id, key_version, records) VALUES (?, ?, ?, ?)`,
@@ -455,7 +460,7 @@ func (t *txn) checkRoot(v uint32) error {
 	return nil
 }
 
-func (c *sqliteCatalog) RetireRoot(ctx context.Context, v uint32) error {
+func (c *sqlCatalog) RetireRoot(ctx context.Context, v uint32) error {
 	err := c.write(ctx, func(t *txn) error {
 		var n int64
 		if err := t.queryRow(`SELECT count(*) FROM bucket_keys WHERE kek_version = ? AND state != ?`, int64(v), KeyDestroyed).Scan(&n); err != nil {
@@ -484,9 +489,9 @@ func (c *sqliteCatalog) RetireRoot(ctx context.Context, v uint32) error {
 	return nil
 }
 
-func (c *sqliteCatalog) RetiredRoots(ctx context.Context) ([]uint32, error) {
+func (c *sqlCatalog) RetiredRoots(ctx context.Context) ([]uint32, error) {
 	var rs []uint32
-	err := c.write(ctx, func(t *txn) (err error) {
+	err := c.locked(ctx, func(t *txn) (err error) {
 		rs, err = t.retiredRoots()
 		return err
 	})

@@ -13,8 +13,11 @@ import (
 	"github.com/holdfast/holdfast/internal/keys"
 )
 
-// undoV3 takes a version-3 catalog back to version 2.
-var undoV3 = []string{`DROP TABLE key_batches`, `ALTER TABLE pending DROP COLUMN key_version`,
+// undoV4 takes a version-4 catalog back to version 3.
+var undoV4 = []string{`DROP TABLE heads`, `UPDATE meta SET value = '3' WHERE key = 'schema_version'`}
+
+// undoV3 takes a version-4 catalog back to version 2.
+var undoV3 = []string{`DROP TABLE heads`, `DROP TABLE key_batches`, `ALTER TABLE pending DROP COLUMN key_version`,
 	`UPDATE meta SET value = '2' WHERE key = 'schema_version'`}
 
 // keyWorld is a catalog with bucket "b" holding key versions 1 and 2,
@@ -22,7 +25,7 @@ var undoV3 = []string{`DROP TABLE key_batches`, `ALTER TABLE pending DROP COLUMN
 func keyWorld(t *testing.T) (Catalog, Bucket) {
 	t.Helper()
 	ctx := context.Background()
-	c := openAt(t, filepath.Join(t.TempDir(), "c.db"))
+	c, _ := newEmptyCatalog(t)
 	b := mustCreateBucket(t, c, "b")
 	for v := uint32(1); v <= 2; v++ {
 		j := newID()

@@ -12,7 +12,7 @@ import (
 // verify walks both side by side with bounded memory. It reads through the
 // unique index on object_id and holds no database resources after it
 // returns.
-func (c *sqliteCatalog) EntriesAfter(ctx context.Context, after []byte, limit int) ([]Entry, error) {
+func (c *sqlCatalog) EntriesAfter(ctx context.Context, after []byte, limit int) ([]Entry, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("catalog: entries after: limit %d", limit)
 	}

@@ -72,6 +72,9 @@ func TestEntriesAfter(t *testing.T) {
 		t.Fatal("limit 0 accepted")
 	}
 
+	if onPostgres(t) {
+		return // the query plan below is SQLite's
+	}
 	// The walk reads through the object_id index, with no sort of the whole
 	// table; the control (ordering by a column with no index) sorts.
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")

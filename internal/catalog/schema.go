@@ -9,12 +9,14 @@ import (
 // schemaVersion is the version of the schema below. A catalog with a higher
 // version is refused (ErrNewerSchema); a lower one is migrated by running
 // the steps it lacks.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // schemaSteps[i] takes an empty catalog, or one of version i, to version
 // i+1. Version 2 adds multipart uploads (uploads.go); version 3 the key
-// version lifecycle (keyversions.go).
-var schemaSteps = [][]string{schemaV1, schemaV2Uploads, schemaV3KeyVersions}
+// version lifecycle (keyversions.go); version 4 the catalog head
+// (head.go). The statements are SQLite's; the dialect rewrites them for
+// PostgreSQL (dialect.go).
+var schemaSteps = [][]string{schemaV1, schemaV2Uploads, schemaV3KeyVersions, schemaV4Heads}
 
 // metaSchemaVersion is the meta row holding the schema version. SetMeta
 // refuses to touch it.
@@ -136,53 +138,58 @@ var schemaV1 = []string{
 }
 
 // initSchema creates the schema in an empty database, or checks the version
-// of an existing one. It runs in a write transaction so that two processes
-// opening a new file at once create it once.
-func (c *sqliteCatalog) initSchema(ctx context.Context) error {
-	return c.write(ctx, func(t *txn) error {
-		tx := t.tx
+// of an existing one and migrates an older one. It runs serialised with
+// every writer (SQLite's write lock, PostgreSQL's advisory lock), so that
+// two processes opening a new database at once create it once; it does not
+// advance the head.
+func (c *sqlCatalog) initSchema(ctx context.Context) error {
+	return c.locked(ctx, func(t *txn) error {
 		var tables int
-		if err := tx.QueryRowContext(ctx,
-			`SELECT count(*) FROM sqlite_schema WHERE type = 'table'`).Scan(&tables); err != nil {
+		if err := t.tx.QueryRowContext(ctx, c.d.rebind(c.d.tables)).Scan(&tables); err != nil {
 			return err
 		}
-		if tables == 0 {
-			for _, step := range schemaSteps {
-				for _, q := range step {
-					if _, err := tx.ExecContext(ctx, q); err != nil {
+		from := 0
+		if tables > 0 {
+			var v []byte
+			err := t.tx.QueryRowContext(ctx, c.d.rebind(`SELECT value FROM meta WHERE key = ?`), metaSchemaVersion).Scan(&v)
+			if err != nil {
+				return fmt.Errorf("not a holdfast catalog (no schema version): %w", err)
+			}
+			n, err := strconv.Atoi(string(v))
+			if err != nil || n < 1 {
+				return fmt.Errorf("bad schema version %q", v)
+			}
+			if n > schemaVersion {
+				return fmt.Errorf("%w: the catalog has schema version %d, this program knows up to %d; upgrade holdfast",
+					ErrNewerSchema, n, schemaVersion)
+			}
+			if n == schemaVersion {
+				return nil
+			}
+			from = n
+		}
+		for _, step := range schemaSteps[from:] {
+			for _, q := range step {
+				if _, err := t.execOnce(q); err != nil {
+					if from == 0 {
 						return fmt.Errorf("create schema: %w", err)
 					}
+					return fmt.Errorf("migrate schema from version %d: %w", from, err)
 				}
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)`,
-				metaSchemaVersion, []byte(strconv.Itoa(schemaVersion)))
+		}
+		if from < 4 {
+			// Head 0: the all-zero hash before the first write.
+			if _, err := t.execOnce(`INSERT INTO heads (seq, hash) VALUES (0, ?)`, make([]byte, 32)); err != nil {
+				return err
+			}
+		}
+		version := []byte(strconv.Itoa(schemaVersion))
+		if from == 0 {
+			_, err := t.execOnce(`INSERT INTO meta (key, value) VALUES (?, ?)`, metaSchemaVersion, version)
 			return err
 		}
-		var v []byte
-		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, metaSchemaVersion).Scan(&v)
-		if err != nil {
-			return fmt.Errorf("not a holdfast catalog (no schema version): %w", err)
-		}
-		n, err := strconv.Atoi(string(v))
-		if err != nil || n < 1 {
-			return fmt.Errorf("bad schema version %q", v)
-		}
-		if n > schemaVersion {
-			return fmt.Errorf("%w: file has schema version %d, this program knows up to %d; upgrade holdfast",
-				ErrNewerSchema, n, schemaVersion)
-		}
-		if n == schemaVersion {
-			return nil
-		}
-		for _, step := range schemaSteps[n:] {
-			for _, q := range step {
-				if _, err := tx.ExecContext(ctx, q); err != nil {
-					return fmt.Errorf("migrate schema from version %d: %w", n, err)
-				}
-			}
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = ?`,
-			[]byte(strconv.Itoa(schemaVersion)), metaSchemaVersion)
+		_, err := t.execOnce(`UPDATE meta SET value = ? WHERE key = ?`, version, metaSchemaVersion)
 		return err
 	})
 }

@@ -130,7 +130,7 @@ const uploadCols = `id, object_id, bucket, key, created, key_version, wrapped, k
 
 func uploadArgs(u *Upload) []any {
 	return []any{u.ID, u.ObjectID[:], u.Bucket, u.Key, nanos(u.Created), int64(u.KeyVersion), blob(u.Wrapped),
-		u.Commit[:], u.ContentType, encodeMeta(u.Meta), u.StoreHandle, u.Completing, int64(u.Version),
+		u.Commit[:], u.ContentType, encodeMeta(u.Meta), u.StoreHandle, boolInt(u.Completing), int64(u.Version),
 		nanos(u.Modified), encodeParts(u.Parts)}
 }
 
@@ -189,7 +189,7 @@ func uploadErr(op, id string, err error) error {
 	return fmt.Errorf("catalog: %s upload %q: %w", op, id, err)
 }
 
-func (c *sqliteCatalog) CreateUpload(ctx context.Context, u Upload, owner string) error {
+func (c *sqlCatalog) CreateUpload(ctx context.Context, u Upload, owner string) error {
 	switch {
 	case u.ID == "" || u.Bucket == "" || u.Key == "":
 		return uploadErr("create", u.ID, errors.New("upload needs an id, a bucket and a key"))
@@ -225,7 +225,7 @@ func (c *sqliteCatalog) CreateUpload(ctx context.Context, u Upload, owner string
 	return nil
 }
 
-func (c *sqliteCatalog) SetUploadHandle(ctx context.Context, id, handle string) (string, error) {
+func (c *sqlCatalog) SetUploadHandle(ctx context.Context, id, handle string) (string, error) {
 	var got string
 	err := c.write(ctx, func(t *txn) error {
 		if _, err := t.exec(`UPDATE uploads SET store_handle = ? WHERE id = ? AND store_handle = ''`, handle, id); err != nil {
@@ -243,7 +243,7 @@ func (c *sqliteCatalog) SetUploadHandle(ctx context.Context, id, handle string) 
 	return got, nil
 }
 
-func (c *sqliteCatalog) GetUpload(ctx context.Context, id string) (Upload, error) {
+func (c *sqlCatalog) GetUpload(ctx context.Context, id string) (Upload, error) {
 	u, err := scanUpload(c.queryRow(ctx, `SELECT `+uploadCols+` FROM uploads WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Upload{}, uploadErr("get", id, ErrNotFound)
@@ -254,7 +254,7 @@ func (c *sqliteCatalog) GetUpload(ctx context.Context, id string) (Upload, error
 	return u, nil
 }
 
-func (c *sqliteCatalog) ListUploads(ctx context.Context, bucket, prefix string) ([]Upload, error) {
+func (c *sqlCatalog) ListUploads(ctx context.Context, bucket, prefix string) ([]Upload, error) {
 	q := `SELECT ` + uploadCols + ` FROM uploads`
 	var args []any
 	if bucket != "" {
@@ -294,7 +294,7 @@ func (t *txn) uploadState(id string) (completing bool, err error) {
 	return completing, err
 }
 
-func (c *sqliteCatalog) PutUploadPart(ctx context.Context, id string, p UploadPart) (*UploadPart, error) {
+func (c *sqlCatalog) PutUploadPart(ctx context.Context, id string, p UploadPart) (*UploadPart, error) {
 	if p.Number < 1 || p.Size < 0 {
 		return nil, uploadErr("record a part of", id, fmt.Errorf("part %d of %d bytes", p.Number, p.Size))
 	}
@@ -317,7 +317,7 @@ func (c *sqliteCatalog) PutUploadPart(ctx context.Context, id string, p UploadPa
 		_, err = t.exec(`INSERT INTO upload_parts (upload, `+partCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (upload, number) DO UPDATE SET size = excluded.size, etag = excluded.etag, salt = excluded.salt,
 			token = excluded.token, held = excluded.held, modified = excluded.modified`,
-			id, int64(p.Number), p.Size, p.ETag, p.Salt[:], p.Token, p.Held, nanos(p.Modified))
+			id, int64(p.Number), p.Size, p.ETag, p.Salt[:], p.Token, boolInt(p.Held), nanos(p.Modified))
 		return err
 	})
 	if err != nil {
@@ -326,7 +326,7 @@ func (c *sqliteCatalog) PutUploadPart(ctx context.Context, id string, p UploadPa
 	return old, nil
 }
 
-func (c *sqliteCatalog) UploadParts(ctx context.Context, id string) ([]UploadPart, error) {
+func (c *sqlCatalog) UploadParts(ctx context.Context, id string) ([]UploadPart, error) {
 	rows, err := c.query(ctx, `SELECT `+partCols+` FROM upload_parts WHERE upload = ? ORDER BY number`, id)
 	if err != nil {
 		return nil, uploadErr("list parts of", id, err)
@@ -346,7 +346,7 @@ func (c *sqliteCatalog) UploadParts(ctx context.Context, id string) ([]UploadPar
 	return ps, nil
 }
 
-func (c *sqliteCatalog) BeginComplete(ctx context.Context, id string, parts []int, modified time.Time) (Upload, error) {
+func (c *sqlCatalog) BeginComplete(ctx context.Context, id string, parts []int, modified time.Time) (Upload, error) {
 	var u Upload
 	err := c.write(ctx, func(t *txn) error {
 		var err error
@@ -385,7 +385,7 @@ func (c *sqliteCatalog) BeginComplete(ctx context.Context, id string, parts []in
 	return u, nil
 }
 
-func (c *sqliteCatalog) CommitUpload(ctx context.Context, id string, e Entry, createOnly bool) (*Entry, error) {
+func (c *sqlCatalog) CommitUpload(ctx context.Context, id string, e Entry, createOnly bool) (*Entry, error) {
 	if err := validEntry(&e); err != nil {
 		return nil, commitErr(&e, err)
 	}
@@ -418,7 +418,7 @@ func (c *sqliteCatalog) CommitUpload(ctx context.Context, id string, e Entry, cr
 	return old, nil
 }
 
-func (c *sqliteCatalog) DeleteUpload(ctx context.Context, id string) (Upload, []UploadPart, error) {
+func (c *sqlCatalog) DeleteUpload(ctx context.Context, id string) (Upload, []UploadPart, error) {
 	var u Upload
 	var parts []UploadPart
 	err := c.write(ctx, func(t *txn) error {
