@@ -111,8 +111,10 @@ func isCobraUsage(err error) bool {
 	if errors.As(err, &ue) || errors.As(err, &ce) {
 		return false
 	}
+	// Cobra's own messages start so; an error of ours may contain the
+	// words anywhere ("the policy requires …").
 	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires "} {
-		if strings.Contains(err.Error(), p) {
+		if strings.HasPrefix(err.Error(), p) {
 			return true
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/internal/harden"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/keys/remote"
 	"github.com/holdfast/holdfast/internal/repo"
 	"github.com/holdfast/holdfast/internal/store"
 )
@@ -81,6 +82,8 @@ func classify(err error) (int, string) {
 	var ue usageError
 	var de *repo.DamageError
 	switch {
+	case errors.Is(err, remote.ErrRefused):
+		return exitKey, "the key server refused this client; its key-operation log says why (certificate, grant, posture or attestation)"
 	case errors.As(err, &ce):
 		return ce.code, ""
 	case errors.As(err, &ue):

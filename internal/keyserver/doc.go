@@ -4,7 +4,9 @@
 // log), and the server that answers wrap and unwrap requests over mutual
 // TLS 1.3, authorizing each by the client's certificate and logging every
 // release and every refusal (refused handshakes as bounded per-peer
-// summaries written off the handshake path, limit.go).
+// summaries written off the handshake path, limit.go). Its release policy
+// (release.go) gates key releases on the posture a client reports and on
+// attestation evidence internal/attest verifies.
 //
 // It must never send a root key or a bucket key to a client: root keys
 // wrap and unwrap inside it, bucket keys are opened here to wrap and

@@ -13,17 +13,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/keyring"
@@ -63,11 +66,16 @@ type Server struct {
 	pool *x509.CertPool
 	cert tls.Certificate
 	bk   *keycache.Cache
-	log  *slog.Logger
-	m    metrics
-	lim  *limiter
-	sum  *summary
-	stop chan struct{}
+	// rel gates key releases: release-policy.json, attestation nonces
+	// and trust roots (release.go).
+	rel *release
+	// heads is the newest catalog head clients reported (head.go).
+	heads *headBook
+	log   *slog.Logger
+	m     metrics
+	lim   *limiter
+	sum   *summary
+	stop  chan struct{}
 	// closed turns /healthz to 503 from the start of a shutdown, so that
 	// a load balancer stops sending requests while in-flight ones finish.
 	closed    atomic.Bool
@@ -124,8 +132,15 @@ func Open(dir string, passphrase []byte, o Options) (*Server, error) {
 	if s.reg, err = newRegistry(d.path(ClientsFile)); err != nil {
 		return nil, err
 	}
+	s.rel = newRelease(d.path(ReleasePolicyFile))
+	if _, err := s.rel.policy.get(); err != nil {
+		return nil, err
+	}
 	if err := s.ops.Ready(); err != nil {
 		return nil, fmt.Errorf("the key-operation log cannot take a record: %w", err)
+	}
+	if s.heads, err = openHeadBook(d.path(CatalogHeadFile)); err != nil {
+		return nil, err
 	}
 	if s.kr, err = keyring.Open(d.path(KeyringFile), passphrase); err != nil {
 		return nil, err
@@ -286,10 +301,13 @@ func (s *Server) refused(reason, detail string) {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+api.PathVersions, s.api("versions", "", s.versions))
+	mux.Handle("GET "+api.PathNonce, s.api("nonce", "", s.nonce))
 	mux.Handle("POST "+api.PathWrap, s.api("wrap", api.OpWrap, s.wrap))
 	mux.Handle("POST "+api.PathUnwrap, s.api("unwrap", api.OpUnwrap, s.unwrap))
 	mux.Handle("GET "+api.PathFreshness, s.api("freshness-get", "", s.freshness))
 	mux.Handle("POST "+api.PathFreshness, s.api("freshness-set", api.OpWrap, s.setFreshness))
+	mux.Handle("GET "+api.PathCatalogHead, s.api("catalog-head-get", "", s.catalogHead))
+	mux.Handle("POST "+api.PathCatalogHead, s.api("catalog-head-set", api.OpWrap, s.setCatalogHead))
 	mux.Handle("POST "+api.PathDataKeyWrap, s.api("datakey-wrap", api.OpData, s.dataWrap))
 	mux.Handle("POST "+api.PathDataKeyUnwrap, s.api("datakey-unwrap", api.OpData, s.dataUnwrap))
 	// Making a bucket key is a root-level wrap whose key the client never
@@ -398,7 +416,12 @@ func (s *Server) api(name, op string, fn func(call) (any, error)) http.Handler {
 				if reason == "" {
 					reason = ae.code
 				}
-				s.refused(reason, fmt.Sprintf("%s: %s: %s", c.describe(), name, ae.msg))
+				d := fmt.Sprintf("%s: %s: %s", c.describe(), name, ae.msg)
+				var ld *logDetail
+				if errors.As(err, &ld) && ld.detail != "" {
+					d += " [" + ld.detail + "]"
+				}
+				s.refused(reason, d)
 			}
 			s.m.requests.WithLabelValues(name, ae.code).Inc()
 			writeJSON(w, ae.status, api.Error{Code: ae.code, Message: ae.msg})
@@ -496,6 +519,10 @@ func (*skip) UnmarshalJSON([]byte) error { return nil }
 func jsonFields(t reflect.Type) map[string]bool {
 	m := map[string]bool{}
 	for i := range t.NumField() {
+		if f := t.Field(i); f.Anonymous && f.Tag.Get("json") == "" && f.Type.Kind() == reflect.Struct {
+			maps.Copy(m, jsonFields(f.Type)) // embedded: its fields are the parent's (api.Claims)
+			continue
+		}
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		if name == "" {
 			name = t.Field(i).Name
@@ -593,6 +620,10 @@ func (s *Server) makeBucketKey(c call) (any, error) {
 	if err := s.authorizeRoot(c, ad); err != nil {
 		return nil, err
 	}
+	note, err := s.gate(c, req.Claims)
+	if err != nil {
+		return nil, err
+	}
 	k, err := secret.New()
 	if err != nil {
 		return nil, err
@@ -606,7 +637,7 @@ func (s *Server) makeBucketKey(c call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.record(c, "make", ad, "bucket key made and wrapped, not released"); err != nil {
+	if err := s.record(c, "make", ad, "bucket key made and wrapped, not released"+note); err != nil {
 		return nil, err
 	}
 	w.Source = keys.SourceKeyServer
@@ -635,6 +666,10 @@ func (s *Server) unwrap(c call) (any, error) {
 	if req.AD.Purpose == keys.PurposeSystemKey && req.AD.Object == audit.ObjectID(s.repo) && !c.client.Grant.allowsOp(api.OpAudit) {
 		return nil, refusal("client %q may not open the audit log's key (its grant lacks the %q operation)", c.client.Name, api.OpAudit)
 	}
+	note, err := s.gate(c, req.Claims)
+	if err != nil {
+		return nil, err
+	}
 	w, err := asKeyring(req.Wrapped)
 	if err != nil {
 		return nil, err
@@ -644,7 +679,7 @@ func (s *Server) unwrap(c call) (any, error) {
 		return nil, err
 	}
 	defer k.Wipe()
-	if err := s.record(c, "release", req.AD, "root unwrap"); err != nil {
+	if err := s.record(c, "release", req.AD, "root unwrap"+note); err != nil {
 		return nil, err
 	}
 	s.m.releases.WithLabelValues("unwrap").Inc()
@@ -830,6 +865,10 @@ func (s *Server) dataUnwrap(c call) (any, error) {
 	if req.Alg != keys.AlgHKDFGCMCommit {
 		return nil, fmt.Errorf("data key wrap algorithm %d: %w", req.Alg, keys.ErrNotMyKey)
 	}
+	note, err := s.gate(c, req.Claims)
+	if err != nil {
+		return nil, err
+	}
 	bk, err := s.bucketKey(c.r.Context(), req.BucketKey)
 	if err != nil {
 		return nil, err
@@ -840,7 +879,7 @@ func (s *Server) dataUnwrap(c call) (any, error) {
 		return nil, err
 	}
 	defer dk.Wipe()
-	if err := s.record(c, "release", req.AD, "data key unwrap"); err != nil {
+	if err := s.record(c, "release", req.AD, "data key unwrap"+note); err != nil {
 		return nil, err
 	}
 	s.m.releases.WithLabelValues("datakey").Inc()
@@ -850,7 +889,15 @@ func (s *Server) dataUnwrap(c call) (any, error) {
 // Listen is a convenience for the CLI and tests: it listens on addr and
 // returns the listener and the "https://host:port" URL clients use.
 func Listen(addr string) (net.Listener, string, error) {
-	ln, err := net.Listen("tcp", addr)
+	// SO_REUSEPORT: a new server process can listen on the address while
+	// the old one drains, so that a restart refuses no client (the kernel
+	// lets only processes of the same user share the port).
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return errors.Join(err, serr)
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, "", err
 	}

@@ -69,6 +69,10 @@ type KeySourceConfig struct {
 	ClientCert string `json:"client_cert,omitempty"`
 	ClientKey  string `json:"client_key,omitempty"`
 	CA         string `json:"ca,omitempty"`
+	// Attestation, for a key server, is the type of attestation evidence
+	// this host sends with requests that release keys ("sev-snp"), when
+	// the server's release policy asks it of this client; "" sends none.
+	Attestation string `json:"attestation,omitempty"`
 }
 
 // Describe names the source for people: the token URI or the server URL.

@@ -19,10 +19,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/attest"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/keycache"
 	"github.com/holdfast/holdfast/internal/keyserver/api"
+	"github.com/holdfast/holdfast/internal/posture"
 	"github.com/holdfast/holdfast/internal/secret"
 )
 
@@ -41,7 +43,8 @@ const (
 
 // ErrRefused: the key server refused the request — the client
 // certificate is missing, revoked, unknown or from another CA, or the
-// grant does not cover the bucket, operation or key version. Retrying
+// grant does not cover the bucket, operation or key version, or the
+// host's posture or attestation does not meet the release policy. Retrying
 // does not help; the server's operator can (its log says why).
 var ErrRefused = errors.New("refused by the key server")
 
@@ -55,6 +58,16 @@ type Config struct {
 	Timeout  time.Duration
 	CacheTTL time.Duration // 0: DefaultCacheTTL; negative: no cache
 	Attempts int           // 0: DefaultAttempts
+	// Posture reads this host's posture, sent with every request that
+	// releases a key (nil: posture.ReadHost). It is read at the first
+	// such request and again when PostureInterval has passed since
+	// (0: posture.DefaultInterval).
+	Posture         func() posture.Report
+	PostureInterval time.Duration
+	// Attester, if set, gets attestation evidence for each request that
+	// releases a key, bound to a nonce from the server and to this
+	// client's TLS key (docs/keyserver.md, "Posture and attestation").
+	Attester attest.Attester
 }
 
 // Source is a key source on a key server. Safe for concurrent use.
@@ -64,6 +77,16 @@ type Source struct {
 	attempts int
 	c        *keycache.Cache
 	stop     chan struct{}
+	// spki is the client certificate's SubjectPublicKeyInfo, which
+	// attestation evidence is bound to.
+	spki     []byte
+	attester attest.Attester
+
+	pmu         sync.Mutex // the posture claim
+	readPosture func() posture.Report
+	postureTTL  time.Duration
+	report      *posture.Report
+	readAt      time.Time
 
 	mu     sync.RWMutex
 	vers   api.Versions
@@ -102,7 +125,19 @@ func Open(ctx context.Context, c Config) (*Source, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	s := &Source{base: strings.TrimSuffix(u.String(), "/"), hc: &http.Client{Transport: tr, Timeout: c.Timeout},
-		attempts: c.Attempts, c: keycache.New(ttl, nil), stop: make(chan struct{})}
+		attempts: c.Attempts, c: keycache.New(ttl, nil), stop: make(chan struct{}),
+		attester: c.Attester, readPosture: c.Posture, postureTTL: c.PostureInterval}
+	if s.readPosture == nil {
+		s.readPosture = posture.ReadHost
+	}
+	if s.postureTTL <= 0 {
+		s.postureTTL = posture.DefaultInterval
+	}
+	if leaf := tc.Certificates[0].Leaf; leaf != nil {
+		s.spki = leaf.RawSubjectPublicKeyInfo
+	} else if leaf, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0]); err == nil {
+		s.spki = leaf.RawSubjectPublicKeyInfo
+	}
 	if err := s.reload(ctx); err != nil {
 		tr.CloseIdleConnections()
 		return nil, err
@@ -162,14 +197,24 @@ func (s *Source) reload(ctx context.Context) error {
 // repeated safely: a wrap's or a bucket key make's answer that was lost
 // only leaves an unused record (a made key is wiped on the server), and
 // setting the same freshness record twice is accepted.
+//
+// A request that releases a key (one that embeds api.Claims) carries this
+// host's claims, made anew for each attempt: attestation evidence is good
+// for one nonce, which the server consumes whatever the answer.
 func (s *Source) do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
-	if in != nil {
+	defer func() { clear(body) }() // it may hold a key
+	marshal := func() error {
+		clear(body)
 		var err error
-		if body, err = json.Marshal(in); err != nil {
+		body, err = json.Marshal(in)
+		return err
+	}
+	claimer, claims := in.(interface{ SetClaims(api.Claims) })
+	if in != nil && !claims {
+		if err := marshal(); err != nil {
 			return err
 		}
-		defer clear(body) // it may hold a key
 	}
 	var err error
 	backoff := 100 * time.Millisecond
@@ -181,6 +226,19 @@ func (s *Source) do(ctx context.Context, method, path string, in, out any) error
 			case <-time.After(backoff):
 			}
 			backoff *= 4
+		}
+		if claims {
+			var cl api.Claims
+			if cl, err = s.claims(ctx); err == nil {
+				claimer.SetClaims(cl)
+				err = marshal()
+			}
+			if err != nil {
+				if !errors.Is(err, keys.ErrUnavailable) || ctx.Err() != nil {
+					return err
+				}
+				continue
+			}
 		}
 		err = s.once(ctx, method, path, body, out)
 		if err == nil || !errors.Is(err, keys.ErrUnavailable) || ctx.Err() != nil {
@@ -225,6 +283,33 @@ func (s *Source) once(ctx context.Context, method, path string, body []byte, out
 		return fmt.Errorf("key server %s: malformed answer: %w", s.base, err)
 	}
 	return nil
+}
+
+// claims are this host's posture report and, with an Attester,
+// attestation evidence for a new nonce from the server, bound to this
+// client's TLS key.
+func (s *Source) claims(ctx context.Context) (api.Claims, error) {
+	s.pmu.Lock()
+	if s.report == nil || time.Since(s.readAt) >= s.postureTTL {
+		r := s.readPosture()
+		s.report, s.readAt = &r, time.Now()
+	}
+	cl := api.Claims{Posture: s.report}
+	s.pmu.Unlock()
+	if s.attester == nil {
+		return cl, nil
+	}
+	var n api.Nonce
+	if err := s.once(ctx, http.MethodGet, api.PathNonce, nil, &n); err != nil {
+		return cl, fmt.Errorf("asking for an attestation nonce: %w", err)
+	}
+	ev, err := s.attester.Evidence(ctx, attest.ReportData(n.Nonce, s.spki))
+	if err != nil {
+		return cl, fmt.Errorf("getting %s attestation evidence: %w", s.attester.Type(), err)
+	}
+	ev.Nonce = n.Nonce
+	cl.Attestation = &ev
+	return cl, nil
 }
 
 // transportError names what went wrong below HTTP: a refused handshake
@@ -391,7 +476,7 @@ func (s *Source) Wrap(ctx context.Context, ver uint32, ad keys.AD, k secret.Key)
 // catalog keeps; the key itself never reaches this process.
 func (s *Source) MakeBucketKey(ctx context.Context, ad keys.AD) (keys.Wrapped, []byte, error) {
 	var out api.MakeBucketKeyResponse
-	if err := s.do(ctx, http.MethodPost, api.PathBucketKeyMake, api.MakeBucketKeyRequest{AD: ad}, &out); err != nil {
+	if err := s.do(ctx, http.MethodPost, api.PathBucketKeyMake, &api.MakeBucketKeyRequest{AD: ad}, &out); err != nil {
 		return keys.Wrapped{}, nil, fmt.Errorf("key server bucket key make: %w", err)
 	}
 	return out.Wrapped, out.KeyCheck, nil
@@ -404,7 +489,7 @@ func (s *Source) Unwrap(ctx context.Context, w keys.Wrapped, ad keys.AD) (secret
 		return k, nil
 	}
 	var out api.KeyResponse
-	if err := s.do(ctx, http.MethodPost, api.PathUnwrap, api.UnwrapRequest{Wrapped: w, AD: ad}, &out); err != nil {
+	if err := s.do(ctx, http.MethodPost, api.PathUnwrap, &api.UnwrapRequest{Wrapped: w, AD: ad}, &out); err != nil {
 		return secret.Key{}, fmt.Errorf("key server unwrap: %w", err)
 	}
 	k, err := secret.FromBytes(out.Key) // wipes out.Key
@@ -445,7 +530,7 @@ func (s *Source) UnwrapDataKey(ctx context.Context, bk BucketKey, ad keys.AD, al
 		return k, nil
 	}
 	var out api.KeyResponse
-	req := api.DataKeyUnwrapRequest{BucketKey: bk, AD: ad, Alg: alg, Data: data}
+	req := &api.DataKeyUnwrapRequest{BucketKey: bk, AD: ad, Alg: alg, Data: data}
 	if err := s.do(ctx, http.MethodPost, api.PathDataKeyUnwrap, req, &out); err != nil {
 		return secret.Key{}, fmt.Errorf("key server data key unwrap: %w", err)
 	}

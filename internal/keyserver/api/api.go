@@ -10,7 +10,9 @@ package api
 import (
 	"time"
 
+	"github.com/holdfast/holdfast/internal/attest"
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/posture"
 )
 
 // Paths of the API. Every request is a POST with a JSON body, except
@@ -23,6 +25,8 @@ const (
 	PathDataKeyWrap   = "/v1/datakey/wrap"
 	PathDataKeyUnwrap = "/v1/datakey/unwrap"
 	PathBucketKeyMake = "/v1/bucketkey/make"
+	// PathNonce (GET) issues a single-use attestation nonce (Nonce).
+	PathNonce = "/v1/nonce"
 )
 
 // Operations a client may be granted (clients.json "ops").
@@ -81,10 +85,32 @@ type WrapResponse struct {
 	Wrapped keys.Wrapped `json:"wrapped"`
 }
 
+// Claims are what a client says of its host with every request that
+// releases a key (UnwrapRequest, DataKeyUnwrapRequest,
+// MakeBucketKeyRequest): its posture report, and, when the server's
+// release policy asks it of this client, attestation evidence for a
+// nonce from PathNonce. The server judges them (docs/keyserver.md,
+// "Posture and attestation").
+type Claims struct {
+	Posture     *posture.Report  `json:"posture,omitempty"`
+	Attestation *attest.Evidence `json:"attestation,omitempty"`
+}
+
+// SetClaims sets the claims of a request that embeds Claims.
+func (c *Claims) SetClaims(x Claims) { *c = x }
+
+// Nonce answers PathNonce: 32 random bytes the server accepts once, in
+// evidence made before Expires.
+type Nonce struct {
+	Nonce   []byte    `json:"nonce"`
+	Expires time.Time `json:"expires"`
+}
+
 // UnwrapRequest asks for Wrapped to be opened with AD.
 type UnwrapRequest struct {
 	Wrapped keys.Wrapped `json:"wrapped"`
 	AD      keys.AD      `json:"ad"`
+	Claims
 }
 
 // KeyResponse carries an unwrapped key.
@@ -130,6 +156,7 @@ type DataKeyUnwrapRequest struct {
 	AD        keys.AD   `json:"ad"`
 	Alg       keys.Alg  `json:"alg"`
 	Data      []byte    `json:"data"`
+	Claims
 }
 
 // MakeBucketKeyRequest asks the server to make a new bucket key version
@@ -138,6 +165,7 @@ type DataKeyUnwrapRequest struct {
 // server: the client gets only what the catalog keeps of it.
 type MakeBucketKeyRequest struct {
 	AD keys.AD `json:"ad"`
+	Claims
 }
 
 // MakeBucketKeyResponse carries the new bucket key's wrap under the root
