@@ -24,6 +24,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast/holdfast/internal/attest"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/remote"
@@ -116,6 +117,9 @@ func (e *env) keyserverServeCmd() *cobra.Command {
 HOLDFAST_PASSPHRASE, --passphrase-file or the prompt) and answers the key
 server API on --listen (mutual TLS 1.3), and /healthz and /metrics on
 --ops-listen (plain HTTP; keep it on the loopback or a management network).
+release-policy.json in D, if present, gates key releases on the client's
+posture and attestation (docs/keyserver.md, "Posture and attestation"); it
+is re-read whenever it changes.
 SIGHUP re-reads clients.json and the keyring (clients.json is also re-read
 whenever it changes). SIGTERM or SIGINT stops accepting, finishes the
 requests in flight (up to 30 s), wipes the keys and exits 0.`,
@@ -335,8 +339,16 @@ func keyServerConfig(url, dir string) (repo.KeySourceConfig, error) {
 func openKeyServer(home string, ks repo.KeySourceConfig) (repo.RootKeys, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*remote.DefaultTimeout)
 	defer cancel()
-	src, err := remote.Open(ctx, remote.Config{URL: ks.URL, CertFile: ks.Path(home, ks.ClientCert),
-		KeyFile: ks.Path(home, ks.ClientKey), CAFile: ks.Path(home, ks.CA)})
+	cfg := remote.Config{URL: ks.URL, CertFile: ks.Path(home, ks.ClientCert),
+		KeyFile: ks.Path(home, ks.ClientKey), CAFile: ks.Path(home, ks.CA)}
+	if ks.Attestation != "" {
+		a, err := attest.NewAttester(ks.Attestation)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(home, repo.KeySourceFile), err)
+		}
+		cfg.Attester = a
+	}
+	src, err := remote.Open(ctx, cfg)
 	if errors.Is(err, remote.ErrRefused) {
 		return nil, codeError{code: exitKey, err: err}
 	}
@@ -348,9 +360,11 @@ func openKeyServer(home string, ks repo.KeySourceConfig) (repo.RootKeys, error) 
 
 func (e *env) keyserverJoinCmd() *cobra.Command {
 	var sf storeFlags
+	var cf catalogFlags
 	var url, clientDir string
+	var attach bool
 	c := &cobra.Command{
-		Use:   "join --url https://HOST:PORT --client-dir DIR [--store DIR]",
+		Use:   "join --url https://HOST:PORT --client-dir DIR [--store DIR] [--catalog-url postgres://… --catalog-ca F --catalog-cert F --catalog-key F [--attach]]",
 		Short: "Create a repository whose root keys are held by a key server",
 		Long: `join creates a new repository (as init does) in the home, whose root keys
 are the key server's: the home gets keysource.json naming the server and
@@ -358,7 +372,13 @@ the client bundle (from 'keyserver enroll', with --bucket '*' and --ops
 wrap,unwrap,data), and no keyring file. Every command then asks the
 server for root-level wraps and unwraps, and for every data key's wrap
 and unwrap (the server opens the bucket keys; the home never does);
-nothing in the home can open the data without it.`,
+nothing in the home can open the data without it.
+
+With --catalog-url (and the CA, certificate and key to reach it over
+mutual TLS), the catalog is kept on PostgreSQL on premises instead of in
+the home, and every commit's head is recorded on the key server. With
+--attach, join makes a home for the repository that database already
+holds (a further gateway for it, on the same store): nothing is created.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) (err error) {
 			if url == "" || clientDir == "" {
@@ -372,6 +392,13 @@ nothing in the home can open the data without it.`,
 			if err != nil {
 				return err
 			}
+			cc, err := cf.config()
+			if err != nil {
+				return err
+			}
+			if attach && (cc == nil || sf.store == "") {
+				return usagef("--attach needs the shared catalog (--catalog-url …) and the repository's --store")
+			}
 			src, err := openKeyServer(home, ks)
 			if err != nil {
 				return err
@@ -384,21 +411,34 @@ nothing in the home can open the data without it.`,
 			if s3cfg != nil {
 				storeDir = ""
 			}
-			r, err := repo.Init(c.Context(), repo.InitOptions{Home: home, StorePath: storeDir, S3: s3cfg, Keys: src, Hooks: e.hooks})
+			var r *repo.Repo
+			if attach {
+				r, err = repo.Attach(c.Context(), repo.AttachOptions{Home: home, Catalog: cc, StorePath: storeDir, S3: s3cfg, Keys: src, Hooks: e.hooks})
+				if err != nil {
+					src.Close()
+				}
+			} else {
+				r, err = repo.Init(c.Context(), repo.InitOptions{Home: home, StorePath: storeDir, S3: s3cfg, Keys: src, Catalog: cc, Hooks: e.hooks})
+			}
 			if err != nil {
 				os.Remove(filepath.Join(home, repo.KeySourceFile))
 				return err
 			}
 			defer e.closeRepo(r, &err)
 			id := r.ID()
-			rerr := recordKeyOp(home, keys.Op{Op: "create", Repo: id, Source: keys.SourceKeyServer,
-				Versions: []uint32{src.Primary()}, Detail: "store " + r.StoreDescription() + "; root keys on the key server " + url})
+			op, verb := "create", "created"
+			if attach {
+				op, verb = "attach", "attached to"
+			}
+			rerr := recordKeyOp(home, keys.Op{Op: op, Repo: id, Source: keys.SourceKeyServer,
+				Versions: []uint32{src.Primary()}, Detail: "store " + r.StoreDescription() + "; catalog " + r.CatalogDescription() + "; root keys on the key server " + url})
 			if e.jsonOut {
-				if err := printJSON(e.stdout, map[string]string{"home": home, "repository": fmt.Sprintf("%x", id[:]), "key_server": url}); err != nil {
+				if err := printJSON(e.stdout, map[string]string{"home": home, "repository": fmt.Sprintf("%x", id[:]), "key_server": url,
+					"catalog": r.CatalogDescription()}); err != nil {
 					return err
 				}
 			} else {
-				fmt.Fprintf(e.stdout, "created repository %x\nhome:  %s\nstore: %s\nroot keys: the key server %s\n", id[:], home, r.StoreDescription(), url)
+				fmt.Fprintf(e.stdout, "%s repository %x\nhome:    %s\nstore:   %s\ncatalog: %s\nroot keys: the key server %s\n", verb, id[:], home, r.StoreDescription(), r.CatalogDescription(), url)
 			}
 			if rerr != nil {
 				return e.unrecorded(rerr)
@@ -409,6 +449,8 @@ nothing in the home can open the data without it.`,
 	sf.register(c, "where the repository is stored (default: the directory HOME/store)")
 	c.Flags().StringVar(&url, "url", "", "the key server's https://HOST:PORT")
 	c.Flags().StringVar(&clientDir, "client-dir", "", "the client bundle from 'keyserver enroll --out'")
+	cf.register(c)
+	c.Flags().BoolVar(&attach, "attach", false, "make a home for the repository the shared catalog already holds (another gateway)")
 	return c
 }
 

@@ -281,6 +281,17 @@ type repoKeys struct {
 // records (source kind 3) are the keyring's wraps.
 func learnKeys(t *testing.T, keyringPath string, pass []byte, home string) *repoKeys {
 	t.Helper()
+	cat, err := catalog.Open(context.Background(), filepath.Join(home, repo.CatalogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cat.Close() })
+	return learnKeysFrom(t, keyringPath, pass, cat)
+}
+
+// learnKeysFrom is learnKeys with the catalog given.
+func learnKeysFrom(t *testing.T, keyringPath string, pass []byte, cat catalog.Catalog) *repoKeys {
+	t.Helper()
 	ctx := context.Background()
 	kr, err := keyring.Open(keyringPath, pass)
 	if err != nil {
@@ -301,11 +312,6 @@ func learnKeys(t *testing.T, keyringPath string, pass []byte, home string) *repo
 			})
 		}
 	}
-	cat, err := catalog.Open(ctx, filepath.Join(home, repo.CatalogFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
 	rk.cat = cat
 	bl, err := cat.Buckets(ctx)
 	if err != nil {

@@ -247,24 +247,37 @@ func TestKeyServer(t *testing.T) {
 	bid := strings.TrimSpace(k.ok("keyserver", "bucket-id", "bkt"))
 
 	t.Run("refusals", func(t *testing.T) { testKeyServerRefusals(t, k, p, ks, cli, bid) })
-	t.Run("rollback", func(t *testing.T) { testKeyServerRollback(t, k, src) })
+	t.Run("rollback", func(t *testing.T) { testKeyServerRollback(t, k, src, true) })
+	t.Run("rollback-between-backups", func(t *testing.T) { testKeyServerRollback(t, k, src, false) })
+	t.Run("restart", func(t *testing.T) { p = testKeyServerRestart(t, k, p, ks, port) })
 	t.Run("kill", func(t *testing.T) { testKeyServerKill(t, k, p, ks, port, data) })
 }
 
 // testKeyServerRollback: the host's owner snapshots the joined home (its
-// catalog and, here, its store), the repository goes on (a write and a
-// catalog backup, recorded on the key server), and the owner puts the
-// snapshot back: the home is refused as rolled back (exit 7). The control:
-// the home as it was before the snapshot was put back opens.
-func testKeyServerRollback(t *testing.T, k *ksEnv, src string) {
+// catalog and, here, its store), the repository goes on (a write, and
+// with backups a catalog backup, recorded on the key server), and the
+// owner puts the snapshot back: the home is refused as rolled back (exit
+// 7). Without backups it is the catalog head, recorded on the key server
+// at every commit, that tells. The control: the home as it was before the
+// snapshot was put back opens.
+func testKeyServerRollback(t *testing.T, k *ksEnv, src string, backups bool) {
 	home := filepath.Join(k.dir, "home")
-	k.ok("backup")
+	if backups {
+		k.ok("backup")
+	}
 	snap := filepath.Join(k.dir, "snapshot")
+	os.RemoveAll(snap)
 	if err := os.CopyFS(snap, os.DirFS(home)); err != nil {
 		t.Fatal(err)
 	}
-	k.ok("put", src, "bkt/after-snapshot")
-	k.ok("backup")
+	obj := "bkt/after-snapshot"
+	if !backups {
+		obj = "bkt/after-snapshot-2"
+	}
+	k.ok("put", src, obj)
+	if backups {
+		k.ok("backup")
+	}
 	k.ok("ls", "bkt")
 	current := filepath.Join(k.dir, "current")
 	if err := os.Rename(home, current); err != nil {
@@ -277,6 +290,9 @@ func testKeyServerRollback(t *testing.T, k *ksEnv, src string) {
 	if code != exitRefused || !strings.Contains(stderr, "rolled back") || !strings.Contains(stderr, "put back to an older copy") {
 		t.Fatalf("a rolled-back home: exit %d, %s", code, stderr)
 	}
+	if !backups && !strings.Contains(stderr, "records catalog commit") {
+		t.Fatalf("a home rolled back between backups was refused, but not for its catalog head: %s", stderr)
+	}
 	// The control: the home as it was opens and lists the later object.
 	if err := os.RemoveAll(home); err != nil {
 		t.Fatal(err)
@@ -284,7 +300,7 @@ func testKeyServerRollback(t *testing.T, k *ksEnv, src string) {
 	if err := os.Rename(current, home); err != nil {
 		t.Fatal(err)
 	}
-	if out := k.ok("ls", "bkt"); !strings.Contains(out, "after-snapshot") {
+	if out := k.ok("ls", "bkt"); !strings.Contains(out, obj[len("bkt/"):]) {
 		t.Fatalf("the current home lists %q", out)
 	}
 }
@@ -410,6 +426,61 @@ func testKeyServerRefusals(t *testing.T, k *ksEnv, p *ksProc, ks, cli, bid strin
 // client ends with success or a clear "cannot be reached" error (exit
 // 5), and after a restart everything acknowledged reads back, verify is
 // clean, and the same commands succeed.
+// testKeyServerRestart: a graceful restart under load. A new server
+// process starts on the same address while the old one serves (the port
+// is shared, SO_REUSEPORT), then the old one gets SIGTERM mid-load: it
+// stops taking connections and finishes what is in flight. Every client
+// succeeds — no request is dropped — and the old process exits 0. (The
+// control, which differs in the stop being abrupt and without a
+// successor, is the kill test below: there clients fail.)
+func testKeyServerRestart(t *testing.T, k *ksEnv, old *ksProc, ks, port string) *ksProc {
+	const n = 6
+	src := filepath.Join(k.dir, "restart.bin")
+	big := make([]byte, 2<<20)
+	rand.Read(big)
+	os.WriteFile(src, big, 0o600)
+	released := len(logged(t, ks, "release"))
+	next := k.serve(ks, "127.0.0.1:"+port)
+	res := make([]string, 2*n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if c, _, e := k.run(nil, "put", src, fmt.Sprintf("restart/k%d", i)); c != 0 {
+				res[i] = fmt.Sprintf("put: exit %d: %s", c, e)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if c, _, e := k.run(nil, "get", "bkt/first", filepath.Join(k.dir, fmt.Sprintf("r%d.bin", i))); c != 0 {
+				res[n+i] = fmt.Sprintf("get: exit %d: %s", c, e)
+			}
+		}()
+	}
+	if !waitUntil(30*time.Second, func() bool { return len(logged(t, ks, "release")) > released }) {
+		t.Fatal("the load got no key from the servers in 30 s")
+	}
+	old.cmd.Process.Signal(syscall.SIGTERM)
+	if err := old.cmd.Wait(); err != nil {
+		t.Errorf("the old server did not stop cleanly on SIGTERM: %v", err)
+	}
+	wg.Wait()
+	for i, r := range res {
+		if r != "" {
+			t.Errorf("client %d during a graceful restart: %s", i, r)
+		}
+	}
+	for i := range n {
+		got := filepath.Join(k.dir, fmt.Sprintf("restart%d.bin", i))
+		k.ok("get", fmt.Sprintf("restart/k%d", i), got)
+		if b, _ := os.ReadFile(got); !bytes.Equal(b, big) {
+			t.Fatalf("restart/k%d reads back wrong bytes", i)
+		}
+	}
+	return next
+}
+
 func testKeyServerKill(t *testing.T, k *ksEnv, p *ksProc, ks, port string, data []byte) {
 	const n = 6
 	src := filepath.Join(k.dir, "big.bin")

@@ -64,3 +64,31 @@ func (f *storeFlags) s3() (*repo.S3Config, error) {
 		PartSize: f.partMiB << 20, Concurrency: f.concurrency, MaxAttempts: f.maxAttempts,
 		Timeout: repo.Duration(f.timeout), IdleTimeout: repo.Duration(f.idleTimeout)}, nil
 }
+
+// catalogFlags name a catalog kept on PostgreSQL (repo.CatalogConfig).
+type catalogFlags struct {
+	url, ca, cert, key string
+}
+
+func (f *catalogFlags) register(c *cobra.Command) {
+	fl := c.Flags()
+	fl.StringVar(&f.url, "catalog-url", "", "keep the catalog on PostgreSQL: postgres://USER@HOST:PORT/DB (no password: mutual TLS)")
+	fl.StringVar(&f.ca, "catalog-ca", "", "PEM file: the CA the PostgreSQL server's certificate must chain to")
+	fl.StringVar(&f.cert, "catalog-cert", "", "PEM file: this client's certificate for PostgreSQL")
+	fl.StringVar(&f.key, "catalog-key", "", "PEM file: its private key")
+}
+
+// config returns the catalog settings, or nil when no --catalog-url was
+// given.
+func (f *catalogFlags) config() (*repo.CatalogConfig, error) {
+	if f.url == "" {
+		if f.ca != "" || f.cert != "" || f.key != "" {
+			return nil, usagef("--catalog-ca, --catalog-cert and --catalog-key go with --catalog-url")
+		}
+		return nil, nil
+	}
+	if f.ca == "" || f.cert == "" || f.key == "" {
+		return nil, usagef("--catalog-url needs --catalog-ca, --catalog-cert and --catalog-key (mutual TLS)")
+	}
+	return &repo.CatalogConfig{Type: repo.CatalogPostgres, URL: f.url, CA: f.ca, Cert: f.cert, Key: f.key}, nil
+}

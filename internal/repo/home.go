@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/atomicfile"
@@ -54,6 +55,9 @@ type Config struct {
 	Backup *BackupConfig `json:"backup,omitempty"`
 	// Uploads tunes multipart uploads; nil means the defaults.
 	Uploads *UploadsConfig `json:"uploads,omitempty"`
+	// Catalog is where the catalog is kept; nil means HOME/catalog.db
+	// (catalogcfg.go).
+	Catalog *CatalogConfig `json:"catalog,omitempty"`
 }
 
 // StoreConfig says which store holds the repository. It holds no secret:
@@ -211,6 +215,8 @@ type Repo struct {
 	auto *autoBackup // see AutoBackup
 
 	uses keyUseCounters // see KeyUseCounts
+
+	headErr atomic.Pointer[error] // see HeadReportError
 }
 
 type bkRef struct {
@@ -275,8 +281,11 @@ type InitOptions struct {
 	// (a PKCS#11 token after a key ceremony, keysource.go): no keyring is
 	// created and the repository takes Keys' id. The Repo closes it; on
 	// failure the caller closes it (Close is idempotent).
-	Keys  RootKeys
-	Hooks *Hooks
+	Keys RootKeys
+	// Catalog, if set, keeps the catalog on PostgreSQL instead of
+	// HOME/catalog.db; the database must hold no repository yet.
+	Catalog *CatalogConfig
+	Hooks   *Hooks
 }
 
 // Init creates a home and a repository in an empty store (or one holding
@@ -289,6 +298,18 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 	for _, f := range []string{KeyringFile, CatalogFile, CatalogFile + "-wal"} {
 		if _, err := os.Stat(filepath.Join(o.Home, f)); err == nil {
 			return nil, fmt.Errorf("%q already exists; init makes a new repository only in a home without one (to rebuild a lost catalog with its keyring, use recover): %w", filepath.Join(o.Home, f), ErrExists)
+		}
+	}
+	// A key server that already records a catalog's head serves a
+	// repository that has one: a new catalog for it would fork it.
+	if hk, ok := o.Keys.(headKeeper); ok {
+		seq, _, has, err := hk.CatalogHead(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if has {
+			id := o.Keys.Repo()
+			return nil, fmt.Errorf("the key server already records a catalog of repository %x (at commit %d): another home for it attaches to that catalog (keyserver join --attach with the shared catalog), it does not create a second one: %w", id[:], seq, ErrOtherRepository)
 		}
 	}
 	if err := os.MkdirAll(o.Home, 0o700); err != nil {
@@ -354,17 +375,38 @@ func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
 		kr.Close()
 		return nil, err
 	}
-	cp := filepath.Join(o.Home, CatalogFile)
-	cat, err := catalog.Open(ctx, cp)
+	var cc *CatalogConfig
+	if o.Catalog != nil {
+		if cc, err = o.Catalog.absolute(); err != nil {
+			kr.Close()
+			st.Close()
+			return nil, err
+		}
+	}
+	cat, err := openCatalog(ctx, o.Home, cc)
 	if err != nil {
 		kr.Close()
 		st.Close()
 		return nil, err
 	}
-	created = append(created, cp, cp+"-wal", cp+"-shm")
+	if cc == nil {
+		cp := filepath.Join(o.Home, CatalogFile)
+		created = append(created, cp, cp+"-wal", cp+"-shm")
+	} else if got, gerr := cat.GetMeta(ctx, "repo-id"); gerr == nil {
+		cat.Close()
+		kr.Close()
+		st.Close()
+		return nil, fmt.Errorf("the catalog %s already holds repository %x (a further gateway attaches to it: keyserver join --attach): %w", cc.Describe(), got, ErrOtherRepository)
+	} else if !errors.Is(gerr, catalog.ErrNotFound) {
+		cat.Close()
+		kr.Close()
+		st.Close()
+		return nil, gerr
+	}
 	bc := DefaultBackupConfig
-	r := &Repo{Home: o.Home, cfg: Config{Version: 1, Repository: hex.EncodeToString(id[:]), Store: sc, Backup: &bc},
+	r := &Repo{Home: o.Home, cfg: Config{Version: 1, Repository: hex.EncodeToString(id[:]), Store: sc, Backup: &bc, Catalog: cc},
 		id: id, kr: kr, src: kr, cat: cat, st: st, hooks: o.Hooks, bkeys: map[bkRef]secret.Key{}}
+	r.recordHeads()
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -441,6 +483,10 @@ func Open(ctx context.Context, o OpenOptions) (*Repo, error) {
 		r.Close()
 		return nil, err
 	}
+	if err := r.checkCatalogHead(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -460,13 +506,15 @@ func openWith(ctx context.Context, home string, cfg Config, kr RootKeys, hooks *
 	if hooks != nil && hooks.WrapStore != nil {
 		st = hooks.WrapStore(st)
 	}
-	cat, err := catalog.Open(ctx, filepath.Join(home, CatalogFile))
+	cat, err := openCatalog(ctx, home, cfg.Catalog)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	return &Repo{Home: home, cfg: cfg, id: kr.Repo(), kr: kr, src: kr, cat: cat, st: st, hooks: hooks,
-		bkeys: map[bkRef]secret.Key{}}, nil
+	r := &Repo{Home: home, cfg: cfg, id: kr.Repo(), kr: kr, src: kr, cat: cat, st: st, hooks: hooks,
+		bkeys: map[bkRef]secret.Key{}}
+	r.recordHeads()
+	return r, nil
 }
 
 // StoreDescription names the repository's store for people.
