@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -39,14 +40,15 @@ ratchet forward, with checkpoints copied to a file outside the directory
 (docs/audit.md):
 
   audit init [--checkpoints PATH]     start the log (serve --audit does too)
-  audit verify [--checkpoints PATH]   check every line and the off-box checkpoints
+  audit verify [--checkpoints PATH]   check every line, the off-box and the store's checkpoints
+  audit checkpoint                    checkpoint now, and copy it to the store
   audit show [--since T] [--json]     print the entries (unverified: see verify)`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			return usagef("usage: holdfast audit init|verify|show (see 'holdfast help audit')")
 		},
 	}
-	c.AddCommand(e.auditInitCmd(), e.auditVerifyCmd(), e.auditShowCmd())
+	c.AddCommand(e.auditInitCmd(), e.auditVerifyCmd(), e.auditCheckpointCmd(), e.auditShowCmd())
 	return c
 }
 
@@ -70,7 +72,10 @@ can cut is no check on the log's tail. Exit 7 if the log exists.`,
 			if cp == "" {
 				cp = audit.DefaultCheckpoints(r.Home)
 			}
-			if err := createAudit(c.Context(), r, cp); err != nil {
+			err = createAudit(c.Context(), r, cp, func(err error) {
+				warnf(e.stderr, "%v: the log was made; the store gets the next checkpoint", err)
+			})
+			if err != nil {
 				return err
 			}
 			if e.jsonOut {
@@ -87,8 +92,10 @@ can cut is no check on the log's tail. Exit 7 if the log exists.`,
 // createAudit starts r's audit log, its checkpoints copied to cp. A
 // directory that holds any of a log (a log, a state or a record, even
 // damaged) is refused: its repair is in docs/audit.md. An off-box copy
-// left by an earlier log is appended to.
-func createAudit(ctx context.Context, r *repo.Repo, cp string) error {
+// left by an earlier log is appended to. The genesis checkpoint is copied
+// to r's store too; a copy that fails goes to storeFailed (the log is
+// made all the same).
+func createAudit(ctx context.Context, r *repo.Repo, cp string, storeFailed func(error)) error {
 	dir := audit.Dir(r.Home)
 	if l := audit.Locate(r.Home, ""); l.Log || l.State || l.Record {
 		if err := l.Check(); err != nil {
@@ -105,7 +112,7 @@ func createAudit(ctx context.Context, r *repo.Repo, cp string) error {
 	if err != nil {
 		return err
 	}
-	_, err = audit.Create(dir, rec, k0, audit.Options{})
+	_, err = audit.Create(dir, rec, k0, audit.Options{Sink: r, OnSinkError: storeFailed})
 	if errors.Is(err, audit.ErrExists) {
 		return codeError{code: exitRefused, err: err}
 	}
@@ -116,17 +123,19 @@ func (e *env) auditVerifyCmd() *cobra.Command {
 	var cp string
 	c := &cobra.Command{
 		Use:   "verify [--checkpoints PATH]",
-		Short: "Check every entry of the audit log and its off-box checkpoints",
+		Short: "Check every entry of the audit log, its off-box and its store checkpoints",
 		Long: `verify opens K_0 with the repository's keys and walks the log: each line
 must be in its one encoding, carry the next seq, name the SHA-256 of the line
 before it and carry the MAC of its ratchet key. Then each off-box checkpoint
-(--checkpoints, default the file the log was made with) must carry its MAC
-and be the log's line at its seq: a log cut or rewritten before its newest
-checkpoint does not reach it. K_0 comes from HOME/audit/k0.sealed or, if
-that is missing or damaged, from the copy in the off-box file (verify says
-which). Exit 0: intact. Exit 4: the first bad entry (line and seq), the
-newest checkpoint the log does not reach, a missing or damaged sealed record
-or log are named. Exit 3: no audit log. A K_0 sealed under an older root key
+(--checkpoints, default the file the log was made with), and each one the
+repository's store holds, must carry its MAC and be the log's line at its
+seq: a log cut or rewritten before its newest checkpoint does not reach it
+(one in the store is named "in the store"). K_0 comes from
+HOME/audit/k0.sealed or, if that is missing or damaged, from the copy in the
+off-box file (verify says which). Exit 0: intact. Exit 4: the first bad
+entry (line and seq), the newest checkpoint the log does not reach, a
+missing or damaged sealed record or log, a store checkpoint that does not
+open are named. Exit 3: no audit log. A K_0 sealed under an older root key
 version is sealed again under the primary one (retire needs that;
 docs/audit.md).`,
 		Args: exactArgs(0),
@@ -145,7 +154,11 @@ docs/audit.md).`,
 				return err
 			}
 			defer e.closeRepo(r, &err)
-			rep, verr := audit.VerifyKeys(ctx, l, r.KeySource(), r.ID())
+			stored, err := storeCheckpoints(ctx, r)
+			if err != nil {
+				return err
+			}
+			rep, verr := audit.VerifyKeysWith(ctx, l, r.KeySource(), r.ID(), audit.VerifyOptions{Store: stored, StoreRead: true})
 			if rep.Resealed != 0 && !e.quiet {
 				fmt.Fprintf(e.stderr, "holdfast: sealed the audit key again under root key version %d\n", rep.Resealed)
 			}
@@ -155,6 +168,22 @@ docs/audit.md).`,
 	c.Flags().StringVar(&cp, "checkpoints", "", "off-box checkpoint copy to check against (default: the one the log was made with)")
 	return c
 }
+
+// storeCheckpoints reads the audit checkpoints r's store holds.
+func storeCheckpoints(ctx context.Context, r *repo.Repo) ([]audit.StoredCheckpoint, error) {
+	cps, err := r.AuditCheckpoints(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the store's audit checkpoints: %w", err)
+	}
+	out := make([]audit.StoredCheckpoint, len(cps))
+	for i, c := range cps {
+		out[i] = audit.StoredCheckpoint{Name: c.Object, Line: c.Line, Err: c.Err}
+	}
+	return out, nil
+}
+
+// The repository keeps the audit log's checkpoints in its store.
+var _ audit.CheckpointSink = (*repo.Repo)(nil)
 
 // printAuditVerdict prints what verify found; damage is exit 4, its line
 // printed by report.
@@ -170,6 +199,9 @@ func (e *env) printAuditVerdict(rep audit.Report, verr error) error {
 		warnings := append([]string{}, rep.Warnings...)
 		j := map[string]any{"log": rep.Log, "intact": dmg == nil, "entries": rep.Entries, "checkpoints": rep.Checkpoints,
 			"offbox_checkpoints": rep.OffBox, "sealed_record": rep.Record, "warnings": warnings}
+		if rep.StoreChecked {
+			j["store_checkpoints"], j["newest_store_checkpoint"] = rep.StoreCheckpoints, rep.NewestStore
+		}
 		if rep.Entries > 0 {
 			j["last_seq"], j["head"] = rep.LastSeq, rep.Head
 		}
@@ -182,6 +214,13 @@ func (e *env) printAuditVerdict(rep audit.Report, verr error) error {
 	} else if dmg == nil {
 		fmt.Fprintf(e.stdout, "audit log %s: intact, %d entries (seq 0…%d); head sha256 %s\n", rep.Log, rep.Entries, rep.LastSeq, rep.Head)
 		fmt.Fprintf(e.stdout, "off-box checkpoints %s: %d, newest seq %d, all reached\n", rep.Checkpoints, rep.OffBox, rep.NewestOffBox)
+		switch {
+		case !rep.StoreChecked:
+		case rep.StoreCheckpoints == 0:
+			fmt.Fprintf(e.stdout, "store checkpoints: none\n")
+		default:
+			fmt.Fprintf(e.stdout, "store checkpoints: %d, newest seq %d, all reached\n", rep.StoreCheckpoints, rep.NewestStore)
+		}
 		fmt.Fprintf(e.stdout, "audit key opened from %s\n", rep.Record)
 	} else if rep.Record != "" {
 		fmt.Fprintf(e.stderr, "holdfast: the audit key was opened from %s\n", rep.Record)
@@ -190,6 +229,49 @@ func (e *env) printAuditVerdict(rep audit.Report, verr error) error {
 		return codeError{code: exitDamaged, err: dmg}
 	}
 	return nil
+}
+
+func (e *env) auditCheckpointCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "checkpoint",
+		Short: "Checkpoint the audit log now, and copy the newest checkpoint to the store",
+		Long: `checkpoint appends a checkpoint to HOME/audit/audit.log if entries came
+after the last one (copied to the off-box file as always), and copies the
+newest checkpoint to the repository's store, where 'audit verify' checks it
+too (docs/audit.md, "Checkpoints"). serve copies its checkpoints to the
+store itself; run this after key commands when serve is not running, or
+from cron. Exit 3 if there is no audit log; exit 1 if the store did not
+take the copy (the checkpoint is in the log and the off-box file).`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) (err error) {
+			home, err := e.homeDir()
+			if err != nil {
+				return err
+			}
+			l := audit.Locate(home, "")
+			if err := l.Check(); errors.Is(err, audit.ErrNoLog) {
+				return fmt.Errorf("no audit log in %s: run 'holdfast audit init': %w", l.Dir, repo.ErrNotFound)
+			} else if err != nil {
+				return err
+			}
+			r, err := e.open(c.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer e.closeRepo(r, &err)
+			w, err := audit.Open(l.Dir, audit.Options{Sink: r})
+			if err != nil {
+				return err
+			}
+			if err := w.Checkpoint(); err != nil {
+				return err
+			}
+			if !e.quiet {
+				fmt.Fprintf(e.stdout, "checkpoint copied to %s and to the store\n", w.Checkpoints())
+			}
+			return nil
+		},
+	}
 }
 
 func (e *env) auditShowCmd() *cobra.Command {
@@ -306,7 +388,7 @@ func dash(s string) string {
 // once). A home with any of a log (its directory's files, or the default
 // off-box copy) keeps one: a missing piece fails the record, never skips
 // it.
-func recordAudit(home string, op keys.Op) error {
+func recordAudit(home string, op keys.Op, sink audit.CheckpointSink) error {
 	err := audit.Locate(home, "").Check()
 	if errors.Is(err, audit.ErrNoLog) {
 		return nil
@@ -314,7 +396,16 @@ func recordAudit(home string, op keys.Op) error {
 	if err != nil {
 		return err
 	}
-	w, err := audit.Open(audit.Dir(home), audit.Options{})
+	var o audit.Options
+	if sink != nil {
+		// The off-box file is the checkpoint's first copy: a store that
+		// fails now is a warning, and the next checkpoint tries again.
+		o.Sink = sink
+		o.OnSinkError = func(err error) {
+			warnf(os.Stderr, "the audit checkpoint was not copied to the store (the next one tries again): %v", err)
+		}
+	}
+	w, err := audit.Open(audit.Dir(home), o)
 	if err != nil {
 		return err
 	}
@@ -364,8 +455,9 @@ func (f *auditFlags) register(c *cobra.Command) {
 func (e *env) serveAudit(ctx context.Context, r *repo.Repo, f auditFlags, m *gateway.Metrics, acc gateway.Access, log *slog.Logger) (gateway.Events, gateway.Access, func(), error) {
 	dir := audit.Dir(r.Home)
 	err := audit.Locate(r.Home, "").Check()
+	ev := newAuditEvents(m, f, log)
 	if errors.Is(err, audit.ErrNoLog) && f.create {
-		err = createAudit(ctx, r, audit.DefaultCheckpoints(r.Home))
+		err = createAudit(ctx, r, audit.DefaultCheckpoints(r.Home), ev.storeFailed)
 	}
 	if errors.Is(err, audit.ErrNoLog) {
 		log.Info("no audit log: requests are not audited (start it with 'holdfast audit init' or serve --audit)")
@@ -380,11 +472,12 @@ func (e *env) serveAudit(ctx context.Context, r *repo.Repo, f auditFlags, m *gat
 	if err != nil {
 		log.Error("audit: the audit log is damaged: requests are NOT audited until it is repaired", "error", err.Error())
 	}
-	w, err := audit.Open(dir, audit.Options{Every: f.every})
+	// Checkpoints go to the store too; a copy that fails is logged and
+	// counted, and the next checkpoint tries again.
+	w, err := audit.Open(dir, audit.Options{Every: f.every, Sink: r, OnSinkError: ev.storeFailed})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ev := newAuditEvents(m, f, log)
 	ev.q = audit.NewAsync(w, f.queue, f.interval, ev.writeFailed)
 	failing := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_audit_failing",
 		Help: "1 while the last audit append failed (requests are served unaudited: docs/audit.md, \"Repair\"), else 0."},
@@ -394,7 +487,7 @@ func (e *env) serveAudit(ctx context.Context, r *repo.Repo, f auditFlags, m *gat
 			}
 			return 0
 		})
-	if err := m.Register(ev.failures, ev.anomalies, ev.refused, failing); err != nil {
+	if err := m.Register(ev.failures, ev.storeFailures, ev.anomalies, ev.refused, failing); err != nil {
 		ev.q.Close()
 		return nil, nil, nil, err
 	}
@@ -442,6 +535,7 @@ type auditEvents struct {
 	watch                        *audit.RateWatch
 	log                          *slog.Logger
 	failures, anomalies, refused prometheus.Counter
+	storeFailures                prometheus.Counter
 
 	mu          sync.Mutex
 	lastRefusal map[string]cutRefusals // by access key
@@ -463,6 +557,8 @@ func newAuditEvents(m *gateway.Metrics, f auditFlags, log *slog.Logger) *auditEv
 		log:     log,
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_audit_write_failures_total",
 			Help: "Audit entries (or checkpoints) that could not be written: the operations they record were done unaudited."}),
+		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_audit_store_checkpoint_failures_total",
+			Help: "Audit checkpoints that could not be copied to the store (they are in the log and the off-box copy; the next checkpoint tries again)."}),
 		anomalies: prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_audit_rate_anomalies_total",
 			Help: "Access keys found using keys far above their baseline (see serve --audit-rate-*)."}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_audit_rate_refused_checks_total",
@@ -519,6 +615,13 @@ func (a *auditEvents) anomaly(an audit.Anomaly) {
 func (a *auditEvents) writeFailed(err error, lost int) {
 	a.failures.Add(float64(max(lost, 1)))
 	a.log.Error("audit: entries were NOT written to the audit log; the operations they record were done", "entries", lost, "error", err.Error())
+}
+
+// storeFailed is loud too: the checkpoint is in the log and the off-box
+// copy, not yet in the store.
+func (a *auditEvents) storeFailed(err error) {
+	a.storeFailures.Inc()
+	a.log.Error("audit: the checkpoint was NOT copied to the store; it is in the log and the off-box copy, and the next checkpoint tries again", "error", err.Error())
 }
 
 // auditAccess refuses an access key the rate watch cut off, before the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -109,7 +110,8 @@ func TestAuditServe(t *testing.T) {
 	}
 	mb, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{`holdfast_audit_rate_anomalies_total 1\n`, `holdfast_audit_rate_refused_checks_total [1-9]\d*\n`, `holdfast_audit_write_failures_total 0\n`} {
+	for _, m := range []string{`holdfast_audit_rate_anomalies_total 1\n`, `holdfast_audit_rate_refused_checks_total [1-9]\d*\n`, `holdfast_audit_write_failures_total 0\n`,
+		`holdfast_audit_store_checkpoint_failures_total 0\n`} {
 		if !regexp.MustCompile(m).Match(mb) {
 			t.Errorf("metrics lack %q", m)
 		}
@@ -141,8 +143,26 @@ func TestAuditServe(t *testing.T) {
 	if last := es[len(es)-1]; last.Kind != audit.KindCheckpoint {
 		t.Fatalf("the log ends with %q, want serve's last checkpoint", last.Kind)
 	}
-	if out := c.must("audit", "verify"); !regexp.MustCompile(`intact, \d+ entries`).MatchString(out) {
+	// serve's last checkpoint (after serve-stop) is in the store too.
+	var stopCheckpoint uint64
+	for i, en := range es {
+		if en.Op == "serve-stop" && i+1 < len(es) && es[i+1].Kind == audit.KindCheckpoint {
+			stopCheckpoint = es[i+1].Seq
+		}
+	}
+	out := c.must("audit", "verify")
+	if !regexp.MustCompile(`intact, \d+ entries`).MatchString(out) {
 		t.Fatalf("verify: %s", out)
+	}
+	// (Commands after serve — this verify's own key use — end with
+	// checkpoints of their own, in the store too: the newest is at least
+	// serve's.)
+	m := regexp.MustCompile(`store checkpoints: \d+, newest seq (\d+), all reached`).FindStringSubmatch(out)
+	if stopCheckpoint == 0 || m == nil {
+		t.Fatalf("verify: want serve's last checkpoint (seq %d) in the store:\n%s", stopCheckpoint, out)
+	}
+	if newest, _ := strconv.ParseUint(m[1], 10, 64); newest < stopCheckpoint {
+		t.Fatalf("verify: the store's newest checkpoint is seq %d, older than serve's last (%d):\n%s", newest, stopCheckpoint, out)
 	}
 	// The tail cut by one line (serve's last checkpoint): detected.
 	logPath := filepath.Join(audit.Dir(c.home), audit.LogName)

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/hsm"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
@@ -61,12 +62,17 @@ func (e *env) keyHome() (string, error) {
 
 // recordKeyOp appends op, dated now, to home's key-operation log and, if
 // the home keeps one, to its audit log.
-func recordKeyOp(home string, op keys.Op) error {
+func recordKeyOp(home string, op keys.Op) error { return recordKeyOpTo(home, op, nil) }
+
+// recordKeyOpTo is recordKeyOp with the repository open: the audit log's
+// checkpoint is copied to its store too (sink nil: to the off-box file
+// only).
+func recordKeyOpTo(home string, op keys.Op, sink audit.CheckpointSink) error {
 	op.Time = time.Now().UTC()
 	if err := keyOpLog(home).Record(op); err != nil {
 		return fmt.Errorf("the key-operation log did not record %q: %w", op.Op, err)
 	}
-	if err := recordAudit(home, op); err != nil { // audit.go
+	if err := recordAudit(home, op, sink); err != nil { // audit.go
 		return fmt.Errorf("the audit log did not record %q: %w", op.Op, err)
 	}
 	return nil

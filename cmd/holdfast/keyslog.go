@@ -111,12 +111,17 @@ func (e *env) printLog(path string, ch oplog.Chain, check bool, broken *oplog.Br
 // The reads and writes are done: a log that cannot take the record makes
 // a warning and exit 1, and a command that failed keeps its own error.
 func (e *env) closeRepo(r *repo.Repo, errp *error) {
-	r.Close()
+	// The backup the command owes first, so that its key use is counted;
+	// the record next, while the repository is open, so that the audit
+	// log's closing checkpoint also goes to the store.
+	r.Finish()
 	op, used := keyUseOp(r)
-	if !used {
-		return
+	var err error
+	if used {
+		err = recordKeyOpTo(r.Home, op, r)
 	}
-	if err := recordKeyOp(r.Home, op); err != nil {
+	r.Close()
+	if err != nil {
 		if uerr := e.unrecorded(err); *errp == nil {
 			*errp = uerr
 		}

@@ -30,6 +30,12 @@ type testLog struct {
 
 func newTestLog(t *testing.T, every int) *testLog {
 	t.Helper()
+	return newTestLogAt(t, every, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+}
+
+// newTestLogAt is newTestLog whose clock starts at start.
+func newTestLogAt(t *testing.T, every int, start time.Time) *testLog {
+	t.Helper()
 	k0, err := secret.New()
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +43,7 @@ func newTestLog(t *testing.T, every int) *testLog {
 	t.Cleanup(k0.Wipe)
 	base := t.TempDir()
 	l := &testLog{dir: filepath.Join(base, DirName), cp: filepath.Join(base, "offbox", "checkpoints.log"), k0: k0,
-		clock: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+		clock: start}
 	if err := os.MkdirAll(filepath.Dir(l.cp), 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,9 @@
 // key, so a thief of the writer's state cannot rewrite what came before.
 // The verifier holds K_0, sealed under the repository's root key.
 // Checkpoints (seq, head hash, time), MACed like any line, are copied to
-// a file outside the log's directory, so that a log cut at its tail
-// shows too.
+// a file outside the log's directory and, through a CheckpointSink, to
+// the repository's store, so that a log cut at its tail shows too. The
+// package does not import the repository: the sink is an interface.
 //
 // It must never write key material, secrets or passphrases into the log:
 // an entry's fields name operations, actors (access key ids, never

@@ -116,6 +116,12 @@ func (l Layout) Check() error {
 // record is intact and sealed under an older root key version, it is
 // sealed again under the primary one (Report.Resealed).
 func VerifyKeys(ctx context.Context, l Layout, src keys.Source, repo keys.ID) (Report, error) {
+	return VerifyKeysWith(ctx, l, src, repo, VerifyOptions{})
+}
+
+// VerifyKeysWith is VerifyKeys that also checks the store's checkpoints
+// (VerifyWith).
+func VerifyKeysWith(ctx context.Context, l Layout, src keys.Source, repo keys.ID, o VerifyOptions) (Report, error) {
 	homeRec := filepath.Join(l.Dir, RecordName)
 	rep := Report{Log: filepath.Join(l.Dir, LogName), Checkpoints: l.Checkpoints}
 	dmg := &Damage{Log: rep.Log}
@@ -196,7 +202,7 @@ func VerifyKeys(ctx context.Context, l Layout, src keys.Source, repo keys.ID) (R
 	if !pathOK {
 		dmg.Problems = append(dmg.Problems, fmt.Sprintf("the sealed record from %s names the off-box copy %q, which is not the path K_0 was sealed with (the record was edited); writers append nothing while it differs from their state", chosen.from, chosen.rec.Checkpoints))
 	}
-	vrep, verr := Verify(l.Dir, l.Checkpoints, k0)
+	vrep, verr := VerifyWith(l.Dir, l.Checkpoints, k0, o)
 	vrep.Record = chosen.from
 	var vd *Damage
 	switch {

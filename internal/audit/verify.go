@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -49,13 +50,25 @@ type BadEntry struct {
 	Reason string
 }
 
-// CheckpointProblem names an off-box checkpoint the log does not reach
-// (it was cut or rewritten at or before it) or that is itself forged.
+// CheckpointProblem names an off-box checkpoint (or one in the store)
+// the log does not reach (it was cut or rewritten at or before it) or
+// that is itself forged.
 type CheckpointProblem struct {
 	File   string
 	Line   int // in File, from 1 (0: the file is missing or empty)
 	Seq    uint64
 	Reason string
+	// Store is the store object holding the checkpoint, for one in the
+	// store (File and Line are then empty).
+	Store string `json:",omitempty"`
+}
+
+// where names the checkpoint's copy.
+func (c *CheckpointProblem) where() string {
+	if c.Store != "" {
+		return "in the store, object " + c.Store
+	}
+	return fmt.Sprintf("%s line %d", c.File, c.Line)
 }
 
 // Damage is what Verify found wrong: the first bad entry, the newest
@@ -74,7 +87,7 @@ func (d *Damage) Error() string {
 		parts = append(parts, fmt.Sprintf("audit log %q: the first bad entry is line %d (seq %d): %s", d.Log, b.Line, b.Seq, b.Reason))
 	}
 	if c := d.Checkpoint; c != nil {
-		parts = append(parts, fmt.Sprintf("the log does not reach checkpoint seq %d (%s line %d): %s", c.Seq, c.File, c.Line, c.Reason))
+		parts = append(parts, fmt.Sprintf("the log does not reach checkpoint seq %d (%s): %s", c.Seq, c.where(), c.Reason))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -93,9 +106,14 @@ type Report struct {
 	Checkpoints  string // the off-box copy
 	OffBox       int    // off-box checkpoint lines read
 	NewestOffBox uint64 // the newest of them the log holds
-	Record       string // the copy of the sealed record K_0 was opened from (VerifyKeys)
-	Resealed     uint32 // the root key version K_0 was sealed again under (VerifyKeys), or 0
-	Warnings     []string
+	// Store checkpoints (VerifyOptions.Store): how many were read, and
+	// the newest of them the log holds (StoreChecked: they were read).
+	StoreCheckpoints int
+	NewestStore      uint64
+	StoreChecked     bool
+	Record           string // the copy of the sealed record K_0 was opened from (VerifyKeys)
+	Resealed         uint32 // the root key version K_0 was sealed again under (VerifyKeys), or 0
+	Warnings         []string
 }
 
 // Verify checks the log in dir under k0 (from Unseal) and its off-box
@@ -107,7 +125,33 @@ type Report struct {
 // ErrDamaged) naming the first bad entry and the newest off-box
 // checkpoint the intact log does not reach.
 func Verify(dir, cpPath string, k0 secret.Key) (Report, error) {
-	rep := Report{Log: filepath.Join(dir, LogName), Checkpoints: cpPath}
+	return VerifyWith(dir, cpPath, k0, VerifyOptions{})
+}
+
+// StoredCheckpoint is a copy of a checkpoint line the repository's store
+// holds (repo.(*Repo).AuditCheckpoints).
+type StoredCheckpoint struct {
+	Name string // the store object
+	Line []byte // the line (nil when Err is set)
+	// Err: the object is missing, altered, swapped or not this
+	// repository's. It is damage: the copy cannot vouch for the log.
+	Err error
+}
+
+// VerifyOptions add the store's checkpoints to Verify.
+type VerifyOptions struct {
+	// Store are the checkpoints in the repository's store; StoreRead
+	// says they were read (an empty Store then means it holds none).
+	Store     []StoredCheckpoint
+	StoreRead bool
+}
+
+// VerifyWith is Verify that also checks the store's checkpoints: each
+// must be the log's line at its seq, byte for byte, as an off-box one
+// must. A log that ends before one carrying its MAC was cut (the Damage
+// names it, "in the store"); one that cannot be read is damage too.
+func VerifyWith(dir, cpPath string, k0 secret.Key, o VerifyOptions) (Report, error) {
+	rep := Report{Log: filepath.Join(dir, LogName), Checkpoints: cpPath, StoreChecked: o.StoreRead}
 	dmg := &Damage{Log: rep.Log}
 	idx, bad, cpErr := readCheckpoints(cpPath)
 	if cpErr != nil && !errors.Is(cpErr, fs.ErrNotExist) {
@@ -139,6 +183,9 @@ func Verify(dir, cpPath string, k0 secret.Key) (Report, error) {
 	}()
 	genesisLine := 0 // the off-box copy's line holding this log's genesis
 	newestInLog, haveInLog := uint64(0), false
+	sidx, sbad := storeIndex(o.Store)
+	sp := 0
+	var genesisTime time.Time
 	br := bufio.NewReaderSize(f, maxLine)
 	prev, seq, p := "", uint64(0), 0
 	for n := 1; ; n, seq = n+1, seq+1 {
@@ -178,6 +225,20 @@ func Verify(dir, cpPath string, k0 secret.Key) (Report, error) {
 				conflictKeys[seq] = bytes.Clone(key)
 			}
 		}
+		for ; sp < len(sidx) && sidx[sp].seq < seq; sp++ {
+		}
+		for q := sp; q < len(sidx) && sidx[q].seq == seq; q++ {
+			switch {
+			case sidx[q].hash == sum:
+				sidx[q].met = true
+				rep.NewestStore = max(rep.NewestStore, seq)
+			case conflictKeys[seq] == nil && len(conflictKeys) < maxBeyond:
+				conflictKeys[seq] = bytes.Clone(key)
+			}
+		}
+		if seq == 0 {
+			genesisTime = e.Time
+		}
 		if e.Kind == KindCheckpoint {
 			newestInLog, haveInLog = seq, true
 		}
@@ -196,6 +257,16 @@ func Verify(dir, cpPath string, k0 secret.Key) (Report, error) {
 	var warns []string
 	dmg.Checkpoint, warns = judge(idx, bad, end, genesisLine, rep.Entries, cpPath)
 	rep.Warnings = append(rep.Warnings, warns...)
+	checkStoreMACs(sidx, end, key, conflictKeys)
+	sworst, swarns, sproblems := judgeStore(sidx, sbad, end, genesisTime, rep.Entries)
+	rep.Warnings = append(rep.Warnings, swarns...)
+	dmg.Problems = append(dmg.Problems, sproblems...)
+	rep.StoreCheckpoints = len(o.Store)
+	// The newest checkpoint the log does not reach is named, whichever
+	// copy holds it (the off-box one when both do).
+	if sworst != nil && (dmg.Checkpoint == nil || sworst.Seq > dmg.Checkpoint.Seq) {
+		dmg.Checkpoint = sworst
+	}
 	rep.OffBox = len(idx) + len(bad)
 	if dmg.Checkpoint == nil && cpErr != nil {
 		dmg.Checkpoint = &CheckpointProblem{File: cpPath, Seq: 0, Reason: "the off-box checkpoint copy is missing (it was deleted, or --checkpoints names the wrong file)"}
@@ -520,4 +591,109 @@ func Scan(dir string, fn func(Entry) error) error {
 			return err
 		}
 	}
+}
+
+// storeCP is one checkpoint in the store, as Verify indexes it.
+type storeCP struct {
+	name    string
+	seq     uint64
+	hash    [sha256.Size]byte
+	e       Entry
+	met     bool // it is the log's line at seq
+	checked bool // its MAC was checked (checkStoreMACs)...
+	macOK   bool // ...and is the log's
+}
+
+// storeIndex indexes the store's readable checkpoints by seq, and
+// returns the others (unreadable, or not a checkpoint line) as bad ones.
+func storeIndex(cps []StoredCheckpoint) (idx []storeCP, bad []StoredCheckpoint) {
+	for _, c := range cps {
+		if c.Err != nil {
+			bad = append(bad, c)
+			continue
+		}
+		e, why := parse(c.Line)
+		switch {
+		case why != "":
+			bad = append(bad, StoredCheckpoint{Name: c.Name, Err: fmt.Errorf("its line is not an entry: %s", why)})
+		case e.Kind != KindCheckpoint:
+			bad = append(bad, StoredCheckpoint{Name: c.Name, Err: errors.New("its line is an entry that is not a checkpoint")})
+		default:
+			idx = append(idx, storeCP{name: c.Name, seq: e.Seq, hash: sha256.Sum256(c.Line), e: e})
+		}
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return idx[i].seq < idx[j].seq })
+	return idx, bad
+}
+
+// checkStoreMACs checks the MACs of the store's checkpoints that are not
+// the log's lines: at a seq the log holds under the key the walk kept
+// (keys), past its end (end, whose key is k) by ratcheting at most
+// maxAhead steps. The store keeps a handful (repo.AuditCheckpointsKept).
+func checkStoreMACs(idx []storeCP, end uint64, k []byte, keys map[uint64][]byte) {
+	key := bytes.Clone(k)
+	defer func() { clear(key) }()
+	at := end
+	for i := range idx { // in seq order
+		c := &idx[i]
+		switch {
+		case c.met:
+		case c.seq < end:
+			if kk := keys[c.seq]; kk != nil {
+				c.checked, c.macOK = true, macOK(c.e, kk)
+			}
+		case c.seq-end <= maxAhead:
+			for ; at < c.seq; at++ {
+				next := ratchet(key)
+				clear(key)
+				key = next
+			}
+			c.checked, c.macOK = true, macOK(c.e, key)
+		}
+	}
+}
+
+// judgeStore returns the newest store checkpoint the intact log (end
+// lines, entries of them) does not reach, or that is forged; a warning
+// for an earlier log's checkpoints (not carrying this log's MAC, and
+// older than its genesis: left when 'audit init' ran again); and a
+// problem for each that could not be read.
+func judgeStore(idx []storeCP, bad []StoredCheckpoint, end uint64, genesis time.Time, entries int) (*CheckpointProblem, []string, []string) {
+	var worst *CheckpointProblem
+	note := func(c storeCP, why string) {
+		if worst == nil || c.seq >= worst.Seq {
+			worst = &CheckpointProblem{Store: c.name, Seq: c.seq, Reason: why}
+		}
+	}
+	var earlier, problems []string
+	for _, c := range bad {
+		problems = append(problems, fmt.Sprintf("the store's audit checkpoint %s cannot vouch for the log: %v ('holdfast verify' reports the object)", c.Name, c.Err))
+	}
+	for _, c := range idx {
+		if c.met {
+			continue
+		}
+		ours := c.checked && c.macOK
+		switch {
+		case ours && c.seq < end:
+			note(c, "the log's entry at that seq is another line, and this checkpoint carries the log's MAC: the log was rewritten from there on")
+		case ours:
+			note(c, fmt.Sprintf("the intact log ends at seq %d (%d entries): its tail was cut or damaged before this checkpoint", int64(end)-1, entries))
+		case c.checked && !genesis.IsZero() && c.e.Time.Before(genesis):
+			earlier = append(earlier, c.name)
+		case c.checked && c.seq < end:
+			note(c, "the log's entry at that seq is another line, and this checkpoint does not carry the log's MAC: it was forged, or the log was rewritten from there on")
+		case c.checked:
+			note(c, "the checkpoint's MAC does not match: it was forged")
+		case c.seq < end:
+			note(c, fmt.Sprintf("the log's entry at that seq is another line (more than %d such lines, not all MAC-checked)", maxBeyond))
+		default:
+			note(c, fmt.Sprintf("its seq is more than %d past the log's end: forged, or the log lost that many entries", maxAhead))
+		}
+	}
+	var warns []string
+	if len(earlier) > 0 {
+		warns = append(warns, fmt.Sprintf("the store holds %d audit checkpoint(s) that are not this log's and are older than its genesis: an earlier log's, left when 'audit init' ran again; ignored: %s", len(earlier), strings.Join(earlier, ", ")))
+	}
+	return worst, warns, problems
 }

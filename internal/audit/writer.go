@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +42,10 @@ var (
 	// ErrCheckpointCopy: the entries are in the log but the checkpoint
 	// could not be copied off the box.
 	ErrCheckpointCopy = errors.New("the audit checkpoint could not be copied off the box")
+	// ErrStoreCheckpoint: the entries and the checkpoint are in the log
+	// and the off-box copy, but the checkpoint could not be copied to the
+	// repository's store (Options.Sink); the next checkpoint tries again.
+	ErrStoreCheckpoint = errors.New("the audit checkpoint could not be copied to the store (it is in the log and the off-box copy; the next checkpoint tries again)")
 	// ErrNoRecord: the log (or its state, or its off-box copy) is there
 	// but the sealed record is not: it was deleted. Writers append
 	// nothing; verify opens K_0 from the off-box copy of the record.
@@ -79,7 +84,30 @@ type Options struct {
 	Every int
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+	// Sink, if set, takes a copy of each checkpoint after the log and the
+	// off-box copy have it: the repository's store. Of the checkpoints
+	// one append writes, the newest goes (it vouches for every line
+	// before it); one that fails is sent again with the next append that
+	// checkpoints, unless a newer one replaces it.
+	Sink CheckpointSink
+	// OnSinkError hears every failed copy to Sink (wrapping
+	// ErrStoreCheckpoint): the entries are durable, so it is not an
+	// append's error. Nil: the append returns it instead.
+	OnSinkError func(error)
+	// SinkTimeout bounds one copy to Sink (DefaultSinkTimeout if zero).
+	SinkTimeout time.Duration
 }
+
+// CheckpointSink keeps copies of the log's checkpoints away from the
+// premises: the repository's store (repo.(*Repo).PutAuditCheckpoint,
+// docs/audit.md, "Checkpoints"). line is the checkpoint's line, byte for
+// byte as in the log, without its newline.
+type CheckpointSink interface {
+	PutAuditCheckpoint(ctx context.Context, line []byte) error
+}
+
+// DefaultSinkTimeout bounds one copy of a checkpoint to the store.
+const DefaultSinkTimeout = time.Minute
 
 // Writer appends to the audit log in one directory. It holds no file or
 // key between calls: each Append locks the log, reads the state, writes
@@ -90,6 +118,13 @@ type Writer struct {
 	cpPath string
 	every  int
 	now    func() time.Time
+
+	sink        CheckpointSink
+	onSinkError func(error)
+	sinkTimeout time.Duration
+	sinkMu      sync.Mutex
+	unsent      []byte // the newest checkpoint line Sink does not have yet
+	sent        []byte // the last line this writer copied to Sink
 }
 
 // Create makes a new audit log in dir: the sealed record (rec, from
@@ -98,25 +133,36 @@ type Writer struct {
 // checkpoint in the off-box copy (appended: lines of an earlier log
 // there stay), and the state holding K_1. k0 stays the caller's. It
 // fails with ErrExists if dir already holds a log, a state or a record.
-func Create(dir string, rec Record, k0 secret.Key, o Options) (_ *Writer, err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// With o.Sink, the genesis checkpoint is copied to it last; a copy that
+// fails goes to o.OnSinkError (or, without one, is returned with the
+// Writer: the log exists).
+func Create(dir string, rec Record, k0 secret.Key, o Options) (*Writer, error) {
+	w, genesis, err := create(dir, rec, k0, o)
+	if err != nil {
 		return nil, err
+	}
+	return w, w.toSink([][]byte{genesis})
+}
+
+func create(dir string, rec Record, k0 secret.Key, o Options) (_ *Writer, genesis []byte, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
 	}
 	w := newWriter(dir, rec.Checkpoints, o)
 	for _, p := range []string{w.logPath(), w.statePath()} {
 		if _, err := os.Lstat(p); err == nil {
-			return nil, fmt.Errorf("%q: %w", p, ErrExists)
+			return nil, nil, fmt.Errorf("%q: %w", p, ErrExists)
 		}
 	}
 	b, err := marshalRecord(rec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	err = atomicfile.WriteFile(filepath.Join(dir, RecordName), b, atomicfile.Options{Mode: 0o600, NoReplace: true})
 	if errors.Is(err, atomicfile.ErrExists) {
-		return nil, fmt.Errorf("%q: %w", filepath.Join(dir, RecordName), ErrExists)
+		return nil, nil, fmt.Errorf("%q: %w", filepath.Join(dir, RecordName), ErrExists)
 	} else if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -132,12 +178,12 @@ func Create(dir string, rec Record, k0 secret.Key, o Options) (_ *Writer, err er
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer clear(next)
 	f, err := os.OpenFile(w.logPath(), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	defer func() {
@@ -146,16 +192,16 @@ func Create(dir string, rec Record, k0 secret.Key, o Options) (_ *Writer, err er
 		}
 	}()
 	if err := flock(f, unix.LOCK_EX); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := writeSync(f, append(line, '\n')); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := atomicfile.SyncDir(dir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := w.saveState(state{Format: stateFormat, Seq: 1, Head: hashLine(line), Checkpoints: rec.Checkpoints, Key: next}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -163,9 +209,9 @@ func Create(dir string, rec Record, k0 secret.Key, o Options) (_ *Writer, err er
 		}
 	}()
 	if err := appendOffBox(w.cpPath, [][]byte{recordLine(b), line}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return w, nil
+	return w, line, nil
 }
 
 // Open returns the writer of the log in dir, which Create made. It
@@ -183,7 +229,10 @@ func Open(dir string, o Options) (*Writer, error) {
 }
 
 func newWriter(dir, cpPath string, o Options) *Writer {
-	w := &Writer{dir: dir, cpPath: cpPath, every: o.Every, now: o.Now}
+	w := &Writer{dir: dir, cpPath: cpPath, every: o.Every, now: o.Now, sink: o.Sink, onSinkError: o.OnSinkError, sinkTimeout: o.SinkTimeout}
+	if w.sinkTimeout <= 0 {
+		w.sinkTimeout = DefaultSinkTimeout
+	}
 	if w.every <= 0 {
 		w.every = DefaultEvery
 	}
@@ -228,7 +277,9 @@ func (w *Writer) Append(es ...Entry) error {
 }
 
 // Checkpoint appends a checkpoint (unless the last line is one) and
-// copies it off the box.
+// copies it off the box; with a Sink, the newest checkpoint goes to it
+// too, even when it was there already (a writer without a Sink wrote
+// it).
 func (w *Writer) Checkpoint() error { return w.append(nil, true) }
 
 // Close writes a final checkpoint: the off-box copy then vouches for
@@ -240,22 +291,72 @@ func (w *Writer) Close() error { return w.Checkpoint() }
 var appendMu sync.Mutex
 
 func (w *Writer) append(es []Entry, checkpoint bool) error {
+	cps, err := w.appendLocked(es, checkpoint)
+	if err != nil && cps == nil {
+		return err // the log took nothing
+	}
+	if len(cps) == 0 && !checkpoint {
+		return nil
+	}
+	// The log has the checkpoints (the off-box copy may not: err). The
+	// store gets its copy after the lock is let go; a checkpoint asked
+	// for when the last line already is one sends again a copy that
+	// failed before.
+	return errors.Join(err, w.toSink(cps))
+}
+
+// toSink copies the newest of cps (or, if none, the one a failed copy
+// left) to the sink. A failure is kept for the next time and reported to
+// onSinkError, or returned if there is none.
+func (w *Writer) toSink(cps [][]byte) error {
+	if w.sink == nil {
+		return nil
+	}
+	w.sinkMu.Lock()
+	defer w.sinkMu.Unlock()
+	line := w.unsent
+	if len(cps) > 0 {
+		line = cps[len(cps)-1]
+	}
+	if line == nil || bytes.Equal(line, w.sent) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.sinkTimeout)
+	err := w.sink.PutAuditCheckpoint(ctx, line)
+	cancel()
+	if err == nil {
+		w.unsent, w.sent = nil, line
+		return nil
+	}
+	w.unsent = line
+	err = fmt.Errorf("%w: %w", ErrStoreCheckpoint, err)
+	if w.onSinkError != nil {
+		w.onSinkError(err)
+		return nil
+	}
+	return err
+}
+
+// appendLocked appends under the log's lock and returns the checkpoint
+// lines the log took (nil if the log took nothing), with the error of
+// the append or of the off-box copy.
+func (w *Writer) appendLocked(es []Entry, checkpoint bool) (cps [][]byte, err error) {
 	appendMu.Lock()
 	defer appendMu.Unlock()
 	f, err := os.OpenFile(w.logPath(), os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("the audit log %q is missing (deleted?): %w", w.logPath(), ErrNoLog)
+		return nil, fmt.Errorf("the audit log %q is missing (deleted?): %w", w.logPath(), ErrNoLog)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close() // and so unlock
 	if err := flock(f, unix.LOCK_EX); err != nil {
-		return fmt.Errorf("locking %q: %w", w.logPath(), err)
+		return nil, fmt.Errorf("locking %q: %w", w.logPath(), err)
 	}
-	st, err := w.current(f)
+	st, last, err := w.current(f)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	key := st.Key
 	// The sealed record must be there and name the state's off-box
@@ -263,18 +364,18 @@ func (w *Writer) append(es []Entry, checkpoint bool) error {
 	rec, err := ReadRecord(w.dir)
 	if errors.Is(err, ErrNoLog) {
 		clear(key)
-		return fmt.Errorf("%q: %w (run 'holdfast audit verify'; docs/audit.md, \"Repair\")", filepath.Join(w.dir, RecordName), ErrNoRecord)
+		return nil, fmt.Errorf("%q: %w (run 'holdfast audit verify'; docs/audit.md, \"Repair\")", filepath.Join(w.dir, RecordName), ErrNoRecord)
 	} else if err != nil {
 		clear(key)
-		return err
+		return nil, err
 	}
 	if rec.Checkpoints != st.Checkpoints {
 		clear(key)
-		return fmt.Errorf("the sealed record names the off-box copy %q but the writer's state %q: %w", rec.Checkpoints, st.Checkpoints, ErrRecordPath)
+		return nil, fmt.Errorf("the sealed record names the off-box copy %q but the writer's state %q: %w", rec.Checkpoints, st.Checkpoints, ErrRecordPath)
 	}
 	defer func() { clear(key) }()
 	var buf bytes.Buffer
-	var cps [][]byte
+	var lines [][]byte
 	add := func(e Entry) error {
 		if e.Time.IsZero() {
 			e.Time = w.now()
@@ -292,7 +393,7 @@ func (w *Writer) append(es []Entry, checkpoint bool) error {
 		st.Seq, st.Head = st.Seq+1, hashLine(line)
 		if e.Kind == KindCheckpoint {
 			st.Since = 0
-			cps = append(cps, line)
+			lines = append(lines, line)
 		} else {
 			st.Since++
 		}
@@ -300,40 +401,45 @@ func (w *Writer) append(es []Entry, checkpoint bool) error {
 	}
 	for _, e := range es {
 		if e.Kind == KindCheckpoint {
-			return errors.New("audit: checkpoints are the writer's to write")
+			return nil, errors.New("audit: checkpoints are the writer's to write")
 		}
 		if err := add(e); err != nil {
-			return err
+			return nil, err
 		}
 		if st.Since >= w.every {
 			if err := add(w.checkpoint()); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if checkpoint && st.Since > 0 {
 		if err := add(w.checkpoint()); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if buf.Len() == 0 {
-		return nil
+		if checkpoint && w.sink != nil && st.Since == 0 {
+			// Nothing since the last checkpoint: it is the one the
+			// store gets (a key command wrote it without one).
+			return [][]byte{last}, nil
+		}
+		return nil, nil
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := writeSync(f, buf.Bytes()); err != nil {
 		f.Truncate(fi.Size()) // what this call wrote, never more
-		return fmt.Errorf("appending to %q: %w", w.logPath(), err)
+		return nil, fmt.Errorf("appending to %q: %w", w.logPath(), err)
 	}
 	st.Key = key
 	// A crash here leaves the state one append behind: the next append
 	// finds its own lines and rolls forward (current).
 	if err := w.saveState(st); err != nil {
-		return err
+		return lines, err
 	}
-	return appendOffBox(st.Checkpoints, cps)
+	return lines, appendOffBox(st.Checkpoints, lines)
 }
 
 func (w *Writer) checkpoint() Entry {
@@ -341,14 +447,14 @@ func (w *Writer) checkpoint() Entry {
 }
 
 // current reads the state and checks it against the log's last line
-// (under the caller's lock). If the last append wrote its lines but not
+// (under the caller's lock), and returns the last line too. If the last append wrote its lines but not
 // the state (a crash between the two), it rolls the state forward over
 // them: each must carry the MAC of the key the state holds, which only
 // this writer had.
-func (w *Writer) current(f *os.File) (state, error) {
+func (w *Writer) current(f *os.File) (state, []byte, error) {
 	st, err := w.readState()
 	if err != nil {
-		return state{}, err
+		return state{}, nil, err
 	}
 	// Find the state's head among the last lines (almost always the very
 	// last: read little first), then roll forward over those after it.
@@ -358,15 +464,15 @@ func (w *Writer) current(f *os.File) (state, error) {
 		var whole bool
 		if lines, whole, err = tailLines(f, n); err != nil {
 			clear(st.Key)
-			return state{}, err
+			return state{}, nil, err
 		}
 		if at = indexOfHash(lines, st.Head); at >= 0 || whole {
 			break
 		}
 	}
-	mismatch := func() (state, error) {
+	mismatch := func() (state, []byte, error) {
 		clear(st.Key)
-		return state{}, fmt.Errorf("%q: %w", w.logPath(), ErrStateMismatch)
+		return state{}, nil, fmt.Errorf("%q: %w", w.logPath(), ErrStateMismatch)
 	}
 	if at < 0 {
 		return mismatch()
@@ -389,7 +495,7 @@ func (w *Writer) current(f *os.File) (state, error) {
 			st.Since++
 		}
 	}
-	return st, nil
+	return st, bytes.Clone(lines[len(lines)-1]), nil
 }
 
 // tailBytes bounds how much of the log's end current reads when it rolls

@@ -172,3 +172,21 @@ func FuzzParseCatalogBackup(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseAuditCheckpoint(f *testing.F) {
+	s := seeds(f)
+	need(f, "audit checkpoint", len(s.Checkpoints))
+	for _, b := range s.Checkpoints {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := format.ParseAuditCheckpoint(b)
+		if err != nil {
+			return
+		}
+		out, err := c.Marshal()
+		if err != nil || !bytes.Equal(out, b) {
+			t.Fatalf("accepted audit checkpoint does not re-encode to itself: %v", err)
+		}
+	})
+}

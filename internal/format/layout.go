@@ -50,6 +50,9 @@ const (
 	KindJournal Kind = 2
 	KindBackup  Kind = 3
 	KindMarker  Kind = 4
+	// KindCheckpoint is an audit checkpoint (docs/format.md, "Audit
+	// checkpoint (kind 5)"): a copy of a checkpoint line of the audit log.
+	KindCheckpoint Kind = 5
 )
 
 func (k Kind) String() string {
@@ -62,6 +65,8 @@ func (k Kind) String() string {
 		return "catalog backup"
 	case KindMarker:
 		return "repository marker"
+	case KindCheckpoint:
+		return "audit checkpoint"
 	}
 	return fmt.Sprintf("kind %d", uint8(k))
 }
@@ -230,7 +235,7 @@ func (m *Manifest) PlainLen() int {
 }
 
 func (m *Manifest) validate() error {
-	if m.Kind < KindData || m.Kind > KindMarker {
+	if m.Kind < KindData || m.Kind > KindCheckpoint {
 		return Corrupt(LayerManifest, "unknown kind %d", m.Kind)
 	}
 	if m.Kind != KindData {

@@ -428,6 +428,11 @@ func (r *Repo) AutoBackup(ctx context.Context, report func(*BackupResult, error)
 	return nil
 }
 
+// Finish writes the catalog backup the command owes (AutoBackup), if
+// any, so that what it used to is counted before the Repo is closed;
+// Close does it too, and a second call does nothing.
+func (r *Repo) Finish() { r.runAutoBackup() }
+
 func (r *Repo) runAutoBackup() {
 	a := r.auto
 	r.auto = nil

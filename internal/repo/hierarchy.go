@@ -182,7 +182,8 @@ func (r *Repo) newBucketKey(ctx context.Context, b catalog.Bucket, ver uint32) (
 	return bk, nil
 }
 
-// writeSystem stores a system object (journal entry, marker) whose data
+// writeSystem stores a system object (journal entry, marker, audit
+// checkpoint) whose data
 // key is wrapped under the primary root key. fixed nil: a fresh id. commit
 // records it in the catalog (nil: CommitSystem), with whatever the entry
 // holds in the same transaction; if commit fails, the stored object is
@@ -271,11 +272,20 @@ func (r *Repo) writeMarker(ctx context.Context) error {
 
 // unwrapSystem tries every root key version for a system object's header.
 func (r *Repo) unwrapSystem(ctx context.Context, obj keys.ID, versions []uint32) object.UnwrapFunc {
+	return r.unwrapSystemCounted(ctx, obj, versions, true)
+}
+
+// unwrapSystemCounted is unwrapSystem; count false leaves the unwraps out
+// of KeyUseCounts (reads done for the audit log itself: see
+// AuditCheckpoints).
+func (r *Repo) unwrapSystemCounted(ctx context.Context, obj keys.ID, versions []uint32, count bool) object.UnwrapFunc {
 	return func(h format.Header) (secret.Key, keys.AD, error) {
 		for _, v := range versions {
 			ad := r.systemAD(v, obj)
 			w := keys.Wrapped{Source: r.src.Kind(), Alg: h.Alg, KEKVersion: v, Data: h.Wrapped}
-			r.countRootUnwrap()
+			if count {
+				r.countRootUnwrap()
+			}
 			k, err := r.src.Unwrap(ctx, w, ad)
 			if err == nil {
 				return k, ad, nil

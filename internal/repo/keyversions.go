@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/object"
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 var (
@@ -256,6 +257,35 @@ func (r *Repo) RewrapRoot(ctx context.Context) (RewrapReport, error) {
 		rep.SystemObjects++
 		rep.Entries++
 	}
+	// Audit checkpoints: sealed again under a fresh id, keeping when they
+	// were stored (pruning goes by it); the old object is deleted. One
+	// that does not open is left as it is: verify reports it.
+	for _, so := range sos {
+		if so.Kind != catalog.KindCheckpoint {
+			continue
+		}
+		plain, ver, err := r.readSystem(ctx, so)
+		if errors.Is(err, format.ErrCorrupt) || isNotExist(err) || errors.Is(err, store.ErrInvalidRange) {
+			continue
+		}
+		if err != nil {
+			return rep, fmt.Errorf("reading audit checkpoint %s: %w", format.StoreName(so.ObjectID), err)
+		}
+		if ver == root {
+			continue
+		}
+		old, created := so.ObjectID, so.Created
+		if _, err := r.writeSystem(ctx, format.KindCheckpoint, nil, plain, func(n catalog.SystemObject) error {
+			n.Created = created
+			return r.cat.CommitSystem(ctx, n)
+		}); err != nil {
+			return rep, fmt.Errorf("sealing audit checkpoint %s again: %w", format.StoreName(old), err)
+		}
+		if err := r.cat.RetireSystem(ctx, old); err == nil {
+			r.removeGarbage(ctx, old)
+		}
+		rep.SystemObjects++
+	}
 	if so, ok := sysByID[r.id]; ok {
 		plain, ver, err := r.readSystem(ctx, so)
 		if err != nil {
@@ -409,7 +439,9 @@ func (r *Repo) rootUse(ctx context.Context, v uint32) (RootUse, []keys.ID, error
 			continue
 		}
 		switch {
-		case so.Kind == catalog.KindBackup:
+		case so.Kind == catalog.KindBackup || so.Kind == catalog.KindCheckpoint:
+			// Replaced by newer ones (keys rewrap seals audit
+			// checkpoints again): deleted when v is destroyed.
 			backups = append(backups, so.ObjectID)
 		case so.Kind == catalog.KindJournal:
 			isBatch := false

@@ -164,6 +164,10 @@ func Recover(ctx context.Context, o RecoverOptions) (*Repo, *RecoverReport, erro
 	if cerr != nil {
 		cfg = Config{Version: 1, Store: StoreConfig{Type: "local", Path: filepath.Join(o.Home, StoreDir)}}
 	}
+	if cfg.Catalog != nil {
+		kr.Close()
+		return nil, nil, fmt.Errorf("this home's catalog is %s: recover rebuilds the catalog.db of a home only; restore the database from its own backups, or recover into a new home and copy it over", cfg.Catalog.Describe())
+	}
 	cfg.Repository = hex.EncodeToString(id[:])
 	if cfg.Backup == nil {
 		bc := DefaultBackupConfig
@@ -228,15 +232,16 @@ func (r *Repo) readHeader(ctx context.Context, name string) (format.Header, erro
 
 // scanned is what the first pass learnt of one store object.
 type scanned struct {
-	f       found
-	gone    bool // deleted since the listing
-	unknown bool // unreadable header, or a system object that failed authentication or is not valid
-	system  bool
-	sys     catalog.SystemObject // for system objects
-	rec     *format.KeyRecord    // a journal entry's bucket key record
-	batch   []*format.KeyRecord  // a journal entry's data key rewraps (type 2), unopened
-	key     secret.Key           // its bucket key, checked against the record's key check
-	backup  *backupCand
+	f          found
+	gone       bool // deleted since the listing
+	unknown    bool // unreadable header, or a system object that failed authentication or is not valid
+	system     bool
+	sys        catalog.SystemObject // for system objects
+	checkpoint bool                 // an audit checkpoint of this repository
+	rec        *format.KeyRecord    // a journal entry's bucket key record
+	batch      []*format.KeyRecord  // a journal entry's data key rewraps (type 2), unopened
+	key        secret.Key           // its bucket key, checked against the record's key check
+	backup     *backupCand
 }
 
 // backupCand is an authentic catalog backup found in the store.
@@ -331,6 +336,20 @@ func (r *Repo) classifyStored(ctx context.Context, f found, roots []uint32) (sc 
 			return sc, nil
 		}
 		sc.backup = &backupCand{name: f.name, id: f.id, sys: sc.sys, head: head}
+	case format.KindCheckpoint:
+		var body writerBuf
+		if _, err := o.WriteTo(ctx, &body); err != nil {
+			if !errors.Is(err, format.ErrCorrupt) {
+				return sc, fmt.Errorf("reading %s: %w", f.name, err)
+			}
+			sc.unknown = true
+			return sc, nil
+		}
+		if _, err := r.parseAuditCheckpoint(body.b); err != nil {
+			sc.unknown = true
+			return sc, nil
+		}
+		sc.checkpoint = true
 	default:
 		sc.unknown = true
 	}
@@ -927,6 +946,13 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 		}
 	}
 	rw := rewrapsOf(scans, batches)
+	// Audit checkpoints: backups do not list them; the scan finds them.
+	for _, sc := range scans {
+		if sc.checkpoint && !sc.gone && !sysSeen[sc.f.id] {
+			sysSeen[sc.f.id] = true
+			sys = append(sys, sc.sys)
+		}
+	}
 
 	// Objects the backup lists whose data keys were rewrapped after it
 	// take the newest record that opens.

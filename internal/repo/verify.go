@@ -204,6 +204,10 @@ func (r *Repo) checkSystem(ctx context.Context, so catalog.SystemObject, name st
 		if _, err := format.ParseJournal(body.b); err != nil {
 			return err
 		}
+	case format.KindCheckpoint:
+		if _, err := r.parseAuditCheckpoint(body.b); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -27,6 +27,8 @@ type Seeds struct {
 	Markers   [][]byte // marker plaintexts
 	Footers   [][]byte // footer plaintexts
 	Backups   [][]byte // catalog backup plaintexts
+	// Checkpoints are audit checkpoint plaintexts.
+	Checkpoints [][]byte
 }
 
 // LoadIndex reads dir/index.json.
@@ -132,6 +134,8 @@ func LoadSeeds(dir, tmpDir string) (*Seeds, error) {
 			s.Markers = append(s.Markers, plain)
 		case format.KindBackup:
 			s.Backups = append(s.Backups, plain)
+		case format.KindCheckpoint:
+			s.Checkpoints = append(s.Checkpoints, plain)
 		}
 	}
 	return s, nil

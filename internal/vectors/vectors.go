@@ -429,6 +429,26 @@ func Generate(dir string) error {
 	if err := g.write(sl.c, sl.data); err != nil {
 		return err
 	}
+	// An audit checkpoint, made last so that every vector before it stays
+	// as it was. The line has the audit log's shape; its head and MAC are
+	// random filler (this layer does not read the line).
+	var head, lmac [32]byte
+	g.rnd.Read(head[:])
+	g.rnd.Read(lmac[:])
+	cp := format.AuditCheckpoint{Repo: g.repo, Line: fmt.Appendf(nil,
+		`{"seq":412,"time":"2026-11-27T12:00:00.123456789Z","kind":"checkpoint","op":"checkpoint","prev":"%x","mac":"%x"}`, head, lmac)}
+	cplain, err := cp.Marshal()
+	if err != nil {
+		return err
+	}
+	sl, err = g.seal(spec{name: "audit-checkpoint", kind: format.KindCheckpoint, plain: cplain,
+		comment: "audit checkpoint: a checkpoint line of the audit log (its prev and mac are random filler)"})
+	if err != nil {
+		return err
+	}
+	if err := g.write(sl.c, sl.data); err != nil {
+		return err
+	}
 	b, err := json.MarshalIndent(g.idx, "", "  ")
 	if err != nil {
 		return err

@@ -14,7 +14,8 @@ Usage (from the repository root):
 Each object is read as format.md's "Reading an object" says, without a
 catalog, one function per step, in the order of the table; every
 rejection names the layer of the step that raised it. A system object's
-plaintext (key journal entry, catalog backup, marker) is then decoded
+plaintext (key journal entry, catalog backup, marker, audit checkpoint) is
+then decoded
 under every rule of its section, and a catalog backup's hash is computed.
 
 It also runs a self-test: the catalog-backup vector's plaintext must be
@@ -144,6 +145,8 @@ PURPOSE_BUCKET_KEY = 2
 PURPOSE_SYSTEM_KEY = 3
 
 KIND_DATA, KIND_JOURNAL, KIND_CATALOG_BACKUP, KIND_MARKER = 1, 2, 3, 4
+KIND_AUDIT_CHECKPOINT = 5
+MAX_CHECKPOINT_LINE = 4096
 
 
 # ---------------------------------------------------------------------------
@@ -389,7 +392,7 @@ def parse_manifest(m):
     if version != 0x01:
         raise Reject("manifest", f"manifest version {version}")
     man["kind"] = r.u8("kind")
-    if man["kind"] not in (KIND_DATA, KIND_JOURNAL, KIND_CATALOG_BACKUP, KIND_MARKER):
+    if man["kind"] not in (KIND_DATA, KIND_JOURNAL, KIND_CATALOG_BACKUP, KIND_MARKER, KIND_AUDIT_CHECKPOINT):
         raise Reject("manifest", f"unknown kind {man['kind']}")
     system = man["kind"] != KIND_DATA
     man["repo_id"] = r.take(16, "repo id")
@@ -575,6 +578,8 @@ def read_system_plaintext(man, plaintext, ctx):
         return backup
     if man["kind"] == KIND_MARKER:
         return parse_marker(plaintext, man, ctx.store_name)
+    if man["kind"] == KIND_AUDIT_CHECKPOINT:
+        return parse_audit_checkpoint(plaintext, man)
     return None
 
 
@@ -885,6 +890,32 @@ def parse_marker(p, man, store_name):
     return {"repo_id": repo_id, "created": created}
 
 
+# Audit checkpoint (kind 5)
+
+
+def parse_audit_checkpoint(p, man):
+    """Kind 5: version, repo id (= the manifest's), the line (u16 length).
+
+    The line is 1 to 4096 bytes with no newline byte; its contents are the
+    audit log's business, not the format's.
+    """
+    r = Reader(p, SYSTEM_LAYER)
+    version = r.u8("audit checkpoint version")
+    if version != 0x01:
+        raise Reject(SYSTEM_LAYER, f"audit checkpoint version {version}")
+    repo_id = r.take(16, "repo id")
+    n = r.u16("line length")
+    line = r.take(n, "line")
+    r.end()
+    if not 1 <= n <= MAX_CHECKPOINT_LINE:
+        raise Reject(SYSTEM_LAYER, f"audit checkpoint line of {n} bytes")
+    if b"\n" in line:
+        raise Reject(SYSTEM_LAYER, "audit checkpoint line holds a newline")
+    if repo_id != man["repo_id"]:
+        raise Reject(SYSTEM_LAYER, "audit checkpoint repo id differs from the manifest's")
+    return {"repo_id": repo_id, "line": line}
+
+
 # ---------------------------------------------------------------------------
 # Object vectors
 
@@ -933,6 +964,8 @@ def check_object_vector(case, directory):
         raise AssertionError("bucket key record with a zero bucket id")
     if man["kind"] == KIND_CATALOG_BACKUP:
         return f"sequence {system['sequence']}, backup hash {system['hash'].hex()}"
+    if man["kind"] == KIND_AUDIT_CHECKPOINT:
+        return f"audit checkpoint line of {len(system['line'])} bytes"
     return None
 
 
@@ -1379,6 +1412,51 @@ def run_selftests(index, directory, report):
         report(f"selftest/catalog-backup-v2-{name}", with_plaintext2, selftest_rejects, mutate, fragment)
 
 
+# Mutations of the audit checkpoint vector's plaintext (kind 5):
+# (name, mutation, a fragment of the rejection's reason). The line's
+# length is at bytes 17-18 and the line follows.
+CHECKPOINT_MUTATIONS = [
+    ("version-2", lambda p: splice(p, 0, b"\x02"), "audit checkpoint version 2"),
+    ("trailing-byte", lambda p: p + b"\x00", "1 trailing bytes"),
+    ("cut-short", lambda p: p[:-1], "truncated in line"),
+    ("newline-in-line", lambda p: splice(p, len(p) - 1, b"\n"), "holds a newline"),
+    ("empty-line", lambda p: p[:17] + b"\x00\x00", "line of 0 bytes"),
+    ("another-repo", lambda p: splice(p, 1, bytes([p[1] ^ 1])), "differs from the manifest's"),
+]
+
+
+def run_checkpoint_selftests(index, directory, report):
+    def decoded(fn):
+        cases = [c for c in index["cases"] if c["name"] == "audit-checkpoint"]
+        if len(cases) != 1:
+            raise AssertionError(f"{len(cases)} audit-checkpoint vectors in the index, want 1")
+        _, _, man, plaintext, _ = read_case_object(cases[0], directory)
+        if man["kind"] != KIND_AUDIT_CHECKPOINT:
+            raise AssertionError(f"audit-checkpoint vector is kind {man['kind']}")
+        return fn(plaintext, man)
+
+    def accepts(p, man):
+        return f"line of {len(parse_audit_checkpoint(p, man)['line'])} bytes"
+
+    def rejects(mutate, fragment):
+        def run(p, man):
+            mutated = mutate(p)
+            if mutated == p:
+                raise AssertionError("the mutation changed nothing")
+            try:
+                parse_audit_checkpoint(mutated, man)
+            except Reject as e:
+                if e.layer != SYSTEM_LAYER or fragment not in e.reason:
+                    raise AssertionError(f"rejected as {e}, want {SYSTEM_LAYER}: ...{fragment}...")
+                return e.reason
+            raise AssertionError("mutated audit checkpoint accepted")
+        return run
+
+    report("selftest/audit-checkpoint-unmutated", decoded, accepts)
+    for name, mutate, fragment in CHECKPOINT_MUTATIONS:
+        report(f"selftest/audit-checkpoint-{name}", decoded, rejects(mutate, fragment))
+
+
 # ---------------------------------------------------------------------------
 # Driver
 
@@ -1409,6 +1487,7 @@ def run(vectors_dir):
         for case in index["cases"]:
             report("object/" + case["name"], check_object_vector, case, obj_dir)
         run_selftests(index, obj_dir, report)
+        run_checkpoint_selftests(index, obj_dir, report)
     else:
         failed += 1
         print(f"FAIL {index_path}: missing")
