@@ -12,7 +12,7 @@ start_versitygw() {
     -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
   port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   .ci/bin/versitygw --port "127.0.0.1:$port" --access "$access" --secret "$secret" \
-    --region us-east-1 --cert "$dir/cert.pem" --key "$dir/key.pem" --health /health --quiet posix "$dir/posix" \
+    --region us-east-1 --cert "$dir/cert.pem" --key "$dir/key.pem" --health /health --keep-alive --quiet posix "$dir/posix" \
     >"$dir/vgw.log" 2>&1 &
   VGW_PID=$!
   VGW_EP=https://127.0.0.1:$port

@@ -3,6 +3,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,5 +296,64 @@ func TestVirtualHostAddressing(t *testing.T) {
 	}
 	if _, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("vhost-bucket"), Key: aws.String("repo/obj")}); err != nil {
 		t.Fatalf("provider does not see the object under the bucket: %v", err)
+	}
+}
+
+// TestConnectionsReused: a provider that keeps connections open (as S3
+// does) gets 24 concurrent readers, eight rounds, over no more connections
+// than readers: the store keeps an idle connection for each (the SDK's
+// default kept 10 per host, and the rest were closed and opened again,
+// each with a TLS handshake). The control is the count of requests: 192.
+func TestConnectionsReused(t *testing.T) {
+	ctx := context.Background()
+	srv, err := versitygw.StartWith(t.TempDir(), versitygw.Options{TLS: true, KeepAlive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	if err := srv.MakeBucket(ctx, "reuse-bucket"); err != nil {
+		t.Fatal(err)
+	}
+	var dials atomic.Int64
+	d := &net.Dialer{}
+	testDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return d.DialContext(ctx, network, addr)
+	}
+	t.Cleanup(func() { testDial = nil })
+	s, err := New(ctx, Config{Bucket: "reuse-bucket", Endpoint: srv.Endpoint, CABundle: srv.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := randomBody(3, 4096)
+	if err := s.Put(ctx, "small", bytes.NewReader(body), int64(len(body))); err != nil {
+		t.Fatal(err)
+	}
+	const readers, rounds = 24, 8
+	before := dials.Load()
+	for range rounds {
+		var wg sync.WaitGroup
+		errs := make(chan error, readers)
+		for range readers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, err := readAllOf(ctx, s, "small", 0, -1)
+				if err == nil && !bytes.Equal(got, body) {
+					err = errors.New("read back other bytes")
+				}
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := dials.Load() - before; n > readers {
+		t.Fatalf("%d reads made %d connections, want at most %d (one per concurrent reader)", readers*rounds, n, readers)
 	}
 }

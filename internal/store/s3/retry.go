@@ -173,6 +173,10 @@ func (c *idleConn) Write(p []byte) (int, error) {
 // server under names no resolver here knows (virtual-host addressing).
 var testDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
+// MaxIdleConns is how many idle connections to the provider a store
+// keeps.
+const MaxIdleConns = 128
+
 // httpClient is the HTTP client of a store, made from the SDK's transport
 // (which carries the TLS settings and any AWS_CA_BUNDLE): HTTP/1.1 over
 // idle-timed connections, no redirects followed (S3 answers a wrong
@@ -192,6 +196,12 @@ func (s *Store) httpClient(tr *http.Transport, idle time.Duration) *http.Client 
 		return &idleConn{Conn: c, d: idle}, nil
 	}
 	tr.TLSHandshakeTimeout = idle
+	// Keep a connection for every request that may run at once (a
+	// gateway's, up to its request limit): with the SDK's 10 idle
+	// connections per host, more concurrent requests than that closed
+	// and re-opened connections, each with a TLS handshake.
+	tr.MaxIdleConns = max(tr.MaxIdleConns, MaxIdleConns)
+	tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, MaxIdleConns)
 	// S3 speaks HTTP/1.1; a non-nil empty map keeps HTTP/2 off.
 	tr.ForceAttemptHTTP2 = false
 	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}

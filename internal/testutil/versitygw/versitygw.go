@@ -67,6 +67,10 @@ type Options struct {
 	// covers *.localhost, so "localhost" works with a resolver that maps
 	// its subdomains to 127.0.0.1.
 	VirtualDomain string
+	// KeepAlive keeps connections open between requests, as cloud
+	// providers do (versitygw closes each one after its answer by
+	// default).
+	KeepAlive bool
 }
 
 // StartWith runs versitygw as Start does, with more options.
@@ -91,6 +95,9 @@ func StartWith(dir string, o Options) (*Server, error) {
 		"--region", "us-east-1", "--health", "/health", "--quiet"}
 	if o.VirtualDomain != "" {
 		args = append(args, "--virtual-domain", o.VirtualDomain)
+	}
+	if o.KeepAlive {
+		args = append(args, "--keep-alive")
 	}
 	if useTLS {
 		crt, key, spki, err := selfSigned(data)
