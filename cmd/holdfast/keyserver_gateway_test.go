@@ -163,6 +163,9 @@ func (k *ksEnv) okIn(home string, args ...string) string {
 // gwProc is a running `holdfast serve` and an S3 client of it.
 type gwProc struct {
 	cmd    *exec.Cmd
+	url    string // the S3 endpoint (plain HTTP on 127.0.0.1)
+	id     string // its admin access key
+	secret string
 	s3     *s3.Client
 	stderr *lockedBuffer
 	bodies map[string][]byte
@@ -206,6 +209,7 @@ func (k *ksEnv) startGateway(t *testing.T, home string) *gwProc {
 	if url == "" {
 		t.Fatalf("serve printed no endpoint; stderr:\n%s", g.stderr.String())
 	}
+	g.url, g.id, g.secret = url, key.ID, key.Secret
 	g.s3 = s3.New(s3.Options{BaseEndpoint: aws.String(url), Region: "us-east-1", UsePathStyle: true, RetryMaxAttempts: 1,
 		HTTPClient: &http.Client{}, Credentials: credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")})
 	return g
