@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -24,8 +25,10 @@ import (
 
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/gateway"
+	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/oplog"
+	"github.com/holdfast/holdfast/internal/keyserver"
 	"github.com/holdfast/holdfast/internal/repo"
 	"github.com/holdfast/holdfast/internal/secret"
 )
@@ -42,7 +45,11 @@ ratchet forward, with checkpoints copied to a file outside the directory
   audit init [--checkpoints PATH]     start the log (serve --audit does too)
   audit verify [--checkpoints PATH]   check every line, the off-box and the store's checkpoints
   audit checkpoint                    checkpoint now, and copy it to the store
-  audit show [--since T] [--json]     print the entries (unverified: see verify)`,
+  audit show [--since T] [--json]     print the entries (unverified: see verify)
+
+With --dir D, verify and show read a key server's log (D/audit; its K_0
+opens with the server's keyring passphrase), and each --checkpoints FILE is
+a client's copy of its checkpoints (HOME/keyserver-checkpoints.log).`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			return usagef("usage: holdfast audit init|verify|show (see 'holdfast help audit')")
@@ -120,9 +127,10 @@ func createAudit(ctx context.Context, r *repo.Repo, cp string, storeFailed func(
 }
 
 func (e *env) auditVerifyCmd() *cobra.Command {
-	var cp string
+	var cps []string
+	var ksDir string
 	c := &cobra.Command{
-		Use:   "verify [--checkpoints PATH]",
+		Use:   "verify [--checkpoints PATH]... | verify --dir KSDIR [--checkpoints FILE]...",
 		Short: "Check every entry of the audit log, its off-box and its store checkpoints",
 		Long: `verify opens K_0 with the repository's keys and walks the log: each line
 must be in its one encoding, carry the next seq, name the SHA-256 of the line
@@ -137,12 +145,28 @@ entry (line and seq), the newest checkpoint the log does not reach, a
 missing or damaged sealed record or log, a store checkpoint that does not
 open are named. Exit 3: no audit log. A K_0 sealed under an older root key
 version is sealed again under the primary one (retire needs that;
-docs/audit.md).`,
+docs/audit.md). A second and further --checkpoints are further copies: each
+checkpoint line they hold must be the log's (a log that ends before one is
+named as not reaching it, in that file).
+
+With --dir KSDIR, verify checks a key server's audit log (KSDIR/audit),
+opening K_0 with the server's keyring (its passphrase: HOLDFAST_PASSPHRASE,
+--passphrase-file or the prompt), against its off-box copy (the one the
+log was made with) and each --checkpoints FILE, a client's copy
+(HOME/keyserver-checkpoints.log, and its rotated .1).`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) (err error) {
+			if ksDir != "" {
+				return e.verifyKeyServerAudit(c.Context(), ksDir, cps)
+			}
 			home, err := e.homeDir()
 			if err != nil {
 				return err
+			}
+			var cp string
+			var copies []string
+			if len(cps) > 0 {
+				cp, copies = cps[0], cps[1:]
 			}
 			l := audit.Locate(home, cp)
 			if !l.Present() {
@@ -158,15 +182,52 @@ docs/audit.md).`,
 			if err != nil {
 				return err
 			}
-			rep, verr := audit.VerifyKeysWith(ctx, l, r.KeySource(), r.ID(), audit.VerifyOptions{Store: stored, StoreRead: true})
+			rep, verr := audit.VerifyKeysWith(ctx, l, r.KeySource(), r.ID(), audit.VerifyOptions{Store: stored, StoreRead: true, Copies: copies})
 			if rep.Resealed != 0 && !e.quiet {
 				fmt.Fprintf(e.stderr, "holdfast: sealed the audit key again under root key version %d\n", rep.Resealed)
 			}
 			return e.printAuditVerdict(rep, verr)
 		},
 	}
-	c.Flags().StringVar(&cp, "checkpoints", "", "off-box checkpoint copy to check against (default: the one the log was made with)")
+	c.Flags().StringArrayVar(&cps, "checkpoints", nil, "off-box checkpoint copy to check against (default: the one the log was made with); repeated, or with --dir: further copies (a key server client's)")
+	c.Flags().StringVar(&ksDir, "dir", "", "verify the audit log of this key server state directory")
 	return c
+}
+
+// verifyKeyServerAudit verifies the audit log of the key server state
+// directory dir with K_0 opened by its keyring, against its off-box copy
+// and copies (clients' files; one naming the off-box copy itself is
+// checked once, as that).
+func (e *env) verifyKeyServerAudit(ctx context.Context, dir string, copies []string) error {
+	l := audit.Locate(dir, "")
+	if !l.Present() {
+		return fmt.Errorf("no audit log in %s: run 'holdfast keyserver audit-init --dir %s': %w", l.Dir, dir, repo.ErrNotFound)
+	}
+	var more []string
+	for _, c := range copies {
+		if a, err := filepath.Abs(c); err == nil && a == l.Checkpoints {
+			continue
+		}
+		more = append(more, c)
+	}
+	if err := e.hardenForKeys(); err != nil {
+		return err
+	}
+	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile})
+	if err != nil {
+		return err
+	}
+	kr, err := keyring.Open(filepath.Join(dir, keyserver.KeyringFile), pass)
+	clear(pass)
+	if err != nil {
+		return err
+	}
+	defer kr.Close()
+	rep, verr := audit.VerifyKeysWith(ctx, l, keyserver.AuditKeys(kr), kr.Repo(), audit.VerifyOptions{Copies: more})
+	if rep.Resealed != 0 && !e.quiet {
+		fmt.Fprintf(e.stderr, "holdfast: sealed the audit key again under root key version %d\n", rep.Resealed)
+	}
+	return e.printAuditVerdict(rep, verr)
 }
 
 // storeCheckpoints reads the audit checkpoints r's store holds.
@@ -202,6 +263,9 @@ func (e *env) printAuditVerdict(rep audit.Report, verr error) error {
 		if rep.StoreChecked {
 			j["store_checkpoints"], j["newest_store_checkpoint"] = rep.StoreCheckpoints, rep.NewestStore
 		}
+		if len(rep.Copies) > 0 {
+			j["copies"] = rep.Copies
+		}
 		if rep.Entries > 0 {
 			j["last_seq"], j["head"] = rep.LastSeq, rep.Head
 		}
@@ -220,6 +284,9 @@ func (e *env) printAuditVerdict(rep audit.Report, verr error) error {
 			fmt.Fprintf(e.stdout, "store checkpoints: none\n")
 		default:
 			fmt.Fprintf(e.stdout, "store checkpoints: %d, newest seq %d, all reached\n", rep.StoreCheckpoints, rep.NewestStore)
+		}
+		for _, c := range rep.Copies {
+			fmt.Fprintf(e.stdout, "checkpoint copy %s: %d, newest seq %d, all reached\n", c.File, c.Checkpoints, c.Newest)
 		}
 		fmt.Fprintf(e.stdout, "audit key opened from %s\n", rep.Record)
 	} else if rep.Record != "" {
@@ -275,27 +342,31 @@ take the copy (the checkpoint is in the log and the off-box file).`,
 }
 
 func (e *env) auditShowCmd() *cobra.Command {
-	var since string
+	var since, ksDir string
 	c := &cobra.Command{
-		Use:   "show [--since RFC3339|DURATION] [--json]",
+		Use:   "show [--dir KSDIR] [--since RFC3339|DURATION] [--json]",
 		Short: "Print the audit log's entries (the hash chain is checked, the MACs are not)",
 		Long: `show prints the entries of HOME/audit/audit.log, oldest first, from --since
 on (a time, 2026-01-02T15:04:05Z, or a duration back from now, 24h); --json
 prints them as stored. It needs no key, so it checks only the hash chain:
 'holdfast audit verify' checks the MACs and the checkpoints. Exit 4 if the
 chain breaks (the entries before the break are printed), 3 if there is no
-log.`,
+log. With --dir KSDIR it prints a key server's log (KSDIR/audit).`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			from, err := parseSince(since, time.Now())
 			if err != nil {
 				return err
 			}
-			home, err := e.homeDir()
-			if err != nil {
-				return err
+			dir := audit.Dir(ksDir)
+			if ksDir == "" {
+				home, err := e.homeDir()
+				if err != nil {
+					return err
+				}
+				dir = audit.Dir(home)
 			}
-			rerr := e.printEntries(audit.Dir(home), from)
+			rerr := e.printEntries(dir, from)
 			if errors.Is(rerr, audit.ErrNoLog) {
 				return fmt.Errorf("%w: run 'holdfast audit init': %w", rerr, repo.ErrNotFound)
 			}
@@ -307,6 +378,7 @@ log.`,
 		},
 	}
 	c.Flags().StringVar(&since, "since", "", "only entries from this time (RFC 3339) or this long ago (a duration: 90m, 24h)")
+	c.Flags().StringVar(&ksDir, "dir", "", "print the audit log of this key server state directory")
 	return c
 }
 

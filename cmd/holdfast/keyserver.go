@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast/holdfast/internal/attest"
+	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/remote"
@@ -42,7 +43,8 @@ func (e *env) keyserverCmd() *cobra.Command {
 		Short: "The on-prem key server: root keys that never leave it, wrap/unwrap over mutual TLS",
 		Long: `keyserver runs and administers the key server (docs/keyserver.md):
 
-  keyserver init --dir D --host H [--from-home HOME]   a new state directory (CA, server certificate, root keys)
+  keyserver init --dir D --host H [--from-home HOME]   a new state directory (CA, server certificate, root keys, audit log)
+  keyserver audit-init --dir D [--checkpoints FILE]    start the audit log of a state directory made without one
   keyserver serve --dir D [--listen ADDR]              answer clients over mutual TLS 1.3
   keyserver enroll NAME --dir D --bucket ID|* --ops wrap,unwrap,data,audit --out DIR
                                                        issue a client certificate with its grant
@@ -53,13 +55,13 @@ func (e *env) keyserverCmd() *cobra.Command {
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
-	c.AddCommand(e.keyserverInitCmd(), e.keyserverServeCmd(), e.keyserverEnrollCmd(), e.keyserverRevokeCmd(),
+	c.AddCommand(e.keyserverInitCmd(), e.keyserverAuditInitCmd(), e.keyserverServeCmd(), e.keyserverEnrollCmd(), e.keyserverRevokeCmd(),
 		e.keyserverClientsCmd(), e.keyserverJoinCmd(), e.keyserverBucketIDCmd())
 	return c
 }
 
 func (e *env) keyserverInitCmd() *cobra.Command {
-	var dir, fromHome string
+	var dir, fromHome, cp string
 	var hosts []string
 	c := &cobra.Command{
 		Use:   "init --dir D --host NAME|IP... [--from-home HOME]",
@@ -67,8 +69,10 @@ func (e *env) keyserverInitCmd() *cobra.Command {
 		Long: `init makes the state directory D (mode 0700): a CA (ECDSA P-256), a server
 certificate for the --host names and addresses, an empty client list, the
 root keys in a keyring file sealed under the passphrase
-(HOLDFAST_PASSPHRASE, --passphrase-file or the prompt), and the
-key-operation log. With --from-home, the keyring file of that repository
+(HOLDFAST_PASSPHRASE, --passphrase-file or the prompt), the
+key-operation log, and the tamper-evident audit log in D/audit (its key
+K_0 sealed under the root key; checkpoints copied to --checkpoints,
+default D/audit-checkpoints.log: put it on another machine). With --from-home, the keyring file of that repository
 home is copied in (it must open with the passphrase): the server then
 holds that repository's root keys. Without it, a new repository id and
 root key are made; 'keyserver join' then creates the repository.`,
@@ -85,7 +89,7 @@ root key are made; 'keyserver join' then creates the repository.`,
 				return err
 			}
 			defer clear(pass)
-			o := keyserver.InitOptions{Hosts: hosts, Passphrase: pass}
+			o := keyserver.InitOptions{Hosts: hosts, Passphrase: pass, AuditCheckpoints: cp}
 			if fromHome != "" {
 				o.FromKeyring = repo.KeyringPath(fromHome)
 			} else {
@@ -105,11 +109,70 @@ root key are made; 'keyserver join' then creates the repository.`,
 	c.Flags().StringVar(&dir, "dir", "", "state directory to create")
 	c.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address for the server certificate (repeatable)")
 	c.Flags().StringVar(&fromHome, "from-home", "", "copy the root keys of this repository home's keyring")
+	c.Flags().StringVar(&cp, "checkpoints", "", "file the audit log's checkpoints are copied to (default D/audit-checkpoints.log)")
 	return c
+}
+
+func (e *env) keyserverAuditInitCmd() *cobra.Command {
+	var dir, cp string
+	c := &cobra.Command{
+		Use:   "audit-init --dir D [--checkpoints FILE]",
+		Short: "Start the tamper-evident audit log of a key server's state directory",
+		Long: `audit-init starts D/audit, the key server's audit log, in a state directory
+made before 'keyserver init' made one: a random K_0 sealed under the
+keyring's primary root key (the passphrase opens it), the genesis
+checkpoint, and the writer's state. Checkpoints are copied to --checkpoints
+(default D/audit-checkpoints.log; put it on another machine). A running
+server starts writing to it at its next start (a graceful restart is
+enough). Exit 7 if D already holds one ('holdfast audit verify --dir D').`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			if dir == "" {
+				return usagef("--dir is required")
+			}
+			if err := e.hardenForKeys(); err != nil {
+				return err
+			}
+			pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile})
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			err = keyserver.InitAudit(dir, pass, cp)
+			if errors.Is(err, audit.ErrExists) {
+				return codeError{code: exitRefused, err: err}
+			}
+			if err != nil {
+				return err
+			}
+			if cp == "" {
+				cp = audit.DefaultCheckpoints(dir)
+			}
+			fmt.Fprintf(e.stdout, "created audit log %s\ncheckpoints copied to %s\n", keyserver.Dir(dir).AuditDir(), cp)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "key server state directory")
+	c.Flags().StringVar(&cp, "checkpoints", "", "file the checkpoints are copied to (default D/audit-checkpoints.log)")
+	return c
+}
+
+// registerKeyServerAudit registers serve's audit options, named as
+// 'holdfast serve' names its own.
+func registerKeyServerAudit(c *cobra.Command, o *keyserver.AuditOptions) {
+	fl := c.Flags()
+	fl.IntVar(&o.Every, "audit-checkpoint-every", audit.DefaultEvery, "audit entries between two checkpoints")
+	fl.DurationVar(&o.Interval, "audit-checkpoint-interval", time.Minute, "also checkpoint this often while entries come (0: only every N and at shutdown)")
+	fl.IntVar(&o.Queue, "audit-queue", 65536, "audit entries waiting to be written (releases wait for room)")
+	fl.DurationVar(&o.Rate.Window, "audit-rate-window", time.Minute, "window over which each client's releases (root and data-key unwraps) are counted")
+	fl.Float64Var(&o.Rate.Floor, "audit-rate-floor", 1000, "least baseline, in releases per window")
+	fl.Float64Var(&o.Rate.Factor, "audit-rate-factor", 10, "a client over factor × its baseline (or the floor) in a window is an anomaly")
+	fl.DurationVar(&o.Rate.CutOff, "audit-rate-cutoff", 0, "refuse an anomalous client's releases for this long, or until SIGHUP (0: warn only)")
 }
 
 func (e *env) keyserverServeCmd() *cobra.Command {
 	var dir, listen, opsListen string
+	var ao keyserver.AuditOptions
 	c := &cobra.Command{
 		Use:   "serve --dir D [--listen ADDR] [--ops-listen ADDR]",
 		Short: "Answer wrap and unwrap requests over mutual TLS 1.3",
@@ -120,8 +183,15 @@ server API on --listen (mutual TLS 1.3), and /healthz and /metrics on
 release-policy.json in D, if present, gates key releases on the client's
 posture and attestation (docs/keyserver.md, "Posture and attestation"); it
 is re-read whenever it changes.
+Every key operation and refusal goes to D/audit, the audit log, if D keeps
+one (keyserver init makes it; audit-init for older directories), before
+the answer: a release it cannot take is not made. Each answer carries the
+newest checkpoint, which clients keep. A client whose releases pass
+--audit-rate-factor × its baseline is an anomaly (logged, counted, an
+audit entry); with --audit-rate-cutoff its releases are refused for that
+long, or until SIGHUP (docs/keyserver.md, "Rate anomalies").
 SIGHUP re-reads clients.json and the keyring (clients.json is also re-read
-whenever it changes). SIGTERM or SIGINT stops accepting, finishes the
+whenever it changes), and lifts every rate cut-off. SIGTERM or SIGINT stops accepting, finishes the
 requests in flight (up to 30 s), wipes the keys and exits 0.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -136,7 +206,7 @@ requests in flight (up to 30 s), wipes the keys and exits 0.`,
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			srv, err := keyserver.Open(dir, pass, keyserver.Options{Log: log})
+			srv, err := keyserver.Open(dir, pass, keyserver.Options{Log: log, Audit: ao})
 			clear(pass)
 			if err != nil {
 				return err
@@ -147,6 +217,7 @@ requests in flight (up to 30 s), wipes the keys and exits 0.`,
 	c.Flags().StringVar(&dir, "dir", "", "state directory (keyserver init)")
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:7443", "address of the mutual-TLS API")
 	c.Flags().StringVar(&opsListen, "ops-listen", "127.0.0.1:7444", "address of /healthz and /metrics (plain HTTP); empty: none")
+	registerKeyServerAudit(c, &ao)
 	return c
 }
 
@@ -187,7 +258,7 @@ func (e *env) runKeyServer(ctx context.Context, srv *keyserver.Server, log *slog
 			if err := srv.Reload(); err != nil {
 				log.Error("reload failed; the previous state stays in force", "error", err.Error())
 			} else {
-				log.Info("reloaded clients.json and the keyring")
+				log.Info("reloaded clients.json and the keyring; rate cut-offs lifted")
 			}
 			continue
 		case err := <-errc:
@@ -340,7 +411,8 @@ func openKeyServer(home string, ks repo.KeySourceConfig) (repo.RootKeys, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*remote.DefaultTimeout)
 	defer cancel()
 	cfg := remote.Config{URL: ks.URL, CertFile: ks.Path(home, ks.ClientCert),
-		KeyFile: ks.Path(home, ks.ClientKey), CAFile: ks.Path(home, ks.CA)}
+		KeyFile: ks.Path(home, ks.ClientKey), CAFile: ks.Path(home, ks.CA),
+		CheckpointFile: filepath.Join(home, remote.CheckpointFileName)}
 	if ks.Attestation != "" {
 		a, err := attest.NewAttester(ks.Attestation)
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/oplog"
 	"github.com/holdfast/holdfast/internal/keys/remote"
@@ -79,9 +80,9 @@ type ksProc struct {
 	mu     *sync.Mutex
 }
 
-func (k *ksEnv) serve(stateDir, listen string) *ksProc {
+func (k *ksEnv) serve(stateDir, listen string, extra ...string) *ksProc {
 	k.t.Helper()
-	cmd := exec.Command(k.bin, "keyserver", "serve", "--dir", stateDir, "--listen", listen, "--ops-listen", "127.0.0.1:0")
+	cmd := exec.Command(k.bin, append([]string{"keyserver", "serve", "--dir", stateDir, "--listen", listen, "--ops-listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = k.env
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -250,6 +251,7 @@ func TestKeyServer(t *testing.T) {
 	t.Run("rollback", func(t *testing.T) { testKeyServerRollback(t, k, src, true) })
 	t.Run("rollback-between-backups", func(t *testing.T) { testKeyServerRollback(t, k, src, false) })
 	t.Run("restart", func(t *testing.T) { p = testKeyServerRestart(t, k, p, ks, port) })
+	t.Run("audit-after-restart", func(t *testing.T) { testKeyServerAuditAfterRestart(t, k, ks) })
 	t.Run("kill", func(t *testing.T) { testKeyServerKill(t, k, p, ks, port, data) })
 }
 
@@ -420,6 +422,25 @@ func testKeyServerRefusals(t *testing.T, k *ksEnv, p *ksProc, ks, cli, bid strin
 		t.Fatalf("another bucket: want ErrRefused, got %v", err)
 	}
 	wantRefusalLogged(t, ks, n, "not-authorized")
+
+	// Each refusal above is in the audit log too, with its reason, and
+	// the log is intact.
+	for _, want := range []struct{ status, actor, op string }{
+		{"no-certificate", "127.0.0.1", "handshake"}, {"bad-certificate", "127.0.0.1", "handshake"},
+		{"revoked", "127.0.0.1", "handshake"}, {"not-authorized", "gw", "wrap"},
+	} {
+		if !waitUntil(5*time.Second, func() bool {
+			for _, e := range auditLog(t, k, ks) {
+				if e.Kind == audit.KindRefusal && e.Status == want.status && e.Actor == want.actor && e.Op == want.op {
+					return true
+				}
+			}
+			return false
+		}) {
+			t.Errorf("no %s refusal of %s in the audit log", want.status, want.actor)
+		}
+	}
+	k.ok("audit", "verify", "--dir", ks)
 }
 
 // testKeyServerKill kills the key server while puts and gets run: every

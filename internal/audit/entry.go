@@ -149,3 +149,18 @@ func hashLine(line []byte) string {
 	h := sha256.Sum256(line)
 	return hex.EncodeToString(h[:])
 }
+
+// ParseCheckpoint reads a checkpoint line (without its newline), as a
+// copy of one (a key server's client, docs/audit.md) receives it: it
+// must be an entry in its one encoding, of kind checkpoint. It checks no
+// MAC (that takes K_0: Verify). ok is false for anything else.
+func ParseCheckpoint(line []byte) (seq uint64, ok bool) {
+	if len(line) == 0 || len(line) >= maxLine {
+		return 0, false
+	}
+	e, why := parse(line)
+	if why != "" || e.Kind != KindCheckpoint {
+		return 0, false
+	}
+	return e.Seq, true
+}

@@ -93,6 +93,23 @@ func (w *RateWatch) Refused(actor string) bool {
 	return a != nil && w.cfg.Now().Before(a.cutUntil)
 }
 
+// Lift ends every cut-off now (an administrator's decision: the key
+// server's SIGHUP) and returns the actors it ended it for. Baselines and
+// counts stay.
+func (w *RateWatch) Lift() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.cfg.Now()
+	var out []string
+	for name, a := range w.actors {
+		if now.Before(a.cutUntil) {
+			out = append(out, name)
+		}
+		a.cutUntil = time.Time{}
+	}
+	return out
+}
+
 // Observe counts one key-using operation of actor. It returns the
 // anomaly when this operation takes the actor over its limit (once per
 // slot, so that a flood does not flood the log too).

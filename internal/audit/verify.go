@@ -111,9 +111,12 @@ type Report struct {
 	StoreCheckpoints int
 	NewestStore      uint64
 	StoreChecked     bool
-	Record           string // the copy of the sealed record K_0 was opened from (VerifyKeys)
-	Resealed         uint32 // the root key version K_0 was sealed again under (VerifyKeys), or 0
-	Warnings         []string
+	// Copies are the further checkpoint copies (VerifyOptions.Copies),
+	// in the order given.
+	Copies   []CopyReport
+	Record   string // the copy of the sealed record K_0 was opened from (VerifyKeys)
+	Resealed uint32 // the root key version K_0 was sealed again under (VerifyKeys), or 0
+	Warnings []string
 }
 
 // Verify checks the log in dir under k0 (from Unseal) and its off-box
@@ -138,13 +141,33 @@ type StoredCheckpoint struct {
 	Err error
 }
 
-// VerifyOptions add the store's checkpoints to Verify.
+// VerifyOptions add the store's checkpoints, and further copies, to
+// Verify.
 type VerifyOptions struct {
 	// Store are the checkpoints in the repository's store; StoreRead
 	// says they were read (an empty Store then means it holds none).
 	Store     []StoredCheckpoint
 	StoreRead bool
+	// Copies are further files of checkpoint lines: a key server's
+	// clients keep the checkpoints it hands them (docs/keyserver.md).
+	// A copy may hold any of the log's checkpoints, not the genesis
+	// one; each line it holds is judged as a store checkpoint is (the
+	// log's line at its seq byte for byte; a log that ends before one
+	// carrying its MAC was cut, and the Damage names it "in FILE").
+	Copies []string
 }
+
+// CopyReport is what Verify read of one further copy.
+type CopyReport struct {
+	File        string
+	Checkpoints int    // checkpoint lines read
+	Newest      uint64 // the newest of them the log holds
+}
+
+// maxCopyLines bounds the lines of a further copy Verify reads (each is
+// kept, parsed, while the log is walked). A client keeps far fewer
+// (remote.MaxCheckpointCopy).
+const maxCopyLines = 1 << 16
 
 // VerifyWith is Verify that also checks the store's checkpoints: each
 // must be the log's line at its seq, byte for byte, as an off-box one
@@ -184,6 +207,16 @@ func VerifyWith(dir, cpPath string, k0 secret.Key, o VerifyOptions) (Report, err
 	genesisLine := 0 // the off-box copy's line holding this log's genesis
 	newestInLog, haveInLog := uint64(0), false
 	sidx, sbad := storeIndex(o.Store)
+	copyNewest := map[string]uint64{}
+	for _, path := range o.Copies {
+		cidx, cbad, err := copyIndex(path)
+		if err != nil {
+			dmg.Problems = append(dmg.Problems, fmt.Sprintf("the checkpoint copy %s cannot be read: %v", path, err))
+		}
+		sidx, sbad = append(sidx, cidx...), append(sbad, cbad...)
+		rep.Copies = append(rep.Copies, CopyReport{File: path, Checkpoints: len(cidx) + len(cbad)})
+	}
+	sort.SliceStable(sidx, func(i, j int) bool { return sidx[i].seq < sidx[j].seq })
 	sp := 0
 	var genesisTime time.Time
 	br := bufio.NewReaderSize(f, maxLine)
@@ -231,7 +264,11 @@ func VerifyWith(dir, cpPath string, k0 secret.Key, o VerifyOptions) (Report, err
 			switch {
 			case sidx[q].hash == sum:
 				sidx[q].met = true
-				rep.NewestStore = max(rep.NewestStore, seq)
+				if sidx[q].file == "" {
+					rep.NewestStore = max(rep.NewestStore, seq)
+				} else {
+					copyNewest[sidx[q].file] = max(copyNewest[sidx[q].file], seq)
+				}
 			case conflictKeys[seq] == nil && len(conflictKeys) < maxBeyond:
 				conflictKeys[seq] = bytes.Clone(key)
 			}
@@ -262,6 +299,9 @@ func VerifyWith(dir, cpPath string, k0 secret.Key, o VerifyOptions) (Report, err
 	rep.Warnings = append(rep.Warnings, swarns...)
 	dmg.Problems = append(dmg.Problems, sproblems...)
 	rep.StoreCheckpoints = len(o.Store)
+	for i := range rep.Copies {
+		rep.Copies[i].Newest = copyNewest[rep.Copies[i].File]
+	}
 	// The newest checkpoint the log does not reach is named, whichever
 	// copy holds it (the off-box one when both do).
 	if sworst != nil && (dmg.Checkpoint == nil || sworst.Seq > dmg.Checkpoint.Seq) {
@@ -593,9 +633,12 @@ func Scan(dir string, fn func(Entry) error) error {
 	}
 }
 
-// storeCP is one checkpoint in the store, as Verify indexes it.
+// storeCP is one checkpoint in the store, or in a further copy (file
+// and line set), as Verify indexes it.
 type storeCP struct {
 	name    string
+	file    string
+	line    int
 	seq     uint64
 	hash    [sha256.Size]byte
 	e       Entry
@@ -606,24 +649,77 @@ type storeCP struct {
 
 // storeIndex indexes the store's readable checkpoints by seq, and
 // returns the others (unreadable, or not a checkpoint line) as bad ones.
-func storeIndex(cps []StoredCheckpoint) (idx []storeCP, bad []StoredCheckpoint) {
+func storeIndex(cps []StoredCheckpoint) (idx []storeCP, bad []storeBad) {
 	for _, c := range cps {
 		if c.Err != nil {
-			bad = append(bad, c)
+			bad = append(bad, storeBad{name: c.Name, err: c.Err})
 			continue
 		}
-		e, why := parse(c.Line)
-		switch {
-		case why != "":
-			bad = append(bad, StoredCheckpoint{Name: c.Name, Err: fmt.Errorf("its line is not an entry: %s", why)})
-		case e.Kind != KindCheckpoint:
-			bad = append(bad, StoredCheckpoint{Name: c.Name, Err: errors.New("its line is an entry that is not a checkpoint")})
-		default:
-			idx = append(idx, storeCP{name: c.Name, seq: e.Seq, hash: sha256.Sum256(c.Line), e: e})
+		cp, err := indexLine(c.Line)
+		if err != nil {
+			bad = append(bad, storeBad{name: c.Name, err: err})
+			continue
 		}
+		cp.name = c.Name
+		idx = append(idx, cp)
 	}
 	sort.SliceStable(idx, func(i, j int) bool { return idx[i].seq < idx[j].seq })
 	return idx, bad
+}
+
+// storeBad is a store checkpoint, or a line of a further copy, that
+// cannot vouch for the log.
+type storeBad struct {
+	name string // the store object
+	file string // or the copy...
+	line int    // ...and its line
+	err  error
+}
+
+func (b storeBad) problem() string {
+	if b.file != "" {
+		return fmt.Sprintf("the checkpoint copy %s line %d cannot vouch for the log: %v", b.file, b.line, b.err)
+	}
+	return fmt.Sprintf("the store's audit checkpoint %s cannot vouch for the log: %v ('holdfast verify' reports the object)", b.name, b.err)
+}
+
+// indexLine indexes one checkpoint line of the store or of a copy.
+func indexLine(line []byte) (storeCP, error) {
+	e, why := parse(line)
+	switch {
+	case why != "":
+		return storeCP{}, fmt.Errorf("its line is not an entry: %s", why)
+	case e.Kind != KindCheckpoint:
+		return storeCP{}, errors.New("its line is an entry that is not a checkpoint")
+	}
+	return storeCP{seq: e.Seq, hash: sha256.Sum256(line), e: e}, nil
+}
+
+// copyIndex reads a further copy of checkpoint lines (at most
+// maxCopyLines; empty lines are skipped) under a shared lock.
+func copyIndex(path string) (idx []storeCP, bad []storeBad, err error) {
+	lines := 0
+	err = eachOffBoxLine(path, func(n int, line []byte, long bool) error {
+		if len(line) == 0 && !long {
+			return nil
+		}
+		if lines++; lines > maxCopyLines {
+			return fmt.Errorf("it holds more than %d lines: verify reads no more", maxCopyLines)
+		}
+		if long {
+			bad = append(bad, storeBad{file: path, line: n, err: fmt.Errorf("longer than %d bytes: not a checkpoint", maxLine)})
+			return nil
+		}
+		cp, err := indexLine(line)
+		if err != nil {
+			bad = append(bad, storeBad{file: path, line: n, err: err})
+			return nil
+		}
+		cp.file, cp.line = path, n
+		idx = append(idx, cp)
+		return nil
+	})
+	return idx, bad, err
 }
 
 // checkStoreMACs checks the MACs of the store's checkpoints that are not
@@ -658,16 +754,17 @@ func checkStoreMACs(idx []storeCP, end uint64, k []byte, keys map[uint64][]byte)
 // for an earlier log's checkpoints (not carrying this log's MAC, and
 // older than its genesis: left when 'audit init' ran again); and a
 // problem for each that could not be read.
-func judgeStore(idx []storeCP, bad []StoredCheckpoint, end uint64, genesis time.Time, entries int) (*CheckpointProblem, []string, []string) {
+func judgeStore(idx []storeCP, bad []storeBad, end uint64, genesis time.Time, entries int) (*CheckpointProblem, []string, []string) {
 	var worst *CheckpointProblem
 	note := func(c storeCP, why string) {
-		if worst == nil || c.seq >= worst.Seq {
-			worst = &CheckpointProblem{Store: c.name, Seq: c.seq, Reason: why}
+		// At one seq, a store checkpoint is named before a copy's.
+		if worst == nil || c.seq > worst.Seq || (c.seq == worst.Seq && (c.file == "" || worst.Store == "")) {
+			worst = &CheckpointProblem{Store: c.name, File: c.file, Line: c.line, Seq: c.seq, Reason: why}
 		}
 	}
-	var earlier, problems []string
+	var earlier, earlierCopies, problems []string
 	for _, c := range bad {
-		problems = append(problems, fmt.Sprintf("the store's audit checkpoint %s cannot vouch for the log: %v ('holdfast verify' reports the object)", c.Name, c.Err))
+		problems = append(problems, c.problem())
 	}
 	for _, c := range idx {
 		if c.met {
@@ -679,6 +776,8 @@ func judgeStore(idx []storeCP, bad []StoredCheckpoint, end uint64, genesis time.
 			note(c, "the log's entry at that seq is another line, and this checkpoint carries the log's MAC: the log was rewritten from there on")
 		case ours:
 			note(c, fmt.Sprintf("the intact log ends at seq %d (%d entries): its tail was cut or damaged before this checkpoint", int64(end)-1, entries))
+		case c.checked && !genesis.IsZero() && c.e.Time.Before(genesis) && c.file != "":
+			earlierCopies = append(earlierCopies, fmt.Sprintf("%s line %d", c.file, c.line))
 		case c.checked && !genesis.IsZero() && c.e.Time.Before(genesis):
 			earlier = append(earlier, c.name)
 		case c.checked && c.seq < end:
@@ -694,6 +793,14 @@ func judgeStore(idx []storeCP, bad []StoredCheckpoint, end uint64, genesis time.
 	var warns []string
 	if len(earlier) > 0 {
 		warns = append(warns, fmt.Sprintf("the store holds %d audit checkpoint(s) that are not this log's and are older than its genesis: an earlier log's, left when 'audit init' ran again; ignored: %s", len(earlier), strings.Join(earlier, ", ")))
+	}
+	if len(earlierCopies) > 0 {
+		const show = 10
+		list := strings.Join(earlierCopies[:min(len(earlierCopies), show)], ", ")
+		if len(earlierCopies) > show {
+			list += fmt.Sprintf(" and %d more", len(earlierCopies)-show)
+		}
+		warns = append(warns, fmt.Sprintf("%d checkpoint copy line(s) are not this log's and are older than its genesis: an earlier log's; ignored: %s", len(earlierCopies), list))
 	}
 	return worst, warns, problems
 }

@@ -125,6 +125,9 @@ type Writer struct {
 	sinkMu      sync.Mutex
 	unsent      []byte // the newest checkpoint line Sink does not have yet
 	sent        []byte // the last line this writer copied to Sink
+
+	newestMu sync.Mutex
+	newest   []byte // the newest checkpoint line this writer wrote or found at the log's end
 }
 
 // Create makes a new audit log in dir: the sealed record (rec, from
@@ -211,6 +214,7 @@ func create(dir string, rec Record, k0 secret.Key, o Options) (_ *Writer, genesi
 	if err := appendOffBox(w.cpPath, [][]byte{recordLine(b), line}); err != nil {
 		return nil, nil, err
 	}
+	w.seen(line)
 	return w, line, nil
 }
 
@@ -262,6 +266,27 @@ func ReadRecord(dir string) (Record, error) {
 // Checkpoints is where this writer copies its checkpoints (as its state
 // named when it was opened).
 func (w *Writer) Checkpoints() string { return w.cpPath }
+
+// Newest is the newest checkpoint line (without its newline) this
+// writer wrote, or found as the log's last line when it was asked to
+// checkpoint; nil before either. It is the line byte for byte as in the
+// log and the off-box copy, and holds no secret (seq, time, the head it
+// vouches for, its MAC): a key server hands it to its clients.
+func (w *Writer) Newest() []byte {
+	w.newestMu.Lock()
+	defer w.newestMu.Unlock()
+	return bytes.Clone(w.newest)
+}
+
+func (w *Writer) seen(line []byte) {
+	w.newestMu.Lock()
+	defer w.newestMu.Unlock()
+	if e, why := parse(line); why == "" && e.Kind == KindCheckpoint {
+		if o, _ := parse(w.newest); w.newest == nil || e.Seq > o.Seq {
+			w.newest = bytes.Clone(line)
+		}
+	}
+}
 
 // LogPath is the log file.
 func (w *Writer) LogPath() string { return w.logPath() }
@@ -418,6 +443,9 @@ func (w *Writer) appendLocked(es []Entry, checkpoint bool) (cps [][]byte, err er
 		}
 	}
 	if buf.Len() == 0 {
+		if checkpoint && st.Since == 0 {
+			w.seen(last)
+		}
 		if checkpoint && w.sink != nil && st.Since == 0 {
 			// Nothing since the last checkpoint: it is the one the
 			// store gets (a key command wrote it without one).
@@ -439,7 +467,12 @@ func (w *Writer) appendLocked(es []Entry, checkpoint bool) (cps [][]byte, err er
 	if err := w.saveState(st); err != nil {
 		return lines, err
 	}
-	return lines, appendOffBox(st.Checkpoints, lines)
+	err = appendOffBox(st.Checkpoints, lines)
+	if err == nil && len(lines) > 0 {
+		// Handed out only once the off-box copy has it too.
+		w.seen(lines[len(lines)-1])
+	}
+	return lines, err
 }
 
 func (w *Writer) checkpoint() Entry {

@@ -4,7 +4,10 @@
 // log), and the server that answers wrap and unwrap requests over mutual
 // TLS 1.3, authorizing each by the client's certificate and logging every
 // release and every refusal (refused handshakes as bounded per-peer
-// summaries written off the handshake path, limit.go). Its release policy
+// summaries written off the handshake path, limit.go), in its key-operation
+// log and in its tamper-evident audit log (audit.go: internal/audit's log,
+// whose newest checkpoint every answer carries to the client, and a
+// per-client rate watch on releases). Its release policy
 // (release.go) gates key releases on the posture a client reports and on
 // attestation evidence internal/attest verifies.
 //

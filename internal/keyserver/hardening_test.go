@@ -333,3 +333,50 @@ func TestClientListUnreadable(t *testing.T) {
 		t.Fatalf("clients.json back: %v", err)
 	}
 }
+
+// TestServerAuditKeyNotServed: the key server's own audit key K_0 is
+// sealed under an object id of its own, which the server wraps and opens
+// for no client: the auditor (granted '*' with unwrap and audit), handed
+// the server's sealed record, is refused; the same client opening a
+// home's audit key (audit.ObjectID), the control, is served.
+func TestServerAuditKeyNotServed(t *testing.T) {
+	dir, url := start(t)
+	auditor, err := open(t, url, enroll(t, dir, "auditor", keyserver.Grant{Buckets: []string{"*"}, Ops: []string{"wrap", "unwrap", "audit"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	repo := auditor.Repo()
+	rec, err := audit.ReadRecord(keyserver.Dir(dir).AuditDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := keys.Wrapped{Source: keys.SourceKeyServer, Alg: keys.Alg(rec.Alg), KEKVersion: rec.KEKVersion, Data: rec.Wrapped}
+	ad := keys.AD{Purpose: keys.PurposeSystemKey, Repo: repo, KEKVersion: rec.KEKVersion, Object: keyserver.ServerAuditObjectID(repo)}
+	if _, err := auditor.Unwrap(ctx, sealed, ad); !errors.Is(err, remote.ErrRefused) || !strings.Contains(err.Error(), "own audit key") {
+		t.Fatalf("the server's audit key asked for by a client: %v", err)
+	}
+	if _, err := auditor.Wrap(ctx, 1, ad, mustKey(t)); !errors.Is(err, remote.ErrRefused) {
+		t.Fatalf("a wrap under the server's audit key's AD: %v", err)
+	}
+	// Control: a home's audit key AD, same client.
+	k0 := mustKey(t)
+	home := ad
+	home.Object = audit.ObjectID(repo)
+	w, err := auditor.Wrap(ctx, 1, home, k0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := auditor.Unwrap(ctx, w, home); err != nil || !got.Equal(k0) {
+		t.Fatalf("control: a home's audit key: %v", err)
+	}
+}
+
+func mustKey(t *testing.T) secret.Key {
+	k, err := secret.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Wipe)
+	return k
+}

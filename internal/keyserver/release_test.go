@@ -19,6 +19,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/attest"
 	"github.com/holdfast/holdfast/internal/attest/attesttest"
+	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/remote"
 	"github.com/holdfast/holdfast/internal/keyserver"
@@ -292,7 +293,11 @@ func TestReleaseRefusals(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sent := control()
+			if e := lastAudit(t, dir, audit.KindKey); e.Op != "release" || e.Actor != "cvm" || !strings.Contains(e.Detail, "attested sev-snp") {
+				t.Fatalf("control: the release's audit entry: %+v", e)
+			}
 			before := len(records(t, dir, "refuse"))
+			beforeAudit := len(auditEntries(t, dir, audit.KindRefusal))
 			code, out := c.call(http.MethodPost, api.PathUnwrap, tc.body(sent))
 			var e api.Error
 			if code != http.StatusForbidden || json.Unmarshal(out, &e) != nil || e.Code != api.CodeRefused || !strings.Contains(e.Message, tc.want) {
@@ -304,6 +309,15 @@ func TestReleaseRefusals(t *testing.T) {
 			}
 			if d := rs[len(rs)-1]; !strings.HasPrefix(d, tc.reason+": ") || !strings.Contains(d, `client "cvm"`) || !strings.Contains(d, tc.want) {
 				t.Fatalf("refusal record: %q", d)
+			}
+			// The same refusal in the audit log: the client, the
+			// operation, the reason as status.
+			as := auditEntries(t, dir, audit.KindRefusal)
+			if len(as) != beforeAudit+1 {
+				t.Fatalf("%d refusal entries added to the audit log, want 1", len(as)-beforeAudit)
+			}
+			if e := as[len(as)-1]; e.Actor != "cvm" || e.Op != "unwrap" || e.Status != tc.reason || !strings.Contains(e.Detail, tc.want) {
+				t.Fatalf("audit refusal entry: %+v", e)
 			}
 			t.Logf("logged: %s", rs[len(rs)-1])
 		})
@@ -327,9 +341,16 @@ func TestReleaseRefusals(t *testing.T) {
 	if d := lastRefusal(t, dir); !strings.HasPrefix(d, "attestation: ") || !strings.Contains(d, `client "tdx"`) || !strings.Contains(d, "unbound") {
 		t.Fatalf("TDX refusal record: %q", d)
 	}
+	if e := lastAudit(t, dir, audit.KindRefusal); e.Actor != "tdx" || e.Status != "attestation" || !strings.Contains(e.Detail, "unbound") {
+		t.Fatalf("TDX audit refusal entry: %+v", e)
+	}
 	keyserver.SetAttestationTimeForTest(srv, time.Time{}) // now, for the test chain's evidence
 	// The control for the policy change: cvm still passes.
 	control()
+	// Every refusal above is in the audit log, and the log is intact.
+	if _, err := verifyAudit(t, dir); err != nil {
+		t.Fatalf("audit verify after the refusals: %v", err)
+	}
 }
 
 func keyBytes(k secret.Key) []byte {

@@ -52,6 +52,9 @@ type Options struct {
 	// key-operation log at most once per interval per reason and peer
 	// (0: DefaultRefusalLogInterval).
 	RefusalLogInterval time.Duration
+	// Audit tunes the audit log (if the state directory keeps one) and
+	// the per-client rate watch.
+	Audit AuditOptions
 }
 
 // Server answers the key server API. Its root keys are in the state
@@ -71,11 +74,13 @@ type Server struct {
 	rel *release
 	// heads is the newest catalog head clients reported (head.go).
 	heads *headBook
-	log   *slog.Logger
-	m     metrics
-	lim   *limiter
-	sum   *summary
-	stop  chan struct{}
+	// aud is the audit log and the rate watch (audit.go).
+	aud  serverAudit
+	log  *slog.Logger
+	m    metrics
+	lim  *limiter
+	sum  *summary
+	stop chan struct{}
 	// closed turns /healthz to 503 from the start of a shutdown, so that
 	// a load balancer stops sending requests while in-flight ones finish.
 	closed    atomic.Bool
@@ -146,6 +151,10 @@ func Open(dir string, passphrase []byte, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.repo = s.kr.Repo()
+	if err := s.openAudit(o.Audit); err != nil {
+		s.kr.Close()
+		return nil, err
+	}
 	go s.sweep()
 	go s.sum.run(s.stop)
 	return s, nil
@@ -176,6 +185,7 @@ func (s *Server) Draining() { s.closed.Store(true) }
 func (s *Server) Reload() error {
 	err := errors.Join(s.reg.Reload(), s.kr.Reload())
 	s.bk.Purge()
+	s.liftCutOffs()
 	return err
 }
 
@@ -189,7 +199,7 @@ func (s *Server) Close() error {
 		close(s.stop)
 		<-s.sum.done
 		s.bk.Purge()
-		err = s.kr.Close()
+		err = errors.Join(s.closeAudit(), s.kr.Close())
 	})
 	return err
 }
@@ -284,16 +294,25 @@ func (s *Server) writeSummary(reason, peer string, t tally) {
 	if err := s.ops.Record(keys.Op{Time: time.Now().UTC(), Op: "refuse", Repo: s.repo, Source: keys.SourceKeyServer, Detail: d}); err != nil {
 		s.log.Error("the key-operation log did not record refusals", "error", err.Error())
 	}
+	e := audit.Entry{Kind: audit.KindRefusal, Actor: peer, Op: "handshake", Status: reason, Detail: d}
+	if err := s.auditWait(context.Background(), e); err != nil {
+		s.log.Error("the audit log did not record refusals", "error", err.Error())
+	}
 }
 
 // refused logs and counts a refusal of an authenticated client's request,
-// before the answer. A log that cannot take it is reported on stderr: the
-// refusal itself stands either way.
-func (s *Server) refused(reason, detail string) {
+// before the answer, in both logs (the audit entry names the client as
+// actor, the API operation, and the reason as status). A log that cannot
+// take it is reported on stderr: the refusal itself stands either way.
+func (s *Server) refused(ctx context.Context, actor, op, reason, detail string) {
 	s.m.refusals.WithLabelValues(reason).Inc()
 	s.log.Warn("refused", "reason", reason, "detail", detail)
 	if err := s.ops.Record(keys.Op{Time: time.Now().UTC(), Op: "refuse", Repo: s.repo, Source: keys.SourceKeyServer, Detail: reason + ": " + detail}); err != nil {
 		s.log.Error("the key-operation log did not record a refusal", "error", err.Error())
+	}
+	e := audit.Entry{Kind: audit.KindRefusal, Actor: actor, Op: op, Status: reason, Detail: reason + ": " + detail}
+	if err := s.auditWait(context.WithoutCancel(ctx), e); err != nil {
+		s.log.Error("the audit log did not record a refusal", "error", err.Error())
 	}
 }
 
@@ -421,16 +440,30 @@ func (s *Server) api(name, op string, fn func(call) (any, error)) http.Handler {
 				if errors.As(err, &ld) && ld.detail != "" {
 					d += " [" + ld.detail + "]"
 				}
-				s.refused(reason, d)
+				actor := c.client.Name
+				if actor == "" {
+					actor = c.peer
+				}
+				s.refused(r.Context(), actor, name, reason, d)
 			}
 			s.m.requests.WithLabelValues(name, ae.code).Inc()
+			s.checkpointHeader(w)
 			writeJSON(w, ae.status, api.Error{Code: ae.code, Message: ae.msg})
 			return
 		}
 		s.m.requests.WithLabelValues(name, "ok").Inc()
+		s.checkpointHeader(w)
 		writeJSON(w, http.StatusOK, out)
 		wipeResponse(out)
 	})
+}
+
+// checkpointHeader puts the audit log's newest checkpoint line on an
+// answer (api.HeaderAuditCheckpoint).
+func (s *Server) checkpointHeader(w http.ResponseWriter) {
+	if cp := s.AuditCheckpoint(); cp != nil {
+		w.Header().Set(api.HeaderAuditCheckpoint, string(cp))
+	}
 }
 
 // identify names the client of a request, checking again what the
@@ -545,6 +578,9 @@ func (s *Server) versions(c call) (any, error) {
 // root key, and the PKCS#11 source's state key is not the key server's.
 func (s *Server) authorizeRoot(c call, ad keys.AD) error {
 	g := c.client.Grant
+	if ad.Purpose == keys.PurposeSystemKey && ad.Object == ServerAuditObjectID(s.repo) {
+		return refusal("the key server's own audit key is never wrapped or opened for a client")
+	}
 	switch ad.Purpose {
 	case keys.PurposeBucketKey, keys.PurposeSystemKey, keys.PurposeAccessTable:
 	default:
@@ -562,12 +598,18 @@ func (s *Server) authorizeRoot(c call, ad keys.AD) error {
 	return nil
 }
 
-// record logs a key use; a release that cannot be logged is not made.
+// record logs a key use in the key-operation log and the audit log; a
+// release that cannot be logged in either is not made.
 func (s *Server) record(c call, op string, ad keys.AD, what string) error {
 	d := fmt.Sprintf("%s; %s purpose=%d bucket=%x object=%x key-version=%d", c.describe(), what, ad.Purpose, ad.Bucket[:], ad.Object[:], ad.KeyVersion)
 	err := s.ops.Record(keys.Op{Time: time.Now().UTC(), Op: op, Repo: s.repo, Source: keys.SourceKeyServer, Versions: []uint32{ad.KEKVersion}, Detail: d})
 	if err != nil {
 		return fmt.Errorf("the key-operation log did not record the %s, so it was not made: %w", op, err)
+	}
+	e := audit.Entry{Kind: audit.KindKey, Actor: c.client.Name, Op: op, Subject: subject(ad), Status: "ok",
+		Detail: fmt.Sprintf("%s; root key version %d", d, ad.KEKVersion)}
+	if err := s.auditWait(context.WithoutCancel(c.r.Context()), e); err != nil {
+		return fmt.Errorf("the audit log did not record the %s, so it was not made: %w", op, err)
 	}
 	return nil
 }
@@ -666,6 +708,9 @@ func (s *Server) unwrap(c call) (any, error) {
 	if req.AD.Purpose == keys.PurposeSystemKey && req.AD.Object == audit.ObjectID(s.repo) && !c.client.Grant.allowsOp(api.OpAudit) {
 		return nil, refusal("client %q may not open the audit log's key (its grant lacks the %q operation)", c.client.Name, api.OpAudit)
 	}
+	if err := s.rateGate(c); err != nil {
+		return nil, err
+	}
 	note, err := s.gate(c, req.Claims)
 	if err != nil {
 		return nil, err
@@ -683,6 +728,7 @@ func (s *Server) unwrap(c call) (any, error) {
 		return nil, err
 	}
 	s.m.releases.WithLabelValues("unwrap").Inc()
+	s.released(c)
 	return keyResponse(k)
 }
 
@@ -738,6 +784,10 @@ func (s *Server) setFreshness(c call) (any, error) {
 		f.Time.UTC().Format(time.RFC3339), was)
 	if err := s.ops.Record(keys.Op{Time: time.Now().UTC(), Op: "freshness", Repo: s.repo, Source: keys.SourceKeyServer, Detail: d}); err != nil {
 		return nil, fmt.Errorf("the key-operation log did not record the freshness change: %w", err)
+	}
+	e := audit.Entry{Kind: audit.KindKey, Actor: c.client.Name, Op: "freshness", Status: "ok", Detail: d}
+	if err := s.auditWait(context.WithoutCancel(c.r.Context()), e); err != nil {
+		return nil, fmt.Errorf("the audit log did not record the freshness change: %w", err)
 	}
 	return api.Freshness{Has: true, Sequence: f.Sequence, Hash: f.Hash, Time: f.Time}, nil
 }
@@ -865,6 +915,9 @@ func (s *Server) dataUnwrap(c call) (any, error) {
 	if req.Alg != keys.AlgHKDFGCMCommit {
 		return nil, fmt.Errorf("data key wrap algorithm %d: %w", req.Alg, keys.ErrNotMyKey)
 	}
+	if err := s.rateGate(c); err != nil {
+		return nil, err
+	}
 	note, err := s.gate(c, req.Claims)
 	if err != nil {
 		return nil, err
@@ -883,6 +936,7 @@ func (s *Server) dataUnwrap(c call) (any, error) {
 		return nil, err
 	}
 	s.m.releases.WithLabelValues("datakey").Inc()
+	s.released(c)
 	return keyResponse(dk)
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/oplog"
@@ -148,6 +149,9 @@ func TestAuthorization(t *testing.T) {
 			if d := lastRefusal(t, dir); !strings.Contains(d, tc.why) || !strings.Contains(d, `client "one-bucket"`) {
 				t.Fatalf("refusal not logged: %q", d)
 			}
+			if e := lastAudit(t, dir, audit.KindRefusal); e.Actor != "one-bucket" || e.Status != "not-authorized" || !strings.Contains(e.Detail, tc.why) {
+				t.Fatalf("refusal not in the audit log: %+v", e)
+			}
 		})
 	}
 	// The operation: a data-only client may not unwrap at the root.
@@ -186,6 +190,13 @@ func TestRevocation(t *testing.T) {
 	}
 	if d := waitRefusal(t, dir, "revoked:"); !strings.HasPrefix(d, "revoked:") {
 		t.Fatalf("not logged: %q", d)
+	}
+	e := waitAudit(t, dir, audit.KindRefusal, func(e audit.Entry) bool { return e.Status == "revoked" })
+	if e.Op != "handshake" || !strings.Contains(e.Detail, `client "laptop"`) {
+		t.Fatalf("the revoked handshake's audit entry: %+v", e)
+	}
+	if e := lastAudit(t, dir, audit.KindKey); e.Op != "revoke" || e.Actor != "cli" {
+		t.Fatalf("the revocation's audit entry: %+v", e)
 	}
 	// Re-enrolled under the same name: a new serial, accepted.
 	c2 := enroll(t, dir, "laptop", keyserver.Grant{Buckets: []string{"*"}, Ops: []string{"unwrap"}})

@@ -120,11 +120,16 @@ type InitOptions struct {
 	FromKeyring string
 	Passphrase  []byte
 	KDF         keyring.Params
+	// AuditCheckpoints is where the audit log's checkpoints are copied
+	// (default audit.DefaultCheckpoints(dir): beside the audit directory;
+	// another machine's mount is better, docs/audit.md).
+	AuditCheckpoints string
 }
 
 // Init makes a new state directory: a CA, a server certificate, an empty
-// client list, the root keys, and the first log record. It refuses a
-// directory that already holds a key server.
+// client list, the root keys, the audit log (K_0 sealed under the root
+// keys), and the first log record. It refuses a directory that already
+// holds a key server.
 func Init(dir string, o InitOptions) (keys.ID, error) {
 	d := Dir(dir)
 	if len(o.Hosts) == 0 {
@@ -139,42 +144,47 @@ func Init(dir string, o InitOptions) (keys.ID, error) {
 	if err := oplog.New(d.LogPath()).Ready(); err != nil {
 		return keys.ID{}, fmt.Errorf("the key-operation log cannot take a record, so nothing was done: %w", err)
 	}
-	repo, err := initKeyring(d, o)
+	kr, err := initKeyring(d, o)
 	if err != nil {
 		return keys.ID{}, err
 	}
+	defer kr.Close()
+	repo := kr.Repo()
 	if err := initPKI(d, repo, o.Hosts); err != nil {
 		os.Remove(d.path(KeyringFile))
 		return keys.ID{}, err
+	}
+	if err := createAudit(d, kr, o.AuditCheckpoints); err != nil {
+		return repo, fmt.Errorf("the key server was made but its audit log was not (run 'holdfast keyserver audit-init'): %w", err)
 	}
 	detail := "key server initialised; server certificate for " + strings.Join(o.Hosts, ",")
 	if o.FromKeyring != "" {
 		detail += "; root keys copied from " + o.FromKeyring
 	}
-	return repo, oplog.New(d.LogPath()).Record(keys.Op{Time: time.Now().UTC(), Op: "keyserver-init", Repo: repo, Source: keys.SourceKeyServer, Detail: detail})
+	return repo, d.record("keyserver-init", detail)
 }
 
-func initKeyring(d Dir, o InitOptions) (keys.ID, error) {
+// initKeyring makes the directory's keyring (or copies FromKeyring) and
+// returns it open; the caller closes it.
+func initKeyring(d Dir, o InitOptions) (*keyring.Keyring, error) {
 	dst := d.path(KeyringFile)
 	if o.FromKeyring != "" {
 		// Open it first: a wrong passphrase or a damaged file stops here.
 		kr, err := keyring.Open(o.FromKeyring, o.Passphrase)
 		if err != nil {
-			return keys.ID{}, err
+			return nil, err
 		}
-		repo := kr.Repo()
-		kr.Close()
-		return repo, copyFile(o.FromKeyring, dst)
+		if err := copyFile(o.FromKeyring, dst); err != nil {
+			kr.Close()
+			return nil, err
+		}
+		return kr, nil
 	}
 	var id keys.ID
 	if _, err := rand.Read(id[:]); err != nil {
-		return id, err
+		return nil, err
 	}
-	kr, err := keyring.Create(dst, o.Passphrase, id, o.KDF)
-	if err != nil {
-		return id, err
-	}
-	return id, kr.Close()
+	return keyring.Create(dst, o.Passphrase, id, o.KDF)
 }
 
 func copyFile(src, dst string) error {
@@ -373,10 +383,12 @@ func (d Dir) Revoke(name string) ([]string, error) {
 	return serials, d.record("revoke", fmt.Sprintf("client %q serials %s", name, strings.Join(serials, ",")))
 }
 
-// record appends an administrative operation to the directory's log.
+// record appends an administrative operation to the directory's
+// key-operation log and to its audit log, if it keeps one.
 func (d Dir) record(op, detail string) error {
 	cfg, _ := d.Config() // an unreadable config still gets the record, without the id
-	return oplog.New(d.LogPath()).Record(keys.Op{Time: time.Now().UTC(), Op: op, Repo: cfg.Repo, Source: keys.SourceKeyServer, Detail: detail})
+	err := oplog.New(d.LogPath()).Record(keys.Op{Time: time.Now().UTC(), Op: op, Repo: cfg.Repo, Source: keys.SourceKeyServer, Detail: detail})
+	return errors.Join(err, d.auditAdmin(op, detail))
 }
 
 func versionsString(vs []uint32) string {

@@ -6,6 +6,9 @@
 // data keys only: data keys wrapped and unwrapped under bucket keys the
 // server opens, and bucket keys the server makes.
 //
+// It keeps the key server's audit checkpoints that answers carry in a
+// file of the home (checkpoints.go), for the server's verifier.
+//
 // It keeps unwrapped keys for a short time (CacheTTL) in protected memory
 // and never writes a key anywhere. When the server cannot be reached every
 // operation fails with keys.ErrUnavailable (after retries): a write that

@@ -68,6 +68,12 @@ type Config struct {
 	// releases a key, bound to a nonce from the server and to this
 	// client's TLS key (docs/keyserver.md, "Posture and attestation").
 	Attester attest.Attester
+	// CheckpointFile, if set, keeps the server's audit checkpoints: each
+	// answer carries the newest (api.HeaderAuditCheckpoint), and one
+	// this file does not hold yet (by seq) is appended, under an flock,
+	// mode 0600, the file rotated past MaxCheckpointCopy. A home keeps
+	// them in CheckpointFileName.
+	CheckpointFile string
 }
 
 // Source is a key source on a key server. Safe for concurrent use.
@@ -81,6 +87,7 @@ type Source struct {
 	// attestation evidence is bound to.
 	spki     []byte
 	attester attest.Attester
+	cps      *checkpoints // nil: checkpoints are not kept
 
 	pmu         sync.Mutex // the posture claim
 	readPosture func() posture.Report
@@ -120,7 +127,13 @@ func Open(ctx context.Context, c Config) (*Source, error) {
 		TLSClientConfig:     tc,
 		DialContext:         (&net.Dialer{Timeout: c.Timeout / 2}).DialContext,
 		TLSHandshakeTimeout: c.Timeout / 2,
-		ForceAttemptHTTP2:   true,
+		// HTTP/1.1: in TLS 1.3 the server judges the client's certificate
+		// after the client's handshake is done, and its refusal (an
+		// alert) can reach an HTTP/2 connection before the first request,
+		// which then fails as "could not be established" — a refusal
+		// taken for an unreachable server. Over HTTP/1.1 the request's
+		// own read gets the alert.
+		ForceAttemptHTTP2:   false,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
 	}
@@ -129,6 +142,9 @@ func Open(ctx context.Context, c Config) (*Source, error) {
 		attester: c.Attester, readPosture: c.Posture, postureTTL: c.PostureInterval}
 	if s.readPosture == nil {
 		s.readPosture = posture.ReadHost
+	}
+	if c.CheckpointFile != "" {
+		s.cps = &checkpoints{path: c.CheckpointFile}
 	}
 	if s.postureTTL <= 0 {
 		s.postureTTL = posture.DefaultInterval
@@ -271,6 +287,7 @@ func (s *Source) once(ctx context.Context, method, path string, body []byte, out
 		return s.transportError(ctx, err)
 	}
 	defer resp.Body.Close()
+	s.cps.keep(resp.Header.Get(api.HeaderAuditCheckpoint))
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	defer clear(b) // it may hold a key
 	if err != nil {

@@ -29,6 +29,14 @@ const (
 	PathNonce = "/v1/nonce"
 )
 
+// HeaderAuditCheckpoint: every API answer of a key server that keeps an
+// audit log carries its newest checkpoint line, byte for byte as in the
+// log (seq, time, the head hash it vouches for, its MAC: no secret). A
+// client keeps a copy of those it has not seen, so that a log cut at its
+// tail together with the server's own off-box copy is still found
+// (docs/keyserver.md, "Checkpoints to clients").
+const HeaderAuditCheckpoint = "Holdfast-Audit-Checkpoint"
+
 // Operations a client may be granted (clients.json "ops").
 const (
 	// OpWrap: root-level wraps, making a bucket key on the server, and
