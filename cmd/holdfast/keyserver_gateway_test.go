@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -460,4 +462,54 @@ func scanFiles(t *testing.T, dir string, needles map[string][]byte) map[string][
 		t.Fatal(err)
 	}
 	return hits
+}
+
+// TestKeyServerGatewaySealUnseal: a gateway on a home joined to a key
+// server seals its keys when the posture policy fails (SIGHUP re-checks)
+// and, the policy put back, unseals by opening the key server source
+// again with the home's client certificate — no PIN, no passphrase. The
+// control for the sealed refusal is the same GET before and after.
+func TestKeyServerGatewaySealUnseal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("startGateway drops CAP_IPC_LOCK with setpriv: run it as root (CI does)")
+	}
+	k := newKSEnv(t)
+	ks := filepath.Join(k.dir, "ks")
+	k.ok("keyserver", "init", "--dir", ks, "--host", "127.0.0.1")
+	bundleDir := filepath.Join(k.dir, "gw-bundle")
+	k.ok("keyserver", "enroll", "gw", "--dir", ks, "--bucket", "*", "--ops", "wrap,unwrap,data", "--out", bundleDir)
+	p := k.serve(ks, "127.0.0.1:0")
+	home := filepath.Join(k.dir, "home")
+	k.ok("keyserver", "join", "--url", p.url, "--client-dir", bundleDir)
+	policy := func(text string) {
+		if err := os.WriteFile(filepath.Join(home, "policy"), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy("profile baseline\n")
+	g := k.startGateway(t, home)
+	g.workload(t, "vault")
+	get := func() error {
+		out, err := g.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("vault"), Key: aws.String("small")})
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, out.Body)
+		out.Body.Close()
+		return err
+	}
+	policy("profile baseline\ncvm.type require\n")
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	if !waitUntil(30*time.Second, func() bool { return strings.Contains(g.stderr.String(), "keys sealed") }) {
+		t.Fatalf("the gateway did not seal; stderr:\n%s", g.stderr.String())
+	}
+	if err := get(); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("a GET while sealed: %v", err)
+	}
+	policy("profile baseline\n")
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	if !waitUntil(30*time.Second, func() bool { return get() == nil }) {
+		t.Fatalf("the gateway did not unseal; stderr:\n%s", g.stderr.String())
+	}
+	g.get(t, "vault", "small")
 }

@@ -240,7 +240,7 @@ func (e *env) postureGuard(r *repo.Repo, tbl *access.Table, be *gateway.Backend,
 
 // reopenKeyring opens the home's key source again without asking anyone:
 // a PKCS#11 token with the PIN from --pin-file or HOLDFAST_PKCS11_PIN; a
-// keyring from the session, else from the passphrase file or environment
+// key server with the home's client certificate; a keyring from the session, else from the passphrase file or environment
 // serve was started with. A terminal prompt is never shown: nobody may be
 // there.
 func (e *env) reopenKeyring(home string) func() (repo.RootKeys, error) {
@@ -249,7 +249,9 @@ func (e *env) reopenKeyring(home string) func() (repo.RootKeys, error) {
 			if err != nil {
 				return nil, err
 			}
-			if _, ok := os.LookupEnv(hsm.PINEnv); !ok && e.pinFile == "" {
+			// A key server needs no secret here: its client certificate
+			// is in the home.
+			if _, ok := os.LookupEnv(hsm.PINEnv); ks.Type != repo.KeySourceKeyServer && !ok && e.pinFile == "" {
 				return nil, errors.New("no PIN file (--pin-file) or " + hsm.PINEnv + " to open the PKCS#11 token with")
 			}
 			return e.openKeySource(home)
