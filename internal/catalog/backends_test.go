@@ -83,6 +83,8 @@ var postgresSuite = []struct {
 	{"TestHeadNotRolledBack", TestHeadNotRolledBack},
 	{"TestHeadConcurrentHandles", TestHeadConcurrentHandles},
 	{"TestOpenConcurrently", TestOpenConcurrently},
+	// group_test.go
+	{"TestGroupCommit", TestGroupCommit},
 }
 
 // TestPostgres runs postgresSuite on PostgreSQL.

@@ -34,6 +34,10 @@ type sqlCatalog struct {
 	db   *sql.DB
 	d    *dialect
 	wsem chan struct{}
+	// queue holds writes waiting for wsem: the writer that gets it runs
+	// them all in one transaction (write, commitGroup).
+	gmu   sync.Mutex
+	queue []*pending
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
@@ -162,23 +166,132 @@ func (t *txn) queryRow(q string, args ...any) *sql.Row {
 // only: a read on c.db would run on another connection, outside the
 // transaction. Every change to the catalog goes through write.
 func (c *sqlCatalog) write(ctx context.Context, fn func(t *txn) error) error {
-	return c.serial(ctx, true, fn)
+	p := &pending{ctx: ctx, fn: fn, done: make(chan struct{})}
+	c.gmu.Lock()
+	c.queue = append(c.queue, p)
+	c.gmu.Unlock()
+	select {
+	case c.wsem <- struct{}{}:
+	case <-p.done: // another writer's transaction carried it
+		return p.err
+	case <-ctx.Done():
+		c.gmu.Lock()
+		if !p.taken {
+			p.cancelled = true
+			c.gmu.Unlock()
+			return ctx.Err()
+		}
+		c.gmu.Unlock()
+		<-p.done // taken: it may commit, so its outcome is the answer
+		return p.err
+	}
+	defer func() { <-c.wsem }()
+	c.gmu.Lock()
+	var group []*pending
+	for _, q := range c.queue {
+		if !q.cancelled {
+			q.taken = true
+			group = append(group, q)
+		}
+	}
+	c.queue = nil
+	c.gmu.Unlock()
+	if len(group) == 0 { // p was carried by the writer before: it is done
+		<-p.done
+		return p.err
+	}
+	c.commitGroup(group)
+	<-p.done
+	return p.err
 }
+
+// pending is a write waiting for a transaction (group commit: write).
+type pending struct {
+	ctx       context.Context
+	fn        func(t *txn) error
+	taken     bool // in a group: it runs (guarded by gmu)
+	cancelled bool // its caller gave up before it was taken (gmu)
+	err       error
+	done      chan struct{}
+}
+
+// commitGroup runs the writes of group, in order, in one transaction —
+// each inside a savepoint, so that one that fails is undone alone and
+// gets its own error — and commits them together: writers that queued
+// while another transaction ran share one commit, and so one sync of the
+// database. Each write still sees every write before it, as if it ran
+// alone. The head advances once for the group. Called holding wsem.
+func (c *sqlCatalog) commitGroup(group []*pending) {
+	finish := func(err error) {
+		for _, q := range group {
+			if q.err == nil {
+				q.err = err
+			}
+			close(q.done)
+		}
+	}
+	if len(group) == 1 {
+		group[0].err = c.run(group[0].ctx, true, group[0].fn)
+		close(group[0].done)
+		return
+	}
+	// The transaction outlives any one caller's context: a caller that
+	// gives up makes its own statements fail, not the others' commit.
+	ctx := context.WithoutCancel(group[0].ctx)
+	err := c.run(ctx, true, func(t *txn) error {
+		ok := 0
+		for i, q := range group {
+			sp := fmt.Sprintf("w%d", i)
+			if _, err := t.tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+				return err
+			}
+			qt := &txn{ctx: q.ctx, c: c, tx: t.tx, stmts: map[string]*sql.Stmt{}, now: t.now}
+			q.err = q.ctx.Err()
+			if q.err == nil {
+				q.err = q.fn(qt)
+			}
+			if q.err != nil {
+				if _, err := t.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
+					return err
+				}
+			} else {
+				ok++
+			}
+			if _, err := t.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); err != nil {
+				return err
+			}
+		}
+		if ok == 0 {
+			return errNothingCommitted
+		}
+		return nil
+	})
+	if errors.Is(err, errNothingCommitted) {
+		err = nil // each has its own error
+	}
+	finish(err)
+}
+
+// errNothingCommitted: every write of a group failed; nothing to commit.
+var errNothingCommitted = errors.New("no write of the group succeeded")
 
 // locked runs fn in a serialised transaction that does not count as a
 // write (no head advance): reads that must see no writer halfway, and the
 // schema's creation and migration.
 func (c *sqlCatalog) locked(ctx context.Context, fn func(t *txn) error) error {
-	return c.serial(ctx, false, fn)
-}
-
-func (c *sqlCatalog) serial(ctx context.Context, advance bool, fn func(t *txn) error) error {
 	select {
 	case c.wsem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	defer func() { <-c.wsem }()
+	return c.run(ctx, false, fn)
+}
+
+// run runs fn in one database transaction, taking the database's write
+// lock first, and commits it; advance: the head advances with it, and the
+// handle's OnCommit hears of it. Called holding wsem.
+func (c *sqlCatalog) run(ctx context.Context, advance bool, fn func(t *txn) error) error {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -271,9 +271,12 @@ func TestHeadConcurrentHandles(t *testing.T) {
 	}
 	all := append(r1.all(), r2.all()...)
 	// The 2 writes committed before the race (the refused BeginPut is
-	// not one), then every committed one.
-	if want := start.Seq + 2 + uint64(total); end.Seq != want || len(all) != 2+total {
-		t.Fatalf("head %d after %d committed writes from %d (%d reported), want %d", end.Seq, 2+total, start.Seq, len(all), want)
+	// not one), then every committed one — concurrent writes of one
+	// handle may share a transaction (group commit), and the head
+	// advances once per transaction: every advance reported, at most one
+	// per write.
+	if end.Seq != start.Seq+uint64(len(all)) || len(all) > 2+total || len(all) < 2 {
+		t.Fatalf("head %d after %d committed writes from %d (%d reported): want one advance per reported commit, at most one per write", end.Seq, 2+total, start.Seq, len(all))
 	}
 	for _, r := range []*recorder{r1, r2} {
 		hs := r.all()
