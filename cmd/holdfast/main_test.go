@@ -210,7 +210,6 @@ func cmdMkrandom(ts *testscript.TestScript, neg bool, args []string) {
 //	provider restore BUCKET/KEY FILE  put saved bytes back in its place
 //	provider swap BUCKET/KEY BUCKET/KEY2
 //	provider inject BUCKET/KEY NAME   copy its stored bytes to a new name
-//	provider dir BUCKET/KEY           replace the stored file by a directory
 func cmdProvider(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 {
 		ts.Fatalf("usage: provider ACTION BUCKET/KEY [ARG]")
@@ -234,9 +233,6 @@ func cmdProvider(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(os.WriteFile(p, b, 0o600))
 	case "rm":
 		ts.Check(os.Remove(p))
-	case "dir":
-		ts.Check(os.Remove(p))
-		ts.Check(os.Mkdir(p, 0o700))
 	case "save":
 		ts.Check(os.WriteFile(ts.MkAbs(arg), b, 0o600))
 	case "restore":

@@ -486,9 +486,7 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, length int64) (
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		// Something else stands where the object should be: the store
-		// cannot be read, as a command that stops here says (exit 6).
-		return nil, fmt.Errorf("local: read %q: not a regular file: %w", name, store.ErrUnavailable)
+		return nil, fmt.Errorf("local: read %q: not a regular file", name)
 	}
 	if off > fi.Size() {
 		f.Close()
@@ -529,7 +527,7 @@ func (s *Store) Stat(ctx context.Context, name string) (store.ObjectInfo, error)
 		return store.ObjectInfo{}, fmt.Errorf("local: stat %q: %w", name, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return store.ObjectInfo{}, fmt.Errorf("local: stat %q: not a regular file: %w", name, store.ErrUnavailable)
+		return store.ObjectInfo{}, fmt.Errorf("local: stat %q: not a regular file", name)
 	}
 	return store.ObjectInfo{Name: name, Size: fi.Size()}, nil
 }
