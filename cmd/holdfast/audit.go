@@ -25,7 +25,6 @@ import (
 
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/gateway"
-	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/oplog"
 	"github.com/holdfast/holdfast/internal/keyserver"
@@ -213,12 +212,7 @@ func (e *env) verifyKeyServerAudit(ctx context.Context, dir string, copies []str
 	if err := e.hardenForKeys(); err != nil {
 		return err
 	}
-	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile})
-	if err != nil {
-		return err
-	}
-	kr, err := keyring.Open(filepath.Join(dir, keyserver.KeyringFile), pass)
-	clear(pass)
+	kr, err := e.openKeyServerRoot(dir)
 	if err != nil {
 		return err
 	}

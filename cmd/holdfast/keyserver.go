@@ -26,6 +26,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/attest"
 	"github.com/holdfast/holdfast/internal/audit"
+	"github.com/holdfast/holdfast/internal/hsm"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/remote"
@@ -84,16 +85,37 @@ root key are made; 'keyserver join' then creates the repository.`,
 			if err := e.hardenForKeys(); err != nil {
 				return err
 			}
-			pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: fromHome == ""})
-			if err != nil {
-				return err
-			}
-			defer clear(pass)
-			o := keyserver.InitOptions{Hosts: hosts, Passphrase: pass, AuditCheckpoints: cp}
+			o := keyserver.InitOptions{Hosts: hosts, AuditCheckpoints: cp}
+			var ksrc *repo.KeySourceConfig
+			var err error
 			if fromHome != "" {
-				o.FromKeyring = repo.KeyringPath(fromHome)
+				if ksrc, err = repo.LoadKeySource(fromHome); err != nil {
+					return err
+				}
+				if ksrc != nil && ksrc.Type != repo.KeySourcePKCS11 {
+					return usagef("--from-home %s: its root keys are on a key server already", fromHome)
+				}
+			}
+			if ksrc != nil {
+				// A token's home (keys ceremony): the server uses the token.
+				src, err := e.openKeySource(fromHome)
+				if err != nil {
+					return err
+				}
+				defer src.Close()
+				o.FromToken = &keyserver.TokenSource{URI: ksrc.URI, StateFile: repo.PKCS11StatePath(fromHome), Keys: src}
 			} else {
-				o.KDF = keyring.Calibrate(keyring.DefaultCalibrationTarget)
+				pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: fromHome == ""})
+				if err != nil {
+					return err
+				}
+				defer clear(pass)
+				o.Passphrase = pass
+				if fromHome != "" {
+					o.FromKeyring = repo.KeyringPath(fromHome)
+				} else {
+					o.KDF = keyring.Calibrate(keyring.DefaultCalibrationTarget)
+				}
 			}
 			id, err := keyserver.Init(dir, o)
 			if errors.Is(err, keyserver.ErrExists) {
@@ -108,7 +130,7 @@ root key are made; 'keyserver join' then creates the repository.`,
 	}
 	c.Flags().StringVar(&dir, "dir", "", "state directory to create")
 	c.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address for the server certificate (repeatable)")
-	c.Flags().StringVar(&fromHome, "from-home", "", "copy the root keys of this repository home's keyring")
+	c.Flags().StringVar(&fromHome, "from-home", "", "hold the root keys of this repository home: a copy of its keyring, or the PKCS#11 token it uses (keys ceremony)")
 	c.Flags().StringVar(&cp, "checkpoints", "", "file the audit log's checkpoints are copied to (default D/audit-checkpoints.log)")
 	return c
 }
@@ -133,12 +155,12 @@ enough). Exit 7 if D already holds one ('holdfast audit verify --dir D').`,
 			if err := e.hardenForKeys(); err != nil {
 				return err
 			}
-			pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile})
+			kr, err := e.openKeyServerRoot(dir)
 			if err != nil {
 				return err
 			}
-			defer clear(pass)
-			err = keyserver.InitAudit(dir, pass, cp)
+			err = keyserver.InitAuditWith(dir, kr, cp)
+			kr.Close()
 			if errors.Is(err, audit.ErrExists) {
 				return codeError{code: exitRefused, err: err}
 			}
@@ -201,14 +223,14 @@ requests in flight (up to 30 s), wipes the keys and exits 0.`,
 			if err := e.hardenForKeys(); err != nil {
 				return err
 			}
-			pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile})
+			kr, err := e.openKeyServerRoot(dir)
 			if err != nil {
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			srv, err := keyserver.Open(dir, pass, keyserver.Options{Log: log, Audit: ao})
-			clear(pass)
+			srv, err := keyserver.Open(dir, nil, keyserver.Options{Log: log, Audit: ao, Keys: kr})
 			if err != nil {
+				kr.Close()
 				return err
 			}
 			return e.runKeyServer(c.Context(), srv, log, listen, opsListen)
@@ -545,4 +567,37 @@ func (e *env) keyserverBucketIDCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// openKeyServerRoot opens the root keys of key server state directory
+// dir: the PKCS#11 token it names (its PIN from --pin-file,
+// HOLDFAST_PKCS11_PIN or the prompt), or its keyring file (the
+// passphrase). The caller closes them.
+func (e *env) openKeyServerRoot(dir string) (keyserver.RootKeys, error) {
+	tok, err := keyserver.Dir(dir).Token()
+	if err != nil {
+		return nil, err
+	}
+	if tok != nil {
+		u, err := hsm.ParseURI(tok.URI)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, keyserver.TokenFile), err)
+		}
+		pin, err := hsm.ReadPIN(e.pinFile, u.Token)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(pin)
+		s, err := hsm.Open(keyserver.Dir(dir).TokenStatePath(), u, pin, hsm.Options{})
+		if err != nil { // no typed nil in the interface
+			return nil, pinError(err)
+		}
+		return s, nil
+	}
+	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile})
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pass)
+	return keyring.Open(filepath.Join(dir, keyserver.KeyringFile), pass)
 }

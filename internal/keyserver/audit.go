@@ -61,12 +61,17 @@ func (d Dir) AuditDir() string { return audit.Dir(string(d)) }
 // (default: audit.DefaultCheckpoints(dir)). A directory that holds any
 // of a log is refused (audit.ErrExists, or the damage).
 func InitAudit(dir string, passphrase []byte, checkpoints string) error {
-	d := Dir(dir)
-	kr, err := keyring.Open(d.path(KeyringFile), passphrase)
+	kr, err := keyring.Open(Dir(dir).path(KeyringFile), passphrase)
 	if err != nil {
 		return err
 	}
 	defer kr.Close()
+	return InitAuditWith(dir, kr, checkpoints)
+}
+
+// InitAuditWith is InitAudit with the root keys already open (a token's).
+func InitAuditWith(dir string, kr RootKeys, checkpoints string) error {
+	d := Dir(dir)
 	if err := createAudit(d, kr, checkpoints); err != nil {
 		return err
 	}
@@ -74,7 +79,7 @@ func InitAudit(dir string, passphrase []byte, checkpoints string) error {
 }
 
 // createAudit makes d's audit log with K_0 sealed under kr.
-func createAudit(d Dir, kr *keyring.Keyring, checkpoints string) error {
+func createAudit(d Dir, kr RootKeys, checkpoints string) error {
 	if l := audit.Locate(string(d), ""); l.Log || l.State || l.Record {
 		if err := l.Check(); err != nil {
 			return fmt.Errorf("%s already holds an audit log, damaged (%w): see docs/audit.md, \"Repair\": %w", d.AuditDir(), err, audit.ErrExists)
@@ -276,9 +281,9 @@ func ServerAuditObjectID(repo keys.ID) keys.ID {
 // keeps K_0: kr, with the audit key's associated data moved to the key
 // server's own object id (ServerAuditObjectID). `audit verify --dir`
 // opens K_0 through it.
-func AuditKeys(kr *keyring.Keyring) keys.Source { return auditKeys{kr} }
+func AuditKeys(kr keys.Source) keys.Source { return auditKeys{kr} }
 
-type auditKeys struct{ *keyring.Keyring }
+type auditKeys struct{ keys.Source }
 
 func (a auditKeys) ad(ad keys.AD) keys.AD {
 	if ad.Purpose == keys.PurposeSystemKey && ad.Object == audit.ObjectID(ad.Repo) {
@@ -288,9 +293,9 @@ func (a auditKeys) ad(ad keys.AD) keys.AD {
 }
 
 func (a auditKeys) Wrap(ctx context.Context, ver uint32, ad keys.AD, k secret.Key) (keys.Wrapped, error) {
-	return a.Keyring.Wrap(ctx, ver, a.ad(ad), k)
+	return a.Source.Wrap(ctx, ver, a.ad(ad), k)
 }
 
 func (a auditKeys) Unwrap(ctx context.Context, w keys.Wrapped, ad keys.AD) (secret.Key, error) {
-	return a.Keyring.Unwrap(ctx, w, a.ad(ad))
+	return a.Source.Unwrap(ctx, w, a.ad(ad))
 }

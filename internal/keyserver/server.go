@@ -55,6 +55,23 @@ type Options struct {
 	// Audit tunes the audit log (if the state directory keeps one) and
 	// the per-client rate watch.
 	Audit AuditOptions
+	// Keys, if set, are the root keys already open — the PKCS#11 token a
+	// state directory made from a token's home names (Dir.Token); the
+	// passphrase is then not used, and the Server closes them.
+	Keys RootKeys
+}
+
+// RootKeys are the server's root keys: the state directory's keyring
+// file, or a PKCS#11 token whose keys never leave it (repo.RootKeys has
+// the same methods).
+type RootKeys interface {
+	keys.Source
+	Repo() keys.ID
+	Versions() []keyring.RootKeyInfo
+	Freshness() (keyring.Freshness, bool)
+	SetFreshness(keyring.Freshness) error
+	Reload() error
+	Close() error
 }
 
 // Server answers the key server API. Its root keys are in the state
@@ -63,7 +80,7 @@ type Options struct {
 type Server struct {
 	dir  Dir
 	repo keys.ID
-	kr   *keyring.Keyring
+	kr   RootKeys
 	reg  *registry
 	ops  *oplog.Log
 	pool *x509.CertPool
@@ -147,7 +164,14 @@ func Open(dir string, passphrase []byte, o Options) (*Server, error) {
 	if s.heads, err = openHeadBook(d.path(CatalogHeadFile)); err != nil {
 		return nil, err
 	}
-	if s.kr, err = keyring.Open(d.path(KeyringFile), passphrase); err != nil {
+	if o.Keys != nil {
+		s.kr = o.Keys
+	} else if tok, terr := d.Token(); terr != nil || tok != nil {
+		if terr == nil {
+			terr = fmt.Errorf("the root keys of %q are in the PKCS#11 token %s: open it with its PIN (Options.Keys)", dir, tok.URI)
+		}
+		return nil, terr
+	} else if s.kr, err = keyring.Open(d.path(KeyringFile), passphrase); err != nil {
 		return nil, err
 	}
 	s.repo = s.kr.Repo()
@@ -687,13 +711,13 @@ func (s *Server) makeBucketKey(c call) (any, error) {
 }
 
 // asKeyring turns a record this server made (source kind key server),
-// or one the keyring made before it moved here (kind keyring), into the
-// keyring's own form.
-func asKeyring(w keys.Wrapped) (keys.Wrapped, error) {
-	if w.Source != keys.SourceKeyServer && w.Source != keys.SourceKeyring {
+// or one its root keys made before they moved here (the keyring's or the
+// token's kind), into the root keys' own form.
+func (s *Server) asKeyring(w keys.Wrapped) (keys.Wrapped, error) {
+	if w.Source != keys.SourceKeyServer && w.Source != s.kr.Kind() {
 		return w, fmt.Errorf("record is for key source kind %d: %w", w.Source, keys.ErrNotMyKey)
 	}
-	w.Source = keys.SourceKeyring
+	w.Source = s.kr.Kind()
 	return w, nil
 }
 
@@ -715,7 +739,7 @@ func (s *Server) unwrap(c call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := asKeyring(req.Wrapped)
+	w, err := s.asKeyring(req.Wrapped)
 	if err != nil {
 		return nil, err
 	}
@@ -825,7 +849,7 @@ func (s *Server) bucketKey(ctx context.Context, bk api.BucketKey) (secret.Key, e
 	if k, ok := s.bk.Get(id); ok {
 		return k, nil
 	}
-	w, err := asKeyring(bk.Wrapped)
+	w, err := s.asKeyring(bk.Wrapped)
 	if err != nil {
 		return secret.Key{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,11 @@ const (
 	ServerKeyFile  = "server.key"
 	ClientsFile    = "clients.json"
 	KeyringFile    = "keyring"
+	// TokenFile names the PKCS#11 token holding the root keys, in a state
+	// directory made from a token's home (InitOptions.FromToken); the
+	// token's sealed state is in TokenStateFile. Neither holds a key.
+	TokenFile      = "keysource.json"
+	TokenStateFile = "pkcs11-state"
 	ConfigFile     = "keyserver.json" // the repository id and the certificate's hosts: no secret
 	lockFile       = "clients.json.lock"
 )
@@ -120,6 +126,11 @@ type InitOptions struct {
 	FromKeyring string
 	Passphrase  []byte
 	KDF         keyring.Params
+	// FromToken, if set, is a repository whose root keys are in a PKCS#11
+	// token (made by 'holdfast keys ceremony'), already open: its sealed
+	// state file is copied in and the token named in TokenFile, and the
+	// server uses the token from then on (its keys never leave it).
+	FromToken *TokenSource
 	// AuditCheckpoints is where the audit log's checkpoints are copied
 	// (default audit.DefaultCheckpoints(dir): beside the audit directory;
 	// another machine's mount is better, docs/audit.md).
@@ -144,14 +155,25 @@ func Init(dir string, o InitOptions) (keys.ID, error) {
 	if err := oplog.New(d.LogPath()).Ready(); err != nil {
 		return keys.ID{}, fmt.Errorf("the key-operation log cannot take a record, so nothing was done: %w", err)
 	}
-	kr, err := initKeyring(d, o)
-	if err != nil {
-		return keys.ID{}, err
+	var kr RootKeys
+	if o.FromToken != nil {
+		if err := initToken(d, *o.FromToken); err != nil {
+			return keys.ID{}, err
+		}
+		kr = o.FromToken.Keys // the caller's, closed by the caller
+	} else {
+		k, err := initKeyring(d, o)
+		if err != nil {
+			return keys.ID{}, err
+		}
+		defer k.Close()
+		kr = k
 	}
-	defer kr.Close()
 	repo := kr.Repo()
 	if err := initPKI(d, repo, o.Hosts); err != nil {
 		os.Remove(d.path(KeyringFile))
+		os.Remove(d.path(TokenFile))
+		os.Remove(d.path(TokenStateFile))
 		return keys.ID{}, err
 	}
 	if err := createAudit(d, kr, o.AuditCheckpoints); err != nil {
@@ -160,6 +182,9 @@ func Init(dir string, o InitOptions) (keys.ID, error) {
 	detail := "key server initialised; server certificate for " + strings.Join(o.Hosts, ",")
 	if o.FromKeyring != "" {
 		detail += "; root keys copied from " + o.FromKeyring
+	}
+	if o.FromToken != nil {
+		detail += "; root keys in the PKCS#11 token " + o.FromToken.URI
 	}
 	return repo, d.record("keyserver-init", detail)
 }
@@ -419,4 +444,51 @@ func (g Grant) allowsOp(op string) bool { return slices.Contains(g.Ops, op) }
 
 func (g Grant) allowsVersion(v uint32) bool {
 	return len(g.Versions) == 0 || slices.Contains(g.Versions, v)
+}
+
+// TokenSource is a PKCS#11 token holding a repository's root keys, with
+// the sealed state file its home keeps (internal/hsm).
+type TokenSource struct {
+	URI       string // the token's PKCS#11 URI (no PIN)
+	StateFile string // the home's pkcs11-state, copied in
+	Keys      RootKeys
+}
+
+// TokenConfig is TokenFile's content.
+type TokenConfig struct {
+	URI string `json:"uri"`
+}
+
+// Token returns the PKCS#11 token that holds the directory's root keys,
+// or nil when they are in its keyring file.
+func (d Dir) Token() (*TokenConfig, error) {
+	b, err := os.ReadFile(d.path(TokenFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c TokenConfig
+	if err := json.Unmarshal(b, &c); err != nil || c.URI == "" {
+		return nil, fmt.Errorf("%s: not a token's configuration", d.path(TokenFile))
+	}
+	return &c, nil
+}
+
+// TokenStatePath is the token's sealed state in the directory.
+func (d Dir) TokenStatePath() string { return d.path(TokenStateFile) }
+
+func initToken(d Dir, t TokenSource) error {
+	if t.Keys == nil || t.URI == "" || t.StateFile == "" {
+		return errors.New("a token source needs its URI, its state file and its keys open")
+	}
+	if err := copyFile(t.StateFile, d.path(TokenStateFile)); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(d.path(TokenFile), mustJSON(TokenConfig{URI: t.URI}), atomicfile.Options{Mode: 0o600, NoReplace: true}); err != nil {
+		os.Remove(d.path(TokenStateFile))
+		return err
+	}
+	return nil
 }
