@@ -260,7 +260,14 @@ func TestAuditRateAnomaly(t *testing.T) {
 			t.Fatalf("release %d: %v", i+1, err)
 		}
 	}
+	// The anomaly entry is queued for the audit writer (the release is
+	// answered first): wait for it, bounded.
 	an := auditEntries(t, dir, audit.KindAnomaly)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(30 * time.Second); len(an) == 0 && time.Now().Before(deadline); <-tick.C {
+		an = auditEntries(t, dir, audit.KindAnomaly)
+	}
 	if len(an) != 1 || an[0].Actor != "greedy" || an[0].Op != "rate" || !strings.Contains(an[0].Detail, "5 releases") {
 		t.Fatalf("anomaly entries: %+v", an)
 	}
