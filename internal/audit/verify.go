@@ -422,12 +422,9 @@ func judge(idx, bad []offBox, end uint64, genesisLine, entries int, file string)
 		if c.met {
 			continue
 		}
-		ours := c.checked && c.macOK
 		switch {
-		case ours && c.seq < end:
-			note(c, "the log's entry at that seq is another line, and this checkpoint carries the log's MAC: the log was rewritten from there on")
-		case ours:
-			note(c, fmt.Sprintf("the intact log ends at seq %d (%d entries): its tail was cut or damaged before this checkpoint", int64(end)-1, entries))
+		case c.checked && c.macOK:
+			note(c, ownUnreached(c.seq, end, entries))
 		case c.fileLine < genesisLine:
 			earlier = append(earlier, fmt.Sprintf("%d (seq %d)", c.fileLine, c.seq))
 		case c.checked && c.seq < end:
@@ -444,14 +441,28 @@ func judge(idx, bad []offBox, end uint64, genesisLine, entries int, file string)
 	}
 	var warns []string
 	if len(earlier) > 0 {
-		const show = 10
-		list := strings.Join(earlier[:min(len(earlier), show)], ", ")
-		if len(earlier) > show {
-			list += fmt.Sprintf(" and %d more", len(earlier)-show)
-		}
-		warns = append(warns, fmt.Sprintf("%s: %d checkpoint line(s) are not this log's and come before its genesis (line %d): an earlier log's, left when 'audit init' ran again; ignored: line %s", file, len(earlier), genesisLine, list))
+		warns = append(warns, fmt.Sprintf("%s: %d checkpoint line(s) are not this log's and come before its genesis (line %d): an earlier log's, left when 'audit init' ran again; ignored: line %s", file, len(earlier), genesisLine, someOf(earlier)))
 	}
 	return worst, warns
+}
+
+// ownUnreached says why a checkpoint carrying the log's MAC is not the
+// log's line at its seq: the log was rewritten there, or ends before it.
+func ownUnreached(seq, end uint64, entries int) string {
+	if seq < end {
+		return "the log's entry at that seq is another line, and this checkpoint carries the log's MAC: the log was rewritten from there on"
+	}
+	return fmt.Sprintf("the intact log ends at seq %d (%d entries): its tail was cut or damaged before this checkpoint", int64(end)-1, entries)
+}
+
+// someOf lists the first ten of items, and how many more there are.
+func someOf(items []string) string {
+	const show = 10
+	list := strings.Join(items[:min(len(items), show)], ", ")
+	if len(items) > show {
+		list += fmt.Sprintf(" and %d more", len(items)-show)
+	}
+	return list
 }
 
 // offBox is one checkpoint line of the off-box copy, as an index: its
@@ -770,12 +781,9 @@ func judgeStore(idx []storeCP, bad []storeBad, end uint64, genesis time.Time, en
 		if c.met {
 			continue
 		}
-		ours := c.checked && c.macOK
 		switch {
-		case ours && c.seq < end:
-			note(c, "the log's entry at that seq is another line, and this checkpoint carries the log's MAC: the log was rewritten from there on")
-		case ours:
-			note(c, fmt.Sprintf("the intact log ends at seq %d (%d entries): its tail was cut or damaged before this checkpoint", int64(end)-1, entries))
+		case c.checked && c.macOK:
+			note(c, ownUnreached(c.seq, end, entries))
 		case c.checked && !genesis.IsZero() && c.e.Time.Before(genesis) && c.file != "":
 			earlierCopies = append(earlierCopies, fmt.Sprintf("%s line %d", c.file, c.line))
 		case c.checked && !genesis.IsZero() && c.e.Time.Before(genesis):
@@ -795,12 +803,7 @@ func judgeStore(idx []storeCP, bad []storeBad, end uint64, genesis time.Time, en
 		warns = append(warns, fmt.Sprintf("the store holds %d audit checkpoint(s) that are not this log's and are older than its genesis: an earlier log's, left when 'audit init' ran again; ignored: %s", len(earlier), strings.Join(earlier, ", ")))
 	}
 	if len(earlierCopies) > 0 {
-		const show = 10
-		list := strings.Join(earlierCopies[:min(len(earlierCopies), show)], ", ")
-		if len(earlierCopies) > show {
-			list += fmt.Sprintf(" and %d more", len(earlierCopies)-show)
-		}
-		warns = append(warns, fmt.Sprintf("%d checkpoint copy line(s) are not this log's and are older than its genesis: an earlier log's; ignored: %s", len(earlierCopies), list))
+		warns = append(warns, fmt.Sprintf("%d checkpoint copy line(s) are not this log's and are older than its genesis: an earlier log's; ignored: %s", len(earlierCopies), someOf(earlierCopies)))
 	}
 	return worst, warns, problems
 }
