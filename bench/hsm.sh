@@ -42,15 +42,7 @@ echo "== HSM operations per second (SoftHSM2, go test -bench)"
 go test -run '^$' -bench 'BenchmarkUnwrap|BenchmarkWrap' -benchtime 3000x ./internal/hsm | awk '/^Benchmark/{print $1, $(NF-1), $NF}'
 } | tee "$OUT/hsm.txt"
 
-PROV_ID=holdfast-bench PROV_SECRET=holdfast-bench-secret
-start_versitygw "$W" "$PROV_ID" "$PROV_SECRET"
-pids+=("$VGW_PID")
-EP=$VGW_EP
-export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
-[ -x /usr/bin/aws ] || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends awscli >/dev/null; }
-AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET /usr/bin/aws s3 mb s3://store --endpoint-url "$EP" --ca-bundle "$W/cert.pem" >/dev/null
-export HOLDFAST_PASSPHRASE="benchmark passphrase"
-S3FLAGS=(--s3-endpoint "$EP" --s3-ca-bundle "$W/cert.pem" --s3-path-style)
+start_provider
 
 # Two repositories in the same S3 bucket: the keyring file's and the token's.
 AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \

@@ -25,13 +25,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$W"; }
 trap cleanup EXIT
 
-PROV_ID=holdfast-bench PROV_SECRET=holdfast-bench-secret
-start_versitygw "$W" "$PROV_ID" "$PROV_SECRET"
-pids+=("$VGW_PID")
-EP=$VGW_EP
-export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
-[ -x /usr/bin/aws ] || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends awscli >/dev/null; }
-AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET /usr/bin/aws s3 mb s3://store --endpoint-url "$EP" --ca-bundle "$W/cert.pem" >/dev/null
+start_provider
 
 export HOLDFAST_PASSPHRASE="benchmark passphrase" HOLDFAST_HOME="$W/home"
 AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET \

@@ -21,6 +21,24 @@ start_versitygw() {
   done
 }
 
+# start_provider starts the benchmarks' provider in $W (start_versitygw,
+# its pid added to the caller's pids array for cleanup) with the
+# credentials PROV_ID and PROV_SECRET, makes its bucket "store", installs
+# the AWS CLI if missing, and sets EP (the endpoint), the AWS variables
+# that keep the CLI off this machine's configuration, HOLDFAST_PASSPHRASE
+# and S3FLAGS (holdfast's flags for the endpoint).
+start_provider() {
+  PROV_ID=holdfast-bench PROV_SECRET=holdfast-bench-secret
+  start_versitygw "$W" "$PROV_ID" "$PROV_SECRET"
+  pids+=("$VGW_PID")
+  EP=$VGW_EP
+  export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
+  [ -x /usr/bin/aws ] || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends awscli >/dev/null; }
+  AWS_ACCESS_KEY_ID=$PROV_ID AWS_SECRET_ACCESS_KEY=$PROV_SECRET /usr/bin/aws s3 mb s3://store --endpoint-url "$EP" --ca-bundle "$W/cert.pem" >/dev/null
+  export HOLDFAST_PASSPHRASE="benchmark passphrase"
+  S3FLAGS=(--s3-endpoint "$EP" --s3-ca-bundle "$W/cert.pem" --s3-path-style)
+}
+
 # compare_get_rate BASE OTHER: the gateway's 4 KiB GET rate (16 clients,
 # bench/gwload) on the repository in $W/home-OTHER against the one in
 # $W/home-BASE, same build and provider, the two alternated $ROUNDS times
