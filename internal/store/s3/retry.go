@@ -177,6 +177,10 @@ var testDial func(ctx context.Context, network, addr string) (net.Conn, error)
 // keeps.
 const MaxIdleConns = 128
 
+// idleConns is MaxIdleConns; a test lowers it to the SDK's default to
+// show the difference it makes.
+var idleConns = MaxIdleConns
+
 // httpClient is the HTTP client of a store, made from the SDK's transport
 // (which carries the TLS settings and any AWS_CA_BUNDLE): HTTP/1.1 over
 // idle-timed connections, no redirects followed (S3 answers a wrong
@@ -200,8 +204,8 @@ func (s *Store) httpClient(tr *http.Transport, idle time.Duration) *http.Client 
 	// gateway's, up to its request limit): with the SDK's 10 idle
 	// connections per host, more concurrent requests than that closed
 	// and re-opened connections, each with a TLS handshake.
-	tr.MaxIdleConns = max(tr.MaxIdleConns, MaxIdleConns)
-	tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, MaxIdleConns)
+	tr.MaxIdleConns = max(tr.MaxIdleConns, idleConns)
+	tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, idleConns)
 	// S3 speaks HTTP/1.1; a non-nil empty map keeps HTTP/2 off.
 	tr.ForceAttemptHTTP2 = false
 	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
@@ -217,6 +221,13 @@ func (s *Store) httpClient(tr *http.Transport, idle time.Duration) *http.Client 
 type countingTransport struct {
 	rt http.RoundTripper
 	s  *Store
+}
+
+// CloseIdleConnections passes http.Client.CloseIdleConnections on.
+func (c *countingTransport) CloseIdleConnections() {
+	if ci, ok := c.rt.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
 }
 
 func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -75,6 +75,7 @@ var (
 type Store struct {
 	closed atomic.Bool
 	c      *s3.Client
+	hc     *http.Client // c's HTTP client; Close releases its idle connections
 	// parts holds the buffers of uploads: PartSize × (Concurrency+1).
 	parts       *partPool
 	concurrency int
@@ -185,6 +186,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 		return nil, fmt.Errorf("s3: unexpected HTTP client %T", cfg.HTTPClient)
 	}
 	sc := st.httpClient(bc.GetTransport(), idle)
+	st.hc = sc
 	cl := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if c.Endpoint != "" {
 			o.BaseEndpoint = aws.String(c.Endpoint)
@@ -538,7 +540,11 @@ func (s *Store) AbortIncomplete(ctx context.Context, inProgress func(name string
 }
 
 // Close implements store.Store.
+// It closes the store's idle connections to the provider.
 func (s *Store) Close() error {
 	s.closed.Store(true)
+	if s.hc != nil {
+		s.hc.CloseIdleConnections()
+	}
 	return nil
 }
