@@ -5,17 +5,25 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// sqliteConstraint is SQLite's primary result code for a constraint
-// violation (https://sqlite.org/rescode.html).
-const sqliteConstraint = 19
+// SQLite's primary result codes (https://sqlite.org/rescode.html).
+const (
+	sqliteBusy       = 5
+	sqliteConstraint = 19
+)
+
+// busyTimeout is how long a connection waits for another's lock, and how
+// long Open keeps trying to set a new database up while others do too.
+const busyTimeout = 10 * time.Second
 
 // Open opens the catalog at path, creating the file (mode 0600) and the
 // schema if absent. It refuses a catalog written by a newer schema
@@ -40,7 +48,7 @@ func Open(ctx context.Context, path string) (Catalog, error) {
 	}
 
 	q := url.Values{}
-	q.Set("_busy_timeout", "10000")
+	q.Set("_busy_timeout", fmt.Sprint(busyTimeout.Milliseconds()))
 	q.Set("_journal_mode", "WAL")
 	q.Set("_foreign_keys", "on")
 	// synchronous=FULL: a commit is durable when it returns. Holdfast
@@ -66,11 +74,34 @@ func Open(ctx context.Context, path string) (Catalog, error) {
 	db.SetMaxIdleConns(n)
 
 	c := newSQLCatalog(db, sqliteDialect)
-	if err := c.checkSQLite(ctx); err != nil {
+	if err := c.checkSQLiteRetrying(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("catalog: %q: %w", path, err)
 	}
 	return c, nil
+}
+
+// checkSQLiteRetrying is checkSQLite, tried again while it fails with
+// SQLITE_BUSY, for up to busyTimeout. Turning a new database to WAL mode
+// needs an exclusive lock, and a connection that meets another doing the
+// same gets SQLITE_BUSY at once: SQLite does not wait there, as waiting
+// could deadlock. Once the database is in WAL mode the busy timeout
+// applies and this does not recur.
+func (c *sqlCatalog) checkSQLiteRetrying(ctx context.Context) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := c.checkSQLite(ctx)
+		if !isSQLiteBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(time.Duration(1+rand.IntN(20)) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // checkSQLite makes sure the connection settings took and the schema is ours.
@@ -90,6 +121,12 @@ func (c *sqlCatalog) checkSQLite(ctx context.Context) error {
 		return errors.New("foreign keys are not enforced")
 	}
 	return c.initSchema(ctx)
+}
+
+// isSQLiteBusy reports whether err is SQLite's "database is locked".
+func isSQLiteBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqliteBusy
 }
 
 // isSQLiteConstraint reports whether err is SQLite's constraint violation.
