@@ -32,6 +32,7 @@ var postgresSuite = []struct {
 	{"TestMeta", TestMeta},
 	{"TestBuckets", TestBuckets},
 	{"TestBucketKeys", TestBucketKeys},
+	{"TestBucketKeyOf", TestBucketKeyOf},
 	{"TestEntryRoundTrip", TestEntryRoundTrip},
 	{"TestGetMissing", TestGetMissing},
 	{"TestList", TestList},

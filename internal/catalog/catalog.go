@@ -208,6 +208,10 @@ type Catalog interface {
 	// Bucket keys.
 	AddBucketKey(ctx context.Context, k BucketKey) error
 	BucketKeys(ctx context.Context, bucketID keys.ID) ([]BucketKey, error) // by version
+	// BucketKeyOf returns the bucket named name and its key of version v
+	// in one read: what opening an object needs from the catalog
+	// besides the object's entry. ErrNotFound if either is absent.
+	BucketKeyOf(ctx context.Context, name string, v uint32) (Bucket, BucketKey, error)
 	AllBucketKeys(ctx context.Context) ([]BucketKey, error)
 
 	// UpdateBucketKey replaces the record of (k.BucketID, k.Version): a

@@ -265,6 +265,40 @@ func TestBucketKeys(t *testing.T) {
 	wantErr(t, "update missing", c.UpdateBucketKey(ctx, mk(b1, 7)), ErrNotFound)
 }
 
+// TestBucketKeyOf: the bucket and its key of one version in one read,
+// the same records GetBucket and BucketKeys give; a missing version or
+// bucket is ErrNotFound, and another bucket's key of the same version is
+// never returned.
+func TestBucketKeyOf(t *testing.T) {
+	ctx := context.Background()
+	c, _ := newCatalog(t)
+	one, two := mustCreateBucket(t, c, "one"), mustCreateBucket(t, c, "two")
+	for _, b := range []Bucket{one, two} {
+		for v := uint32(1); v <= 2; v++ {
+			mustNot(t, "AddBucketKey", c.AddBucketKey(ctx, BucketKey{
+				BucketID: b.ID, Version: v,
+				Wrapped:  keys.Wrapped{Source: keys.SourceKeyring, Alg: keys.AlgHKDFGCMCommit, KEKVersion: 1, Data: []byte{b.ID[0], byte(v)}},
+				KeyCheck: make([]byte, 32), Created: time.Unix(1700000000+int64(v), 0).UTC(), JournalID: newID(), State: 1,
+			}))
+		}
+	}
+	for _, b := range []Bucket{one, two} {
+		ks, err := c.BucketKeys(ctx, b.ID)
+		mustNot(t, "BucketKeys", err)
+		for _, want := range ks {
+			gb, gk, err := c.BucketKeyOf(ctx, b.Name, want.Version)
+			mustNot(t, "BucketKeyOf", err)
+			if !reflect.DeepEqual(gb, b) || !reflect.DeepEqual(gk, want) {
+				t.Errorf("BucketKeyOf(%s, %d) = %+v, %+v\nwant %+v, %+v", b.Name, want.Version, gb, gk, b, want)
+			}
+		}
+	}
+	_, _, err := c.BucketKeyOf(ctx, "one", 3)
+	wantErr(t, "missing version", err, ErrNotFound)
+	_, _, err = c.BucketKeyOf(ctx, "three", 1)
+	wantErr(t, "missing bucket", err, ErrNotFound)
+}
+
 func TestEntryRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -548,6 +549,45 @@ func (c *sqlCatalog) BucketKeys(ctx context.Context, bucketID keys.ID) ([]Bucket
 		return nil, fmt.Errorf("catalog: bucket keys of %x: %w", bucketID, err)
 	}
 	return ks, nil
+}
+
+func (c *sqlCatalog) BucketKeyOf(ctx context.Context, name string, v uint32) (Bucket, BucketKey, error) {
+	var b Bucket
+	var created int64
+	k, err := scanBucketKey(scanPrefix{c.queryRow(ctx, `SELECT b.name, b.id, b.created, `+bucketKeyColsK+
+		` FROM buckets b JOIN bucket_keys k ON k.bucket_id = b.id WHERE b.name = ? AND k.version = ?`, name, int64(v)),
+		[]any{&b.Name, fixed{b.ID[:], "bucket id"}, &created}})
+	b.Created = fromNanos(created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Bucket{}, BucketKey{}, fmt.Errorf("catalog: bucket %q key v%d: %w", name, v, ErrNotFound)
+	}
+	if err != nil {
+		return Bucket{}, BucketKey{}, fmt.Errorf("catalog: bucket %q key v%d: %w", name, v, err)
+	}
+	return b, k, nil
+}
+
+// bucketKeyColsK is bucketKeyCols qualified by the table alias k.
+var bucketKeyColsK = bucketKeyColsOf("k")
+
+// bucketKeyColsOf is bucketKeyCols, each qualified by the table alias t.
+func bucketKeyColsOf(t string) string {
+	cols := strings.Split(bucketKeyCols, ", ")
+	for i := range cols {
+		cols[i] = t + "." + cols[i]
+	}
+	return strings.Join(cols, ", ")
+}
+
+// scanPrefix scans a row whose first columns go to pre and the rest to
+// the caller's destinations.
+type scanPrefix struct {
+	s   scanner
+	pre []any
+}
+
+func (p scanPrefix) Scan(dest ...any) error {
+	return p.s.Scan(append(p.pre[:len(p.pre):len(p.pre)], dest...)...)
 }
 
 func (c *sqlCatalog) AllBucketKeys(ctx context.Context) ([]BucketKey, error) {

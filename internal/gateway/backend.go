@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/gofiber/fiber/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/versity/versitygw/auth"
 	"github.com/versity/versitygw/backend"
@@ -212,10 +214,33 @@ func headerAttrs(encoding, disposition, language, cacheControl, expires *string)
 }
 
 func (b *Backend) bucketExists(ctx context.Context, bucket string) error {
+	seen, _ := ctx.Value(bucketSeenKey{}).(*bucketSeen)
+	if seen != nil {
+		if p := seen.name.Load(); p != nil && *p == bucket {
+			return nil
+		}
+	}
 	if _, err := b.repo.Bucket(detached(ctx), bucket); err != nil {
 		return s3Error(err, true)
 	}
+	if seen != nil {
+		name := strings.Clone(bucket) // bucket may alias a buffer the front end reuses
+		seen.name.Store(&name)
+	}
 	return nil
+}
+
+// bucketSeen remembers, for one request, the bucket found to exist: the
+// front end asks for the bucket's ACL and policy before the operation
+// itself, and each would otherwise read the catalog again.
+type bucketSeen struct{ name atomic.Pointer[string] }
+
+type bucketSeenKey struct{}
+
+// rememberBucket gives each request its bucketSeen.
+func rememberBucket(c fiber.Ctx) error {
+	c.Locals(bucketSeenKey{}, new(bucketSeen))
+	return c.Next()
 }
 
 // GetBucketAcl is called by the front end on every bucket and object
@@ -573,32 +598,35 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 		return nil, err
 	}
 	dctx := detached(ctx)
-	e, err := b.repo.Stat(dctx, bucket, key)
-	if err != nil {
-		return nil, s3Error(err, false)
-	}
-	if err := backend.EvaluatePreconditions(etag(e), lastModified(e), backend.PreConditions{
-		IfMatch: in.IfMatch, IfNoneMatch: in.IfNoneMatch, IfModSince: in.IfModifiedSince, IfUnmodeSince: in.IfUnmodifiedSince,
-	}); err != nil {
-		return nil, err
-	}
-	off, n, isRange, err := backend.ParseObjectRange(e.Size, str(in.Range))
-	if err != nil {
-		return nil, err
-	}
-	// Opening checks the header, manifest and footer against the catalog's
-	// pin: damage found here is a clean S3 error, before any byte is sent.
-	rd, err := b.repo.OpenObject(dctx, bucket, key)
-	if err != nil {
-		b.integrity(bucket, key, err)
-		return nil, s3Error(err, false)
-	}
-	if rd.Entry.Version != e.Version {
-		// Replaced between Stat and open: serve what was opened.
-		e = rd.Entry
-		if off, n, isRange, err = backend.ParseObjectRange(e.Size, str(in.Range)); err != nil {
-			rd.Close()
+	var (
+		e       catalog.Entry
+		rd      *repo.Reader
+		off, n  int64
+		isRange bool
+	)
+	for tries := 0; ; tries++ {
+		if e, err = b.repo.Stat(dctx, bucket, key); err != nil {
+			return nil, s3Error(err, false)
+		}
+		if err := backend.EvaluatePreconditions(etag(e), lastModified(e), backend.PreConditions{
+			IfMatch: in.IfMatch, IfNoneMatch: in.IfNoneMatch, IfModSince: in.IfModifiedSince, IfUnmodeSince: in.IfUnmodifiedSince,
+		}); err != nil {
 			return nil, err
+		}
+		if off, n, isRange, err = backend.ParseObjectRange(e.Size, str(in.Range)); err != nil {
+			return nil, err
+		}
+		// Opening checks the header, manifest and footer against the
+		// catalog's pin: damage found here is a clean S3 error, before
+		// any byte is sent. An object replaced since Stat is looked up
+		// again (its preconditions and range are the new version's).
+		rd, err = b.repo.OpenEntry(dctx, e)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, repo.ErrReplaced) || tries == 2 {
+			b.integrity(bucket, key, err)
+			return nil, s3Error(err, false)
 		}
 	}
 	var body *objectBody
@@ -1051,6 +1079,9 @@ func s3Error(err error, bucketLevel bool) error {
 	case errors.Is(err, repo.ErrStoreUnavailable):
 		return s3err.APIError{Code: "ServiceUnavailable", HTTPStatusCode: http.StatusServiceUnavailable,
 			Description: "The backing store is not reachable; try again."}
+	case errors.Is(err, repo.ErrReplaced):
+		return s3err.APIError{Code: "SlowDown", HTTPStatusCode: http.StatusServiceUnavailable,
+			Description: "The object was replaced again and again while it was being read; retry."}
 	case errors.Is(err, catalog.ErrStaleVersion):
 		// Two writes of one key overlapped and the one that began later
 		// committed first: this one was not stored. Clients retry a

@@ -156,6 +156,7 @@ func Start(ctx context.Context, be *Backend, opts Options) (*Server, error) {
 		IAMService:          opts.IAM,
 		S3Options: []s3api.Option{
 			s3api.WithOnListen(func() { close(s.ready) }),
+			s3api.WithMiddleware("/", rememberBucket),
 		},
 	}
 	if be.guard != nil {

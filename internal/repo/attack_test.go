@@ -255,3 +255,62 @@ func TestInjectedObjects(t *testing.T) {
 	}
 	e.mustGet("victims", "a", e.a)
 }
+
+// TestReadRacesOverwrite: a reader that took an entry before the object
+// was replaced (its old version removed) or deleted gets ErrReplaced or
+// ErrNotFound, not a damage report, and opening by name reads the new
+// version. The control removes the stored object of the current version,
+// as a provider would: that is damage (missing).
+func TestReadRacesOverwrite(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	put := func(key string, data []byte) {
+		t.Helper()
+		if _, err := e.r.Put(ctx, "racing", key, bytes.NewReader(data), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1, v2 := random(5000), random(7000)
+	put("k", v1)
+	old, err := e.r.Stat(ctx, "racing", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := e.r.OpenEntry(ctx, old) // positive control: the entry opens
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd.Close()
+	put("k", v2)
+	if _, err := os.Stat(e.storePath(format.StoreName(old.ObjectID))); !os.IsNotExist(err) {
+		t.Fatalf("old version's object still stored (%v): the test would not race", err)
+	}
+	_, err = e.r.OpenEntry(ctx, old)
+	var de *DamageError
+	if !errors.Is(err, ErrReplaced) || errors.As(err, &de) {
+		t.Fatalf("open of a replaced version: %v, want ErrReplaced and no damage", err)
+	}
+	e.mustGet("racing", "k", v2)
+
+	cur, _ := e.r.Stat(ctx, "racing", "k")
+	if _, err := e.r.Delete(ctx, "racing", "k"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.r.OpenEntry(ctx, cur)
+	if !errors.Is(err, ErrNotFound) || errors.As(err, &de) {
+		t.Fatalf("open of a deleted version: %v, want ErrNotFound and no damage", err)
+	}
+
+	// Control: the provider removes the current version's object.
+	put("k", v1)
+	cur, _ = e.r.Stat(ctx, "racing", "k")
+	os.Remove(e.storePath(format.StoreName(cur.ObjectID)))
+	_, err = e.r.OpenEntry(ctx, cur)
+	if !errors.As(err, &de) || de.Status != StatusMissing || errors.Is(err, ErrReplaced) {
+		t.Fatalf("open with the current version's object removed: %v, want damage (missing)", err)
+	}
+	_, err = e.r.OpenObject(ctx, "racing", "k")
+	if !errors.As(err, &de) || de.Status != StatusMissing {
+		t.Fatalf("OpenObject with the current version's object removed: %v, want damage (missing)", err)
+	}
+}

@@ -18,6 +18,10 @@ var (
 	// ErrStoreUnavailable: the store cannot be reached (the store's own
 	// error, so that store failures after retries are this too).
 	ErrStoreUnavailable = store.ErrUnavailable
+	// ErrReplaced: the object was replaced while it was being opened or
+	// read, and its old version removed; opening it again reads the new
+	// one.
+	ErrReplaced = errors.New("replaced while being read")
 	// ErrDamaged is wrapped by every DamageError.
 	ErrDamaged = errors.New("stored data is damaged")
 	// errTransient: a read failed in a way that says nothing about the

@@ -42,12 +42,25 @@ func (r *Repo) Stat(ctx context.Context, bucket, key string) (catalog.Entry, err
 
 // OpenObject authenticates the stored header, manifest and footer of
 // bucket/key against the catalog's pin. It releases no plaintext; damage
-// is reported as a *DamageError.
+// is reported as a *DamageError. An object replaced while it is opened is
+// opened again.
 func (r *Repo) OpenObject(ctx context.Context, bucket, key string) (*Reader, error) {
-	e, err := r.Stat(ctx, bucket, key)
-	if err != nil {
-		return nil, err
+	for tries := 0; ; tries++ {
+		e, err := r.Stat(ctx, bucket, key)
+		if err != nil {
+			return nil, err
+		}
+		rd, err := r.OpenEntry(ctx, e)
+		if !errors.Is(err, ErrReplaced) || tries == 2 {
+			return rd, err
+		}
 	}
+}
+
+// OpenEntry is OpenObject for the entry e, as Stat returned it. If the
+// object has since been replaced and its old version removed, the error
+// is ErrReplaced; if it has been deleted, ErrNotFound.
+func (r *Repo) OpenEntry(ctx context.Context, e catalog.Entry) (*Reader, error) {
 	o, err := r.openEntryReading(ctx, e, WholeReadMax)
 	if err != nil {
 		return nil, r.damage(ctx, e, err)
@@ -68,24 +81,14 @@ func (r *Repo) openEntry(ctx context.Context, e catalog.Entry) (*object.Object, 
 }
 
 func (r *Repo) openEntryReading(ctx context.Context, e catalog.Entry, wholeMax int64) (*object.Object, error) {
-	b, err := r.cat.GetBucket(ctx, e.Bucket)
-	if err != nil {
-		return nil, err
-	}
-	bks, err := r.cat.BucketKeys(ctx, b.ID)
-	if err != nil {
-		return nil, err
-	}
-	var bk *catalog.BucketKey
-	for i := range bks {
-		if bks[i].Version == e.KeyVersion {
-			bk = &bks[i]
-		}
-	}
-	if bk == nil {
+	b, bk, err := r.cat.BucketKeyOf(ctx, e.Bucket, e.KeyVersion)
+	if errors.Is(err, catalog.ErrNotFound) {
 		return nil, fmt.Errorf("%s/%s: bucket key v%d is not in the catalog", e.Bucket, e.Key, e.KeyVersion)
 	}
-	dk, err := r.dataKeysFor(ctx, *bk)
+	if err != nil {
+		return nil, err
+	}
+	dk, err := r.dataKeysFor(ctx, bk)
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +178,18 @@ func (r *Repo) damage(ctx context.Context, e catalog.Entry, err error) error {
 	if cerr != nil {
 		// The store could not be asked what it holds: could not check.
 		return fmt.Errorf("%s/%s: %w (and then: %v)", e.Bucket, e.Key, err, cerr)
+	}
+	if st == StatusMissing {
+		// Holdfast removes a version's object once a newer version or a
+		// delete is committed: a read that began before is not damage.
+		// Only a catalog that still names this version makes it so.
+		cur, gerr := r.cat.Get(ctx, e.Bucket, e.Key)
+		switch {
+		case errors.Is(gerr, catalog.ErrNotFound):
+			return fmt.Errorf("%s/%s: deleted while being read: %w", e.Bucket, e.Key, ErrNotFound)
+		case gerr == nil && cur.Version != e.Version:
+			return fmt.Errorf("%s/%s: %w", e.Bucket, e.Key, ErrReplaced)
+		}
 	}
 	if st == StatusAltered && format.LayerOf(err) == format.LayerSize && !isNotExist(err) {
 		// A short read of an object whose stored length and header are
