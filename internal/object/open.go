@@ -441,8 +441,11 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	finished = true
 	// Padding: the rest of the body must be the padding keystream.
 	ps := o.d.padStream()
-	want := make([]byte, 64<<10)
-	got := make([]byte, 64<<10)
+	// Small objects have little padding: buffers of its size, not 64 KiB,
+	// keep a small GET from making garbage many times its own size.
+	bufLen := min(o.Sizes.Padding, 64<<10)
+	want := make([]byte, bufLen)
+	got := make([]byte, bufLen)
 	for pad := o.Sizes.Padding; pad > 0; {
 		n := min(pad, uint64(len(want)))
 		if _, err := io.ReadFull(rc, got[:n]); err != nil {
