@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/md5"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -237,10 +238,29 @@ type bucketSeen struct{ name atomic.Pointer[string] }
 
 type bucketSeenKey struct{}
 
-// rememberBucket gives each request its bucketSeen.
+type contentMD5Key struct{}
+
+// rememberBucket gives each request its bucketSeen, and keeps the
+// request's Content-MD5 (see contentMD5).
 func rememberBucket(c fiber.Ctx) error {
 	c.Locals(bucketSeenKey{}, new(bucketSeen))
+	if v := c.Request().Header.Peek("Content-Md5"); len(v) > 0 {
+		if sum, err := base64.StdEncoding.DecodeString(string(v)); err == nil && len(sum) == md5.Size {
+			c.Locals(contentMD5Key{}, sum)
+		}
+	}
 	return c.Next()
+}
+
+// contentMD5 is the MD5 a PutObject or UploadPart request's Content-MD5
+// header gives for its body, or nil. The front end checks the body
+// against it (its Content-MD5 reader fails the body's last Read with
+// BadDigest on a mismatch, and the repository commits only after a clean
+// EOF), so a write that succeeds has exactly this MD5 and need not be
+// hashed again for its ETag: TestContentMD5 holds the front end to it.
+func contentMD5(ctx context.Context) []byte {
+	sum, _ := ctx.Value(contentMD5Key{}).([]byte)
+	return sum
 }
 
 // GetBucketAcl is called by the front end on every bucket and object
@@ -374,7 +394,8 @@ func etag(e catalog.Entry) string {
 func lastModified(e catalog.Entry) time.Time { return e.Modified.UTC().Truncate(time.Second) }
 
 // bodyReader reads a request body for a Put: it counts the bytes and
-// hashes them (MD5, for the ETag) and, at the end, refuses a body shorter
+// hashes them (MD5, for the ETag) unless the front end checks them against
+// a Content-MD5 already (sum), and, at the end, refuses a body shorter
 // or longer than the declared length. The front end reports a bad payload
 // signature or trailing checksum as the error of the last Read, so an
 // upload is committed only when the body was read to a clean EOF here.
@@ -382,13 +403,16 @@ type bodyReader struct {
 	r    io.Reader
 	want int64 // -1: unknown
 	n    int64
-	md5  hash.Hash
+	md5  hash.Hash // nil when sum is known
+	sum  []byte    // the body's checked Content-MD5
 }
 
 func (br *bodyReader) Read(p []byte) (int, error) {
 	n, err := br.r.Read(p)
 	br.n += int64(n)
-	br.md5.Write(p[:n])
+	if br.md5 != nil {
+		br.md5.Write(p[:n])
+	}
 	if br.want >= 0 && br.n > br.want {
 		return n, s3err.GetAPIError(s3err.ErrIncompleteBody)
 	}
@@ -461,7 +485,10 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	if err != nil {
 		return s3response.PutObjectOutput{}, err
 	}
-	br := &bodyReader{r: b.gated(body), want: want, md5: md5.New()}
+	br := &bodyReader{r: b.gated(body), want: want, sum: contentMD5(ctx)}
+	if br.sum == nil {
+		br.md5 = md5.New()
+	}
 	// The ETag is the MD5 of the body, known only at its end: a reader
 	// that fills it in when the body is done, before the repository
 	// commits (it commits only after reading to EOF).
@@ -523,7 +550,11 @@ type etagAtEOF struct {
 func (e *etagAtEOF) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
 	if err == io.EOF {
-		e.attrs[attrETag] = hex.EncodeToString(e.r.md5.Sum(nil))
+		sum := e.r.sum
+		if e.r.md5 != nil {
+			sum = e.r.md5.Sum(nil)
+		}
+		e.attrs[attrETag] = hex.EncodeToString(sum)
 	}
 	return n, err
 }
@@ -1048,11 +1079,11 @@ func s3Error(err error, bucketLevel bool) error {
 	if err == nil {
 		return nil
 	}
-	var ae s3err.APIError
+	var se s3err.S3Error // the front end's own answers, such as a body's BadDigest
 	var de *repo.DamageError
 	switch {
-	case errors.As(err, &ae):
-		return ae
+	case errors.As(err, &se):
+		return se
 	case errors.As(err, &de):
 		return s3err.APIError{Code: "InternalError", HTTPStatusCode: http.StatusInternalServerError,
 			Description: fmt.Sprintf("The stored object failed authentication (%s); holdfast refuses to return it.", de.Status)}

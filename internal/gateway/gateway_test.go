@@ -921,8 +921,8 @@ func TestChecksumHeaders(t *testing.T) {
 	sum := crc32.ChecksumIEEE(data)
 	right := base64.StdEncoding.EncodeToString([]byte{byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)})
 	wrong := base64.StdEncoding.EncodeToString([]byte{byte(sum>>24) ^ 1, byte(sum >> 16), byte(sum >> 8), byte(sum)})
-	if _, err := put(t, c, "sums", "k", data, func(in *s3.PutObjectInput) { in.ChecksumCRC32 = aws.String(wrong) }); err == nil {
-		t.Fatal("a wrong CRC32 header was accepted")
+	if _, err := put(t, c, "sums", "k", data, func(in *s3.PutObjectInput) { in.ChecksumCRC32 = aws.String(wrong) }); errCode(err) != "BadDigest" {
+		t.Fatalf("a wrong CRC32 header: %v", err)
 	}
 	if _, _, err := get(c, "sums", "k", ""); errCode(err) != "NoSuchKey" {
 		t.Fatalf("after the refused put: %v", err)
@@ -932,6 +932,87 @@ func TestChecksumHeaders(t *testing.T) {
 	}
 	if got, _, err := get(c, "sums", "k", ""); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("after the accepted put: %q %v", got, err)
+	}
+}
+
+// TestContentMD5: a PutObject or UploadPart whose Content-MD5 does not
+// match its body is refused with BadDigest and stores nothing; with the
+// right Content-MD5, or none, it is stored and its ETag is the body's MD5.
+// The gateway takes a checked Content-MD5 as the ETag instead of hashing
+// the body again (contentMD5): this holds the front end to checking it.
+func TestContentMD5(t *testing.T) {
+	g := startGW(t, nil)
+	ctx := context.Background()
+	c := g.admin()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("digests")}); err != nil {
+		t.Fatal(err)
+	}
+	b64 := func(b []byte) string { s := md5.Sum(b); return base64.StdEncoding.EncodeToString(s[:]) }
+	quoted := func(b []byte) string { s := md5.Sum(b); return `"` + hex.EncodeToString(s[:]) + `"` }
+	data, other := random(t, 100<<10), random(t, 100<<10)
+	withMD5 := func(sum string) func(*s3.PutObjectInput) {
+		return func(in *s3.PutObjectInput) { in.ContentMD5 = aws.String(sum) }
+	}
+	if _, err := put(t, c, "digests", "k", data, withMD5(b64(other))); errCode(err) != "BadDigest" {
+		t.Fatalf("put with a wrong Content-MD5: %v", err)
+	}
+	if _, _, err := get(c, "digests", "k", ""); errCode(err) != "NoSuchKey" {
+		t.Fatalf("after the refused put: %v", err)
+	}
+	for _, mod := range []func(*s3.PutObjectInput){withMD5(b64(data)), nil} {
+		out, err := put(t, c, "digests", "k", data, mod)
+		if err != nil || aws.ToString(out.ETag) != quoted(data) {
+			t.Fatalf("put (Content-MD5 sent: %v): %v %+v", mod != nil, err, out)
+		}
+		got, gout, err := get(c, "digests", "k", "")
+		if err != nil || !bytes.Equal(got, data) || aws.ToString(gout.ETag) != quoted(data) {
+			t.Fatalf("get after the put (Content-MD5 sent: %v): %v", mod != nil, err)
+		}
+	}
+
+	cu, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String("digests"), Key: aws.String("mp")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := random(t, 5<<20), random(t, 1<<20)
+	part := func(n int32, b []byte, sum string) (string, error) {
+		in := &s3.UploadPartInput{Bucket: aws.String("digests"), Key: aws.String("mp"), UploadId: cu.UploadId,
+			PartNumber: aws.Int32(n), Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b)))}
+		if sum != "" {
+			in.ContentMD5 = aws.String(sum)
+		}
+		o, err := c.UploadPart(ctx, in)
+		if err != nil {
+			return "", err
+		}
+		return aws.ToString(o.ETag), nil
+	}
+	for _, p := range []struct {
+		n int32
+		b []byte
+	}{{1, p1}, {2, p2}} {
+		if _, err := part(p.n, p.b, b64(other)); errCode(err) != "BadDigest" {
+			t.Fatalf("part %d with a wrong Content-MD5: %v", p.n, err)
+		}
+	}
+	if lp, err := c.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String("digests"), Key: aws.String("mp"), UploadId: cu.UploadId}); err != nil || len(lp.Parts) != 0 {
+		t.Fatalf("parts after the refused ones: %v %+v", err, lp)
+	}
+	e1, err := part(1, p1, b64(p1))
+	if err != nil || e1 != quoted(p1) {
+		t.Fatalf("part 1 with the right Content-MD5: %q %v", e1, err)
+	}
+	e2, err := part(2, p2, "")
+	if err != nil || e2 != quoted(p2) {
+		t.Fatalf("part 2 without Content-MD5: %q %v", e2, err)
+	}
+	if _, err := c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String("digests"), Key: aws.String("mp"), UploadId: cu.UploadId,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{
+			{PartNumber: aws.Int32(1), ETag: aws.String(e1)}, {PartNumber: aws.Int32(2), ETag: aws.String(e2)}}}}); err != nil {
+		t.Fatalf("completion: %v", err)
+	}
+	if got, _, err := get(c, "digests", "mp", ""); err != nil || !bytes.Equal(got, append(append([]byte{}, p1...), p2...)) {
+		t.Fatalf("get after completion: %d bytes, %v", len(got), err)
 	}
 }
 

@@ -75,7 +75,8 @@ func (b *Backend) UploadPart(ctx context.Context, in *s3.UploadPartInput) (_ *s3
 	if err != nil {
 		return nil, err
 	}
-	p, err := b.repo.PutPart(detached(ctx), bucket, key, str(in.UploadId), int(*in.PartNumber), b.gated(body), *in.ContentLength)
+	p, err := b.repo.PutPartWith(detached(ctx), bucket, key, str(in.UploadId), int(*in.PartNumber), b.gated(body), *in.ContentLength,
+		repo.PartOptions{MD5: contentMD5(ctx)})
 	if err != nil {
 		return nil, s3Error(err, false)
 	}
