@@ -129,22 +129,95 @@ func processAlive(pid int) bool {
 }
 
 // spoolBody is a part's body for a store that retries requests
-// (store.PartLimits.Rewind): it reads src once, keeping what it read in
-// a spool file, so that a request that failed in passing can send the
-// part again — from the file as far as src was read, then on from src —
-// while the first attempt streams as src arrives. Memory stays at a copy
-// buffer whatever the part's size; the file goes when the body is closed.
+// (store.PartLimits.Rewind): it reads src once, keeping what it read, so
+// that a request that failed in passing can send the part again — from
+// what was kept as far as src was read, then on from src — while the
+// first attempt streams as src arrives. A part of up to memSpoolPart
+// bytes is kept in memory while spoolMemory has room for it (the common
+// case: clients send parts of 5 to 16 MiB); any other is kept in a spool
+// file, and memory stays at a copy buffer whatever its size. What was
+// kept goes when the body is closed.
 type spoolBody struct {
 	mu   sync.Mutex
 	src  io.Reader
-	f    *os.File
-	size int64 // the body's length
-	have int64 // bytes of src in f
-	pos  int64 // read position
-	err  error // src's failure: final
+	mem  *[]byte  // what was read of src, when kept in memory
+	f    *os.File // what was read of src, when kept in a file
+	size int64    // the body's length
+	have int64    // bytes of src kept
+	pos  int64    // read position
+	err  error    // src's failure: final
+}
+
+// memSpoolPart is the largest part body spoolBody keeps in memory.
+const memSpoolPart = 16<<20 + 1<<20 // a 16 MiB part's ciphertext, with room for the header and tags
+
+// spoolMemory holds the memory of part bodies kept in memory across the
+// process (a gateway receiving many parts at once): 64 MiB, idle buffers
+// included — four of the largest parts, eight of the AWS CLI's 8 MiB
+// ones. Beyond it, parts are spooled to files.
+var spoolMemory = newPartMemory(64 << 20)
+
+// partMemory hands out buffers for kept part bodies within a limit on
+// their total capacity, busy or idle. Buffers given back are reused by
+// the next parts (most clients send parts of one size) and dropped when
+// room is needed for a larger one.
+type partMemory struct {
+	mu    sync.Mutex
+	limit int64
+	held  int64 // capacity of every buffer, busy or idle
+	busy  int64 // capacity of the buffers in use
+	idle  []*[]byte
+}
+
+func newPartMemory(limit int64) *partMemory { return &partMemory{limit: limit} }
+
+// take returns an empty buffer with room for n bytes, or nil if the
+// limit leaves no room for it.
+func (m *partMemory) take(n int64) *[]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, b := range m.idle {
+		if int64(cap(*b)) >= n {
+			m.idle = append(m.idle[:i], m.idle[i+1:]...)
+			m.busy += int64(cap(*b))
+			*b = (*b)[:0]
+			return b
+		}
+	}
+	for m.held+n > m.limit && len(m.idle) > 0 { // too small for n: drop
+		m.held -= int64(cap(*m.idle[0]))
+		m.idle = m.idle[1:]
+	}
+	if m.held+n > m.limit {
+		return nil
+	}
+	m.held += n
+	m.busy += n
+	b := make([]byte, 0, n)
+	return &b
+}
+
+// give returns a buffer from take; nothing may use it afterwards.
+func (m *partMemory) give(b *[]byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.busy -= int64(cap(*b))
+	m.idle = append(m.idle, b)
+}
+
+// inUse is the capacity of the buffers taken and not given back.
+func (m *partMemory) inUse() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.busy
 }
 
 func (r *Repo) newSpoolBody(src io.Reader, size int64) (*spoolBody, error) {
+	if size <= memSpoolPart {
+		if b := spoolMemory.take(size); b != nil {
+			return &spoolBody{src: src, mem: b, size: size}, nil
+		}
+	}
 	f, err := r.spoolTemp()
 	if err != nil {
 		return nil, err
@@ -161,9 +234,18 @@ func (b *spoolBody) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if b.mem == nil && b.f == nil {
+		return 0, errors.New("spool: read after close")
+	}
 	p = p[:min(int64(len(p)), b.size-b.pos)]
 	if b.pos < b.have {
-		n, err := b.f.ReadAt(p[:min(int64(len(p)), b.have-b.pos)], b.pos)
+		p = p[:min(int64(len(p)), b.have-b.pos)]
+		if b.mem != nil {
+			n := copy(p, (*b.mem)[b.pos:b.have])
+			b.pos += int64(n)
+			return n, nil
+		}
+		n, err := b.f.ReadAt(p, b.pos)
 		b.pos += int64(n)
 		if n > 0 {
 			err = nil
@@ -185,11 +267,13 @@ func (b *spoolBody) Read(p []byte) (int, error) {
 	return 0, b.err
 }
 
-// take reads from src into p and appends what it read to the file.
+// take reads from src into p and keeps what it read.
 func (b *spoolBody) take(p []byte) int {
 	n, err := b.src.Read(p)
 	if n > 0 {
-		if _, werr := b.f.WriteAt(p[:n], b.have); werr != nil {
+		if b.mem != nil {
+			*b.mem = append(*b.mem, p[:n]...)
+		} else if _, werr := b.f.WriteAt(p[:n], b.have); werr != nil {
 			b.err = werr
 			return 0
 		}
@@ -220,12 +304,23 @@ func (b *spoolBody) Seek(off int64, whence int) (int64, error) {
 	return off, nil
 }
 
-// Close removes the spool file.
+// Close forgets what was kept: the memory goes back, the spool file is
+// removed.
 func (b *spoolBody) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	err := b.f.Close()
-	if rerr := os.Remove(b.f.Name()); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+	if b.mem != nil {
+		spoolMemory.give(b.mem)
+		b.mem = nil
+		return nil
+	}
+	if b.f == nil {
+		return nil
+	}
+	f := b.f
+	b.f = nil
+	err := f.Close()
+	if rerr := os.Remove(f.Name()); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
 		err = rerr
 	}
 	return err
