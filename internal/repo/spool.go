@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/holdfast/holdfast/internal/offheap"
 )
 
 // The upload spool: ciphertext of multipart uploads kept on premises in
@@ -159,8 +161,10 @@ var spoolMemory = newPartMemory(64 << 20)
 
 // partMemory hands out buffers for kept part bodies within a limit on
 // their total capacity, busy or idle. Buffers given back are reused by
-// the next parts (most clients send parts of one size) and dropped when
-// room is needed for a larger one.
+// the next parts (most clients send parts of one size), and freed when
+// room is needed for a larger one or no part is kept any more. They live outside the Go heap
+// (package offheap), so the collector neither scans them nor lets the
+// heap grow to twice their size before it reclaims one.
 type partMemory struct {
 	mu    sync.Mutex
 	limit int64
@@ -184,25 +188,38 @@ func (m *partMemory) take(n int64) *[]byte {
 			return b
 		}
 	}
-	for m.held+n > m.limit && len(m.idle) > 0 { // too small for n: drop
+	for m.held+n > m.limit && len(m.idle) > 0 { // too small for n: free
 		m.held -= int64(cap(*m.idle[0]))
+		_ = offheap.Free(*m.idle[0])
 		m.idle = m.idle[1:]
 	}
 	if m.held+n > m.limit {
 		return nil
 	}
+	b, err := offheap.Alloc(int(n))
+	if err != nil {
+		return nil // the part goes to a spool file
+	}
+	b = b[:0]
 	m.held += n
 	m.busy += n
-	b := make([]byte, 0, n)
 	return &b
 }
 
-// give returns a buffer from take; nothing may use it afterwards.
+// give returns a buffer from take; nothing may use it afterwards. When no
+// part holds a buffer any more, the idle ones are freed too: memory is
+// kept only while parts keep arriving.
 func (m *partMemory) give(b *[]byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.busy -= int64(cap(*b))
 	m.idle = append(m.idle, b)
+	if m.busy == 0 {
+		for _, b := range m.idle {
+			_ = offheap.Free(*b)
+		}
+		m.idle, m.held = nil, 0
+	}
 }
 
 // inUse is the capacity of the buffers taken and not given back.

@@ -118,8 +118,9 @@ func TestPartSentAgainFromSpool(t *testing.T) {
 }
 
 // TestPartMemory: buffers busy and idle together stay within the limit;
-// a buffer given back is reused for a part it fits, and dropped to make
-// room for a larger one; a part the limit has no room for gets none.
+// a buffer given back is reused for a part it fits, and freed to make
+// room for a larger one; a part the limit has no room for gets none; once
+// no part is busy, nothing is held.
 func TestPartMemory(t *testing.T) {
 	m := newPartMemory(100)
 	a, b := m.take(40), m.take(40)
@@ -141,16 +142,20 @@ func TestPartMemory(t *testing.T) {
 	} else {
 		m.give(c)
 	}
-	m.give(b)
-	if m.inUse() != 0 {
-		t.Fatalf("%d in use after every buffer was given back", m.inUse())
-	}
-	// Idle: 40 + 40 + 20 = 100. A part of 60 needs two idle buffers dropped.
+	// b busy; idle: 20 and 40. A part of 60 needs both freed.
 	d := m.take(60)
-	if d == nil || m.held > 100 {
-		t.Fatalf("a larger part: %v, %d held", d != nil, m.held)
+	if d == nil || m.held != 100 || len(m.idle) != 0 {
+		t.Fatalf("a larger part: %v, %d held, %d idle", d != nil, m.held, len(m.idle))
 	}
-	if e := m.take(41); e != nil {
-		t.Fatalf("held %d with a part of 41 more, over the limit", m.held)
+	if e := m.take(1); e != nil {
+		t.Fatalf("held %d with a part of 1 more, over the limit", m.held)
+	}
+	m.give(d)
+	if m.held != 100 || len(m.idle) != 1 {
+		t.Fatalf("with a part still busy: %d held, %d idle", m.held, len(m.idle))
+	}
+	m.give(b)
+	if m.inUse() != 0 || m.held != 0 || len(m.idle) != 0 {
+		t.Fatalf("after every buffer was given back: %d in use, %d held, %d idle", m.inUse(), m.held, len(m.idle))
 	}
 }
