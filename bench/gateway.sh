@@ -56,15 +56,21 @@ gw() { AWS_ACCESS_KEY_ID=$GW_ID AWS_SECRET_ACCESS_KEY=$GW_SECRET "$@"; }
 gw $AWS s3 mb s3://viagw --endpoint-url "$GW" --ca-bundle "$GWCA" >/dev/null
 
 head -c "${SIZE_MIB}M" /dev/urandom >"$W/in.bin"
-t() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$s $e" | awk '{printf "%.3f", $2-$1}'; }
+# Each transfer starts with no dirty pages left by the one before (sync,
+# outside the timing): a 1 GiB upload leaves a gigabyte for the kernel to
+# write back, which would otherwise tax whichever transfer comes next.
+t() { local s e; sync; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$s $e" | awk '{printf "%.3f", $2-$1}'; }
 {
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(go version | cut -d' ' -f3); $(date -u +%F)"
 echo "== aws s3 cp of $SIZE_MIB MiB: directly to versitygw vs through holdfast serve (in front of versitygw), both over TLS"
 for ((r = 1; r <= ROUNDS; r++)); do
-  du=$(t prov $AWS s3 cp "$W/in.bin" s3://direct/big --endpoint-url "$EP" --ca-bundle "$W/cert.pem" --only-show-errors)
-  gu=$(t gw $AWS s3 cp "$W/in.bin" s3://viagw/big --endpoint-url "$GW" --ca-bundle "$GWCA" --only-show-errors)
-  dd=$(t prov $AWS s3 cp s3://direct/big "$W/d.out" --endpoint-url "$EP" --ca-bundle "$W/cert.pem" --only-show-errors)
-  gd=$(t gw $AWS s3 cp s3://viagw/big "$W/g.out" --endpoint-url "$GW" --ca-bundle "$GWCA" --only-show-errors)
+  # A new key each round on both sides: every upload creates an object
+  # (versitygw overwriting a 1 GiB file costs it seconds more than
+  # creating one, which would flatter the gateway's later rounds).
+  du=$(t prov $AWS s3 cp "$W/in.bin" s3://direct/big$r --endpoint-url "$EP" --ca-bundle "$W/cert.pem" --only-show-errors)
+  gu=$(t gw $AWS s3 cp "$W/in.bin" s3://viagw/big$r --endpoint-url "$GW" --ca-bundle "$GWCA" --only-show-errors)
+  dd=$(t prov $AWS s3 cp s3://direct/big$r "$W/d.out" --endpoint-url "$EP" --ca-bundle "$W/cert.pem" --only-show-errors)
+  gd=$(t gw $AWS s3 cp s3://viagw/big$r "$W/g.out" --endpoint-url "$GW" --ca-bundle "$GWCA" --only-show-errors)
   cmp "$W/in.bin" "$W/g.out"; rm -f "$W/d.out" "$W/g.out"
   echo "round $r: up direct=$du gateway=$gu (throughput $(echo "$du / $gu" | bc -l | cut -c1-4)x)  down direct=$dd gateway=$gd (throughput $(echo "$dd / $gd" | bc -l | cut -c1-4)x)"
 done
@@ -73,7 +79,10 @@ prov bin/gwload -endpoint "$EP" -ca "$W/cert.pem" -bucket direct -op put
 gw bin/gwload -endpoint "$GW" -ca "$GWCA" -bucket viagw -op put
 prov bin/gwload -endpoint "$EP" -ca "$W/cert.pem" -bucket direct -op get
 gw bin/gwload -endpoint "$GW" -ca "$GWCA" -bucket viagw -op get
+hwm() { awk '/VmHWM/{print $2, $3}' /proc/$SERVE_PID/status; }
+echo "serve peak RSS before the concurrent uploads (VmHWM): $(hwm)"
 echo "== 32 concurrent 100 MiB uploads through the gateway"
+echo 5 >/proc/$SERVE_PID/clear_refs # VmHWM starts again from the current RSS
 gw bin/gwload -endpoint "$GW" -ca "$GWCA" -bucket viagw -op big -clients 32 -size $((100 << 20))
-echo "serve peak RSS (VmHWM over the whole run): $(awk '/VmHWM/{print $2, $3}' /proc/$SERVE_PID/status)"
+echo "serve peak RSS during the concurrent uploads (VmHWM): $(hwm)"
 } | tee "$OUT/gateway.txt"
