@@ -162,9 +162,10 @@ var spoolMemory = newPartMemory(64 << 20)
 // partMemory hands out buffers for kept part bodies within a limit on
 // their total capacity, busy or idle. Buffers given back are reused by
 // the next parts (most clients send parts of one size), and freed when
-// room is needed for a larger one or no part is kept any more. They live outside the Go heap
-// (package offheap), so the collector neither scans them nor lets the
-// heap grow to twice their size before it reclaims one.
+// room is needed for a larger one or no part is kept any more. They live
+// outside the Go heap (package offheap), so the collector neither scans
+// them nor lets the heap grow to twice their size before it reclaims
+// one. They hold ciphertext only.
 type partMemory struct {
 	mu    sync.Mutex
 	limit int64
