@@ -5,19 +5,23 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/md5"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"io/fs"
 	"math/big"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -1014,6 +1018,81 @@ func TestContentMD5(t *testing.T) {
 	if got, _, err := get(c, "digests", "mp", ""); err != nil || !bytes.Equal(got, append(append([]byte{}, p1...), p2...)) {
 		t.Fatalf("get after completion: %d bytes, %v", len(got), err)
 	}
+
+	// A POST Object (a browser form) may carry a Content-MD5 header too,
+	// but its file is a form part the header does not describe and the
+	// front end checks nothing: its ETag must still be the file's MD5,
+	// with a wrong header as with the right one (the control).
+	for _, sum := range []string{b64(data), b64(other)} {
+		status, err := postObject(g, "digests", "posted", data, sum)
+		if err != nil || status != http.StatusNoContent {
+			t.Fatalf("POST Object with Content-MD5 %s: %d %v", sum, status, err)
+		}
+		got, out, err := get(c, "digests", "posted", "")
+		if err != nil || !bytes.Equal(got, data) || aws.ToString(out.ETag) != quoted(data) {
+			t.Fatalf("after a POST Object with Content-MD5 %s (right: %v): ETag %s, want %s (%v)",
+				sum, sum == b64(data), aws.ToString(out.ETag), quoted(data), err)
+		}
+	}
+}
+
+// postObject uploads body as bucket/key with a browser-form POST signed
+// by the gateway's first access key (a POST policy naming the bucket and
+// key), sending the given Content-MD5 header, and returns the status.
+func postObject(g *gw, bucket, key string, body []byte, contentMD5 string) (int, error) {
+	k := g.acc.keys[0]
+	now := time.Now().UTC()
+	day, stamp := now.Format("20060102"), now.Format("20060102T150405Z")
+	cred := k.id + "/" + day + "/us-east-1/s3/aws4_request"
+	policy, err := json.Marshal(map[string]any{
+		"expiration": now.Add(time.Hour).Format(time.RFC3339),
+		"conditions": []any{map[string]string{"bucket": bucket}, map[string]string{"key": key},
+			map[string]string{"x-amz-algorithm": "AWS4-HMAC-SHA256"}, map[string]string{"x-amz-credential": cred},
+			map[string]string{"x-amz-date": stamp}},
+	})
+	if err != nil {
+		return 0, err
+	}
+	encoded := base64.StdEncoding.EncodeToString(policy)
+	mac := func(key []byte, s string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(s))
+		return h.Sum(nil)
+	}
+	signing := mac(mac(mac(mac([]byte("AWS4"+k.secret), day), "us-east-1"), "s3"), "aws4_request")
+	var form bytes.Buffer
+	w := multipart.NewWriter(&form)
+	for _, f := range [][2]string{{"key", key}, {"x-amz-algorithm", "AWS4-HMAC-SHA256"}, {"x-amz-credential", cred},
+		{"x-amz-date", stamp}, {"policy", encoded}, {"x-amz-signature", hex.EncodeToString(mac(signing, encoded))}} {
+		if err := w.WriteField(f[0], f[1]); err != nil {
+			return 0, err
+		}
+	}
+	fw, err := w.CreateFormFile("file", key)
+	if err == nil {
+		_, err = fw.Write(body)
+	}
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequest(http.MethodPost, g.url+"/"+bucket, &form)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	req.Header.Set("Content-MD5", contentMD5)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: g.pool}}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }
 
 // A gateway restart in the middle of a client's multipart upload: the
