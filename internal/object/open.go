@@ -330,32 +330,17 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 		pieces += (format.Chunks(s.Len) + pieceChunks - 1) / pieceChunks
 		piece = max(piece, int(min(s.Len, DefaultSegmentSize)))
 	}
-	// Pieces use the sealer's off-heap buffers. An object of several
-	// pieces takes every buffer it may use at once, so its memory is the
-	// same however fast the store and the writer are.
+	// Pieces use the sealer's off-heap buffers, at most one per piece and
+	// inflight in all. The reader takes a new one only when none is idle,
+	// so the second is mapped while the first piece is being opened.
 	first := &openJob{}
 	if err := first.take(piece, nil); err != nil {
 		return 0, err
 	}
-	jobs := []*openJob{first}
-	for pieces > 1 && len(jobs) < inflight {
-		j := &openJob{}
-		ok, err := j.tryTake(piece, nil)
-		if err != nil {
-			for _, j := range jobs {
-				j.give()
-			}
-			return 0, err
-		}
-		if !ok {
-			break
-		}
-		jobs = append(jobs, j)
-	}
-	free := make(chan *openJob, len(jobs))
-	for _, j := range jobs {
-		free <- j
-	}
+	limit := int(max(1, min(pieces, uint64(inflight))))
+	jobs := []*openJob{first} // owned by the reader goroutine until it closes order
+	free := make(chan *openJob, limit)
+	free <- first
 	var running sync.WaitGroup // the reader and the workers
 	finished := false
 	defer func() {
@@ -365,10 +350,33 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 			}
 		})
 	}()
-	work := make(chan *openJob, inflight)
-	order := make(chan *openJob, inflight)
 	stop := make(chan struct{})
 	defer close(stop)
+	// next is the reader's next buffer: an idle one, else a new one up to
+	// the limit, else the next to become idle.
+	next := func() (*openJob, error) {
+		select {
+		case j := <-free:
+			return j, nil
+		default:
+		}
+		if len(jobs) < limit {
+			j := &openJob{}
+			if err := j.take(piece, nil); err != nil {
+				return nil, err
+			}
+			jobs = append(jobs, j)
+			return j, nil
+		}
+		select {
+		case j := <-free:
+			return j, nil
+		case <-stop:
+			return nil, nil
+		}
+	}
+	work := make(chan *openJob, inflight)
+	order := make(chan *openJob, inflight)
 	running.Add(workers + 1)
 	for i := 0; i < workers; i++ {
 		go func() {
@@ -395,10 +403,11 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 		for i, s := range o.Manifest.Segments {
 			chunks := format.Chunks(s.Len)
 			for c := uint64(0); c < chunks; c += pieceChunks {
-				var j *openJob
-				select {
-				case j = <-free:
-				case <-stop:
+				j, err := next()
+				if err != nil {
+					readErr = err
+					return
+				} else if j == nil { // stopped
 					return
 				}
 				n := min(pieceChunks, chunks-c)

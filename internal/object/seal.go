@@ -282,45 +282,62 @@ func (s *Sealer) writeSegments(write func([]byte) error) ([]format.Segment, erro
 func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Segment, error) {
 	segSize := s.opt.SegmentSize
 	inflight := s.opt.Workers + 2
-	// Buffers are taken from a pool as the pipeline needs them, so a small
-	// object costs one buffer pair, not inflight pairs, and a run of many
-	// objects reuses the same memory.
-	free := make(chan *sealJob, inflight)
-	allocated := 1 // owned by the reader goroutine until it closes order
-	mine := []*sealJob{first}
-	finished := false
-	// A multi-segment object takes every buffer it may use at once, so its
-	// memory is the same however fast its reader, workers and writer run
-	// — as many as the process's budget has now (sealBudget): it holds
-	// first, so it never waits for more.
-	for allocated < inflight {
-		j := &sealJob{}
-		ok, err := j.tryTake(segSize, sealBudget)
-		if err != nil {
-			for _, j := range mine {
-				putSealBuf(j)
-			}
-			return nil, err
-		}
-		if !ok {
-			break
-		}
-		mine = append(mine, j)
-		free <- j
-		allocated++
+	// A multi-segment object may use up to inflight buffers. It holds the
+	// budget for all of them from the start (sealBudget: as many as the
+	// process's budget has now; it holds first, so it never waits for
+	// more), so what it may use does not depend on how fast its reader,
+	// workers and writer run. The memory itself is taken only when the
+	// reader needs a buffer and none is idle: the second buffer is mapped
+	// while the first segment is being sealed, not before, and an object
+	// of two segments maps two.
+	stop := make(chan struct{})
+	defer close(stop)
+	spare := 0 // budget held for buffers not taken yet
+	for 1+spare < inflight && (!segBudgeted(segSize) || sealBudget.tryAcquire()) {
+		spare++
 	}
+	free := make(chan *sealJob, inflight)
+	mine := []*sealJob{first} // owned by the reader goroutine until it closes order
+	finished := false
 	var running sync.WaitGroup // the reader and the workers
 	defer func() {
 		releaseWhenStopped(finished, &running, func() {
 			for _, j := range mine {
 				putSealBuf(j)
 			}
+			if segBudgeted(segSize) {
+				for range spare {
+					sealBudget.release()
+				}
+			}
 		})
 	}()
+	// next is the reader's next buffer: an idle one, else a new one while
+	// budget is held for one, else the next to become idle.
+	next := func() (*sealJob, error) {
+		select {
+		case j := <-free:
+			return j, nil
+		default:
+		}
+		if spare > 0 {
+			spare--
+			j := &sealJob{}
+			if err := j.takeHeld(segSize, sealBudget); err != nil {
+				return nil, err
+			}
+			mine = append(mine, j)
+			return j, nil
+		}
+		select {
+		case j := <-free:
+			return j, nil
+		case <-stop:
+			return nil, nil
+		}
+	}
 	work := make(chan *sealJob, inflight)
 	order := make(chan *sealJob, inflight)
-	stop := make(chan struct{})
-	defer close(stop)
 
 	running.Add(s.opt.Workers + 1)
 	for i := 0; i < s.opt.Workers; i++ {
@@ -343,9 +360,11 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 			if idx == 0 {
 				j = first // read by writeSegments: a full segment
 			} else {
-				select {
-				case j = <-free:
-				case <-stop:
+				var err error
+				if j, err = next(); err != nil {
+					readErr = err
+					return
+				} else if j == nil { // stopped
 					return
 				}
 				n, err := io.ReadFull(s.src, j.pt[:segSize])

@@ -91,43 +91,44 @@ type segBuf struct {
 // of the smallest class that fits, the heap for segments above the
 // default size. A default-size buffer waits for a unit of bud, if any.
 func (b *segBuf) take(segSize int, bud *budget) error {
-	_, err := b.takeIf(segSize, bud, true)
-	return err
+	if bud != nil && segBudgeted(segSize) {
+		bud.acquire()
+	}
+	return b.takeHeld(segSize, bud)
 }
 
-// tryTake is take without waiting: false when a default-size buffer is
-// needed and bud has no unit now.
-func (b *segBuf) tryTake(segSize int, bud *budget) (bool, error) {
-	return b.takeIf(segSize, bud, false)
+// segBudgeted reports whether a buffer for segments of segSize bytes
+// takes a unit of a budget: default-size ones do; small ones come from
+// their own bounded pool and larger ones (a multipart part's segment,
+// opened in pieces) from the heap.
+func segBudgeted(segSize int) bool {
+	return segSize > smallSegment && segSize <= DefaultSegmentSize
 }
 
-func (b *segBuf) takeIf(segSize int, bud *budget, wait bool) (bool, error) {
+// takeHeld is take for a caller that already holds a unit of bud for it
+// when segBudgeted(segSize) (bud nil: no budget); b keeps the unit and
+// give releases it — or takeHeld does, if it fails.
+func (b *segBuf) takeHeld(segSize int, bud *budget) error {
 	if segSize > DefaultSegmentSize {
 		b.pt, b.ct = make([]byte, 0, segSize), make([]byte, 0, format.SegmentCTLen(uint64(segSize)))
-		return true, nil
+		return nil
 	}
 	pool, size := segBufs, DefaultSegmentSize
 	if segSize <= smallSegment {
 		pool, size = smallBufs, smallSegment
-	} else if bud != nil && wait {
-		bud.acquire()
-		b.bud = bud
-	} else if bud != nil {
-		if !bud.tryAcquire() {
-			return false, nil
-		}
-		b.bud = bud
+	}
+	if !segBudgeted(segSize) {
+		bud = nil
 	}
 	m, err := pool.Get()
 	if err != nil {
-		if b.bud != nil {
-			b.bud.release()
-			b.bud = nil
+		if bud != nil {
+			bud.release()
 		}
-		return false, err
+		return err
 	}
-	b.buf, b.pool, b.pt, b.ct = m, pool, m[:0:size], m[size:size]
-	return true, nil
+	b.buf, b.pool, b.pt, b.ct, b.bud = m, pool, m[:0:size], m[size:size], bud
+	return nil
 }
 
 // give returns b's memory; nothing may use b's slices afterwards.

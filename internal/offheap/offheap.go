@@ -29,9 +29,12 @@ func Alloc(n int) ([]byte, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("offheap: invalid size %d", n)
 	}
-	// MAP_POPULATE: the pages are resident from the start, so memory use
-	// depends on how many buffers exist, not on how much of each was used.
-	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	// Not populated: a page becomes resident when it is first written,
+	// by whichever thread writes it — a pipeline's reader and workers
+	// share that cost, in parallel, instead of its starter paying for
+	// every page first — and a buffer only partly used (the last segment
+	// of an object) costs only the part used.
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil, fmt.Errorf("offheap: mapping %d bytes: %w", n, err)
 	}
