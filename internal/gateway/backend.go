@@ -460,19 +460,20 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	if err := b.bucketExists(ctx, bucket); err != nil {
 		return s3response.PutObjectOutput{}, err
 	}
-	cur, err := b.repo.Stat(dctx, bucket, key)
-	exists := err == nil
-	if err != nil && !errors.Is(err, repo.ErrNotFound) {
-		return s3response.PutObjectOutput{}, s3Error(err, false)
-	}
-	if exists && !b.mayOverwrite(ctx, bucket) {
-		return s3response.PutObjectOutput{}, s3err.GetAPIError(s3err.ErrAccessDenied)
-	}
-	var curTag string
-	if exists {
-		curTag = etag(cur)
-	}
-	if err := backend.EvaluateObjectPutPreconditions(curTag, in.IfMatch, in.IfNoneMatch, exists); err != nil {
+	if b.mayOverwrite(ctx, bucket) {
+		cur, err := b.repo.Stat(dctx, bucket, key)
+		exists := err == nil
+		if err != nil && !errors.Is(err, repo.ErrNotFound) {
+			return s3response.PutObjectOutput{}, s3Error(err, false)
+		}
+		var curTag string
+		if exists {
+			curTag = etag(cur)
+		}
+		if err := backend.EvaluateObjectPutPreconditions(curTag, in.IfMatch, in.IfNoneMatch, exists); err != nil {
+			return s3response.PutObjectOutput{}, err
+		}
+	} else if err := inboxConditions(in.IfMatch, in.IfNoneMatch); err != nil {
 		return s3response.PutObjectOutput{}, err
 	}
 	want := int64(-1)
@@ -519,6 +520,21 @@ func contentEncoding(v string) string {
 		}
 	}
 	return strings.Join(keep, ",")
+}
+
+// inboxConditions refuses the conditions an inbox key may not send. Such
+// a key learns nothing of what its bucket holds before its body is in:
+// whether a name is taken is checked only as the object commits (the
+// write is create-only), so the one way to find out is to upload to the
+// name, which stores the object when the name is free. A precondition
+// checked before the body would answer without storing anything, so an
+// inbox key may send none but If-None-Match: *, which is what its writes
+// mean anyway.
+func inboxConditions(ifMatch, ifNoneMatch *string) error {
+	if ifMatch != nil || ifNoneMatch != nil && strings.TrimSpace(*ifNoneMatch) != "*" {
+		return s3err.GetAPIError(s3err.ErrAccessDenied)
+	}
+	return nil
 }
 
 func (b *Backend) mayOverwrite(ctx context.Context, bucket string) bool {
@@ -903,9 +919,8 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 	if err := b.bucketExists(ctx, bucket); err != nil {
 		return s3response.CopyObjectOutput{}, err
 	}
-	if _, err := b.repo.Stat(dctx, bucket, key); err == nil && !b.mayOverwrite(ctx, bucket) {
-		return s3response.CopyObjectOutput{}, s3err.GetAPIError(s3err.ErrAccessDenied)
-	}
+	// An inbox destination is create-only, checked as the copy commits
+	// (inboxConditions says why not before).
 	rd, err := b.repo.OpenObject(dctx, sb, sk)
 	if err != nil {
 		b.integrity(sb, sk, err)

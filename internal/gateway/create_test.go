@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // TestCreateOnlyRaces: a write that may not replace — an inbox key's, or
@@ -112,4 +114,102 @@ func (g *gw) raceUploads(t *testing.T, c *s3.Client, bucket, key string, ifNoneM
 		errs[r.i] = r.err
 	}
 	return errs, bodies
+}
+
+// TestInboxLearnsNothing: an inbox key cannot tell whether a name in its
+// bucket is taken without uploading to it. Every probe that stores
+// nothing — a precondition, a wrong Content-MD5, a completion of no
+// upload — answers the same for a taken name and a free one, and with
+// the answer that says what was checked (the digest, the upload id), not
+// a blanket refusal. Control: the admin key's If-Match tells the two
+// names apart (412 and NoSuchKey), so they differ as the test means. The
+// one answer that does differ (a plain upload: refused on the taken name,
+// stored on the free one) is no-overwrite itself.
+func TestInboxLearnsNothing(t *testing.T) {
+	g := startGW(t, nil)
+	ctx := context.Background()
+	adm := g.admin()
+	inbox := g.client(g.acc.keys[2].id, g.acc.keys[2].secret, nil)
+	if _, err := adm.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("drop")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := put(t, adm, "drop", "taken", []byte("original"), nil); err != nil {
+		t.Fatal(err)
+	}
+	wrongMD5 := base64.StdEncoding.EncodeToString(make([]byte, 16))
+	probes := []struct {
+		name, want string
+		run        func(c *s3.Client, key string) error
+	}{
+		{"PUT If-Match", "AccessDenied", func(c *s3.Client, key string) error {
+			_, err := put(t, c, "drop", key, []byte("probe"), func(in *s3.PutObjectInput) { in.IfMatch = aws.String(`"0"`) })
+			return err
+		}},
+		{"PUT If-None-Match etag", "AccessDenied", func(c *s3.Client, key string) error {
+			_, err := put(t, c, "drop", key, []byte("probe"), func(in *s3.PutObjectInput) { in.IfNoneMatch = aws.String(`"0"`) })
+			return err
+		}},
+		{"PUT wrong Content-MD5", "BadDigest", func(c *s3.Client, key string) error {
+			_, err := put(t, c, "drop", key, []byte("probe"), func(in *s3.PutObjectInput) { in.ContentMD5 = aws.String(wrongMD5) })
+			return err
+		}},
+		{"complete no upload", "NoSuchUpload", func(c *s3.Client, key string) error {
+			_, err := c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String("drop"), Key: aws.String(key),
+				UploadId: aws.String("bm8tc3VjaC11cGxvYWQ"), MultipartUpload: &types.CompletedMultipartUpload{
+					Parts: []types.CompletedPart{{PartNumber: aws.Int32(1), ETag: aws.String(`"0"`)}}}})
+			return err
+		}},
+	}
+	for _, p := range probes {
+		for _, key := range []string{"taken", "free"} {
+			if got := errCode(p.run(inbox, key)); got != p.want {
+				t.Errorf("inbox %s on the %s name: %q, want %q", p.name, key, got, p.want)
+			}
+		}
+	}
+	if a, b := errCode(probes[0].run(adm, "taken")), errCode(probes[0].run(adm, "free")); a != "PreconditionFailed" || b != "NoSuchKey" {
+		t.Errorf("control: the admin key's If-Match on the taken and free names: %q, %q", a, b)
+	}
+	// Nothing the probes sent was stored.
+	if got, _, err := get(adm, "drop", "taken", ""); err != nil || string(got) != "original" {
+		t.Fatalf("the taken name after the probes: %q %v", got, err)
+	}
+	if _, _, err := get(adm, "drop", "free", ""); errCode(err) != "NoSuchKey" {
+		t.Fatalf("the free name after the probes: %v", err)
+	}
+	// A multipart upload to a taken name is refused only at completion,
+	// like a PUT, and leaves the object as it was; to a free name it
+	// completes.
+	for _, key := range []string{"taken", "free"} {
+		cu, err := inbox.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String("drop"), Key: aws.String(key)})
+		if err != nil {
+			t.Fatalf("inbox create upload of %s: %v", key, err)
+		}
+		up, err := inbox.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String("drop"), Key: aws.String(key), UploadId: cu.UploadId,
+			PartNumber: aws.Int32(1), Body: bytes.NewReader([]byte("multipart " + key))})
+		if err != nil {
+			t.Fatalf("inbox part of %s: %v", key, err)
+		}
+		_, err = inbox.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String("drop"), Key: aws.String(key),
+			UploadId: cu.UploadId, MultipartUpload: &types.CompletedMultipartUpload{
+				Parts: []types.CompletedPart{{PartNumber: aws.Int32(1), ETag: up.ETag}}}})
+		want := map[string]string{"taken": "original", "free": "multipart free"}[key]
+		if key == "taken" && errCode(err) != "AccessDenied" || key == "free" && err != nil {
+			t.Errorf("inbox completion of %s: %v", key, err)
+		}
+		if got, _, err := get(adm, "drop", key, ""); err != nil || string(got) != want {
+			t.Errorf("%s after the inbox multipart upload: %q %v, want %q", key, got, err, want)
+		}
+	}
+	// The plain upload: no overwrite, and a new name is stored, also with
+	// If-None-Match: *, the one condition an inbox key may send.
+	if _, err := put(t, inbox, "drop", "taken", []byte("overwrite"), nil); errCode(err) != "AccessDenied" {
+		t.Errorf("inbox overwrite: %v", err)
+	}
+	if _, err := put(t, inbox, "drop", "new", []byte("new"), func(in *s3.PutObjectInput) { in.IfNoneMatch = aws.String("*") }); err != nil {
+		t.Errorf("inbox put of a new name with If-None-Match: *: %v", err)
+	}
+	if got, _, err := get(adm, "drop", "taken", ""); err != nil || string(got) != "original" {
+		t.Errorf("the taken name after the refused overwrite: %q %v", got, err)
+	}
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"io"
 	"sort"
 	"strings"
@@ -28,31 +27,12 @@ func (b *Backend) CreateMultipartUpload(ctx context.Context, in s3response.Creat
 	if err := b.bucketFor(ctx, bucket, OpWrite); err != nil {
 		return s3response.InitiateMultipartUploadResult{}, err
 	}
-	if err := b.refuseOverwrite(ctx, bucket, key); err != nil {
-		return s3response.InitiateMultipartUploadResult{}, err
-	}
 	attrs := headerAttrs(in.ContentEncoding, in.ContentDisposition, in.ContentLanguage, in.CacheControl, in.Expires)
 	id, err := b.repo.CreateUpload(detached(ctx), bucket, key, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs})
 	if err != nil {
 		return s3response.InitiateMultipartUploadResult{}, s3Error(err, false)
 	}
 	return s3response.InitiateMultipartUploadResult{Bucket: bucket, Key: key, UploadId: id}, nil
-}
-
-// refuseOverwrite refuses a key that may not overwrite (an inbox key) an
-// object that exists.
-func (b *Backend) refuseOverwrite(ctx context.Context, bucket, key string) error {
-	if b.mayOverwrite(ctx, bucket) {
-		return nil
-	}
-	_, err := b.repo.Stat(detached(ctx), bucket, key)
-	if err == nil {
-		return s3err.GetAPIError(s3err.ErrAccessDenied)
-	}
-	if errors.Is(err, repo.ErrNotFound) {
-		return nil
-	}
-	return s3Error(err, false)
 }
 
 func (b *Backend) UploadPart(ctx context.Context, in *s3.UploadPartInput) (_ *s3.UploadPartOutput, err error) {
@@ -90,8 +70,10 @@ func (b *Backend) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMu
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.CompleteMultipartUploadResult{}, "", err
 	}
-	if err := b.refuseOverwrite(ctx, bucket, key); err != nil {
-		return s3response.CompleteMultipartUploadResult{}, "", err
+	if !b.mayOverwrite(ctx, bucket) {
+		if err := inboxConditions(in.IfMatch, in.IfNoneMatch); err != nil {
+			return s3response.CompleteMultipartUploadResult{}, "", err
+		}
 	}
 	if in.MultipartUpload == nil || len(in.MultipartUpload.Parts) == 0 {
 		return s3response.CompleteMultipartUploadResult{}, "", s3err.GetAPIError(s3err.ErrMalformedXML)
