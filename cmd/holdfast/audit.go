@@ -705,6 +705,16 @@ func (a auditAccess) Allowed(key, bucket string, op gateway.Op) bool {
 	return a.Access.Allowed(key, bucket, op)
 }
 
+// Suspended is true for a key the rate watch cut off: it is refused
+// ListBuckets too, which asks no Allowed.
+func (a auditAccess) Suspended(key string) bool {
+	if a.ev.watch.Refused(key) {
+		a.ev.refusedCheck(key, "")
+		return true
+	}
+	return a.Access.Suspended(key)
+}
+
 // refusedCheck records a refused access check. The front end asks about
 // a bucket (GetBucketAcl) before it calls the operation, so a cut-off
 // key's request ends there, unseen by Object, after several checks: the

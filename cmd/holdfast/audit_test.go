@@ -79,6 +79,12 @@ func TestAuditServe(t *testing.T) {
 	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("photos")}); err != nil {
 		t.Fatal(err)
 	}
+	// Control for the refused ListBuckets below: before the cut-off it
+	// answers (it uses no key, so the rate watch does not count it; it is
+	// audited as any S3 operation is).
+	if lb, err := cl.ListBuckets(ctx, &s3.ListBucketsInput{}); err != nil || len(lb.Buckets) != 1 {
+		t.Fatalf("control: list buckets: %v %+v", err, lb)
+	}
 	// Three key-using operations: within the limit (3 × floor 1).
 	for _, k := range []string{"a.jpg", "b.jpg"} {
 		if _, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("photos"), Key: aws.String(k), Body: strings.NewReader("x")}); err != nil {
@@ -99,6 +105,10 @@ func TestAuditServe(t *testing.T) {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) || ae.ErrorCode() != "AccessDenied" {
 		t.Fatalf("get after the anomaly: %v, want AccessDenied", err)
+	}
+	// ListBuckets asks about no bucket, and is refused too.
+	if lb, err := cl.ListBuckets(ctx, &s3.ListBucketsInput{}); !errors.As(err, &ae) || ae.ErrorCode() != "AccessDenied" {
+		t.Fatalf("list buckets after the anomaly: %v %+v, want AccessDenied", err, lb)
 	}
 	// The anomaly and the refusal are counted; no write failed.
 	if srv.Ops == "" {
@@ -130,12 +140,14 @@ func TestAuditServe(t *testing.T) {
 	}
 	want := []string{
 		"object " + key.ID + " CreateBucket photos ok",
+		"object " + key.ID + " ListBuckets  ok",
 		"object " + key.ID + " PutObject photos/a.jpg ok",
 		"object " + key.ID + " PutObject photos/b.jpg ok",
 		"object " + key.ID + " GetObject photos/a.jpg ok",
 		"object " + key.ID + " PutObject photos/c.jpg ok",
 		"anomaly " + key.ID + " rate  anomaly",
 		"refusal " + key.ID + " cut-off photos AccessDenied",
+		"refusal " + key.ID + " ListBuckets  AccessDenied",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("audit entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -67,6 +67,9 @@ type Access interface {
 	// Visible reports whether bucket shows in key's ListBuckets (not for
 	// an inbox key, which may only put into it).
 	Visible(key, bucket string) bool
+	// Suspended reports whether key is refused everything for now (cut
+	// off after an audit rate anomaly); Allowed is false for it too.
+	Suspended(key string) bool
 }
 
 // Op is a kind of request, for Access.Allowed.
@@ -328,6 +331,9 @@ func (b *Backend) ListBuckets(ctx context.Context, in s3response.ListBucketsInpu
 		return s3response.ListAllMyBucketsResult{}, s3Error(err, true)
 	}
 	a := account(ctx)
+	if a.Access != b.owner && b.access.Suspended(a.Access) {
+		return s3response.ListAllMyBucketsResult{}, s3err.GetAPIError(s3err.ErrAccessDenied)
+	}
 	out := s3response.ListAllMyBucketsResult{Owner: s3response.CanonicalUser{ID: a.Access}}
 	for _, bk := range bs {
 		if !strings.HasPrefix(bk.Name, in.Prefix) {

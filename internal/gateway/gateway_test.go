@@ -94,6 +94,8 @@ func (a *testAccess) Visible(id, bucket string) bool {
 	return ok && !k.inbox && (a.Allowed(id, bucket, OpRead) || a.Allowed(id, bucket, OpList) || a.Allowed(id, bucket, OpAdmin))
 }
 
+func (a *testAccess) Suspended(string) bool { return false }
+
 func (a *testAccess) MayOverwrite(id, bucket string) bool {
 	k, ok := a.find(id)
 	return ok && !k.inbox && a.Allowed(id, bucket, OpWrite)
