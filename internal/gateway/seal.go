@@ -4,8 +4,8 @@ package gateway
 // holds no key. A posture.Guard re-checks the posture (on an interval and
 // on SIGHUP); when a required check fails it seals: in-flight requests are
 // stopped, the repository's and the access table's keys are wiped, and
-// every request is answered 503 "keys sealed" naming the failed check,
-// until a passing check unseals (the keyring is opened anew, without a
+// every request is answered 503 "keys sealed" (the log and /readyz name
+// the failed check), until a passing check unseals (the keyring is opened anew, without a
 // person: from an unlocked session or a passphrase file).
 
 import (
@@ -29,11 +29,15 @@ import (
 // Start. g's Seal and Unseal callbacks are the caller's (see Sealer).
 func (b *Backend) UseGuard(g *posture.Guard) { b.guard = g }
 
-// sealedAPIError is the S3 error of a request refused while sealed; the
-// message says why (the failed check and its fix, never a secret).
-func sealedAPIError(err error) s3err.APIError {
+// sealedAPIError is the S3 error of a request refused while sealed. It
+// does not say which check failed: the refusal comes before
+// authentication, and what the host lacks (its hardening, swap, kernel)
+// is for its operator — the log, /readyz and the metrics say it — not for
+// anyone who can reach the port.
+func sealedAPIError() s3err.APIError {
 	return s3err.APIError{Code: "ServiceUnavailable", HTTPStatusCode: 503,
-		Description: "Keys are sealed: " + err.Error() + ". Requests succeed again after a passing posture check."}
+		Description: "Keys are sealed: this host's posture does not meet its policy (its operator's log says why). " +
+			"Requests succeed again after a passing posture check."}
 }
 
 // gate is the front end's first middleware when a guard is in use: the
@@ -45,7 +49,7 @@ func (b *Backend) gate(c fiber.Ctx) error {
 		if se, ok := b.events.(sealEvents); ok {
 			se.RefusedSealed()
 		}
-		e := sealedAPIError(err)
+		e := sealedAPIError()
 		c.Status(e.HTTPStatusCode)
 		c.Set("Content-Type", "application/xml")
 		c.Set("Retry-After", "60")
@@ -78,7 +82,7 @@ type sealCheck struct {
 
 func (s sealCheck) Read(p []byte) (int, error) {
 	if s.g.Sealing() {
-		return 0, sealedAPIError(errSealing)
+		return 0, sealedAPIError()
 	}
 	return s.r.Read(p)
 }

@@ -238,7 +238,7 @@ func TestPostureSealsTheGateway(t *testing.T) {
 		t.Error("download after sealing: wrong bytes")
 	}
 
-	// Every request is refused with 503, naming the check.
+	// Every request is refused with 503.
 	for _, op := range []struct {
 		name string
 		do   func() error
@@ -261,16 +261,26 @@ func TestPostureSealsTheGateway(t *testing.T) {
 			t.Errorf("%s while sealed: %v", op.name, err)
 		}
 	}
-	// The refusal's body names the failed check (raw request: the SDK's
-	// error for a HEAD has no body).
+	// The refusal comes before authentication, so its body says keys are
+	// sealed but not which check failed (raw request: the SDK's error for
+	// a HEAD has no body); the guard, which the log and /readyz report,
+	// names it (the control: the reason exists, it is just not sent).
 	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: g.pool}}}).Get(g.url + "/vault/small")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 503 || !strings.Contains(string(body), posture.CheckHardening) || resp.Header.Get("Retry-After") == "" {
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "Keys are sealed") || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("anonymous request while sealed: %d %q", resp.StatusCode, body)
+	}
+	if sealed, why := g.guard.Sealed(); !sealed || why == nil || !strings.Contains(why.Error(), posture.CheckHardening) {
+		t.Errorf("the guard while sealed: %v, %v; want sealed, naming %s", sealed, why, posture.CheckHardening)
+	}
+	for _, leak := range []string{posture.CheckHardening, "dumpable", "baseline"} {
+		if strings.Contains(string(body), leak) {
+			t.Errorf("the anonymous refusal tells %q: %q", leak, body)
+		}
 	}
 
 	// No key is held: the repository cannot read, the access table cannot
