@@ -127,13 +127,18 @@ func Start(ctx context.Context, be *Backend, opts Options) (*Server, error) {
 	s.ln = ln
 
 	// The root account: random, never printed or stored; nobody is root.
-	var root [32]byte
-	if _, err := rand.Read(root[:]); err != nil {
+	// Its secret shares no bytes with the names (its access id, the admin
+	// socket's name), which others can see.
+	var root, names [32]byte
+	if _, err = rand.Read(root[:]); err == nil {
+		_, err = rand.Read(names[:])
+	}
+	if err != nil {
 		ln.Close()
 		s.cleanup()
 		return nil, err
 	}
-	be.owner = "holdfast-root-" + hex.EncodeToString(root[:6])
+	be.owner = "holdfast-root-" + hex.EncodeToString(names[:6])
 	region := opts.Region
 	if region == "" {
 		region = "us-east-1"
@@ -144,7 +149,7 @@ func Start(ctx context.Context, be *Backend, opts Options) (*Server, error) {
 		Region:              region,
 		Ports:               []string{s.sock},
 		SocketPerm:          "0600",
-		AdminPorts:          []string{"@holdfast-admin-" + hex.EncodeToString(root[6:14])},
+		AdminPorts:          []string{"@holdfast-admin-" + hex.EncodeToString(names[6:14])},
 		AdminMaxConnections: 1,
 		AdminMaxRequests:    1,
 		MaxConnections:      opts.MaxConnections,
