@@ -3,8 +3,11 @@ package harden
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -61,21 +64,58 @@ func dumpable() Measure {
 
 func noNewPrivs() Measure {
 	m := Measure{Name: MeasureNoNewPrivs}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+	if err := setNoNewPrivs(); err != nil {
 		m.Error = fmt.Sprintf("prctl(PR_SET_NO_NEW_PRIVS): %v", err)
 		return m
 	}
-	v, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
-	if err != nil {
-		m.Error = fmt.Sprintf("prctl(PR_GET_NO_NEW_PRIVS): %v", err)
-		return m
-	}
-	if v != 1 {
-		m.Error = fmt.Sprintf("reads back as %d", v)
+	// Read back from every thread, not only the caller's: the attribute is
+	// per thread, and a goroutine may run on any of them.
+	if err := everyThread("/proc/self/task", "NoNewPrivs:", "1"); err != nil {
+		m.Error = err.Error()
 		return m
 	}
 	m.InEffect = true
 	return m
+}
+
+func prctlNoNewPrivs() error {
+	return unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+}
+
+// everyThread checks that the status file of every thread under tasks
+// (/proc/self/task) has the line "field value".
+func everyThread(tasks, field, value string) error {
+	ents, err := os.ReadDir(tasks)
+	if err != nil {
+		return err
+	}
+	if len(ents) == 0 {
+		return fmt.Errorf("%s lists no thread", tasks)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(tasks, e.Name(), "status"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the thread has exited
+		}
+		if err != nil {
+			return err
+		}
+		got, found := "", false
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			if v, ok := bytes.CutPrefix(sc.Bytes(), []byte(field)); ok {
+				got, found = string(bytes.TrimSpace(v)), true
+				break
+			}
+		}
+		switch {
+		case !found:
+			return fmt.Errorf("thread %s: no %s line", e.Name(), field)
+		case got != value:
+			return fmt.Errorf("thread %s: %s %s, want %s", e.Name(), field, got, value)
+		}
+	}
+	return nil
 }
 
 // tracer reads TracerPid from a /proc/PID/status file.
