@@ -102,6 +102,9 @@ func (e *env) printRecover(rep *repo.RecoverReport) {
 	for _, m := range rep.Missing {
 		fmt.Fprintf(w, "missing      %s (in the catalog backup, no longer stored: deleted after the backup, or lost; not recovered)\n", m)
 	}
+	for _, m := range rep.Unreadable {
+		fmt.Fprintf(w, "unreadable   %s (in the catalog backup; the store holds something other than its object under its name: kept, and 'holdfast verify' reports it)\n", m)
+	}
 	for _, m := range rep.MissingSystem {
 		fmt.Fprintf(w, "missing      %s (a key journal entry the backup lists; the keys it held are recovered from the backup)\n", m)
 	}

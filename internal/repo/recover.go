@@ -105,6 +105,7 @@ type RecoverReport struct {
 	Backup           *BackupInfo    `json:"backup"`                      // the backup recovery started from; nil: by scanning alone
 	AfterBackup      int            `json:"after_backup"`                // current objects found by the scan that the backup does not list
 	Missing          []string       `json:"missing"`                     // BUCKET/KEY the backup lists whose stored object is gone: dropped
+	Unreadable       []string       `json:"unreadable"`                  // BUCKET/KEY the backup lists that the store would not say it has (not an object under the name): kept
 	MissingSystem    []string       `json:"missing_system"`              // journal entries the backup lists that the store lacks (kept: verify reports them)
 	IgnoredBackups   []BackupInfo   `json:"ignored_backups"`             // authentic backups not used and not older than the one used
 	NewBackup        *BackupResult  `json:"new_backup"`                  // the backup written at the end
@@ -863,8 +864,12 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 				// Not in the listing: gone, or the listing is short (a
 				// provider that omits names, an S3 listing glitch). Only a
 				// store that says it does not have the object drops it.
-				if missing, err = r.goneFromStore(ctx, format.StoreName(o.Object)); err != nil {
+				var unreadable error
+				if missing, unreadable, err = r.goneFromStore(ctx, format.StoreName(o.Object)); err != nil {
 					return nil, err
+				}
+				if unreadable != nil {
+					rep.Unreadable = append(rep.Unreadable, o.Bucket+"/"+o.Key)
 				}
 			}
 			newest[lk{o.Bucket, o.Key}] = &current{e: entryOf(o), fromBackup: true, missing: missing}
@@ -1096,6 +1101,7 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 		rep.Bytes += c.e.Size
 	}
 	sort.Strings(rep.Missing)
+	sort.Strings(rep.Unreadable)
 	if err := r.cat.SetMeta(ctx, "repo-id", r.id[:]); err != nil {
 		return nil, err
 	}
@@ -1282,16 +1288,22 @@ func (w *writerBuf) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// goneFromStore reports whether the store says name does not exist; any
-// other answer than "exists" or "does not exist" is an error.
-func (r *Repo) goneFromStore(ctx context.Context, name string) (bool, error) {
-	_, err := r.st.Stat(ctx, name)
+// goneFromStore reports whether the store says name does not exist. An
+// answer that is neither "exists" nor "does not exist" about this one
+// object (on a local store: something other than a file under its name)
+// is returned as unreadable: the backup's entry is kept, for verify to
+// report and for a later read to succeed once the store serves the object
+// again. A store that cannot be reached, or a cancelled ctx, is an error.
+func (r *Repo) goneFromStore(ctx context.Context, name string) (gone bool, unreadable, err error) {
+	_, err = r.st.Stat(ctx, name)
 	switch {
 	case err == nil:
-		return false, nil
+		return false, nil, nil
 	case errors.Is(err, store.ErrNotExist):
-		return true, nil
+		return true, nil, nil
+	case ctx.Err() != nil || errors.Is(err, store.ErrUnavailable):
+		return false, nil, fmt.Errorf("checking %s, which the catalog backup lists but the store listing lacks: %w", name, err)
 	default:
-		return false, fmt.Errorf("checking %s, which the catalog backup lists but the store listing lacks: %w", name, err)
+		return false, err, nil
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/catalog"
 	"github.com/holdfast/holdfast/internal/format"
+	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
@@ -405,12 +406,6 @@ func (v *verifyRun) check(ctx context.Context, it verifyItem) verifyResult {
 	}
 }
 
-// unreachable reports whether err says only that the store did not
-// answer (after its retries) or cut a read short: nothing about the data.
-func unreachable(err error) bool {
-	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, errTransient)
-}
-
 func (v *verifyRun) checkEntryItem(ctx context.Context, it verifyItem) verifyResult {
 	e := it.entry
 	f := Finding{Bucket: e.Bucket, Key: e.Key, Kind: format.KindData.String(), Name: it.name, Status: StatusOK}
@@ -436,10 +431,15 @@ func (v *verifyRun) checkEntryItem(ctx context.Context, it verifyItem) verifyRes
 	switch {
 	case errors.As(derr, &de):
 		f.Status, f.Layer, f.Detail = de.Status, string(de.Layer), err.Error()
-	case unreachable(derr):
-		f.Status, f.Detail = StatusUnchecked, derr.Error()
-	default:
+	case errors.Is(derr, keys.ErrUnavailable):
+		// The key source is down: no object can be checked, stop here.
 		return verifyResult{name: it.name, err: derr}
+	default:
+		// The store could not be reached, or answered for this object with
+		// an error that says nothing about the data (on a local store:
+		// something other than a file where the object should be). The
+		// object could not be checked; the run goes on to the others.
+		f.Status, f.Detail = StatusUnchecked, derr.Error()
 	}
 	res.finding = f
 	return res
@@ -463,10 +463,10 @@ func (v *verifyRun) checkSystemItem(ctx context.Context, it verifyItem) verifyRe
 	switch {
 	case cerr == nil:
 		f.Status, f.Layer, f.Detail = st, string(format.LayerOf(err)), err.Error()
-	case unreachable(cerr):
-		f.Status, f.Detail = StatusUnchecked, fmt.Sprintf("%s: %v", it.name, cerr)
-	default:
+	case errors.Is(cerr, keys.ErrUnavailable): // see checkEntryItem
 		return verifyResult{name: it.name, err: cerr}
+	default:
+		f.Status, f.Detail = StatusUnchecked, fmt.Sprintf("%s: %v", it.name, cerr)
 	}
 	return verifyResult{name: it.name, finding: f}
 }

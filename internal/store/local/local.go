@@ -472,7 +472,7 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, length int64) (
 	if off < 0 || length < -1 {
 		return nil, fmt.Errorf("local: read %q: offset %d length %d: %w", name, off, length, store.ErrInvalidRange)
 	}
-	f, err := os.Open(s.objectPath(name))
+	f, err := openObject(s.objectPath(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("local: read %q: %w", name, store.ErrNotExist)
 	}
@@ -484,10 +484,6 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, length int64) (
 		f.Close()
 		return nil, fmt.Errorf("local: read %q: %w", name, err)
 	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("local: read %q: not a regular file", name)
-	}
 	if off > fi.Size() {
 		f.Close()
 		return nil, fmt.Errorf("local: read %q: offset %d beyond size %d: %w", name, off, fi.Size(), store.ErrInvalidRange)
@@ -497,6 +493,39 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, length int64) (
 		n = length
 	}
 	return &rangeReader{ctx: ctx, sr: io.NewSectionReader(f, off, n), f: f}, nil
+}
+
+// errNotRegular: something other than a regular file — a directory, a
+// symbolic link, a FIFO, a device — is where an object should be.
+var errNotRegular = errors.New("not a regular file")
+
+// openObject opens the object file at path for reading, refusing whatever
+// is not a regular file before it can block or lead elsewhere: a symbolic
+// link is not followed, and a FIFO (whose open would wait for a writer,
+// and no context can interrupt an open) is opened without blocking and
+// then refused.
+func openObject(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) { // the last component is a symbolic link
+		return nil, errNotRegular
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, errNotRegular
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "fcntl", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 type rangeReader struct {
@@ -527,7 +556,7 @@ func (s *Store) Stat(ctx context.Context, name string) (store.ObjectInfo, error)
 		return store.ObjectInfo{}, fmt.Errorf("local: stat %q: %w", name, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return store.ObjectInfo{}, fmt.Errorf("local: stat %q: not a regular file", name)
+		return store.ObjectInfo{}, fmt.Errorf("local: stat %q: %w", name, errNotRegular)
 	}
 	return store.ObjectInfo{Name: name, Size: fi.Size()}, nil
 }
