@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/versity/versitygw/s3response"
 
 	"github.com/holdfast/holdfast/internal/catalog"
+	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/posture"
 	"github.com/holdfast/holdfast/internal/repo"
 )
@@ -627,7 +629,60 @@ func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3
 			out.ContentRange = ptr(fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, e.Size))
 		}
 	}
+	if in.PartNumber != nil {
+		// The parts' sizes are in the manifest, which the catalog does
+		// not keep: open the object (checking it, as a GET would).
+		rd, err := b.repo.OpenEntry(detached(ctx), e)
+		if err != nil {
+			b.integrity(bucket, key, err)
+			return nil, s3Error(err, false)
+		}
+		pr, err := partOf(e, rd.Manifest(), *in.PartNumber)
+		rd.Close()
+		if err != nil {
+			return nil, err
+		}
+		out.ContentLength, out.PartsCount = &pr.n, pr.count
+		if e.Size > 0 {
+			out.ContentRange = ptr(fmt.Sprintf("bytes %d-%d/%d", pr.off, pr.off+pr.n-1, e.Size))
+		}
+	}
 	return out, nil
+}
+
+// partRange is the byte range of one part of an object.
+type partRange struct {
+	off, n int64
+	count  *int32 // the object's parts, for x-amz-mp-parts-count; nil: not a multipart object
+}
+
+// partOf finds part number pn (from 1) of e, whose manifest is m, as S3
+// serves a GET or HEAD with partNumber. An object completed from a
+// multipart upload has an ETag ending "-N" and one segment per part: part
+// pn is segment pn. Any other object is one part, the whole of it, with
+// no parts count. A part beyond the last is InvalidPartNumber.
+func partOf(e catalog.Entry, m *format.Manifest, pn int32) (partRange, error) {
+	if pn < 1 {
+		return partRange{}, s3err.GetInvalidPartNumberRangeErr(1, pn)
+	}
+	t := repo.Attr(e, attrETag)
+	if i := strings.LastIndexByte(t, '-'); i >= 0 {
+		if parts, err := strconv.Atoi(t[i+1:]); err == nil && parts > 0 && parts == len(m.Segments) {
+			count := int32(parts)
+			if pn > count {
+				return partRange{}, s3err.GetInvalidPartNumberRangeErr(count, pn)
+			}
+			var off int64
+			for _, sg := range m.Segments[:pn-1] {
+				off += int64(sg.Len)
+			}
+			return partRange{off: off, n: int64(m.Segments[pn-1].Len), count: &count}, nil
+		}
+	}
+	if pn > 1 {
+		return partRange{}, s3err.GetInvalidPartNumberRangeErr(1, pn)
+	}
+	return partRange{off: 0, n: e.Size}, nil
 }
 
 func fillHeaders(e catalog.Entry, et **string, mod **time.Time, ct **string, meta *map[string]string,
@@ -688,6 +743,15 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 			return nil, s3Error(err, false)
 		}
 	}
+	var partsCount *int32
+	if in.PartNumber != nil { // the front end refuses it with a Range
+		var pr partRange
+		if pr, err = partOf(e, rd.Manifest(), *in.PartNumber); err != nil {
+			rd.Close()
+			return nil, err
+		}
+		off, n, isRange, partsCount = pr.off, pr.n, e.Size > 0, pr.count
+	}
 	var body *objectBody
 	if isRange || n == 0 {
 		rc, err := rd.Range(dctx, off, n)
@@ -709,7 +773,7 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 		body.Close()
 		return nil, s3Error(err, false)
 	}
-	out := &s3.GetObjectOutput{Body: body, ContentLength: &n, AcceptRanges: ptr("bytes")}
+	out := &s3.GetObjectOutput{Body: body, ContentLength: &n, AcceptRanges: ptr("bytes"), PartsCount: partsCount}
 	fillHeaders(e, &out.ETag, &out.LastModified, &out.ContentType, &out.Metadata, &out.ContentEncoding,
 		&out.ContentDisposition, &out.ContentLanguage, &out.CacheControl, &out.ExpiresString)
 	if isRange {
