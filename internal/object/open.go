@@ -352,28 +352,20 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	}()
 	stop := make(chan struct{})
 	defer close(stop)
-	// next is the reader's next buffer: an idle one, else a new one up to
-	// the limit, else the next to become idle.
+	// next is the reader's next buffer (nextBuf): a new one up to the
+	// limit.
 	next := func() (*openJob, error) {
-		select {
-		case j := <-free:
-			return j, nil
-		default:
-		}
-		if len(jobs) < limit {
+		return nextBuf(free, stop, func() (*openJob, bool, error) {
+			if len(jobs) == limit {
+				return nil, false, nil
+			}
 			j := &openJob{}
 			if err := j.take(piece, nil); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			jobs = append(jobs, j)
-			return j, nil
-		}
-		select {
-		case j := <-free:
-			return j, nil
-		case <-stop:
-			return nil, nil
-		}
+			return j, true, nil
+		})
 	}
 	work := make(chan *openJob, inflight)
 	order := make(chan *openJob, inflight)

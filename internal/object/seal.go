@@ -312,29 +312,21 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 			}
 		})
 	}()
-	// next is the reader's next buffer: an idle one, else a new one while
-	// budget is held for one, else the next to become idle.
+	// next is the reader's next buffer (nextBuf): a new one while budget
+	// is held for one.
 	next := func() (*sealJob, error) {
-		select {
-		case j := <-free:
-			return j, nil
-		default:
-		}
-		if spare > 0 {
+		return nextBuf(free, stop, func() (*sealJob, bool, error) {
+			if spare == 0 {
+				return nil, false, nil
+			}
 			spare--
 			j := &sealJob{}
 			if err := j.takeHeld(segSize, sealBudget); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			mine = append(mine, j)
-			return j, nil
-		}
-		select {
-		case j := <-free:
-			return j, nil
-		case <-stop:
-			return nil, nil
-		}
+			return j, true, nil
+		})
 	}
 	work := make(chan *sealJob, inflight)
 	order := make(chan *sealJob, inflight)

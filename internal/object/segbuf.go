@@ -142,6 +142,30 @@ func (b *segBuf) give() {
 	*b = segBuf{}
 }
 
+// nextBuf is a pipeline reader's next buffer: an idle one from free, else
+// a new one from grow while it makes one (ok), else the next to come back
+// to free. Once stop is closed it returns the zero J, and no new buffer is
+// made for a pipeline that has already failed.
+func nextBuf[J any](free <-chan J, stop <-chan struct{}, grow func() (j J, ok bool, err error)) (J, error) {
+	var zero J
+	select {
+	case j := <-free:
+		return j, nil
+	case <-stop:
+		return zero, nil
+	default:
+	}
+	if j, ok, err := grow(); err != nil || ok {
+		return j, err
+	}
+	select {
+	case j := <-free:
+		return j, nil
+	case <-stop:
+		return zero, nil
+	}
+}
+
 // releaseWhenStopped runs release now if the pipeline finished cleanly
 // (every buffer is idle), else once its goroutines, counted by running,
 // have all stopped: after a failure a reader may still be blocked on its
