@@ -253,3 +253,37 @@ func FuzzDecodePayload(f *testing.F) {
 		}
 	})
 }
+
+// A file that is not a share — a passphrase file given by mistake, or a
+// share whose data lines lost their indentation — is refused without a
+// word of what it holds: errors name lines and fields, not their text.
+// Control: the same share, indented, parses.
+func TestParseErrorsTellNoContent(t *testing.T) {
+	m := testMaterial(t)
+	_, texts, err := Split(keys.SourceKeyring, m, 3, 2, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("share-1.txt", texts[0]); err != nil {
+		t.Fatalf("control: %v", err)
+	}
+	i := bytes.Index(texts[0], []byte("data:\n")) + len("data:\n")
+	dataLine := string(bytes.TrimSpace(texts[0][i : i+bytes.IndexByte(texts[0][i:], '\n')]))
+	flat := bytes.ReplaceAll(texts[0], []byte("\n  "), []byte("\n"))
+	for name, text := range map[string][]byte{
+		"passphrase":          []byte("correct horse battery staple\n"),
+		"passphrase, colon":   []byte("my:secret passphrase\nmy:secret passphrase\n"),
+		"share, not indented": flat,
+		"bad fields":          []byte("format: s3cr3t-format\nsource: s3cr3t-source\nchecksum: x\n"),
+	} {
+		_, err := Parse("file", text)
+		if err == nil {
+			t.Fatalf("%s: parsed", name)
+		}
+		for _, secret := range []string{"correct horse", "secret passphrase", "my", dataLine[:16], "s3cr3t"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%s: the error tells %q: %v", name, secret, err)
+			}
+		}
+	}
+}

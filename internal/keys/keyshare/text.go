@@ -117,8 +117,11 @@ func parse(text []byte) (Share, string, error) {
 	fields := map[string]string{}
 	var data strings.Builder
 	inData := false
+	// Errors name line numbers and fields, never what a line holds: the
+	// file may be a share, or anything else given by mistake (a
+	// passphrase file, say).
 	sc := bufio.NewScanner(bytes.NewReader(text))
-	for sc.Scan() {
+	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimRight(sc.Text(), " \t\r")
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -130,11 +133,11 @@ func parse(text []byte) (Share, string, error) {
 		inData = false
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
-			return s, fields["checksum"], fmt.Errorf("line %q is not 'name: value'", line)
+			return s, fields["checksum"], fmt.Errorf("line %d is not 'name: value'", n)
 		}
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if _, dup := fields[k]; dup {
-			return s, fields["checksum"], fmt.Errorf("field %q appears twice", k)
+			return s, fields["checksum"], fmt.Errorf("line %d repeats a field", n)
 		}
 		fields[k] = v
 		if k == "data" {
@@ -146,7 +149,7 @@ func parse(text []byte) (Share, string, error) {
 		return s, "", fmt.Errorf("no checksum line")
 	}
 	if f := fields["format"]; f != strconv.Itoa(textFormat) {
-		return s, shown, fmt.Errorf("format %q (this build reads %d)", f, textFormat)
+		return s, shown, fmt.Errorf("the format line is missing or not %d (the format this build reads)", textFormat)
 	}
 	if err := hexField(fields["repository"], s.Repo[:]); err != nil {
 		return s, shown, fmt.Errorf("repository: %v", err)
@@ -161,20 +164,20 @@ func parse(text []byte) (Share, string, error) {
 		}
 	}
 	if !found {
-		return s, shown, fmt.Errorf("unknown source %q", fields["source"])
+		return s, shown, fmt.Errorf("the source line is missing or names no source this build knows")
 	}
 	if _, err := fmt.Sscanf(fields["share"], "%d of %d", &s.Index, &s.Count); err != nil {
-		return s, shown, fmt.Errorf("share: %q is not 'I of N'", fields["share"])
+		return s, shown, fmt.Errorf("the share line is missing or not 'I of N'")
 	}
 	var err error
 	if s.Threshold, err = strconv.Atoi(fields["threshold"]); err != nil {
-		return s, shown, fmt.Errorf("threshold: %q", fields["threshold"])
+		return s, shown, fmt.Errorf("the threshold line is missing or not a number")
 	}
 	if s.Index < 1 || s.Index > s.Count || s.Count > 255 || s.Threshold < 2 || s.Threshold > s.Count {
 		return s, shown, fmt.Errorf("share %d of %d with threshold %d is impossible", s.Index, s.Count, s.Threshold)
 	}
 	if s.Created, err = time.Parse(time.RFC3339, fields["created"]); err != nil {
-		return s, shown, fmt.Errorf("created: %q", fields["created"])
+		return s, shown, fmt.Errorf("the created line is missing or not an RFC 3339 time")
 	}
 	hx := data.String()
 	if hx == "" || len(hx)%2 != 0 {
@@ -189,7 +192,7 @@ func parse(text []byte) (Share, string, error) {
 func hexField(v string, out []byte) error {
 	b, err := hex.DecodeString(v)
 	if err != nil || len(b) != len(out) {
-		return fmt.Errorf("%q is not %d hex bytes", v, len(out))
+		return fmt.Errorf("missing or not %d hex bytes", len(out))
 	}
 	copy(out, b)
 	return nil
