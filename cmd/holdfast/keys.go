@@ -599,7 +599,7 @@ func readNewPassphrase(file string) ([]byte, error) {
 	if file != "" {
 		return keyring.ReadPassphrase(keyring.PassphraseOptions{File: file})
 	}
-	if v, ok := os.LookupEnv(NewPassphraseEnv); ok {
+	if v, ok := secret.LookupEnv(NewPassphraseEnv); ok {
 		if v == "" {
 			return nil, fmt.Errorf("%w: %s is set but empty", keyring.ErrEmptyPassphrase, NewPassphraseEnv)
 		}

@@ -13,12 +13,23 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast/holdfast/internal/hsm"
+	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/repo"
+	"github.com/holdfast/holdfast/internal/secret"
 )
 
 func main() {
+	takeSecretsFromEnv()
 	// Every key is wiped before the process ends, on a signal too (wipe.go).
 	os.Exit(wipingKeys(func() int { return Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil) }))
+}
+
+// takeSecretsFromEnv keeps the secrets given in the environment in memory
+// and takes them out of it, so that no process holdfast starts inherits
+// them (an AWS credential_process, say): secret.CaptureEnv.
+func takeSecretsFromEnv() {
+	secret.CaptureEnv(keyring.PassphraseEnv, hsm.PINEnv, NewPassphraseEnv)
 }
 
 // env is what every command shares.

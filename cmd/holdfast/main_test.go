@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 			// Scripts get cheap Argon2 parameters; this hook exists only in
 			// test binaries.
 			keyring.SetInsecureTestParamsForTesting()
+			takeSecretsFromEnv() // as main does
 			var hooks *repo.Hooks
 			if n, err := strconv.ParseInt(os.Getenv("HOLDFAST_TEST_KILL_AFTER_BYTES"), 10, 64); err == nil {
 				hooks = &repo.Hooks{WrapStore: func(s store.Store) store.Store { return killAfter{s, n} }}
@@ -91,6 +92,8 @@ func TestScriptsS3(t *testing.T) {
 			e.Setenv("S3_ENDPOINT", srv.Endpoint)
 			e.Setenv("S3_CA", srv.CAFile)
 			e.Setenv("S3_PIN", srv.SPKI)
+			e.Setenv("S3_ACCESS", versitygw.AccessKey) // for scripts that give credentials another way
+			e.Setenv("S3_SECRET", versitygw.SecretKey)
 			e.Setenv("AWS_ACCESS_KEY_ID", versitygw.AccessKey)
 			e.Setenv("AWS_SECRET_ACCESS_KEY", versitygw.SecretKey)
 			e.Setenv("AWS_EC2_METADATA_DISABLED", "true")

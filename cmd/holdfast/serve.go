@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/posture"
 	"github.com/holdfast/holdfast/internal/repo"
+	"github.com/holdfast/holdfast/internal/secret"
 )
 
 // gatewayDir is where serve keeps its certificate, inside the home.
@@ -251,7 +252,7 @@ func (e *env) reopenKeyring(home string) func() (repo.RootKeys, error) {
 			}
 			// A key server needs no secret here: its client certificate
 			// is in the home.
-			if _, ok := os.LookupEnv(hsm.PINEnv); ks.Type != repo.KeySourceKeyServer && !ok && e.pinFile == "" {
+			if _, ok := secret.LookupEnv(hsm.PINEnv); ks.Type != repo.KeySourceKeyServer && !ok && e.pinFile == "" {
 				return nil, errors.New("no PIN file (--pin-file) or " + hsm.PINEnv + " to open the PKCS#11 token with")
 			}
 			return e.openKeySource(home)
@@ -260,7 +261,7 @@ func (e *env) reopenKeyring(home string) func() (repo.RootKeys, error) {
 		if kr, err := keyring.OpenSession(path); err == nil {
 			return kr, nil
 		}
-		if _, ok := os.LookupEnv(keyring.PassphraseEnv); !ok && e.passFile == "" {
+		if _, ok := secret.LookupEnv(keyring.PassphraseEnv); !ok && e.passFile == "" {
 			return nil, errors.New("no unlocked session (holdfast unlock), passphrase file or " + keyring.PassphraseEnv + " to open the keyring with")
 		}
 		pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile})

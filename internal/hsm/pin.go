@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"golang.org/x/term"
+
+	"github.com/holdfast/holdfast/internal/secret"
 )
 
 // PINEnv is the environment variable ReadPIN consults when no PIN file is
@@ -23,7 +25,7 @@ var ErrNoPIN = errors.New("no PKCS#11 PIN available")
 // HOLDFAST_PKCS11_PIN environment variable, or a prompt on /dev/tty
 // without echo. Never from argv. The caller clears the result.
 func ReadPIN(file, token string) ([]byte, error) {
-	return readPIN(file, token, os.LookupEnv, promptTTY)
+	return readPIN(file, token, secret.LookupEnv, promptTTY)
 }
 
 func readPIN(file, token string, lookupEnv func(string) (string, bool), ask func(string) ([]byte, error)) ([]byte, error) {

@@ -10,6 +10,8 @@ import (
 	"runtime"
 
 	"golang.org/x/term"
+
+	"github.com/holdfast/holdfast/internal/secret"
 )
 
 // PassphraseEnv is the environment variable ReadPassphrase consults when no
@@ -51,7 +53,7 @@ type PassphraseOptions struct {
 // clears the returned slice when done. Nothing here prints or logs the
 // passphrase; the prompt goes to the terminal only.
 func ReadPassphrase(opts PassphraseOptions) ([]byte, error) {
-	return readPassphrase(opts, os.LookupEnv, promptTerminal)
+	return readPassphrase(opts, secret.LookupEnv, promptTerminal)
 }
 
 type prompter func(prompt string) ([]byte, error)

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/logging"
 
@@ -179,6 +180,9 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3: loading AWS configuration: %w", err)
 	}
+	if cfg.Credentials != nil {
+		cfg.Credentials = quietCredentials{cfg.Credentials}
+	}
 	// The S3 client's own HTTP client starts from the transport the SDK
 	// configured (AWS_CA_BUNDLE included), with fault handling added.
 	bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient)
@@ -264,6 +268,21 @@ func innermost(err error) error {
 		}
 		err = next
 	}
+}
+
+// quietCredentials keeps a credential_process's output out of errors:
+// when the process fails, or prints something that is not credentials,
+// the SDK's error quotes what it printed, which may hold a secret key —
+// and store errors reach the terminal and the gateway's log.
+type quietCredentials struct{ aws.CredentialsProvider }
+
+func (q quietCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := q.CredentialsProvider.Retrieve(ctx)
+	var pe *processcreds.ProviderError
+	if errors.As(err, &pe) {
+		return c, errors.New("the credential_process named in the AWS config failed or did not print credentials (what it printed is not shown: it may hold a secret)")
+	}
+	return c, err
 }
 
 func wrapErr(op, name string, err error) error {
