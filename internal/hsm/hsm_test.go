@@ -334,11 +334,17 @@ func TestParseURI(t *testing.T) {
 		"pkcs11:token=a;object=b;slot=1?module-path=/m",
 		"pkcs11:token=a;token=c;object=b?module-path=/m",
 		"pkcs11:token=a;object=b;type=private?module-path=/m",
+		// A PIN with a bad %-escape, or given without its name, is
+		// refused without being shown either.
+		"pkcs11:token=a;object=b;pin-value=12%7g34?module-path=/m",
+		"pkcs11:token=a;object=b?module-path=/m&pin-source=%zz1234",
+		"pkcs11:token=a;object=b;1234?module-path=/m",
+		"pkcs11:token=a%7g1234;object=b?module-path=/m",
 	} {
 		if _, err := ParseURI(bad); err == nil {
 			t.Errorf("%q accepted", bad)
-		} else if strings.Contains(err.Error(), "1234") {
-			t.Errorf("%q: error shows the PIN: %v", bad, err)
+		} else if strings.Contains(err.Error(), "1234") || strings.Contains(err.Error(), "%7g") || strings.Contains(err.Error(), "%zz") {
+			t.Errorf("%q: the error shows a value: %v", bad, err)
 		}
 	}
 }

@@ -32,18 +32,24 @@ func ParseURI(s string) (URI, error) {
 		return u, errors.New("a PKCS#11 URI starts with \"pkcs11:\"")
 	}
 	path, query, _ := strings.Cut(rest, "?")
+	errPINInURI := errors.New("PKCS#11 URI: the PIN is never part of the URI; give it with HOLDFAST_PKCS11_PIN, --pin-file or at the prompt")
 	set := func(part, sep string, fn func(k, v string) error) error {
 		if part == "" {
 			return nil
 		}
-		for _, a := range strings.Split(part, sep) {
+		// Errors quote attribute names, never values: a PIN put in the URI
+		// by mistake must not reach the terminal.
+		for i, a := range strings.Split(part, sep) {
 			k, raw, ok := strings.Cut(a, "=")
 			if !ok {
-				return fmt.Errorf("PKCS#11 URI attribute %q has no value", a)
+				return fmt.Errorf("PKCS#11 URI: attribute %d is not NAME=VALUE", i+1)
+			}
+			if k == "pin-value" || k == "pin-source" {
+				return errPINInURI
 			}
 			v, err := url.PathUnescape(raw)
 			if err != nil {
-				return fmt.Errorf("PKCS#11 URI attribute %q: %w", k, err)
+				return fmt.Errorf("PKCS#11 URI attribute %q: its value has an invalid %%-escape", k)
 			}
 			if err := fn(k, v); err != nil {
 				return err
@@ -72,8 +78,6 @@ func ParseURI(s string) (URI, error) {
 			if v != "secret-key" {
 				return fmt.Errorf("PKCS#11 URI: type %q (a root key is a secret-key)", v)
 			}
-		case "pin-value", "pin-source":
-			return errors.New("PKCS#11 URI: the PIN is never part of the URI; give it with HOLDFAST_PKCS11_PIN, --pin-file or at the prompt")
 		default:
 			return fmt.Errorf("PKCS#11 URI: unsupported path attribute %q (holdfast reads token, object, type)", k)
 		}
@@ -87,8 +91,6 @@ func ParseURI(s string) (URI, error) {
 			switch k {
 			case "module-path":
 				u.ModulePath = v
-			case "pin-value", "pin-source":
-				return errors.New("PKCS#11 URI: the PIN is never part of the URI; give it with HOLDFAST_PKCS11_PIN, --pin-file or at the prompt")
 			default:
 				return fmt.Errorf("PKCS#11 URI: unsupported query attribute %q (holdfast reads module-path)", k)
 			}
