@@ -1,8 +1,9 @@
 // Package atomicfile writes files so that a reader sees either the old
 // content or the new, never a mix, and a crash or failure leaves nothing
 // half-written under the name: the content goes to a temporary file in the
-// same directory (O_EXCL, mode 0600), is synced, and is moved into place;
-// then the directory is synced.
+// same directory (unnamed, O_TMPFILE, where the file system allows — a
+// killed writer then leaves nothing at all; else O_EXCL; mode 0600), is
+// synced, and is moved into place; then the directory is synced.
 //
 // It never leaves a temporary file behind on failure and never writes
 // outside the target's directory.
@@ -13,9 +14,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrExists: NoReplace found something at the path.
@@ -54,13 +60,45 @@ type dirOps interface {
 
 type osDir struct{}
 
+// createTemp makes an unnamed file in dir (O_TMPFILE) where the file
+// system and /proc allow it, so that a process killed while it writes —
+// SIGKILL, a lost terminal, a power cut — leaves nothing behind: the name
+// is "" then, and the file gets one only once complete (linkTemp).
+// Elsewhere it makes a named temporary file.
 func (osDir) createTemp(dir, base string) (*os.File, string, error) {
+	if procFDs() {
+		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			return os.NewFile(uintptr(fd), filepath.Join(dir, "."+base+".tmp")), "", nil
+		}
+	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return nil, "", err
 	}
 	return f, f.Name(), nil
 }
+
+// procFDs reports whether /proc/self/fd is there: an unnamed file is
+// linked into place through it.
+var procFDs = sync.OnceValue(func() bool {
+	fi, err := os.Stat("/proc/self/fd")
+	return err == nil && fi.IsDir()
+})
+
+// fdPath names f's file through /proc/self/fd.
+func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+// linkTemp gives the unnamed file f the name newname, which must not
+// exist.
+func linkTemp(f *os.File, newname string) error {
+	err := unix.Linkat(unix.AT_FDCWD, fdPath(f), unix.AT_FDCWD, newname, unix.AT_SYMLINK_FOLLOW)
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: newname, Err: err}
+	}
+	return nil
+}
+
 func (osDir) remove(name string) error                   { return os.Remove(name) }
 func (osDir) chtimes(name string, mtime time.Time) error { return os.Chtimes(name, time.Time{}, mtime) }
 func (osDir) link(oldname, newname string) error         { return os.Link(oldname, newname) }
@@ -101,6 +139,12 @@ func write(d dirOps, path string, o Options, fill func(io.Writer) error) (err er
 			return fmt.Errorf("setting mode of temporary file: %w", err)
 		}
 	}
+	if tmp == "" {
+		// Unnamed (O_TMPFILE): it is named only now, complete.
+		if tmp, err = nameTemp(f, dir, base, o); err != nil {
+			return err
+		}
+	}
 	err = f.Close()
 	f = nil
 	if err != nil {
@@ -127,6 +171,65 @@ func write(d dirOps, path string, o Options, fill func(io.Writer) error) (err er
 		return fmt.Errorf("file written, but syncing its directory failed: %w", err)
 	}
 	return nil
+}
+
+// nameTemp gives the complete, unnamed file f a temporary name in dir
+// (with its modification time set first), so that write moves it into
+// place as it does a named one. A name is drawn until one is free.
+func nameTemp(f *os.File, dir, base string, o Options) (string, error) {
+	if !o.ModTime.IsZero() {
+		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(o.ModTime.UnixNano())}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(f), ts, 0); err != nil {
+			return "", fmt.Errorf("setting the modification time of temporary file: %w", err)
+		}
+	}
+	for {
+		tmp := filepath.Join(dir, "."+base+".tmp-"+strconv.FormatUint(rand.Uint64(), 36))
+		err := linkTemp(f, tmp)
+		if err == nil {
+			return tmp, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			// /proc refused the link: copy the content to a named file.
+			return copyTemp(f, dir, base, o)
+		}
+	}
+}
+
+// copyTemp copies the complete, unnamed file f to a new named temporary
+// file in dir, synced, with f's mode and o's modification time.
+func copyTemp(f *os.File, dir, base string, o Options) (tmp string, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	c, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("creating temporary file: %w", err)
+	}
+	tmp = c.Name()
+	defer func() {
+		if cerr := c.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(tmp)
+			tmp = ""
+		}
+	}()
+	if _, err := io.Copy(c, f); err != nil {
+		return tmp, fmt.Errorf("copying temporary file: %w", err)
+	}
+	if err := c.Chmod(fi.Mode().Perm()); err != nil {
+		return tmp, err
+	}
+	if err := c.Sync(); err != nil {
+		return tmp, fmt.Errorf("syncing temporary file: %w", err)
+	}
+	return tmp, nil
 }
 
 // WriteFile is Write for a byte slice.
