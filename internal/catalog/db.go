@@ -293,7 +293,7 @@ func (c *sqlCatalog) locked(ctx context.Context, fn func(t *txn) error) error {
 // lock first, and commits it; advance: the head advances with it, and the
 // handle's OnCommit hears of it. Called holding wsem.
 func (c *sqlCatalog) run(ctx context.Context, advance bool, fn func(t *txn) error) error {
-	tx, err := c.db.BeginTx(ctx, nil)
+	tx, err := c.db.BeginTx(ctx, c.d.write)
 	if err != nil {
 		return err
 	}

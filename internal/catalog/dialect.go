@@ -45,6 +45,8 @@ type dialect struct {
 	// that serialises writers across processes and hosts ("" when the
 	// transaction's BEGIN takes it).
 	lockSQL string
+	// write opens a serialised transaction (nil: the driver's default).
+	write *sql.TxOptions
 	// snapshot opens a consistent read-only transaction.
 	snapshot sql.TxOptions
 
@@ -85,6 +87,12 @@ var postgresDialect = &dialect{
 			decode((encode(meta.value, 'escape')::bigint + CAST(?2 AS BIGINT))::text, 'escape')`,
 	counterGet: `SELECT coalesce((SELECT encode(value, 'escape')::bigint FROM meta WHERE key = '%s'), 0)`,
 	lockSQL:    `SELECT pg_advisory_xact_lock(` + strconv.FormatInt(advisoryLockKey, 10) + `)`,
+	// READ COMMITTED, whatever the database's default: each statement
+	// after the lock must see what the writers before committed. Under
+	// REPEATABLE READ (a DBA's default_transaction_isolation) the lock
+	// statement would fix the snapshot before the lock is granted, and
+	// the second of two writers would fail on a serialisation error.
+	write: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
 	// REPEATABLE READ: every statement sees the snapshot of the first.
 	snapshot: sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	rebound:  map[string]string{},
