@@ -327,5 +327,22 @@ func (r *Repo) discard(ctx context.Context, id keys.ID, name string) {
 	_ = r.cat.AbortPut(ctx, id)
 }
 
+// commitOutcome asks the catalog what became of the write of object id
+// whose commit returned an error. A commit can fail after the database
+// committed it (a connection lost on the way back): then the object is, or
+// was, the key's current version, and removing it would lose an
+// acknowledged write. committed: it is in the catalog as committed;
+// known false: the catalog could not be asked — the object must be left
+// alone (its pending record, if any, lets Cleanup decide later). Only a
+// write known and not committed (still pending, or refused) may be
+// discarded.
+func (r *Repo) commitOutcome(ctx context.Context, id keys.ID) (committed, known bool) {
+	k, err := r.cat.Lookup(context.WithoutCancel(ctx), id)
+	if err != nil {
+		return false, false
+	}
+	return k == catalog.KnownCurrent || k == catalog.KnownHistory || k == catalog.KnownGarbage, true
+}
+
 // discardTimeout bounds discard's deletion.
 const discardTimeout = 30 * time.Second

@@ -100,7 +100,15 @@ func (r *Repo) Put(ctx context.Context, bucket, key string, src io.Reader, o Put
 		old, err = r.cat.CommitPut(ctx, e)
 	}
 	if err != nil {
-		r.discard(ctx, id, format.StoreName(id))
+		switch committed, known := r.commitOutcome(ctx, id); {
+		case committed:
+			// Committed after all: the write stands. The version it
+			// replaced, if any, is the catalog's garbage, which Cleanup
+			// removes.
+			return e, nil
+		case known:
+			r.discard(ctx, id, format.StoreName(id))
+		}
 		return catalog.Entry{}, fmt.Errorf("recording %s/%s: %w", bucket, key, err)
 	}
 	r.hooks.at("put:committed")
@@ -312,9 +320,22 @@ func (r *Repo) putMany(ctx context.Context, bucket string, items []PutItem, done
 			r.hooks.at("putmany:synced")
 			replaced, err := r.cat.CommitPutBatch(ctx, b.entries)
 			if err != nil {
-				failed = err
-				discard(b.ps)
-				continue
+				// The batch is one transaction: its first write tells
+				// what became of all (commitOutcome).
+				committed, known := len(b.ps) > 0, true
+				if committed {
+					committed, known = r.commitOutcome(ctx, b.ps[0].ObjectID)
+				}
+				if !committed {
+					failed = err
+					if known {
+						discard(b.ps)
+					}
+					continue
+				}
+				// Committed after all: it stands; what it replaced is
+				// garbage for Cleanup.
+				replaced = make([]*catalog.Entry, len(b.entries))
 			}
 			r.hooks.at("putmany:committed")
 			for i, old := range replaced {
