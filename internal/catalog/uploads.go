@@ -450,7 +450,14 @@ func (c *sqlCatalog) DeleteUpload(ctx context.Context, id string) (Upload, []Upl
 				return err
 			}
 		}
-		_, err = t.exec(`DELETE FROM pending WHERE object_id = ?`, u.ObjectID[:])
+		if _, err = t.exec(`DELETE FROM pending WHERE object_id = ?`, u.ObjectID[:]); err != nil {
+			return err
+		}
+		if u.Completing {
+			// What the completion stored (or is storing) is garbage from
+			// now on: the caller removes it, or Cleanup does after a crash.
+			_, err = t.exec(`INSERT INTO garbage (object_id, at) VALUES (?, ?)`, u.ObjectID[:], t.now)
+		}
 		return err
 	})
 	if err != nil {

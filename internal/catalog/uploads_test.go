@@ -149,7 +149,9 @@ func TestCommitUploadStale(t *testing.T) {
 
 // TestDeleteUpload: deleting an upload removes it, its parts and its
 // pending write, returns them, and a second delete finds nothing; the
-// version a begun completion reserved stays used.
+// version a begun completion reserved stays used, and what the completion
+// stored is garbage (for the caller or Cleanup to remove). Control: an
+// upload deleted before its completion began leaves nothing known.
 func TestDeleteUpload(t *testing.T) {
 	ctx := context.Background()
 	c, _ := newCatalog(t)
@@ -166,8 +168,20 @@ func TestDeleteUpload(t *testing.T) {
 	if gone.ID != u.ID || !gone.Completing || !reflect.DeepEqual(parts, []UploadPart{p}) {
 		t.Fatalf("DeleteUpload returned %+v, %+v", gone, parts)
 	}
+	if k, _ := c.Lookup(ctx, u.ObjectID); k != KnownGarbage {
+		t.Fatalf("the completing upload's object is %v, want garbage", k)
+	}
+	mustNot(t, "ForgetGarbage", c.ForgetGarbage(ctx, u.ObjectID))
 	if k, _ := c.Lookup(ctx, u.ObjectID); k != KnownNone {
 		t.Fatalf("the object is still %v", k)
+	}
+	plain := mkUpload("b", "k2")
+	mustNot(t, "CreateUpload", c.CreateUpload(ctx, plain, "o"))
+	if _, _, err := c.DeleteUpload(ctx, plain.ID); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := c.Lookup(ctx, plain.ObjectID); k != KnownNone {
+		t.Fatalf("control: an upload deleted before completing leaves its object %v", k)
 	}
 	if _, _, err := c.DeleteUpload(ctx, u.ID); err == nil {
 		t.Fatal("a second DeleteUpload succeeded")

@@ -776,38 +776,40 @@ func (r *Repo) AbortUpload(ctx context.Context, bucket, key, id string) error {
 	return r.abortUpload(ctx, u)
 }
 
-// abortUpload removes u from the store first, while the catalog still
-// knows its object as pending, then from the catalog, then its spool.
+// abortUpload ends upload u: the catalog first, then the store. Of an
+// abort and a completion racing in two processes, the one whose
+// transaction removes the upload's record wins: the completion commits
+// only an upload that is still recorded, and an abort that finds the
+// record gone (completed meanwhile) leaves the object alone — it is the
+// key's current version. Removing the record makes a completion's stored
+// object garbage in the same transaction (catalog.DeleteUpload), so a
+// crash before the store deletion leaves garbage for Cleanup, never an
+// object the catalog does not know.
 func (r *Repo) abortUpload(ctx context.Context, u catalog.Upload) error {
 	name := format.StoreName(u.ObjectID)
+	gone, _, err := r.cat.DeleteUpload(ctx, u.ID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return nil // completed or aborted by another process
+	}
+	if err != nil {
+		return err
+	}
 	if u.StoreHandle != "" {
 		pu, err := r.partStore()
 		if err != nil {
 			return err
 		}
-		if err := pu.AbortParts(ctx, name, u.StoreHandle); err != nil {
+		if err := pu.AbortParts(ctx, name, u.StoreHandle); err != nil && !isNotExist(err) {
 			return fmt.Errorf("aborting upload %s: %w", u.ID, err)
 		}
 	}
-	deleteObject := func() error {
+	if gone.Completing || u.Completing {
 		if err := r.st.Delete(ctx, name); err != nil && !isNotExist(err) {
 			return fmt.Errorf("aborting upload %s: %w", u.ID, err)
 		}
-		return nil
-	}
-	if u.Completing {
-		if err := deleteObject(); err != nil {
-			return err
+		if gone.Completing {
+			_ = r.cat.ForgetGarbage(ctx, u.ObjectID)
 		}
-	}
-	gone, _, err := r.cat.DeleteUpload(ctx, u.ID)
-	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
-		return err
-	}
-	if err == nil && gone.Completing && !u.Completing {
-		// A completion began meanwhile (in another process): what it
-		// stored goes too.
-		_ = deleteObject()
 	}
 	os.RemoveAll(r.uploadSpool(u.ID))
 	return nil
