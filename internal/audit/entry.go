@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/logtext"
 )
 
 // Kind says what an entry records.
@@ -71,6 +73,12 @@ func derive(k []byte, info string) []byte {
 // ratchet key k computed here.
 func encode(e Entry, k []byte) ([]byte, error) {
 	e.Time = e.Time.UTC()
+	// Text from outside (a client's name, a key, an error) is bounded, so
+	// that every entry fits in a line however it is escaped (six bytes per
+	// byte at worst): an entry too long to write would fail the batch it
+	// was written with, other clients' key releases included.
+	e.Actor, e.Op, e.Status = logtext.Clip(e.Actor, 256), logtext.Clip(e.Op, 128), logtext.Clip(e.Status, 128)
+	e.Subject, e.Detail = logtext.Clip(e.Subject, 4096), logtext.Clip(e.Detail, 4096)
 	e.MAC = ""
 	body, err := json.Marshal(e)
 	if err != nil {

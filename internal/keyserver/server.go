@@ -34,6 +34,7 @@ import (
 	"github.com/holdfast/holdfast/internal/keys/keycache"
 	"github.com/holdfast/holdfast/internal/keys/oplog"
 	"github.com/holdfast/holdfast/internal/keyserver/api"
+	"github.com/holdfast/holdfast/internal/logtext"
 	"github.com/holdfast/holdfast/internal/secret"
 )
 
@@ -282,16 +283,16 @@ func (s *Server) verifyClient(peer string, cs tls.ConnectionState) error {
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{Roots: s.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
-		return refuse("bad-certificate", fmt.Sprintf("certificate %q (serial %s) does not verify against the key server's CA: %v",
-			leaf.Subject.CommonName, serialHex(leaf.SerialNumber), err))
+		return refuse("bad-certificate", fmt.Sprintf("certificate %q (serial %s) does not verify against the key server's CA: %s",
+			logtext.Clip(leaf.Subject.CommonName, 128), logtext.Clip(serialHex(leaf.SerialNumber), 64), logtext.Clip(err.Error(), 512)))
 	}
 	c, ok, rerr := s.reg.lookup(serialHex(leaf.SerialNumber))
 	switch {
 	case rerr != nil:
 		s.log.Error("re-reading the client list failed; refusing", "error", rerr.Error())
-		return refuse(reasonClientList, fmt.Sprintf("certificate %q (serial %s): the client list cannot be read", leaf.Subject.CommonName, serialHex(leaf.SerialNumber)))
+		return refuse(reasonClientList, fmt.Sprintf("certificate %q (serial %s): the client list cannot be read", logtext.Clip(leaf.Subject.CommonName, 128), logtext.Clip(serialHex(leaf.SerialNumber), 64)))
 	case !ok:
-		return refuse("unknown-client", fmt.Sprintf("certificate %q (serial %s) is not in clients.json", leaf.Subject.CommonName, serialHex(leaf.SerialNumber)))
+		return refuse("unknown-client", fmt.Sprintf("certificate %q (serial %s) is not in clients.json", logtext.Clip(leaf.Subject.CommonName, 128), logtext.Clip(serialHex(leaf.SerialNumber), 64)))
 	case c.Revoked != nil:
 		return refuse("revoked", fmt.Sprintf("client %q certificate serial %s was revoked at %s", c.Name, c.Serial, c.Revoked.Format(time.RFC3339)))
 	}
@@ -561,7 +562,7 @@ func decode(c call, v any) error {
 	known := jsonFields(reflect.TypeOf(v).Elem())
 	for f := range fields {
 		if !known[f] {
-			return badRequest("malformed request: unknown field %q", f)
+			return badRequest("malformed request: unknown field %q", logtext.Clip(f, 64))
 		}
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/logtext"
 )
 
 // FileName is the log's name in the home directory.
@@ -197,8 +198,11 @@ func (l *Log) Record(op keys.Op) error {
 	if err != nil {
 		return err
 	}
-	b, err := marshal(Record{Seq: seq + 1, Time: t, Op: op.Op, Repo: hex.EncodeToString(op.Repo[:]),
-		Source: SourceName(op.Source), Versions: op.Versions, Detail: op.Detail, Prev: prev})
+	// Detail may hold text from outside (a key server client's name, a
+	// field it sent): bounded, so the record fits in a line however it is
+	// escaped.
+	b, err := marshal(Record{Seq: seq + 1, Time: t, Op: logtext.Clip(op.Op, 128), Repo: hex.EncodeToString(op.Repo[:]),
+		Source: SourceName(op.Source), Versions: op.Versions, Detail: logtext.Clip(op.Detail, 4096), Prev: prev})
 	if err != nil {
 		return err
 	}
