@@ -63,12 +63,26 @@ func (b *headBook) get() api.CatalogHead {
 // back and written again.
 var errHeadFork = errors.New("catalog head fork")
 
+// maxHeadStep bounds how far one report may move the book: a catalog
+// advances by one per commit, so no client reports billions of commits at
+// once, while a report near the top of the range would make every later
+// open of the repository refuse its catalog as rolled back. A client that
+// tries is refused, and the refusal logged under its name; reaching the
+// top by steps takes billions of such reports.
+const maxHeadStep = 1 << 32
+
+// errHeadJump: a report moves the book further than maxHeadStep.
+var errHeadJump = errors.New("catalog head jump")
+
 // record takes a reported head. A head older than the book's is not an
 // error (another client committed later and reported first); the answer
 // is the book's head either way.
 func (b *headBook) record(seq uint64, hash [32]byte) (api.CatalogHead, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if seq > b.cur.Seq && seq-b.cur.Seq > maxHeadStep {
+		return b.cur, fmt.Errorf("%w: commit %d reported, %d recorded: more than %d commits at once", errHeadJump, seq, b.cur.Seq, uint64(maxHeadStep))
+	}
 	switch {
 	case b.cur.Has && seq < b.cur.Seq:
 		return b.cur, nil
@@ -115,6 +129,9 @@ func (s *Server) setCatalogHead(c call) (any, error) {
 	h, err := s.heads.record(req.Seq, req.Hash)
 	if errors.Is(err, errHeadFork) {
 		return nil, &apiError{http.StatusConflict, api.CodeRollback, err.Error() + ": this client's catalog was rolled back", "rollback"}
+	}
+	if errors.Is(err, errHeadJump) {
+		return nil, refusal("client %q: %v", c.client.Name, err)
 	}
 	if err != nil {
 		return nil, err

@@ -35,3 +35,27 @@ func TestLongFieldNameRefusalRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestCatalogHeadJumpRefused: a client allowed to report catalog heads
+// cannot move the book to the end of the sequence range in one report
+// (every open of the repository would then refuse its catalog as rolled
+// back): the report is refused and logged under the client's name, and
+// the book keeps its head. Control: an ordinary report advances it.
+func TestCatalogHeadJumpRefused(t *testing.T) {
+	dir, url := start(t)
+	rc := newRawClient(t, url, enroll(t, dir, "gateway", keyserver.Grant{Buckets: []string{"*"}, Ops: []string{"wrap"}}))
+	if code, b := rc.call(http.MethodPost, api.PathCatalogHead, []byte(`{"has":true,"seq":5}`)); code != http.StatusOK {
+		t.Fatalf("control: an ordinary report: %d %s", code, b)
+	}
+	code, b := rc.call(http.MethodPost, api.PathCatalogHead, []byte(`{"has":true,"seq":18446744073709551615}`))
+	if code != http.StatusForbidden {
+		t.Fatalf("a report of the last sequence: %d %s", code, b)
+	}
+	if code, b := rc.call(http.MethodGet, api.PathCatalogHead, nil); code != http.StatusOK || !strings.Contains(string(b), `"seq":5`) {
+		t.Fatalf("the book after the refused report: %d %s", code, b)
+	}
+	rs := records(t, dir, "refuse")
+	if len(rs) == 0 || !strings.Contains(rs[len(rs)-1], "gateway") || !strings.Contains(rs[len(rs)-1], "catalog head jump") {
+		t.Fatalf("the refusal is not logged under the client's name: %q", rs)
+	}
+}
