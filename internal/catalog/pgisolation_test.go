@@ -45,14 +45,19 @@ func TestPostgresIsolationPinned(t *testing.T) {
 	mustNot(t, "begin", err)
 	_, err = hold.ExecContext(ctx, postgresDialect.lockSQL)
 	mustNot(t, "lock", err)
+	// waiting waits until n writers wait for the advisory lock.
 	waiting := func(n int) {
-		for {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for deadline := time.Now().Add(30 * time.Second); ; <-tick.C {
 			var w int
 			mustNot(t, "pg_locks", raw.QueryRowContext(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&w))
 			if w == n {
 				return
 			}
-			time.Sleep(5 * time.Millisecond) // polling the server's lock table
+			if time.Now().After(deadline) {
+				t.Fatalf("%d writers wait for the lock, not %d", w, n)
+			}
 		}
 	}
 	pending := func(b byte) []Pending {

@@ -23,13 +23,7 @@ import (
 // succeeds or is told to retry (503 SlowDown: a concurrent write committed
 // first), at least one succeeds, and what is stored is a successful one.
 func TestCreateOnlyRaces(t *testing.T) {
-	g := startGW(t, nil)
-	ctx := context.Background()
-	adm := g.admin()
-	inbox := g.client(g.acc.keys[2].id, g.acc.keys[2].secret, nil)
-	if _, err := adm.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("drop")}); err != nil {
-		t.Fatal(err)
-	}
+	g, adm, inbox := dropBox(t)
 	for _, tc := range []struct {
 		name, key   string
 		c           *s3.Client
@@ -126,13 +120,8 @@ func (g *gw) raceUploads(t *testing.T, c *s3.Client, bucket, key string, ifNoneM
 // one answer that does differ (a plain upload: refused on the taken name,
 // stored on the free one) is no-overwrite itself.
 func TestInboxLearnsNothing(t *testing.T) {
-	g := startGW(t, nil)
+	_, adm, inbox := dropBox(t)
 	ctx := context.Background()
-	adm := g.admin()
-	inbox := g.client(g.acc.keys[2].id, g.acc.keys[2].secret, nil)
-	if _, err := adm.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("drop")}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := put(t, adm, "drop", "taken", []byte("original"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -212,4 +201,16 @@ func TestInboxLearnsNothing(t *testing.T) {
 	if got, _, err := get(adm, "drop", "taken", ""); err != nil || string(got) != "original" {
 		t.Errorf("the taken name after the refused overwrite: %q %v", got, err)
 	}
+}
+
+// dropBox starts a gateway with a bucket "drop" and returns its admin
+// client and an inbox key's client.
+func dropBox(t *testing.T) (*gw, *s3.Client, *s3.Client) {
+	t.Helper()
+	g := startGW(t, nil)
+	adm := g.admin()
+	if _, err := adm.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("drop")}); err != nil {
+		t.Fatal(err)
+	}
+	return g, adm, g.client(g.acc.keys[2].id, g.acc.keys[2].secret, nil)
 }
