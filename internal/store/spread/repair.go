@@ -234,7 +234,14 @@ func (s *Store) repairObject(ctx context.Context, rep *RepairReport, name string
 	r := publicRef(name)
 	best, found := s.pick(r, ls)
 	if !found {
-		if queued != queueDel && !o.Prune {
+		// Pruning decides that nothing can rebuild the object: only when
+		// every member answered. A member that did not may hold the shards
+		// that make it readable (TestPruneNeedsEveryMember).
+		allAnswered := len(ls) == s.n
+		for _, l := range ls {
+			allAnswered = allAnswered && l.err == nil
+		}
+		if queued != queueDel && (!o.Prune || !allAnswered) {
 			rep.Unreadable = append(rep.Unreadable, name)
 			rep.Problems++
 			return false, nil
