@@ -48,9 +48,15 @@ func Write(path string, o Options, fill func(io.Writer) error) error {
 // dirOps are the file-system operations write needs, resolved either
 // directly (Write) or inside an os.Root (WriteIn).
 type dirOps interface {
-	// createTemp creates and opens a new file in dir, mode 0600, named
-	// "."+base+".tmp-" and a random suffix, and returns it with its name.
+	// createTemp creates and opens a new file in dir, mode 0600: unnamed
+	// (O_TMPFILE; name "") where it can, else as createNamed does.
 	createTemp(dir, base string) (*os.File, string, error)
+	// createNamed creates and opens a new file in dir, mode 0600, named
+	// "."+base+".tmp-" and a random suffix, and returns it with its name.
+	createNamed(dir, base string) (*os.File, string, error)
+	// linkUnnamed gives the unnamed file f the name name (no slash) in
+	// dir; fs.ErrExist if it is taken.
+	linkUnnamed(f *os.File, dir, name string) error
 	remove(name string) error
 	chtimes(name string, mtime time.Time) error
 	link(oldname, newname string) error
@@ -72,11 +78,19 @@ func (osDir) createTemp(dir, base string) (*os.File, string, error) {
 			return os.NewFile(uintptr(fd), filepath.Join(dir, "."+base+".tmp")), "", nil
 		}
 	}
+	return osDir{}.createNamed(dir, base)
+}
+
+func (osDir) createNamed(dir, base string) (*os.File, string, error) {
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return nil, "", err
 	}
 	return f, f.Name(), nil
+}
+
+func (osDir) linkUnnamed(f *os.File, dir, name string) error {
+	return linkTemp(f, filepath.Join(dir, name))
 }
 
 // procFDs reports whether /proc/self/fd is there: an unnamed file is
@@ -141,7 +155,7 @@ func write(d dirOps, path string, o Options, fill func(io.Writer) error) (err er
 	}
 	if tmp == "" {
 		// Unnamed (O_TMPFILE): it is named only now, complete.
-		if tmp, err = nameTemp(f, dir, base, o); err != nil {
+		if tmp, err = nameTemp(d, f, dir, base, o); err != nil {
 			return err
 		}
 	}
@@ -176,7 +190,7 @@ func write(d dirOps, path string, o Options, fill func(io.Writer) error) (err er
 // nameTemp gives the complete, unnamed file f a temporary name in dir
 // (with its modification time set first), so that write moves it into
 // place as it does a named one. A name is drawn until one is free.
-func nameTemp(f *os.File, dir, base string, o Options) (string, error) {
+func nameTemp(d dirOps, f *os.File, dir, base string, o Options) (string, error) {
 	if !o.ModTime.IsZero() {
 		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(o.ModTime.UnixNano())}
 		if err := unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(f), ts, 0); err != nil {
@@ -184,21 +198,21 @@ func nameTemp(f *os.File, dir, base string, o Options) (string, error) {
 		}
 	}
 	for {
-		tmp := filepath.Join(dir, "."+base+".tmp-"+strconv.FormatUint(rand.Uint64(), 36))
-		err := linkTemp(f, tmp)
+		name := "." + base + ".tmp-" + strconv.FormatUint(rand.Uint64(), 36)
+		err := d.linkUnnamed(f, dir, name)
 		if err == nil {
-			return tmp, nil
+			return filepath.Join(dir, name), nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			// /proc refused the link: copy the content to a named file.
-			return copyTemp(f, dir, base, o)
+			return copyTemp(d, f, dir, base)
 		}
 	}
 }
 
 // copyTemp copies the complete, unnamed file f to a new named temporary
-// file in dir, synced, with f's mode and o's modification time.
-func copyTemp(f *os.File, dir, base string, o Options) (tmp string, err error) {
+// file in dir, synced, with f's mode.
+func copyTemp(d dirOps, f *os.File, dir, base string) (tmp string, err error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return "", err
@@ -206,17 +220,16 @@ func copyTemp(f *os.File, dir, base string, o Options) (tmp string, err error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}
-	c, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	c, tmp, err := d.createNamed(dir, base)
 	if err != nil {
 		return "", fmt.Errorf("creating temporary file: %w", err)
 	}
-	tmp = c.Name()
 	defer func() {
 		if cerr := c.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
 		if err != nil {
-			os.Remove(tmp)
+			d.remove(tmp)
 			tmp = ""
 		}
 	}()

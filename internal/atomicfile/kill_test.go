@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -17,29 +18,40 @@ const killChildEnv = "HOLDFAST_ATOMICFILE_KILL_CHILD"
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(killChildEnv); mode != "" {
-		if mode == "named" {
+		if strings.HasSuffix(mode, "named") && !strings.HasSuffix(mode, "unnamed") {
 			procFDs = func() bool { return false }
 		}
-		err := Write(os.Getenv(killChildEnv+"_PATH"), Options{}, func(w io.Writer) error {
+		path := os.Getenv(killChildEnv + "_PATH")
+		fill := func(w io.Writer) error {
 			w.Write([]byte("partial plaintext"))
 			os.Stdout.WriteString("writing\n")
 			select {} // until killed
-		})
+		}
+		var err error
+		if strings.HasPrefix(mode, "root-") {
+			var root *os.Root
+			if root, err = os.OpenRoot(filepath.Dir(path)); err == nil {
+				err = WriteIn(root, filepath.Base(path), Options{}, fill)
+			}
+		} else {
+			err = Write(path, Options{}, fill)
+		}
 		panic(err)
 	}
 	os.Exit(m.Run())
 }
 
 // TestKilledMidWriteLeavesNothing: a process killed (SIGKILL: no handler
-// runs) while it writes leaves no file behind — the content goes to an
-// unnamed file (O_TMPFILE) that is named only once complete. Control: the
+// runs) while it writes — with Write, or with WriteIn through a root (sync
+// down) — leaves no file behind: the content goes to an unnamed file
+// (O_TMPFILE) that is named only once complete. Control: the
 // same kill with a named temporary file (the fallback where O_TMPFILE or
 // /proc is missing) leaves it, so the check can see a leftover.
 func TestKilledMidWriteLeavesNothing(t *testing.T) {
 	if !procFDs() {
 		t.Fatal("no /proc/self/fd: this test needs Linux with /proc")
 	}
-	for _, mode := range []string{"unnamed", "named"} {
+	for _, mode := range []string{"unnamed", "named", "root-unnamed", "root-named"} {
 		t.Run(mode, func(t *testing.T) {
 			d := t.TempDir()
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -62,10 +74,10 @@ func TestKilledMidWriteLeavesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			switch {
-			case mode == "unnamed" && len(es) != 0:
+			switch named := !strings.HasSuffix(mode, "unnamed"); {
+			case !named && len(es) != 0:
 				t.Errorf("killed mid-write: %d entries left (%s)", len(es), es[0].Name())
-			case mode == "named" && len(es) != 1:
+			case named && len(es) != 1:
 				t.Errorf("control: killed mid-write with a named temporary file: %d entries, want the one left behind", len(es))
 			}
 		})
@@ -88,7 +100,7 @@ func TestCopyTemp(t *testing.T) {
 	if err := f.Chmod(0o640); err != nil {
 		t.Fatal(err)
 	}
-	tmp, err := copyTemp(f, d, "out", Options{})
+	tmp, err := copyTemp(osDir{}, f, d, "out")
 	if err != nil {
 		t.Fatal(err)
 	}

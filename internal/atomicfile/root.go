@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteIn is Write for name, a path relative to root: the temporary file,
@@ -25,7 +27,37 @@ func WriteIn(root *os.Root, name string, o Options, fill func(io.Writer) error) 
 
 type rootDir struct{ r *os.Root }
 
-func (d rootDir) createTemp(dir, base string) (f *os.File, tmp string, err error) {
+// createTemp makes an unnamed file (O_TMPFILE) in dir, opened through the
+// root, where the file system and /proc allow (see osDir.createTemp).
+func (d rootDir) createTemp(dir, base string) (*os.File, string, error) {
+	if procFDs() {
+		if df, err := d.r.Open(dir); err == nil {
+			fd, err := unix.Openat(int(df.Fd()), ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+			df.Close()
+			if err == nil {
+				return os.NewFile(uintptr(fd), filepath.Join(dir, "."+base+".tmp")), "", nil
+			}
+		}
+	}
+	return d.createNamed(dir, base)
+}
+
+// linkUnnamed links f under name in dir, resolved through the root: the
+// link is made relative to the directory's descriptor, and name holds no
+// slash.
+func (d rootDir) linkUnnamed(f *os.File, dir, name string) error {
+	df, err := d.r.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer df.Close()
+	if err := unix.Linkat(unix.AT_FDCWD, fdPath(f), int(df.Fd()), name, unix.AT_SYMLINK_FOLLOW); err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: filepath.Join(dir, name), Err: err}
+	}
+	return nil
+}
+
+func (d rootDir) createNamed(dir, base string) (f *os.File, tmp string, err error) {
 	for range 100 {
 		tmp = filepath.Join(dir, "."+base+".tmp-"+strconv.FormatUint(rand.Uint64(), 36))
 		f, err = d.r.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
