@@ -466,6 +466,15 @@ func (r *Repo) SyncDown(ctx context.Context, bucket, prefix, dir string, o SyncO
 		}
 		wanted[rel] = true
 		if root != nil {
+			if link := linkOnPath(root, name); link != "" {
+				// os.Root keeps a link from leading out of dir, not from
+				// leading to another file in it: writing link/f would
+				// overwrite whatever the link names (and --delete would
+				// then remove it under its own name).
+				s.report(SyncEvent{Action: SyncFail, Path: rel, Key: rf.key,
+					Err: fmt.Errorf("a symbolic link is in the way (%q; not followed)", filepath.ToSlash(link))})
+				continue
+			}
 			fi, err := root.Lstat(name)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
@@ -587,6 +596,27 @@ func (r *Repo) SyncDown(ctx context.Context, bucket, prefix, dir string, o SyncO
 		}
 	}
 	return s.summary(), nil
+}
+
+// linkOnPath returns the first directory of name (below root) that is a
+// symbolic link, or "".
+func linkOnPath(root *os.Root, name string) string {
+	dir := filepath.Dir(name)
+	if dir == "." {
+		return ""
+	}
+	parts := strings.Split(dir, string(filepath.Separator))
+	for i := range parts {
+		p := filepath.Join(parts[:i+1]...)
+		fi, err := root.Lstat(p)
+		if err != nil {
+			return "" // absent (created later) or unreadable: reported when written
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return p
+		}
+	}
+	return ""
 }
 
 // perFile reports whether a SyncDown error concerns one file only: the

@@ -158,3 +158,48 @@ func TestSyncDownStaysInside(t *testing.T) {
 		t.Fatalf("files written: %v", found)
 	}
 }
+
+// TestSyncDownLinkInside: a symbolic link inside the directory, pointing
+// to another directory in it, is not followed: the key link/f is refused
+// (it used to overwrite sub/f, which no object names, and --delete then
+// removed sub/f), sub/f keeps its content, and the failure withholds the
+// deletions. Control: the same tree with link a real directory gets
+// link/f written.
+func TestSyncDownLinkInside(t *testing.T) {
+	ctx := context.Background()
+	for _, asLink := range []bool{true, false} {
+		e := newEnv(t)
+		e.put("bkt", "link/f", []byte("remote"))
+		dir := t.TempDir()
+		if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "sub", "f"), []byte("local only"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if asLink {
+			err = os.Symlink("sub", filepath.Join(dir, "link"))
+		} else {
+			err = os.Mkdir(filepath.Join(dir, "link"), 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := e.r.SyncDown(ctx, "bkt", "", dir, SyncOptions{Delete: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, _ := os.ReadFile(filepath.Join(dir, "sub", "f"))
+		if asLink {
+			if sum.Failed != 1 || sum.Transferred != 0 || string(sub) != "local only" {
+				t.Errorf("through a link: summary %+v, sub/f %q", sum, sub)
+			}
+			continue
+		}
+		got, _ := os.ReadFile(filepath.Join(dir, "link", "f"))
+		if sum.Failed != 0 || string(got) != "remote" {
+			t.Errorf("control: summary %+v, link/f %q", sum, got)
+		}
+	}
+}
