@@ -260,6 +260,17 @@ func (s *Store) repairObject(ctx context.Context, rep *RepairReport, name string
 		return true, nil
 	}
 	rep.Objects++
+	// Older generations go only once the newest is held by a write quorum:
+	// held by fewer, it may be an overwrite still in progress, which fails
+	// below the quorum and removes what it wrote — the older generation
+	// must then still be there (TestRepairLeavesOldWhileOverwriteRuns).
+	holders := 0
+	for _, l := range ls {
+		if l.err == nil && hasGen(l, best) {
+			holders++
+		}
+	}
+	dropOlder := holders >= s.quorum
 	res := &resolved{ref: r, g: s.geometry(r, best.size), gen: best.gen, lacks: make([]bool, s.n)}
 	var targets []int
 	problem, changed := false, false
@@ -291,7 +302,7 @@ func (s *Store) repairObject(ctx context.Context, rep *RepairReport, name string
 		// Superseded generations; newer ones that are not (yet) readable
 		// may be a write in progress, and are left alone.
 		for _, e := range l.entries {
-			if e.gen < best.gen || e.gen == best.gen && e.size != best.size {
+			if e.gen < best.gen && dropOlder || e.gen == best.gen && e.size != best.size {
 				changed = true
 				ms.Stale++
 				if !o.DryRun {
