@@ -407,6 +407,20 @@ func etag(e catalog.Entry) string {
 
 func lastModified(e catalog.Entry) time.Time { return e.Modified.UTC().Truncate(time.Second) }
 
+// evalPreconditions is the front end's backend.EvaluatePreconditions with
+// If-Unmodified-Since as HTTP defines it: the condition holds when the
+// object was not modified after the time given, Last-Modified equal to it
+// included (a client sending back the Last-Modified it was given), which
+// the front end's evaluator refuses. A condition that holds is passed on
+// as one its evaluator also finds true, so its precedence rules apply.
+func evalPreconditions(etag string, mod time.Time, p backend.PreConditions) error {
+	if p.IfUnmodeSince != nil && !mod.After(*p.IfUnmodeSince) {
+		t := mod.Add(time.Second)
+		p.IfUnmodeSince = &t
+	}
+	return backend.EvaluatePreconditions(etag, mod, p)
+}
+
 // bodyReader reads a request body for a Put: it counts the bytes and
 // hashes them (MD5, for the ETag) unless the front end checks them against
 // a Content-MD5 already (sum), and, at the end, refuses a body shorter
@@ -610,7 +624,7 @@ func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3
 	if err != nil {
 		return nil, s3Error(err, false)
 	}
-	if err := backend.EvaluatePreconditions(etag(e), lastModified(e), backend.PreConditions{
+	if err := evalPreconditions(etag(e), lastModified(e), backend.PreConditions{
 		IfMatch: in.IfMatch, IfNoneMatch: in.IfNoneMatch, IfModSince: in.IfModifiedSince, IfUnmodeSince: in.IfUnmodifiedSince,
 	}); err != nil {
 		return nil, err
@@ -722,7 +736,7 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 		if e, err = b.repo.Stat(dctx, bucket, key); err != nil {
 			return nil, s3Error(err, false)
 		}
-		if err := backend.EvaluatePreconditions(etag(e), lastModified(e), backend.PreConditions{
+		if err := evalPreconditions(etag(e), lastModified(e), backend.PreConditions{
 			IfMatch: in.IfMatch, IfNoneMatch: in.IfNoneMatch, IfModSince: in.IfModifiedSince, IfUnmodeSince: in.IfUnmodifiedSince,
 		}); err != nil {
 			return nil, err
@@ -998,10 +1012,17 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 	}
 	defer rd.Close()
 	src := rd.Entry
-	if err := backend.EvaluatePreconditions(etag(src), lastModified(src), backend.PreConditions{
+	if err := evalPreconditions(etag(src), lastModified(src), backend.PreConditions{
 		IfMatch: in.CopySourceIfMatch, IfNoneMatch: in.CopySourceIfNoneMatch,
 		IfModSince: in.CopySourceIfModifiedSince, IfUnmodeSince: in.CopySourceIfUnmodifiedSince,
 	}); err != nil {
+		// A copy source's condition that fails is 412, whichever it is:
+		// 304 (a GET's answer to If-None-Match and If-Modified-Since) is
+		// no answer to a copy.
+		var ae s3err.APIError
+		if errors.As(err, &ae) && ae.Code == "NotModified" {
+			err = s3err.GetAPIError(s3err.ErrPreconditionFailed)
+		}
 		return s3response.CopyObjectOutput{}, err
 	}
 	opts := repo.PutOptions{ContentType: src.ContentType, Meta: repo.UserMeta(src), Attrs: map[string]string{}}

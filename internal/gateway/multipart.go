@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"io"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/versity/versitygw/backend"
 	"github.com/versity/versitygw/s3api/utils"
 	"github.com/versity/versitygw/s3err"
 	"github.com/versity/versitygw/s3response"
@@ -72,6 +74,21 @@ func (b *Backend) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMu
 	}
 	if !b.mayOverwrite(ctx, bucket) {
 		if err := inboxConditions(in.IfMatch, in.IfNoneMatch); err != nil {
+			return s3response.CompleteMultipartUploadResult{}, "", err
+		}
+	} else if in.IfMatch != nil {
+		// If-Match: complete only over the object the client names, as a
+		// PUT does (If-None-Match: * is checked with the commit).
+		cur, err := b.repo.Stat(detached(ctx), bucket, key)
+		exists := err == nil
+		if err != nil && !errors.Is(err, repo.ErrNotFound) {
+			return s3response.CompleteMultipartUploadResult{}, "", s3Error(err, false)
+		}
+		var curTag string
+		if exists {
+			curTag = etag(cur)
+		}
+		if err := backend.EvaluateObjectPutPreconditions(curTag, in.IfMatch, nil, exists); err != nil {
 			return s3response.CompleteMultipartUploadResult{}, "", err
 		}
 	}

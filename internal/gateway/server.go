@@ -263,5 +263,15 @@ func (s *Server) relay(ctx context.Context, c net.Conn) {
 	} else if t, ok := c.(*net.TCPConn); ok {
 		_ = t.CloseWrite()
 	}
+	// The front end has closed its side (idle, shut down, or done with a
+	// request it refused): nothing the client sends now can be answered.
+	// A client that keeps the connection open without sending — one that
+	// never read a body to its end — must not hold the relay, and with it
+	// Stop, for ever: its side gets a moment, then the connection closes.
+	_ = c.SetReadDeadline(time.Now().Add(relayLinger))
 	<-done
 }
+
+// relayLinger is how long a relay waits for the client's side once the
+// front end closed its own.
+const relayLinger = time.Second
