@@ -67,6 +67,37 @@ type Server struct {
 	log    *slog.Logger
 	conns  sync.WaitGroup
 	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	clients map[net.Conn]struct{} // the client connections being relayed
+}
+
+// stopGrace is how long Stop lets requests in flight finish before it
+// closes the connections still open: a client that stopped reading a
+// response must not hold the gateway up.
+const stopGrace = 10 * time.Second
+
+// track registers (add) or forgets c among the relayed connections.
+func (s *Server) track(c net.Conn, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.clients == nil {
+		s.clients = map[net.Conn]struct{}{}
+	}
+	if add {
+		s.clients[c] = struct{}{}
+	} else {
+		delete(s.clients, c)
+	}
+}
+
+// closeClients closes every relayed client connection.
+func (s *Server) closeClients() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.clients {
+		c.Close()
+	}
 }
 
 // ErrNotLoopback: plain HTTP was asked for on an address other than
@@ -172,6 +203,17 @@ func Start(ctx context.Context, be *Backend, opts Options) (*Server, error) {
 	gctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	go func() {
+		// Stopping: what is still open after the grace is closed.
+		<-gctx.Done()
+		t := time.NewTimer(stopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			s.closeClients()
+		case <-s.done:
+		}
+	}()
+	go func() {
 		s.err = embedgw.RunVersityGW(gctx, be, cfg)
 		ln.Close()
 		s.conns.Wait()
@@ -228,8 +270,10 @@ func (s *Server) accept(ctx context.Context) {
 			return
 		}
 		s.conns.Add(1)
+		s.track(c, true)
 		go func() {
 			defer s.conns.Done()
+			defer s.track(c, false)
 			s.relay(ctx, c)
 		}()
 	}
