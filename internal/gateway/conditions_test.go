@@ -38,13 +38,6 @@ func TestConditions(t *testing.T) {
 		t.Fatal(err)
 	}
 	lm, et := aws.ToTime(h.LastModified), aws.ToString(h.ETag)
-	status := func(err error) int {
-		var re *smithyhttp.ResponseError
-		if errors.As(err, &re) {
-			return re.HTTPStatusCode()
-		}
-		return 0
-	}
 	for _, tc := range []struct {
 		at   time.Time
 		want int
@@ -57,7 +50,7 @@ func TestConditions(t *testing.T) {
 		_, cerr := c.CopyObject(ctx, &s3.CopyObjectInput{Bucket: aws.String("cond"), Key: aws.String("copy"), CopySource: aws.String("cond/k"),
 			CopySourceIfUnmodifiedSince: aws.Time(tc.at)})
 		for name, err := range map[string]error{"GET": gerr, "HEAD": herr, "copy": cerr} {
-			if got := map[bool]int{true: 200, false: status(err)}[err == nil]; got != tc.want {
+			if got := map[bool]int{true: 200, false: httpStatus(err)}[err == nil]; got != tc.want {
 				t.Errorf("%s If-Unmodified-Since %v (Last-Modified %v): %d %v, want %d", name, tc.at, lm, got, err, tc.want)
 			}
 		}
@@ -67,7 +60,7 @@ func TestConditions(t *testing.T) {
 		"If-Modified-Since": {CopySourceIfModifiedSince: aws.Time(lm)},
 	} {
 		in.Bucket, in.Key, in.CopySource = aws.String("cond"), aws.String("copy2"), aws.String("cond/k")
-		if _, err := c.CopyObject(ctx, in); status(err) != 412 {
+		if _, err := c.CopyObject(ctx, in); httpStatus(err) != 412 {
 			t.Errorf("copy source %s failing: %v, want 412", name, err)
 		}
 	}
@@ -87,7 +80,7 @@ func TestConditions(t *testing.T) {
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{{PartNumber: aws.Int32(1), ETag: up.ETag}}}})
 		return err
 	}
-	if err := complete(`"00000000000000000000000000000000"`); status(err) != 412 {
+	if err := complete(`"00000000000000000000000000000000"`); httpStatus(err) != 412 {
 		t.Errorf("completion with a wrong If-Match: %v, want 412", err)
 	}
 	if got, _, err := get(c, "cond", "k", ""); err != nil || !bytes.Equal(got, data) {
@@ -134,4 +127,13 @@ func TestStopWithBodyUnread(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Stop still waiting 30 s after it was called, with a body left unread")
 	}
+}
+
+// httpStatus is the HTTP status of an S3 client's error, or 0.
+func httpStatus(err error) int {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
 }
