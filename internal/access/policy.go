@@ -103,6 +103,9 @@ const (
 	// clients such as s3cmd's info ask and accept only that answer.
 	actGetBucketCORS = "s3:GetBucketCORS"
 	actGetObjectAcl  = "s3:GetObjectAcl"
+	// Answered with an empty tag set: objects carry no tags, and clients
+	// that copy tags along with an object (the AWS CLI) ask for them.
+	actGetObjectTagging = "s3:GetObjectTagging"
 )
 
 // actions returns the policy actions that p (and admin) grant, sorted.
@@ -112,7 +115,7 @@ const (
 func actions(p Perm, admin bool) []string {
 	var a []string
 	if p&Read != 0 {
-		a = append(a, actGetObject, actGetObjectAttributes, actGetObjectAcl)
+		a = append(a, actGetObject, actGetObjectAttributes, actGetObjectAcl, actGetObjectTagging)
 	}
 	if p&(Write|Inbox) != 0 {
 		a = append(a, actPutObject)

@@ -76,7 +76,7 @@ func TestPolicyWithVersitygw(t *testing.T) {
 	fctx := app.AcquireCtx(&fasthttp.RequestCtx{})
 	defer app.ReleaseCtx(fctx)
 
-	read := []auth.Action{auth.GetObjectAction, auth.GetObjectAttributesAction, auth.GetObjectAclAction}
+	read := []auth.Action{auth.GetObjectAction, auth.GetObjectAttributesAction, auth.GetObjectAclAction, auth.GetObjectTaggingAction}
 	write := []auth.Action{auth.PutObjectAction, auth.AbortMultipartUploadAction, auth.ListMultipartUploadPartsAction}
 	list := []auth.Action{auth.ListBucketAction, auth.ListBucketMultipartUploadsAction, auth.GetBucketLocationAction, auth.GetBucketCorsAction}
 	del := []auth.Action{auth.DeleteObjectAction}
@@ -207,7 +207,7 @@ func TestPolicyDocument(t *testing.T) {
 		t.Fatalf("policy %s", b)
 	}
 	wantActions := map[string][]string{
-		r.ID:   {"s3:GetObject", "s3:GetObjectAcl", "s3:GetObjectAttributes"},
+		r.ID:   {"s3:GetObject", "s3:GetObjectAcl", "s3:GetObjectAttributes", "s3:GetObjectTagging"},
 		in.ID:  {"s3:PutObject"},
 		all.ID: {"s3:GetBucketCORS", "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"},
 	}

@@ -1012,17 +1012,10 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 	}
 	defer rd.Close()
 	src := rd.Entry
-	if err := evalPreconditions(etag(src), lastModified(src), backend.PreConditions{
+	if err := copySourceConditions(src, backend.PreConditions{
 		IfMatch: in.CopySourceIfMatch, IfNoneMatch: in.CopySourceIfNoneMatch,
 		IfModSince: in.CopySourceIfModifiedSince, IfUnmodeSince: in.CopySourceIfUnmodifiedSince,
 	}); err != nil {
-		// A copy source's condition that fails is 412, whichever it is:
-		// 304 (a GET's answer to If-None-Match and If-Modified-Since) is
-		// no answer to a copy.
-		var ae s3err.APIError
-		if errors.As(err, &ae) && ae.Code == "NotModified" {
-			err = s3err.GetAPIError(s3err.ErrPreconditionFailed)
-		}
 		return s3response.CopyObjectOutput{}, err
 	}
 	opts := repo.PutOptions{ContentType: src.ContentType, Meta: repo.UserMeta(src), Attrs: map[string]string{}}
@@ -1046,6 +1039,35 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 		return s3response.CopyObjectOutput{}, b.writeError(ctx, bucket, err)
 	}
 	return s3response.CopyObjectOutput{CopyObjectResult: &s3response.CopyObjectResult{ETag: ptr(etag(e)), LastModified: ptr(lastModified(e))}}, nil
+}
+
+// GetObjectTagging answers an empty tag set for an object the key may
+// read. Objects here carry no tags: the front end refuses every upload or
+// copy that sets some (it asks for s3:PutObjectTagging, which no key is
+// granted), and PutObjectTagging is not implemented. Clients that copy an
+// object's tags along with it (the AWS CLI's multipart copy) ask.
+func (b *Backend) GetObjectTagging(ctx context.Context, bucket, key, _ string) (_ map[string]string, err error) {
+	defer b.doneOn(ctx, "GetObjectTagging", bucket, key, time.Now(), &err)
+	if err := b.allowed(ctx, bucket, OpRead); err != nil {
+		return nil, err
+	}
+	if _, err := b.repo.Stat(detached(ctx), bucket, key); err != nil {
+		return nil, s3Error(err, false)
+	}
+	return map[string]string{}, nil
+}
+
+// copySourceConditions evaluates a copy source's x-amz-copy-source-if-*
+// conditions against src. One that fails is 412, whichever it is: 304 (a
+// GET's answer to If-None-Match and If-Modified-Since) is no answer to a
+// copy.
+func copySourceConditions(src catalog.Entry, p backend.PreConditions) error {
+	err := evalPreconditions(etag(src), lastModified(src), p)
+	var ae s3err.APIError
+	if errors.As(err, &ae) && ae.Code == "NotModified" {
+		err = s3err.GetAPIError(s3err.ErrPreconditionFailed)
+	}
+	return err
 }
 
 // ---- listings ----
