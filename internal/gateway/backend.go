@@ -679,24 +679,94 @@ func partOf(e catalog.Entry, m *format.Manifest, pn int32) (partRange, error) {
 	if pn < 1 {
 		return partRange{}, s3err.GetInvalidPartNumberRangeErr(1, pn)
 	}
-	t := repo.Attr(e, attrETag)
-	if i := strings.LastIndexByte(t, '-'); i >= 0 {
-		if parts, err := strconv.Atoi(t[i+1:]); err == nil && parts > 0 && parts == len(m.Segments) {
-			count := int32(parts)
-			if pn > count {
-				return partRange{}, s3err.GetInvalidPartNumberRangeErr(count, pn)
-			}
-			var off int64
-			for _, sg := range m.Segments[:pn-1] {
-				off += int64(sg.Len)
-			}
-			return partRange{off: off, n: int64(m.Segments[pn-1].Len), count: &count}, nil
+	if parts := multipartCount(e); parts > 0 && parts == len(m.Segments) {
+		count := int32(parts)
+		if pn > count {
+			return partRange{}, s3err.GetInvalidPartNumberRangeErr(count, pn)
 		}
+		var off int64
+		for _, sg := range m.Segments[:pn-1] {
+			off += int64(sg.Len)
+		}
+		return partRange{off: off, n: int64(m.Segments[pn-1].Len), count: &count}, nil
 	}
 	if pn > 1 {
 		return partRange{}, s3err.GetInvalidPartNumberRangeErr(1, pn)
 	}
 	return partRange{off: 0, n: e.Size}, nil
+}
+
+// multipartCount is the number of parts of e if it was completed from a
+// multipart upload (its ETag ends "-N"; its manifest then has one segment
+// per part), else 0.
+func multipartCount(e catalog.Entry) int {
+	t := repo.Attr(e, attrETag)
+	if i := strings.LastIndexByte(t, '-'); i >= 0 {
+		if n, err := strconv.Atoi(t[i+1:]); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// GetObjectAttributes answers from the catalog (ETag, size, storage
+// class, Last-Modified) and, for an object completed from a multipart
+// upload, from its authenticated manifest: its parts, one segment each,
+// paged by part-number-marker and max-parts. Checksums are not kept, so
+// none is returned.
+func (b *Backend) GetObjectAttributes(ctx context.Context, in *s3.GetObjectAttributesInput) (_ s3response.GetObjectAttributesResponse, err error) {
+	bucket, key := str(in.Bucket), str(in.Key)
+	defer b.doneOn(ctx, "GetObjectAttributes", bucket, key, time.Now(), &err)
+	if err := b.allowed(ctx, bucket, OpRead); err != nil {
+		return s3response.GetObjectAttributesResponse{}, err
+	}
+	dctx := detached(ctx)
+	e, err := b.repo.Stat(dctx, bucket, key)
+	if err != nil {
+		return s3response.GetObjectAttributesResponse{}, s3Error(err, false)
+	}
+	size := e.Size
+	out := s3response.GetObjectAttributesResponse{ETag: ptr(strings.Trim(etag(e), `"`)), ObjectSize: &size,
+		StorageClass: types.StorageClassStandard, LastModified: ptr(lastModified(e))}
+	count := multipartCount(e)
+	if count == 0 {
+		return out, nil
+	}
+	marker := 0
+	if v := str(in.PartNumberMarker); v != "" {
+		m, err := utils.ParseMaxLimiter(v, utils.LimiterTypePartNumberMarker)
+		if err != nil {
+			return s3response.GetObjectAttributesResponse{}, err
+		}
+		marker = int(m)
+	}
+	max := 1000
+	if in.MaxParts != nil && *in.MaxParts >= 0 && *in.MaxParts < 1000 {
+		max = int(*in.MaxParts)
+	}
+	// The parts' sizes are in the manifest, which the catalog does not
+	// keep: open the object (checking it, as a GET would).
+	rd, err := b.repo.OpenEntry(dctx, e)
+	if err != nil {
+		b.integrity(bucket, key, err)
+		return s3response.GetObjectAttributesResponse{}, s3Error(err, false)
+	}
+	segs := rd.Manifest().Segments
+	rd.Close()
+	if len(segs) != count {
+		return out, nil
+	}
+	op := &s3response.ObjectParts{PartNumberMarker: marker, MaxParts: max, Parts: []types.ObjectPart{}}
+	for pn := marker + 1; pn <= count; pn++ {
+		if len(op.Parts) == max {
+			op.IsTruncated = true
+			break
+		}
+		op.Parts = append(op.Parts, types.ObjectPart{PartNumber: ptr(int32(pn)), Size: ptr(int64(segs[pn-1].Len))})
+		op.NextPartNumberMarker = pn
+	}
+	out.ObjectParts = op
+	return out, nil
 }
 
 func fillHeaders(e catalog.Entry, et **string, mod **time.Time, ct **string, meta *map[string]string,
