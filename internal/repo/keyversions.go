@@ -288,6 +288,15 @@ func (r *Repo) RewrapRoot(ctx context.Context) (RewrapReport, error) {
 	}
 	if so, ok := sysByID[r.id]; ok {
 		plain, ver, err := r.readSystem(ctx, so)
+		if pe := (*object.PinError)(nil); errors.As(err, &pe) {
+			// The marker is rewritten in place, so a reseal whose store
+			// write landed while its catalog record did not (a crash, or
+			// an answer lost on the way back) leaves a marker the catalog
+			// does not pin. One that opens under a root key is one this
+			// repository sealed: sealed again, it is pinned again.
+			plain, err = r.readStoredMarker(ctx)
+			ver = 0
+		}
 		if err != nil {
 			return rep, fmt.Errorf("reading the repository marker: %w", err)
 		}
@@ -334,6 +343,30 @@ func (r *Repo) rewrapBucketKey(ctx context.Context, bk catalog.BucketKey, root u
 	}
 	r.removeGarbage(ctx, old)
 	return nil
+}
+
+// readStoredMarker reads the repository marker the store holds, whatever
+// the catalog pins: it must open under a root key and name this
+// repository.
+func (r *Repo) readStoredMarker(ctx context.Context) ([]byte, error) {
+	exp := object.Expect{Identity: object.Identity{Kind: format.KindMarker, Repo: r.id, Object: r.id}}
+	o, err := object.Open(ctx, r.st, format.MarkerName(r.id), exp, r.unwrapSystem(ctx, r.id, r.rootVersions()))
+	if err != nil {
+		return nil, err
+	}
+	defer o.Wipe()
+	var body writerBuf
+	if _, err := o.WriteTo(ctx, &body); err != nil {
+		return nil, err
+	}
+	m, err := format.ParseMarker(body.b)
+	if err != nil {
+		return nil, err
+	}
+	if m.Repo != r.id {
+		return nil, format.Corrupt(format.LayerIdentity, "marker names repository %x", m.Repo[:])
+	}
+	return body.b, nil
 }
 
 // readSystem reads a system object whole and says which root key version

@@ -246,3 +246,61 @@ func TestRetiredRootBesideARunningProcess(t *testing.T) {
 	e.mustGet("new-bucket", "after", []byte("written after"))
 	e.mustVerifyClean()
 }
+
+// TestRewrapAfterLostMarkerReseal: keys rewrap seals the repository
+// marker again under the primary root key, in place under its fixed name.
+// When that write lands in the store but its catalog record does not
+// follow (the store's answer is lost, or the process dies in between),
+// running keys rewrap again seals it anew, so that rewrap, retire and
+// shred go on and verify is clean. The control: the same failure before
+// the write landed.
+func TestRewrapAfterLostMarkerReseal(t *testing.T) {
+	for _, landed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("landed=%v", landed), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t)
+			e.put("bkt", "one", []byte("one"))
+			e.put("bkt", "two", []byte("two"))
+			marker := format.MarkerName(e.r.id)
+			phase := storetest.PutBegin
+			if landed {
+				phase = storetest.PutEnd
+			}
+			failed := false
+			e.hooks = &Hooks{WrapStore: func(s store.Store) store.Store {
+				return storetest.NewFaulty(s, func(p storetest.Point) error {
+					if p.Op == storetest.OpPut && p.Name == marker && p.Phase == phase && !failed {
+						failed = true
+						return fmt.Errorf("lost answer: %w", store.ErrUnavailable)
+					}
+					return nil
+				})
+			}}
+			e.reopen()
+			if _, err := e.r.RotateRootKey(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.r.RewrapRoot(ctx); !errors.Is(err, store.ErrUnavailable) || !failed {
+				t.Fatalf("root rewrap with the marker's write failing: %v", err)
+			}
+			e.hooks = nil
+			e.reopen()
+			rep, err := e.r.RewrapRoot(ctx)
+			if err != nil {
+				t.Fatalf("root rewrap run again: %v", err)
+			}
+			if rep.SystemObjects != 1 {
+				t.Errorf("root rewrap run again: %+v, want the marker sealed again", rep)
+			}
+			if err := e.r.RetireRootKey(ctx, 1); err != nil {
+				t.Fatalf("retiring root key v1: %v", err)
+			}
+			e.mustVerifyClean()
+			if _, err := e.r.Shred(ctx, "bkt", "one", ShredOptions{}); err != nil {
+				t.Fatalf("shred: %v", err)
+			}
+			e.mustGet("bkt", "two", []byte("two"))
+			e.mustVerifyClean()
+		})
+	}
+}
