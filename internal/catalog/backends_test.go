@@ -41,6 +41,7 @@ var postgresSuite = []struct {
 	{"TestStaleVersionRefused", TestStaleVersionRefused},
 	{"TestCommitRefusals", TestCommitRefusals},
 	{"TestDeleteAndNextVersion", TestDeleteAndNextVersion},
+	{"TestForgetNames", TestForgetNames},
 	{"TestPending", TestPending},
 	{"TestLookupAndPins", TestLookupAndPins},
 	{"TestRewrap", TestRewrap},

@@ -318,6 +318,14 @@ type Catalog interface {
 	// gone; its history row stays. ErrNotFound if id is not garbage.
 	ForgetGarbage(ctx context.Context, id keys.ID) error
 
+	// ForgetNames removes every record of the names of bucket/key (key
+	// empty: every key of bucket) that outlives the objects — the
+	// versions reserved and the history — once a shred has destroyed every
+	// key that could open them, so that neither the catalog nor its later
+	// backups name what was shredded. ErrNotEmpty if one of those names
+	// has a current object or a pending write.
+	ForgetNames(ctx context.Context, bucket, key string) error
+
 	// History lookups for classification; ErrNotFound when absent.
 	HistoryByObjectID(ctx context.Context, id keys.ID) (HistoryEntry, error)
 	// CurrentByPin finds the current entry with this pin.

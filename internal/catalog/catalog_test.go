@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"testing"
 	"time"
 
@@ -680,6 +681,63 @@ func TestDeleteAndNextVersion(t *testing.T) {
 	e3 := putNext(t, c, "b", "k")
 	if e3.Version != 3 {
 		t.Errorf("version after delete = %d", e3.Version)
+	}
+}
+
+// TestForgetNames: after a shred, the versions and history of the
+// shredded names are gone (NextVersion starts again at 1, the history
+// lookup finds nothing), and a snapshot's reservations no longer name
+// them; the other key of the bucket (one key), or the other bucket (a
+// whole bucket), keeps all of it. A name with a current object or a
+// pending write is refused and keeps everything.
+func TestForgetNames(t *testing.T) {
+	ctx := context.Background()
+	c, _ := newCatalog(t)
+	mustNot(t, "CreateBucket c", c.CreateBucket(ctx, Bucket{Name: "c", ID: newID(), Created: time.Now()}))
+	putNext(t, c, "b", "gone")
+	gone := putNext(t, c, "b", "gone")
+	keep := putNext(t, c, "b", "keep")
+	putNext(t, c, "c", "x")
+	_, err := c.Delete(ctx, "b", "gone")
+	mustNot(t, "Delete", err)
+
+	wantErr(t, "ForgetNames of a current object", c.ForgetNames(ctx, "b", "keep"), ErrNotEmpty)
+	wantErr(t, "ForgetNames of a bucket with a current object", c.ForgetNames(ctx, "b", ""), ErrNotEmpty)
+	p := Pending{ObjectID: newID(), Kind: KindObject, Bucket: "b", Key: "gone", Version: 3, Owner: "test", Started: time.Now()}
+	mustNot(t, "BeginPut", c.BeginPut(ctx, p))
+	wantErr(t, "ForgetNames with a pending write", c.ForgetNames(ctx, "b", "gone"), ErrNotEmpty)
+	mustNot(t, "AbortPut", c.AbortPut(ctx, p.ObjectID))
+	if v, _ := c.NextVersion(ctx, "b", "gone"); v != 4 {
+		t.Fatalf("NextVersion after the refusals = %d, want 4 (nothing forgotten)", v)
+	}
+
+	mustNot(t, "ForgetNames", c.ForgetNames(ctx, "b", "gone"))
+	if v, _ := c.NextVersion(ctx, "b", "gone"); v != 1 {
+		t.Errorf("NextVersion of a forgotten name = %d, want 1", v)
+	}
+	if _, err := c.HistoryByObjectID(ctx, gone.ObjectID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("history of a forgotten name: %v", err)
+	}
+	if v, _ := c.NextVersion(ctx, "b", "keep"); v != keep.Version+1 {
+		t.Errorf("NextVersion of the other key = %d (control)", v)
+	}
+	names := func() []string {
+		var got []string
+		mustNot(t, "View", c.View(ctx, func(s Snapshot) error {
+			return s.Reservations(func(r Reservation) error { got = append(got, r.Bucket+"/"+r.Key); return nil })
+		}))
+		sort.Strings(got)
+		return got
+	}
+	if got := names(); !reflect.DeepEqual(got, []string{"b/keep", "c/x"}) {
+		t.Errorf("reservations after forgetting b/gone: %v", got)
+	}
+
+	_, err = c.Delete(ctx, "b", "keep")
+	mustNot(t, "Delete", err)
+	mustNot(t, "ForgetNames of a bucket", c.ForgetNames(ctx, "b", ""))
+	if got := names(); !reflect.DeepEqual(got, []string{"c/x"}) {
+		t.Errorf("reservations after forgetting bucket b: %v", got)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/holdfast/holdfast/internal/keys"
 )
@@ -577,6 +578,30 @@ func (c *sqlCatalog) ForgetGarbage(ctx context.Context, id keys.ID) error {
 	})
 	if err != nil {
 		return fmt.Errorf("catalog: forget garbage %x: %w", id, err)
+	}
+	return nil
+}
+
+func (c *sqlCatalog) ForgetNames(ctx context.Context, bucket, key string) error {
+	err := c.write(ctx, func(t *txn) error {
+		var live bool
+		if err := t.queryRow(`SELECT EXISTS (SELECT 1 FROM objects WHERE bucket = ?1 AND (?2 = '' OR key = ?2))
+			OR EXISTS (SELECT 1 FROM pending WHERE kind = `+strconv.Itoa(KindObject)+` AND bucket = ?1 AND (?2 = '' OR key = ?2))`,
+			bucket, key).Scan(&live); err != nil {
+			return err
+		}
+		if live {
+			return ErrNotEmpty
+		}
+		for _, table := range []string{"versions", "history"} {
+			if _, err := t.exec(`DELETE FROM `+table+` WHERE bucket = ?1 AND (?2 = '' OR key = ?2)`, bucket, key); err != nil {
+				return err
+			}
+		}
+		return t.changed(1)
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: forget names in bucket %q: %w", bucket, err)
 	}
 	return nil
 }

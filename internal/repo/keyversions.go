@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/catalog"
@@ -567,6 +569,9 @@ func (r *Repo) RetireRootKey(ctx context.Context, v uint32) error {
 
 // ShredReport says what a shred destroyed.
 type ShredReport struct {
+	started   bool // something was changed: a failure from here on leaves the shred to finish
+	forgotten bool // the names are forgotten: only older root key versions are left to destroy
+
 	Objects        int      // objects deleted
 	BucketVersions []uint32 // bucket key versions destroyed
 	RootVersions   []uint32 // root key versions destroyed
@@ -622,44 +627,86 @@ func (r *Repo) Shred(ctx context.Context, bucket, key string, o ShredOptions) (*
 	if err != nil {
 		return nil, err
 	}
+	live := true
 	if key != "" {
 		if _, err := r.cat.Get(ctx, bucket, key); errors.Is(err, catalog.ErrNotFound) {
-			return nil, fmt.Errorf("%s/%s: %w", bucket, key, ErrNotFound)
+			// A key deleted earlier (or by a shred that did not finish) may
+			// still have copies the provider kept, under keys that are
+			// alive: shredding it destroys those keys. A name never written
+			// (or already shredded: its records are forgotten) is not found.
+			if next, err := r.cat.NextVersion(ctx, bucket, key); err != nil {
+				return nil, err
+			} else if next <= 1 {
+				return nil, fmt.Errorf("%s/%s: %w", bucket, key, ErrNotFound)
+			}
+			live = false
 		} else if err != nil {
 			return nil, err
 		}
 	}
+	if err := r.shred(ctx, b, key, live, old, rotate, o, rep); err != nil {
+		if !rep.started {
+			return nil, err
+		}
+		what := bucket
+		if key != "" {
+			what += "/" + key
+		}
+		if rep.forgotten {
+			// Only older root key versions are left to destroy, and the
+			// names are gone: the shred cannot be named again.
+			var left []string
+			for _, i := range r.RootKeyVersions() {
+				if i.Version != rep.NewRoot && i.State != keyring.StateDestroyed {
+					left = append(left, strconv.FormatUint(uint64(i.Version), 10))
+				}
+			}
+			return nil, fmt.Errorf("the shred of %s did not finish: it is deleted and its keys destroyed, but root key versions %s, which wrapped them, remain: run 'holdfast keys rewrap', then 'holdfast keys retire' for each: %w",
+				what, strings.Join(left, ", "), err)
+		}
+		return nil, fmt.Errorf("the shred of %s did not finish (what it deleted stays deleted, but keys that could open it may remain): run it again to finish: %w", what, err)
+	}
+	return rep, nil
+}
+
+// shred is Shred from the first change on; rep.started says whether it
+// got that far.
+func (r *Repo) shred(ctx context.Context, b catalog.Bucket, key string, live bool, old []catalog.BucketKey,
+	rotate func() (uint32, error), o ShredOptions, rep *ShredReport) error {
+	bucket := b.Name
 	// The fresh root key version first: what is made from here on (the
 	// bucket's fresh key version) is wrapped under it, and a source that
 	// needs a ceremony for it fails before anything is destroyed.
 	nr, err := rotate()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rep.NewRoot = nr
+	rep.NewRoot, rep.started = nr, true
 	if key != "" {
 		// The bucket's other objects move to a fresh version; every older
 		// one (any of them may have wrapped a version of key) goes.
 		if _, err := r.RotateBucketKey(ctx, bucket); err != nil {
-			return nil, err
+			return err
 		}
-		if _, err := r.Delete(ctx, bucket, key); err != nil {
-			return nil, err
+		if live {
+			if _, err := r.Delete(ctx, bucket, key); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			rep.Objects = 1
 		}
-		rep.Objects = 1
 		rw, err := r.RewrapBucket(ctx, bucket, nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rep.Rewrapped = rw
 	} else {
 		var es []catalog.Entry
 		if err := r.cat.List(ctx, bucket, "", "", func(e catalog.Entry) error { es = append(es, e); return nil }); err != nil {
-			return nil, err
+			return err
 		}
 		for _, e := range es {
 			if _, err := r.Delete(ctx, bucket, e.Key); err != nil && !errors.Is(err, ErrNotFound) {
-				return nil, err
+				return err
 			}
 			rep.Objects++
 		}
@@ -669,40 +716,48 @@ func (r *Repo) Shred(ctx context.Context, bucket, key string, o ShredOptions) (*
 			continue
 		}
 		if _, err := r.retireBucketKey(ctx, b.ID, bk.Version, key == ""); err != nil {
-			return nil, fmt.Errorf("destroying bucket key v%d: %w", bk.Version, err)
+			return fmt.Errorf("destroying bucket key v%d: %w", bk.Version, err)
 		}
 		rep.BucketVersions = append(rep.BucketVersions, bk.Version)
-	}
-	if key == "" {
-		if err := r.DeleteBucket(ctx, bucket); err != nil {
-			return nil, err
-		}
 	}
 	// Every root key version that wrapped the destroyed bucket keys (their
 	// journal entries stay in whatever the provider kept) goes too:
 	// everything still alive moves under the fresh root version first.
 	rw, err := r.RewrapRoot(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rep.Rewrapped.BucketKeys += rw.BucketKeys
 	rep.Rewrapped.SystemObjects += rw.SystemObjects
 	rep.Rewrapped.Entries += rw.Entries
 	if o.BeforeRootRetire != nil {
 		if err := o.BeforeRootRetire(); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	// The names: the catalog, and so every backup from now on (the first
+	// is written under the fresh root version as the older ones are
+	// retired), forgets that they were ever written. Until here a shred
+	// that stops can be run again: the names say what it was about.
+	if err := r.cat.ForgetNames(ctx, bucket, key); err != nil {
+		return err
+	}
+	if key == "" {
+		if err := r.DeleteBucket(ctx, bucket); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	rep.forgotten = true
 	for _, i := range r.RootKeyVersions() {
 		if i.Version == nr || i.State == keyring.StateDestroyed {
 			continue
 		}
 		if err := r.RetireRootKey(ctx, i.Version); err != nil {
-			return nil, fmt.Errorf("destroying root key version %d: %w", i.Version, err)
+			return fmt.Errorf("destroying root key version %d: %w", i.Version, err)
 		}
 		rep.RootVersions = append(rep.RootVersions, i.Version)
 	}
 	// The catalog's own file may keep deleted rows in free pages; the
 	// records in them are wrapped under keys destroyed above.
-	return rep, nil
+	return nil
 }
