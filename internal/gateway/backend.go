@@ -1118,12 +1118,16 @@ func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) 
 	if in.MaxKeys != nil && *in.MaxKeys >= 0 && *in.MaxKeys < 1000 {
 		maxKeys = int(*in.MaxKeys)
 	}
-	out := s3response.ListObjectsV2Result{Name: &bucket, Prefix: &prefix, MaxKeys: ptr(int32(maxKeys))}
+	enc, encType, err := listEncoding(ctx)
+	if err != nil {
+		return s3response.ListObjectsV2Result{}, err
+	}
+	out := s3response.ListObjectsV2Result{Name: &bucket, Prefix: ptr(enc(prefix)), MaxKeys: ptr(int32(maxKeys)), EncodingType: encType}
 	if delim != "" {
-		out.Delimiter = &delim
+		out.Delimiter = ptr(enc(delim))
 	}
 	if in.StartAfter != nil {
-		out.StartAfter = ptr(str(in.StartAfter))
+		out.StartAfter = ptr(enc(str(in.StartAfter)))
 	}
 	if in.ContinuationToken != nil {
 		out.ContinuationToken = ptr(str(in.ContinuationToken))
@@ -1133,8 +1137,10 @@ func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) 
 		return out, nil
 	}
 	truncated, last, err := b.list(ctx, bucket, prefix, delim, after, maxKeys,
-		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e)) },
-		func(p string) { out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(p)}) })
+		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e, enc)) },
+		func(p string) {
+			out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(enc(p))})
+		})
 	if err != nil {
 		return s3response.ListObjectsV2Result{}, s3Error(err, true)
 	}
@@ -1157,29 +1163,37 @@ func (b *Backend) ListObjects(ctx context.Context, in *s3.ListObjectsInput) (_ s
 	if in.MaxKeys != nil && *in.MaxKeys >= 0 && *in.MaxKeys < 1000 {
 		maxKeys = int(*in.MaxKeys)
 	}
-	out := s3response.ListObjectsResult{Name: &bucket, Prefix: &prefix, Marker: &marker, MaxKeys: ptr(int32(maxKeys))}
+	enc, encType, err := listEncoding(ctx)
+	if err != nil {
+		return s3response.ListObjectsResult{}, err
+	}
+	out := s3response.ListObjectsResult{Name: &bucket, Prefix: ptr(enc(prefix)), Marker: ptr(enc(marker)),
+		MaxKeys: ptr(int32(maxKeys)), EncodingType: encType}
 	if delim != "" {
-		out.Delimiter = &delim
+		out.Delimiter = ptr(enc(delim))
 	}
 	if maxKeys == 0 {
 		out.IsTruncated = ptr(false)
 		return out, nil
 	}
 	truncated, last, err := b.list(ctx, bucket, prefix, delim, marker, maxKeys,
-		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e)) },
-		func(p string) { out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(p)}) })
+		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e, enc)) },
+		func(p string) {
+			out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(enc(p))})
+		})
 	if err != nil {
 		return s3response.ListObjectsResult{}, s3Error(err, true)
 	}
 	out.IsTruncated = &truncated
 	if truncated {
-		out.NextMarker = ptr(last)
+		out.NextMarker = ptr(enc(last))
 	}
 	return out, nil
 }
 
-func listEntry(e catalog.Entry) s3response.Object {
-	return s3response.Object{Key: ptr(e.Key), ETag: ptr(etag(e)), Size: ptr(e.Size),
+// listEntry is e as a listing shows it, its key written by enc.
+func listEntry(e catalog.Entry, enc func(string) string) s3response.Object {
+	return s3response.Object{Key: ptr(enc(e.Key)), ETag: ptr(etag(e)), Size: ptr(e.Size),
 		LastModified: ptr(lastModified(e)), StorageClass: types.ObjectStorageClassStandard}
 }
 

@@ -167,6 +167,10 @@ func (b *Backend) ListMultipartUploads(ctx context.Context, in *s3.ListMultipart
 	if err := b.bucketFor(ctx, bucket, OpList); err != nil {
 		return s3response.ListMultipartUploadsResult{}, err
 	}
+	enc, encType, err := listEncoding(ctx)
+	if err != nil {
+		return s3response.ListMultipartUploadsResult{}, err
+	}
 	prefix := str(in.Prefix)
 	ups, err := b.repo.ListUploads(detached(ctx), bucket, prefix)
 	if err != nil {
@@ -183,7 +187,8 @@ func (b *Backend) ListMultipartUploads(ctx context.Context, in *s3.ListMultipart
 	if in.MaxUploads != nil && *in.MaxUploads > 0 && *in.MaxUploads < 1000 {
 		maxUploads = int(*in.MaxUploads)
 	}
-	out := s3response.ListMultipartUploadsResult{Bucket: bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIDMarker: idMarker, MaxUploads: maxUploads}
+	out := s3response.ListMultipartUploadsResult{Bucket: bucket, Prefix: enc(prefix), KeyMarker: enc(keyMarker), UploadIDMarker: idMarker,
+		MaxUploads: maxUploads, EncodingType: string(encType)}
 	for _, u := range ups {
 		if keyMarker != "" && (u.Key < keyMarker || (u.Key == keyMarker && (idMarker == "" || u.ID <= idMarker))) {
 			continue
@@ -192,8 +197,8 @@ func (b *Backend) ListMultipartUploads(ctx context.Context, in *s3.ListMultipart
 			out.IsTruncated = true
 			break
 		}
-		out.Uploads = append(out.Uploads, s3response.Upload{Key: u.Key, UploadID: u.ID, Initiated: u.Initiated})
-		out.NextKeyMarker, out.NextUploadIDMarker = u.Key, u.ID
+		out.Uploads = append(out.Uploads, s3response.Upload{Key: enc(u.Key), UploadID: u.ID, Initiated: u.Initiated})
+		out.NextKeyMarker, out.NextUploadIDMarker = enc(u.Key), u.ID
 	}
 	return out, nil
 }
