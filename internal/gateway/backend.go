@@ -968,6 +968,10 @@ func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) 
 	if in.Delete == nil {
 		return res, nil
 	}
+	quiet, err := deleteQuiet(ctx)
+	if err != nil {
+		return res, err
+	}
 	for _, o := range in.Delete.Objects {
 		key := str(o.Key)
 		if err := b.deleteObject(ctx, bucket, key); err != nil {
@@ -979,7 +983,9 @@ func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) 
 			res.Error = append(res.Error, types.Error{Key: ptr(key), Code: ptr(code), Message: ptr(msg)})
 			continue
 		}
-		res.Deleted = append(res.Deleted, types.DeletedObject{Key: ptr(key)})
+		if !quiet { // quiet: only the errors are answered
+			res.Deleted = append(res.Deleted, types.DeletedObject{Key: ptr(key)})
+		}
 	}
 	return res, nil
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/xml"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -10,19 +11,46 @@ import (
 )
 
 // Request options the front end does not hand to the backend: the
-// encoding-type of a listing (its controllers never read the query
-// parameter). keepOptions reads them for each request before the front
-// end's own middlewares run; the backend finds them in its context.
+// encoding-type of a listing and the Quiet of a DeleteObjects (its
+// controllers read neither). keepOptions, a middleware that runs before
+// the front end authenticates a request, sets them up; the backend finds
+// them in its context.
 
-type encodingTypeKey struct{}
+type (
+	encodingTypeKey struct{}
+	deleteBodyKey   struct{}
+)
 
 // keepOptions keeps a request's encoding-type parameter (the first, if it
-// is sent more than once; an empty value is taken as none).
+// is sent more than once; an empty value is taken as none), and gives a
+// DeleteObjects request's handler a way to its body. The body is not read
+// here, before the request is authenticated: the front end reads it (and
+// checks it against its Content-MD5 or checksum) before it calls the
+// backend, which reads it again from memory.
 func keepOptions(c fiber.Ctx) error {
-	if v := c.Request().URI().QueryArgs().Peek("encoding-type"); len(v) > 0 {
+	args := c.Request().URI().QueryArgs()
+	if v := args.Peek("encoding-type"); len(v) > 0 {
 		c.Locals(encodingTypeKey{}, string(v)) // a copy: v is the front end's buffer
 	}
+	if c.Request().Header.IsPost() && args.Has("delete") {
+		c.Locals(deleteBodyKey{}, func() []byte { return c.BodyRaw() })
+	}
 	return c.Next()
+}
+
+// deleteQuiet reports whether a DeleteObjects request asks for quiet mode
+// (<Quiet>true</Quiet> in its body): S3 then answers only the keys it
+// failed to delete. A Quiet that is not a boolean is MalformedXML.
+func deleteQuiet(ctx context.Context) (bool, error) {
+	body, _ := ctx.Value(deleteBodyKey{}).(func() []byte)
+	if body == nil {
+		return false, nil
+	}
+	var d struct{ Quiet bool }
+	if err := xml.Unmarshal(body(), &d); err != nil {
+		return false, s3err.GetAPIError(s3err.ErrMalformedXML)
+	}
+	return d.Quiet, nil
 }
 
 // listEncoding is how a listing writes names (keys, prefixes, the
