@@ -1075,19 +1075,16 @@ func (b *Backend) list(ctx context.Context, bucket, prefix, delim, startAfter st
 				truncated = true
 				return errFull
 			}
-			if delim != "" {
-				if i := strings.Index(e.Key[len(prefix):], delim); i >= 0 {
-					cp := e.Key[:len(prefix)+i+len(delim)]
-					if cp <= startAfter {
-						return nil
-					}
-					pfx(cp)
-					count++
-					last = cp
-					// Skip the rest of this common prefix: restart after it.
-					restart = cp + "\xff"
-					return errFull
+			if cp, ok := commonPrefix(e.Key, prefix, delim); ok {
+				if cp <= startAfter {
+					return nil
 				}
+				pfx(cp)
+				count++
+				last = cp
+				// Skip the rest of this common prefix: restart after it.
+				restart = cp + "\xff"
+				return errFull
 			}
 			obj(e)
 			count++
@@ -1103,6 +1100,23 @@ func (b *Backend) list(ctx context.Context, bucket, prefix, delim, startAfter st
 		}
 		return truncated, last, err
 	}
+}
+
+// commonPrefix is the common prefix key (which starts with prefix) is
+// folded into in a listing under prefix with delimiter delim: key up to
+// and including the first delim after prefix. ok is false when delim is
+// empty or does not occur there, and key is listed as itself. A folded
+// key whose common prefix is not after the listing's marker was listed
+// on an earlier page, as that prefix.
+func commonPrefix(key, prefix, delim string) (cp string, ok bool) {
+	if delim == "" {
+		return "", false
+	}
+	i := strings.Index(key[len(prefix):], delim)
+	if i < 0 {
+		return "", false
+	}
+	return key[:len(prefix)+i+len(delim)], true
 }
 
 func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) (_ s3response.ListObjectsV2Result, err error) {

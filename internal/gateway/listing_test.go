@@ -223,3 +223,108 @@ func TestEncodingType(t *testing.T) {
 		t.Errorf("minio-go incomplete uploads: %q", upkeys)
 	}
 }
+
+// uploadEntries names what a ListMultipartUploads page lists: "upload KEY"
+// and "prefix PREFIX".
+func uploadEntries(out *s3.ListMultipartUploadsOutput) []string {
+	var es []string
+	for _, u := range out.Uploads {
+		es = append(es, "upload "+aws.ToString(u.Key))
+	}
+	for _, p := range out.CommonPrefixes {
+		es = append(es, "prefix "+aws.ToString(p.Prefix))
+	}
+	return es
+}
+
+// ListMultipartUploads folds uploads into common prefixes under a
+// delimiter, as ListObjects folds keys, beside the same listings without
+// one; paged by one entry or two, every upload and prefix comes once.
+func TestListMultipartUploadsDelimiter(t *testing.T) {
+	g := startGW(t, nil)
+	ctx := context.Background()
+	c := g.admin()
+	bucket := aws.String("parts")
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: bucket}); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"other/x", "photos/2026/a", "photos/2026/a", "photos/2026/b", "photos/2027/c", "photos/2028 x/d", "photos/top"}
+	for _, k := range keys {
+		if _, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: bucket, Key: aws.String(k)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(delim string, maxUploads int32, enc types.EncodingType) (entries []string, pages int) {
+		t.Helper()
+		in := &s3.ListMultipartUploadsInput{Bucket: bucket, Prefix: aws.String("photos/"), EncodingType: enc}
+		if delim != "" {
+			in.Delimiter = aws.String(delim)
+		}
+		if maxUploads > 0 {
+			in.MaxUploads = aws.Int32(maxUploads)
+		}
+		p := s3.NewListMultipartUploadsPaginator(c, in)
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				t.Fatalf("delimiter %q, max %d: %v", delim, maxUploads, err)
+			}
+			if aws.ToString(page.Delimiter) != delim || aws.ToString(page.Prefix) != "photos/" {
+				t.Errorf("delimiter %q, max %d: page says delimiter %q prefix %q", delim, maxUploads,
+					aws.ToString(page.Delimiter), aws.ToString(page.Prefix))
+			}
+			pages++
+			entries = append(entries, uploadEntries(page)...)
+		}
+		return entries, pages
+	}
+	folded := []string{"prefix photos/2026/", "prefix photos/2027/", "prefix photos/2028 x/", "upload photos/top"}
+	all := []string{"upload photos/2026/a", "upload photos/2026/a", "upload photos/2026/b", "upload photos/2027/c",
+		"upload photos/2028 x/d", "upload photos/top"}
+
+	got, pages := list("/", 0, "")
+	slices.Sort(got)
+	if !slices.Equal(got, folded) || pages != 1 {
+		t.Errorf("with a delimiter: %q in %d pages", got, pages)
+	}
+	if got, pages := list("", 0, ""); !slices.Equal(got, all) || pages != 1 {
+		t.Errorf("without a delimiter: %q in %d pages", got, pages)
+	}
+	for _, max := range []int32{1, 2} {
+		got, pages := list("/", max, "")
+		if slices.Sort(got); !slices.Equal(got, folded) || pages != (len(folded)+int(max)-1)/int(max) {
+			t.Errorf("with a delimiter, %d a page: %q in %d pages", max, got, pages)
+		}
+		if got, pages := list("", max, ""); !slices.Equal(got, all) || pages != (len(all)+int(max)-1)/int(max) {
+			t.Errorf("without a delimiter, %d a page: %q in %d pages", max, got, pages)
+		}
+	}
+
+	// Under encoding-type=url the common prefixes are encoded too.
+	lu, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: bucket, Prefix: aws.String("photos/2028 x"),
+		Delimiter: aws.String("/"), EncodingType: types.EncodingTypeUrl})
+	if err != nil || !slices.Equal(uploadEntries(lu), []string{"prefix photos/2028+x/"}) || aws.ToString(lu.Prefix) != "photos/2028+x" {
+		t.Errorf("url-encoded, with a delimiter: %v, %q, prefix %q", err, uploadEntries(lu), aws.ToString(lu.Prefix))
+	}
+
+	// minio-go lists incomplete uploads with the delimiter "/" unless asked
+	// for a recursive listing, and gives the common prefixes as keys.
+	minioUploads := func(recursive bool) []string {
+		var ks []string
+		for u := range g.minioAdmin().ListIncompleteUploads(ctx, "parts", "photos/", recursive) {
+			if u.Err != nil {
+				t.Fatalf("minio-go incomplete uploads: %v", u.Err)
+			}
+			ks = append(ks, u.Key)
+		}
+		slices.Sort(ks)
+		return ks
+	}
+	if got := minioUploads(false); !slices.Equal(got, []string{"photos/2026/", "photos/2027/", "photos/2028 x/", "photos/top"}) {
+		t.Errorf("minio-go, not recursive: %q", got)
+	}
+	if got := minioUploads(true); !slices.Equal(got, []string{"photos/2026/a", "photos/2026/a", "photos/2026/b", "photos/2027/c",
+		"photos/2028 x/d", "photos/top"}) {
+		t.Errorf("minio-go, recursive: %q", got)
+	}
+}
