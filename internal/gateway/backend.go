@@ -1038,6 +1038,10 @@ func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) 
 	if in.Delete == nil {
 		return res, nil
 	}
+	quiet, err := deleteQuiet(ctx)
+	if err != nil {
+		return res, err
+	}
 	for _, o := range in.Delete.Objects {
 		key := str(o.Key)
 		if err := b.deleteObject(ctx, bucket, key); err != nil {
@@ -1049,7 +1053,9 @@ func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) 
 			res.Error = append(res.Error, types.Error{Key: ptr(key), Code: ptr(code), Message: ptr(msg)})
 			continue
 		}
-		res.Deleted = append(res.Deleted, types.DeletedObject{Key: ptr(key)})
+		if !quiet { // quiet: only the errors are answered
+			res.Deleted = append(res.Deleted, types.DeletedObject{Key: ptr(key)})
+		}
 	}
 	return res, nil
 }
@@ -1161,19 +1167,16 @@ func (b *Backend) list(ctx context.Context, bucket, prefix, delim, startAfter st
 				truncated = true
 				return errFull
 			}
-			if delim != "" {
-				if i := strings.Index(e.Key[len(prefix):], delim); i >= 0 {
-					cp := e.Key[:len(prefix)+i+len(delim)]
-					if cp <= startAfter {
-						return nil
-					}
-					pfx(cp)
-					count++
-					last = cp
-					// Skip the rest of this common prefix: restart after it.
-					restart = cp + "\xff"
-					return errFull
+			if cp, ok := commonPrefix(e.Key, prefix, delim); ok {
+				if cp <= startAfter {
+					return nil
 				}
+				pfx(cp)
+				count++
+				last = cp
+				// Skip the rest of this common prefix: restart after it.
+				restart = cp + "\xff"
+				return errFull
 			}
 			obj(e)
 			count++
@@ -1189,6 +1192,23 @@ func (b *Backend) list(ctx context.Context, bucket, prefix, delim, startAfter st
 		}
 		return truncated, last, err
 	}
+}
+
+// commonPrefix is the common prefix key (which starts with prefix) is
+// folded into in a listing under prefix with delimiter delim: key up to
+// and including the first delim after prefix. ok is false when delim is
+// empty or does not occur there, and key is listed as itself. A folded
+// key whose common prefix is not after the listing's marker was listed
+// on an earlier page, as that prefix.
+func commonPrefix(key, prefix, delim string) (cp string, ok bool) {
+	if delim == "" {
+		return "", false
+	}
+	i := strings.Index(key[len(prefix):], delim)
+	if i < 0 {
+		return "", false
+	}
+	return key[:len(prefix)+i+len(delim)], true
 }
 
 func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) (_ s3response.ListObjectsV2Result, err error) {
@@ -1210,12 +1230,16 @@ func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) 
 	if in.MaxKeys != nil && *in.MaxKeys >= 0 && *in.MaxKeys < 1000 {
 		maxKeys = int(*in.MaxKeys)
 	}
-	out := s3response.ListObjectsV2Result{Name: &bucket, Prefix: &prefix, MaxKeys: ptr(int32(maxKeys))}
+	enc, encType, err := listEncoding(ctx)
+	if err != nil {
+		return s3response.ListObjectsV2Result{}, err
+	}
+	out := s3response.ListObjectsV2Result{Name: &bucket, Prefix: ptr(enc(prefix)), MaxKeys: ptr(int32(maxKeys)), EncodingType: encType}
 	if delim != "" {
-		out.Delimiter = &delim
+		out.Delimiter = ptr(enc(delim))
 	}
 	if in.StartAfter != nil {
-		out.StartAfter = ptr(str(in.StartAfter))
+		out.StartAfter = ptr(enc(str(in.StartAfter)))
 	}
 	if in.ContinuationToken != nil {
 		out.ContinuationToken = ptr(str(in.ContinuationToken))
@@ -1225,8 +1249,10 @@ func (b *Backend) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input) 
 		return out, nil
 	}
 	truncated, last, err := b.list(ctx, bucket, prefix, delim, after, maxKeys,
-		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e)) },
-		func(p string) { out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(p)}) })
+		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e, enc)) },
+		func(p string) {
+			out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(enc(p))})
+		})
 	if err != nil {
 		return s3response.ListObjectsV2Result{}, s3Error(err, true)
 	}
@@ -1249,29 +1275,37 @@ func (b *Backend) ListObjects(ctx context.Context, in *s3.ListObjectsInput) (_ s
 	if in.MaxKeys != nil && *in.MaxKeys >= 0 && *in.MaxKeys < 1000 {
 		maxKeys = int(*in.MaxKeys)
 	}
-	out := s3response.ListObjectsResult{Name: &bucket, Prefix: &prefix, Marker: &marker, MaxKeys: ptr(int32(maxKeys))}
+	enc, encType, err := listEncoding(ctx)
+	if err != nil {
+		return s3response.ListObjectsResult{}, err
+	}
+	out := s3response.ListObjectsResult{Name: &bucket, Prefix: ptr(enc(prefix)), Marker: ptr(enc(marker)),
+		MaxKeys: ptr(int32(maxKeys)), EncodingType: encType}
 	if delim != "" {
-		out.Delimiter = &delim
+		out.Delimiter = ptr(enc(delim))
 	}
 	if maxKeys == 0 {
 		out.IsTruncated = ptr(false)
 		return out, nil
 	}
 	truncated, last, err := b.list(ctx, bucket, prefix, delim, marker, maxKeys,
-		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e)) },
-		func(p string) { out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(p)}) })
+		func(e catalog.Entry) { out.Contents = append(out.Contents, listEntry(e, enc)) },
+		func(p string) {
+			out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(enc(p))})
+		})
 	if err != nil {
 		return s3response.ListObjectsResult{}, s3Error(err, true)
 	}
 	out.IsTruncated = &truncated
 	if truncated {
-		out.NextMarker = ptr(last)
+		out.NextMarker = ptr(enc(last))
 	}
 	return out, nil
 }
 
-func listEntry(e catalog.Entry) s3response.Object {
-	return s3response.Object{Key: ptr(e.Key), ETag: ptr(etag(e)), Size: ptr(e.Size),
+// listEntry is e as a listing shows it, its key written by enc.
+func listEntry(e catalog.Entry, enc func(string) string) s3response.Object {
+	return s3response.Object{Key: ptr(enc(e.Key)), ETag: ptr(etag(e)), Size: ptr(e.Size),
 		LastModified: ptr(lastModified(e)), StorageClass: types.ObjectStorageClassStandard}
 }
 

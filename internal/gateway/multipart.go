@@ -269,6 +269,10 @@ func (b *Backend) ListMultipartUploads(ctx context.Context, in *s3.ListMultipart
 	if err := b.bucketFor(ctx, bucket, OpList); err != nil {
 		return s3response.ListMultipartUploadsResult{}, err
 	}
+	enc, encType, err := listEncoding(ctx)
+	if err != nil {
+		return s3response.ListMultipartUploadsResult{}, err
+	}
 	prefix := str(in.Prefix)
 	ups, err := b.repo.ListUploads(detached(ctx), bucket, prefix)
 	if err != nil {
@@ -285,17 +289,35 @@ func (b *Backend) ListMultipartUploads(ctx context.Context, in *s3.ListMultipart
 	if in.MaxUploads != nil && *in.MaxUploads > 0 && *in.MaxUploads < 1000 {
 		maxUploads = int(*in.MaxUploads)
 	}
-	out := s3response.ListMultipartUploadsResult{Bucket: bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIDMarker: idMarker, MaxUploads: maxUploads}
+	delim := str(in.Delimiter)
+	out := s3response.ListMultipartUploadsResult{Bucket: bucket, Prefix: enc(prefix), Delimiter: enc(delim), KeyMarker: enc(keyMarker),
+		UploadIDMarker: idMarker, MaxUploads: maxUploads, EncodingType: string(encType)}
+	// Uploads whose key holds the delimiter after the prefix are folded
+	// into common prefixes as ListObjects folds keys (commonPrefix); each
+	// prefix counts as one entry, and a page that ends with one gives it
+	// as the next key marker, with no upload id marker.
+	lastCP := ""
 	for _, u := range ups {
-		if keyMarker != "" && (u.Key < keyMarker || (u.Key == keyMarker && (idMarker == "" || u.ID <= idMarker))) {
+		if !strings.HasPrefix(u.Key, prefix) ||
+			keyMarker != "" && (u.Key < keyMarker || (u.Key == keyMarker && (idMarker == "" || u.ID <= idMarker))) {
 			continue
 		}
-		if len(out.Uploads) == maxUploads {
+		cp, folded := commonPrefix(u.Key, prefix, delim)
+		if folded && (cp == lastCP || cp <= keyMarker) {
+			continue // listed already, on this page or an earlier one
+		}
+		if len(out.Uploads)+len(out.CommonPrefixes) == maxUploads {
 			out.IsTruncated = true
 			break
 		}
-		out.Uploads = append(out.Uploads, s3response.Upload{Key: u.Key, UploadID: u.ID, Initiated: u.Initiated})
-		out.NextKeyMarker, out.NextUploadIDMarker = u.Key, u.ID
+		if folded {
+			out.CommonPrefixes = append(out.CommonPrefixes, s3response.CommonPrefix{Prefix: enc(cp)})
+			out.NextKeyMarker, out.NextUploadIDMarker = enc(cp), ""
+			lastCP = cp
+			continue
+		}
+		out.Uploads = append(out.Uploads, s3response.Upload{Key: enc(u.Key), UploadID: u.ID, Initiated: u.Initiated})
+		out.NextKeyMarker, out.NextUploadIDMarker = enc(u.Key), u.ID
 	}
 	return out, nil
 }

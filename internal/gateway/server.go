@@ -193,6 +193,7 @@ func Start(ctx context.Context, be *Backend, opts Options) (*Server, error) {
 		S3Options: []s3api.Option{
 			s3api.WithOnListen(func() { close(s.ready) }),
 			s3api.WithMiddleware("/", rememberBucket),
+			s3api.WithMiddleware("/", keepOptions),
 		},
 	}
 	if be.guard != nil {
