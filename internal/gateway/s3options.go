@@ -46,11 +46,20 @@ func deleteQuiet(ctx context.Context) (bool, error) {
 	if body == nil {
 		return false, nil
 	}
-	var d struct{ Quiet bool }
-	if err := xml.Unmarshal(body(), &d); err != nil {
-		return false, s3err.GetAPIError(s3err.ErrMalformedXML)
+	var d struct{ Quiet *string }
+	if err := xml.Unmarshal(body(), &d); err != nil || d.Quiet == nil {
+		// The front end parsed the body it handed over; one this cannot
+		// read (a framing it removed) is answered in full, as without
+		// Quiet, never refused.
+		return false, nil
 	}
-	return d.Quiet, nil
+	switch strings.TrimSpace(*d.Quiet) {
+	case "true", "1":
+		return true, nil
+	case "false", "0", "":
+		return false, nil
+	}
+	return false, s3err.GetAPIError(s3err.ErrMalformedXML)
 }
 
 // listEncoding is how a listing writes names (keys, prefixes, the
