@@ -96,6 +96,7 @@ const (
 	actListMultipartUploadParts   = "s3:ListMultipartUploadParts"
 	actListBucket                 = "s3:ListBucket"
 	actListBucketMultipartUploads = "s3:ListBucketMultipartUploads"
+	actListBucketVersions         = "s3:ListBucketVersions"
 	actGetBucketLocation          = "s3:GetBucketLocation"
 	actDeleteObject               = "s3:DeleteObject"
 	actDeleteBucket               = "s3:DeleteBucket"
@@ -124,7 +125,7 @@ func actions(p Perm, admin bool) []string {
 		a = append(a, actAbortMultipartUpload, actListMultipartUploadParts)
 	}
 	if p&List != 0 {
-		a = append(a, actListBucket, actListBucketMultipartUploads, actGetBucketLocation, actGetBucketCORS)
+		a = append(a, actListBucket, actListBucketVersions, actListBucketMultipartUploads, actGetBucketLocation, actGetBucketCORS)
 	}
 	if p&Delete != 0 {
 		a = append(a, actDeleteObject)

@@ -78,7 +78,7 @@ func TestPolicyWithVersitygw(t *testing.T) {
 
 	read := []auth.Action{auth.GetObjectAction, auth.GetObjectAttributesAction, auth.GetObjectAclAction, auth.GetObjectTaggingAction}
 	write := []auth.Action{auth.PutObjectAction, auth.AbortMultipartUploadAction, auth.ListMultipartUploadPartsAction}
-	list := []auth.Action{auth.ListBucketAction, auth.ListBucketMultipartUploadsAction, auth.GetBucketLocationAction, auth.GetBucketCorsAction}
+	list := []auth.Action{auth.ListBucketAction, auth.ListBucketVersionsAction, auth.ListBucketMultipartUploadsAction, auth.GetBucketLocationAction, auth.GetBucketCorsAction}
 	del := []auth.Action{auth.DeleteObjectAction}
 	cat := func(ls ...[]auth.Action) []auth.Action { return slices.Concat(ls...) }
 
@@ -209,7 +209,7 @@ func TestPolicyDocument(t *testing.T) {
 	wantActions := map[string][]string{
 		r.ID:   {"s3:GetObject", "s3:GetObjectAcl", "s3:GetObjectAttributes", "s3:GetObjectTagging"},
 		in.ID:  {"s3:PutObject"},
-		all.ID: {"s3:GetBucketCORS", "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"},
+		all.ID: {"s3:GetBucketCORS", "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:ListBucketVersions"},
 	}
 	for _, s := range doc.Statement {
 		if s.Effect != "Allow" || len(s.Principal) != 1 || len(s.Principal["AWS"]) != 1 {

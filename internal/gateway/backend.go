@@ -1303,6 +1303,69 @@ func (b *Backend) ListObjects(ctx context.Context, in *s3.ListObjectsInput) (_ s
 	return out, nil
 }
 
+// ListObjectVersions lists a bucket as S3 lists one that never had
+// versioning enabled (GetBucketVersioning says so): each object is one
+// version, its id "null", the latest, and there are no delete markers.
+// key-marker pages as ListObjects' marker does (with version-id-marker
+// "null", the only version of the marker's key is behind it too).
+func (b *Backend) ListObjectVersions(ctx context.Context, in *s3.ListObjectVersionsInput) (_ s3response.ListVersionsResult, err error) {
+	bucket := str(in.Bucket)
+	defer b.doneOn(ctx, "ListObjectVersions", bucket, "", time.Now(), &err)
+	if err := b.bucketFor(ctx, bucket, OpList); err != nil {
+		return s3response.ListVersionsResult{}, err
+	}
+	prefix, delim, marker := str(in.Prefix), str(in.Delimiter), str(in.KeyMarker)
+	switch v := str(in.VersionIdMarker); {
+	case v != "" && marker == "":
+		return s3response.ListVersionsResult{}, s3err.InvalidArgumentError{ArgumentName: "version-id-marker", ArgumentValue: v,
+			Description: "A version-id marker cannot be specified without a key marker."}
+	case v != "" && v != "null":
+		// No version but "null" was ever listed here.
+		return s3response.ListVersionsResult{}, s3err.InvalidArgumentError{ArgumentName: "version-id-marker", ArgumentValue: v,
+			Description: "Invalid version id specified"}
+	}
+	maxKeys := 1000
+	if in.MaxKeys != nil && *in.MaxKeys >= 0 && *in.MaxKeys < 1000 {
+		maxKeys = int(*in.MaxKeys)
+	}
+	enc, encType, err := listEncoding(ctx)
+	if err != nil {
+		return s3response.ListVersionsResult{}, err
+	}
+	out := s3response.ListVersionsResult{Name: &bucket, Prefix: ptr(enc(prefix)), KeyMarker: ptr(enc(marker)),
+		VersionIdMarker: in.VersionIdMarker, MaxKeys: ptr(int32(maxKeys)), EncodingType: encType}
+	if delim != "" {
+		out.Delimiter = ptr(enc(delim))
+	}
+	if maxKeys == 0 {
+		out.IsTruncated = ptr(false)
+		return out, nil
+	}
+	lastIsObject := false
+	truncated, last, err := b.list(ctx, bucket, prefix, delim, marker, maxKeys,
+		func(e catalog.Entry) {
+			out.Versions = append(out.Versions, s3response.ObjectVersion{Key: ptr(enc(e.Key)), VersionId: ptr("null"),
+				IsLatest: ptr(true), ETag: ptr(etag(e)), Size: ptr(e.Size), LastModified: ptr(lastModified(e)),
+				StorageClass: types.ObjectVersionStorageClassStandard})
+			lastIsObject = true
+		},
+		func(p string) {
+			out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: ptr(enc(p))})
+			lastIsObject = false
+		})
+	if err != nil {
+		return s3response.ListVersionsResult{}, s3Error(err, true)
+	}
+	out.IsTruncated = &truncated
+	if truncated {
+		out.NextKeyMarker = ptr(enc(last))
+		if lastIsObject {
+			out.NextVersionIdMarker = ptr("null")
+		}
+	}
+	return out, nil
+}
+
 // listEntry is e as a listing shows it, its key written by enc.
 func listEntry(e catalog.Entry, enc func(string) string) s3response.Object {
 	return s3response.Object{Key: ptr(enc(e.Key)), ETag: ptr(etag(e)), Size: ptr(e.Size),

@@ -104,7 +104,7 @@ func (a *testAccess) MayOverwrite(id, bucket string) bool {
 var opActions = map[Op][]string{
 	OpRead:   {"s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectAttributes"},
 	OpWrite:  {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
-	OpList:   {"s3:ListBucket", "s3:ListBucketMultipartUploads"},
+	OpList:   {"s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:ListBucketVersions"},
 	OpDelete: {"s3:DeleteObject"},
 	OpAdmin:  {"s3:DeleteBucket"},
 }
