@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,7 +31,7 @@ type serveFlags struct {
 	certFile, keyFile        string
 	clientCA                 string
 	allowTLS12, insecureHTTP bool
-	region                   string
+	region, virtualDomain    string
 	maxConns, maxReqs        int
 	logFormat, logLevel      string
 	sampleEvery              time.Duration
@@ -62,6 +63,7 @@ docs/gateway.md.`,
 	fl.BoolVar(&f.allowTLS12, "allow-tls12", false, "accept TLS 1.2 clients too (TLS 1.3 only by default)")
 	fl.BoolVar(&f.insecureHTTP, "insecure-http", false, "serve plain HTTP (loopback addresses only)")
 	fl.StringVar(&f.region, "region", "us-east-1", "region clients sign requests for")
+	fl.StringVar(&f.virtualDomain, "virtual-domain", "", "also serve virtual-hosted-style requests: BUCKET.DOMAIN addresses BUCKET (the certificate must cover DOMAIN and *.DOMAIN)")
 	fl.IntVar(&f.maxConns, "max-connections", 256, "most concurrent client connections")
 	fl.IntVar(&f.maxReqs, "max-requests", 128, "most requests in flight; beyond: 503 SlowDown")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -96,6 +98,9 @@ func (e *env) serve(ctx context.Context, f serveFlags) (err error) {
 	if (f.certFile == "") != (f.keyFile == "") {
 		return usagef("--cert and --key go together")
 	}
+	if d := f.virtualDomain; d != "" && !validDomain(d) {
+		return usagef("--virtual-domain %q: want a DNS name such as s3.example.internal (no scheme, port or path)", d)
+	}
 	if f.insecureHTTP && (f.certFile != "" || f.clientCA != "" || f.allowTLS12) {
 		return usagef("--insecure-http serves no TLS: it excludes --cert, --client-ca and --allow-tls12")
 	}
@@ -111,7 +116,7 @@ func (e *env) serve(ctx context.Context, f serveFlags) (err error) {
 	defer tbl.Close()
 
 	opts := gateway.Options{Addr: f.addr, AllowTLS12: f.allowTLS12, PlainHTTP: f.insecureHTTP, Region: f.region,
-		MaxConnections: f.maxConns, MaxRequests: f.maxReqs, IAM: tbl.IAM(), Logger: log}
+		MaxConnections: f.maxConns, MaxRequests: f.maxReqs, VirtualDomain: f.virtualDomain, IAM: tbl.IAM(), Logger: log}
 	var certPath, fingerprint string
 	if !f.insecureHTTP {
 		var leaf *x509.Certificate
@@ -121,11 +126,23 @@ func (e *env) serve(ctx context.Context, f serveFlags) (err error) {
 			certPath = f.certFile
 		} else {
 			dir := filepath.Join(r.Home, gatewayDir)
-			opts.Certificate, leaf, created, err = gateway.LoadOrCreateCert(dir, hostOf(f.addr))
+			hosts := hostOf(f.addr)
+			if f.virtualDomain != "" {
+				hosts = append(hosts, gateway.VirtualDomainHosts(f.virtualDomain)...)
+			}
+			opts.Certificate, leaf, created, err = gateway.LoadOrCreateCert(dir, hosts)
 			certPath = filepath.Join(dir, gateway.CertFile)
 		}
 		if err != nil {
 			return err
+		}
+		if f.virtualDomain != "" && !gateway.CoversVirtualDomain(leaf, f.virtualDomain) {
+			hint := "give --cert and --key for one that does"
+			if f.certFile == "" {
+				hint = "move it away to have serve make one that does (clients must then trust the new one), or give --cert and --key"
+			}
+			return usagef("the certificate %s does not cover %s and *.%s, which --virtual-domain needs: %s",
+				certPath, f.virtualDomain, f.virtualDomain, hint)
 		}
 		fingerprint = gateway.Fingerprint(leaf)
 		if created {
@@ -275,6 +292,26 @@ func (e *env) reopenKeyring(home string) func() (repo.RootKeys, error) {
 
 // hostOf returns the host of addr for the certificate's names, unless it
 // is a wildcard.
+// validDomain reports whether d is a DNS name of two or more labels
+// (letters, digits and hyphens; no label starting or ending with one).
+func validDomain(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(d) > 253 || len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func hostOf(addr string) []string {
 	h, _, err := net.SplitHostPort(addr)
 	if err != nil || h == "" || h == "0.0.0.0" || h == "::" {
@@ -296,6 +333,10 @@ func (e *env) printServing(addr, ops net.Addr, f serveFlags, certPath, fingerpri
 		fmt.Fprintf(w, " (TLS 1.3; certificate SHA-256 %s)", fingerprint)
 	}
 	fmt.Fprintln(w)
+	if f.virtualDomain != "" {
+		_, port, _ := net.SplitHostPort(addr.String())
+		fmt.Fprintf(w, "  virtual-hosted style: %s://BUCKET.%s:%s (path style too)\n", scheme, f.virtualDomain, port)
+	}
 	if ops != nil {
 		fmt.Fprintf(w, "  health and metrics: http://%s/healthz /readyz /metrics\n", ops)
 	}

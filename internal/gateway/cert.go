@@ -121,3 +121,15 @@ func writeSelfSigned(certPath, keyPath string, hosts []string) error {
 	}
 	return atomicfile.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), atomicfile.Options{Mode: 0o644})
 }
+
+// VirtualDomainHosts are the names a certificate for virtual-hosted-style
+// requests under domain must cover: the domain itself (path style) and
+// every bucket name under it.
+func VirtualDomainHosts(domain string) []string { return []string{domain, "*." + domain} }
+
+// CoversVirtualDomain reports whether leaf is valid for domain and for a
+// bucket under it (a one-label bucket name: a wildcard covers one label,
+// so, as with S3, a bucket whose name has dots is reached path style).
+func CoversVirtualDomain(leaf *x509.Certificate, domain string) bool {
+	return leaf.VerifyHostname(domain) == nil && leaf.VerifyHostname("bucket."+domain) == nil
+}

@@ -50,6 +50,11 @@ type Options struct {
 	// SocketDir holds the front end's private UNIX socket (default: a new
 	// directory under the system's temporary directory, mode 0700).
 	SocketDir string
+	// VirtualDomain, if set, also serves virtual-hosted-style requests:
+	// a request to BUCKET.VirtualDomain addresses BUCKET (as S3's
+	// BUCKET.s3.amazonaws.com does). Path-style requests work either way.
+	// The certificate must cover *.VirtualDomain (CoversVirtualDomain).
+	VirtualDomain string
 	// IAM resolves access keys (see package access).
 	IAM auth.IAMService
 	// Logger receives the server's own log lines (never secrets).
@@ -189,6 +194,7 @@ func Start(ctx context.Context, be *Backend, opts Options) (*Server, error) {
 		Quiet:               true,
 		KeepAlive:           true,
 		DisableACLs:         true,
+		VirtualDomain:       opts.VirtualDomain,
 		IAMService:          opts.IAM,
 		S3Options: []s3api.Option{
 			s3api.WithOnListen(func() { close(s.ready) }),
