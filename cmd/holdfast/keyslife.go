@@ -273,9 +273,12 @@ journal entries — can be decrypted again:
 Then a fresh root key version is made primary, everything else is
 rewrapped under it, and every older root key version is destroyed, since
 those wrapped the destroyed bucket keys in the key journal the provider
-may have copied. Key backups made before a shred can undo it: shred says
-so and names them. Multipart uploads in the bucket must be completed or
-aborted first. It needs --yes. With a root key in a PKCS#11 token the
+may have copied. Last, the catalog forgets the shredded names, so no
+later catalog backup names them. A key removed earlier with rm can be
+shredded too: the keys that wrapped its old copies are destroyed. A
+shred that stops part way says so; run it again to finish it. Key
+backups made before a shred can undo it: shred says so and names them.
+Multipart uploads in the bucket must be completed or aborted first. It needs --yes. With a root key in a PKCS#11 token the
 fresh root version is made by a rotation ceremony: --out DIR (with
 --shares and --threshold) receives its shares.`,
 		Args: exactArgs(1),
