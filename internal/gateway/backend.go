@@ -393,6 +393,9 @@ const (
 	attrContentLanguage    = "content-language"
 	attrCacheControl       = "cache-control"
 	attrExpires            = "expires"
+	// attrChecksum is the full-object checksum the client had checked
+	// when it stored the object: "ALGORITHM VALUE" (checksum.go).
+	attrChecksum = "checksum"
 )
 
 // etag is the object's ETag, quoted: the MD5 of what the client sent, or
@@ -514,22 +517,31 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	if err != nil {
 		return s3response.PutObjectOutput{}, err
 	}
+	body, sumAtEOF, err := keepChecksum(body, in)
+	if err != nil {
+		return s3response.PutObjectOutput{}, err
+	}
 	br := &bodyReader{r: b.gated(body), want: want, sum: contentMD5(ctx)}
 	if br.sum == nil {
 		br.md5 = md5.New()
 	}
 	// The ETag is the MD5 of the body, known only at its end: a reader
 	// that fills it in when the body is done, before the repository
-	// commits (it commits only after reading to EOF).
+	// commits (it commits only after reading to EOF). So is a checksum.
 	attrs := headerAttrs(in.ContentEncoding, in.ContentDisposition, in.ContentLanguage, in.CacheControl, in.Expires)
-	src := &etagAtEOF{r: br, attrs: attrs}
+	src := &etagAtEOF{r: br, attrs: attrs, checksum: sumAtEOF}
 	e, err := b.repo.Put(dctx, bucket, key, src, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs,
 		CreateOnly: b.createOnly(ctx, bucket, in.IfNoneMatch)})
 	if err != nil {
 		return s3response.PutObjectOutput{}, b.writeError(ctx, bucket, err)
 	}
 	b.events.Received(e.Size)
-	return s3response.PutObjectOutput{ETag: etag(e), Size: ptr(e.Size)}, nil
+	out := s3response.PutObjectOutput{ETag: etag(e), Size: ptr(e.Size)}
+	if alg, v := storedChecksum(e); alg != "" {
+		setChecksum(alg, v, &out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256)
+		out.ChecksumType = types.ChecksumTypeFullObject
+	}
+	return out, nil
 }
 
 // contentEncoding drops "aws-chunked", which describes how the request
@@ -587,8 +599,9 @@ func (b *Backend) writeError(ctx context.Context, bucket string, err error) erro
 
 // etagAtEOF records the body's MD5 in attrs when the body ends.
 type etagAtEOF struct {
-	r     *bodyReader
-	attrs map[string]string
+	r        *bodyReader
+	attrs    map[string]string
+	checksum func() string // the attrChecksum value, or nil
 }
 
 func (e *etagAtEOF) Read(p []byte) (int, error) {
@@ -599,6 +612,9 @@ func (e *etagAtEOF) Read(p []byte) (int, error) {
 			sum = e.r.md5.Sum(nil)
 		}
 		e.attrs[attrETag] = hex.EncodeToString(sum)
+		if e.checksum != nil {
+			e.attrs[attrChecksum] = e.checksum()
+		}
 	}
 	return n, err
 }
@@ -641,6 +657,12 @@ func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3
 		if isRange {
 			out.ContentLength = &n
 			out.ContentRange = ptr(fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, e.Size))
+		}
+	}
+	if in.ChecksumMode == types.ChecksumModeEnabled && in.PartNumber == nil && out.ContentRange == nil {
+		if alg, v := storedChecksum(e); alg != "" {
+			setChecksum(alg, v, &out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256)
+			out.ChecksumType = types.ChecksumTypeFullObject
 		}
 	}
 	if in.PartNumber != nil {
@@ -862,6 +884,13 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 		&out.ContentDisposition, &out.ContentLanguage, &out.CacheControl, &out.ExpiresString)
 	if isRange {
 		out.ContentRange = ptr(fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, e.Size))
+	} else if in.ChecksumMode == types.ChecksumModeEnabled {
+		// The whole object: the checksum it was stored with, which the
+		// client checks what it receives against.
+		if alg, v := storedChecksum(e); alg != "" {
+			setChecksum(alg, v, &out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256)
+			out.ChecksumType = types.ChecksumTypeFullObject
+		}
 	}
 	return out, nil
 }
@@ -1095,7 +1124,7 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 		return s3response.CopyObjectOutput{}, err
 	}
 	opts := repo.PutOptions{ContentType: src.ContentType, Meta: repo.UserMeta(src), Attrs: map[string]string{}}
-	for _, a := range []string{attrETag, attrContentEncoding, attrContentDisposition, attrContentLanguage, attrCacheControl, attrExpires} {
+	for _, a := range []string{attrETag, attrChecksum, attrContentEncoding, attrContentDisposition, attrContentLanguage, attrCacheControl, attrExpires} {
 		opts.Attrs[a] = repo.Attr(src, a)
 	}
 	if in.MetadataDirective == types.MetadataDirectiveReplace {
