@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -415,5 +416,32 @@ func TestConcurrentWrapUnwrap(t *testing.T) {
 	}
 	if st := s.Stats(); st.Wraps-base.Wraps != 12*40 || st.Unwraps-base.Unwraps != 12*40 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestAmbiguousTokenLabel: slots are chosen by token label, so two tokens
+// with the URI's label leave it to the slot order which one's key is
+// used; the source refuses to choose. Control: the same URI, with one
+// token of that label, opens.
+func TestAmbiguousTokenLabel(t *testing.T) {
+	s, u, path := testSource(t, Options{CacheTTL: -1})
+	s.Close()
+	s2, err := Open(path, u, []byte(softhsm.PIN), Options{})
+	if err != nil {
+		t.Fatalf("control, one token labelled %q: %v", u.Token, err)
+	}
+	s2.Close()
+	// A second token with the same label (another repository's, a fresh
+	// one made for a restore): nothing may be chosen between them.
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", u.Token, "--so-pin", softhsm.SOPIN, "--pin", softhsm.PIN)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("second token: %v: %s", err, out)
+	}
+	_, err = Open(path, u, []byte(softhsm.PIN), Options{})
+	if !errors.Is(err, ErrAmbiguousToken) || !errors.Is(err, keys.ErrUnavailable) || !strings.Contains(err.Error(), `"hf-test"`) {
+		t.Fatalf("two tokens labelled %q: %v", u.Token, err)
+	}
+	if err := CheckImport(u, []byte(softhsm.PIN), material(t)); !errors.Is(err, ErrAmbiguousToken) {
+		t.Fatalf("CheckImport with two tokens labelled %q: %v", u.Token, err)
 	}
 }
