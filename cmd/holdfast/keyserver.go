@@ -271,6 +271,7 @@ func (e *env) runKeyServer(ctx context.Context, srv *keyserver.Server, log *slog
 	}
 	repoID := srv.Repo()
 	fmt.Fprintf(e.stdout, "key server %s\nrepository %x\n  stop with SIGTERM; SIGHUP re-reads clients.json and the keyring\n", url, repoID[:])
+	defer takeSIGHUP()() // a reload, not the end of the process
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -156,8 +156,8 @@ func hostRisks(t *testing.T, p judgedJSON) []string {
 	}
 
 	state, err := read("/sys/power/state")
-	resume, _ := read("/sys/power/resume")
-	risky[posture.CheckHibernation] = err != nil || slices.Contains(strings.Fields(state), "disk") && resume != "" && resume != "0:0"
+	resume, rerr := read("/sys/power/resume")
+	risky[posture.CheckHibernation] = err != nil || slices.Contains(strings.Fields(state), "disk") && (rerr != nil || resume != "" && resume != "0:0")
 
 	pattern, err := read("/proc/sys/kernel/core_pattern")
 	suid, _ := read("/proc/sys/fs/suid_dumpable")

@@ -70,10 +70,12 @@ func (e *env) watchPosture(ctx context.Context, r *repo.Repo) (_ context.Context
 		cancel(err)
 		return ctx, func() error { return codeError{exitPosture, err} }
 	}
+	release := takeSIGHUP() // a re-check, not the end of the process
 	g.Go(ctx)
 	return ctx, func() error {
 		cause := context.Cause(ctx)
 		cancel(nil)
+		release()
 		var se *posture.SealedError
 		if errors.As(cause, &se) {
 			return codeError{exitPosture, fmt.Errorf("stopped: %w; what was done before stays done, run it again once the posture passes", se)}

@@ -192,6 +192,7 @@ func (e *env) serve(ctx context.Context, f serveFlags) (err error) {
 	if err != nil {
 		return err
 	}
+	defer takeSIGHUP()() // a re-check, not the end of the process
 	guard.Go(ctx)
 	var ops net.Addr
 	if f.opsAddr != "" {

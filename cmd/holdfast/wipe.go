@@ -6,6 +6,8 @@ package main
 import (
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/holdfast/holdfast/internal/secret"
@@ -26,8 +28,10 @@ func wipingKeys(run func() int) int {
 // wipingKeys wipes the keys. A signal ignored when holdfast started
 // (nohup, a background job) stays ignored.
 //
-// When a command re-checks posture on SIGHUP (posture.Guard), SIGHUP must
-// come off this list for that command.
+// A command that re-checks posture on SIGHUP (posture.Guard: serve, sync)
+// or re-reads its configuration on it (keyserver serve) takes it over
+// with takeSIGHUP while it runs: SIGHUP then neither wipes the keys nor
+// ends the process.
 func wipeKeysOnSignals(die func(syscall.Signal)) {
 	var sigs []os.Signal
 	for _, s := range []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
@@ -43,6 +47,9 @@ func wipeKeysOnSignals(die func(syscall.Signal)) {
 	go func() {
 		interrupts := 0
 		for s := range c {
+			if s == syscall.SIGHUP && hupTaken.Load() > 0 {
+				continue // a re-check, handled where it was taken
+			}
 			if s != syscall.SIGHUP {
 				if interrupts++; interrupts == 1 {
 					continue // Main's context handles the first
@@ -52,6 +59,19 @@ func wipeKeysOnSignals(die func(syscall.Signal)) {
 			die(s.(syscall.Signal))
 		}
 	}()
+}
+
+// hupTaken counts the commands running that have taken SIGHUP over.
+var hupTaken atomic.Int32
+
+// takeSIGHUP makes SIGHUP a signal the caller handles (it has its own
+// signal.Notify for it, made after this call): until release is called,
+// SIGHUP does not wipe the keys or end the process. Without it the signal
+// reaches both handlers, and the process dies of what was meant as a
+// re-check.
+func takeSIGHUP() (release func()) {
+	hupTaken.Add(1)
+	return sync.OnceFunc(func() { hupTaken.Add(-1) })
 }
 
 // dieOf ends the process by sig as if holdfast had not caught it: the Go

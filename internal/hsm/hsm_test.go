@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -415,5 +417,104 @@ func TestConcurrentWrapUnwrap(t *testing.T) {
 	}
 	if st := s.Stats(); st.Wraps-base.Wraps != 12*40 || st.Unwraps-base.Unwraps != 12*40 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestAmbiguousTokenLabel: slots are chosen by token label, so two tokens
+// with the URI's label leave it to the slot order which one's key is
+// used; the source refuses to choose. Control: the same URI, with one
+// token of that label, opens.
+func TestAmbiguousTokenLabel(t *testing.T) {
+	s, u, path := testSource(t, Options{CacheTTL: -1})
+	s.Close()
+	s2, err := Open(path, u, []byte(softhsm.PIN), Options{})
+	if err != nil {
+		t.Fatalf("control, one token labelled %q: %v", u.Token, err)
+	}
+	s2.Close()
+	// A second token with the same label (another repository's, a fresh
+	// one made for a restore): nothing may be chosen between them.
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", u.Token, "--so-pin", softhsm.SOPIN, "--pin", softhsm.PIN)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("second token: %v: %s", err, out)
+	}
+	_, err = Open(path, u, []byte(softhsm.PIN), Options{})
+	if !errors.Is(err, ErrAmbiguousToken) || !errors.Is(err, keys.ErrUnavailable) || !strings.Contains(err.Error(), `"hf-test"`) {
+		t.Fatalf("two tokens labelled %q: %v", u.Token, err)
+	}
+	if err := CheckImport(u, []byte(softhsm.PIN), material(t)); !errors.Is(err, ErrAmbiguousToken) {
+		t.Fatalf("CheckImport with two tokens labelled %q: %v", u.Token, err)
+	}
+}
+
+// blockedIn waits until some goroutine is blocked receiving from a
+// channel inside fn (a function name as runtime.Stack prints it).
+func blockedIn(fn string) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, "[chan receive") && strings.Contains(g, fn+"(") {
+				return
+			}
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestCloseDuringUnwrap: Close wipes the cached keys, and a key an unwrap
+// in progress gets from the token is not cached after Close. The test
+// holds every session of the pool, so that the unwrap waits for one
+// after its checks; Close then begins (it waits for the sessions), and a
+// session given back goes to the unwrap first. Control: an unwrap that
+// ends before Close leaves nothing cached either.
+func TestCloseDuringUnwrap(t *testing.T) {
+	for _, during := range []bool{false, true} {
+		t.Run(map[bool]string{false: "after", true: "during"}[during], func(t *testing.T) {
+			s, _, _ := testSource(t, Options{CacheTTL: time.Hour, Now: time.Now})
+			ctx := context.Background()
+			k, _ := secret.New()
+			w, err := s.Wrap(ctx, 1, bucketAD(1), k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unwrapped := make(chan error, 1)
+			unwrap := func() {
+				got, err := s.Unwrap(ctx, w, bucketAD(1))
+				if err == nil {
+					got.Wipe()
+				}
+				unwrapped <- err
+			}
+			if !during {
+				unwrap()
+				if err := <-unwrapped; err != nil {
+					t.Fatal(err)
+				}
+				s.Close()
+			} else {
+				var held []pkcs11.SessionHandle
+				for range maxSessions {
+					sh, err := s.tok.session()
+					if err != nil {
+						t.Fatal(err)
+					}
+					held = append(held, sh)
+				}
+				go unwrap()
+				blockedIn("hsm.(*Token).session")
+				closed := make(chan struct{})
+				go func() { s.Close(); close(closed) }()
+				blockedIn("hsm.(*Token).Close")
+				for _, sh := range held {
+					s.tok.put(sh)
+				}
+				<-closed
+				<-unwrapped // a key, or ErrClosed: either way not cached
+			}
+			if n := s.c.Len(); n != 0 {
+				t.Fatalf("%d keys cached after Close", n)
+			}
+		})
 	}
 }

@@ -409,6 +409,19 @@ func (s *Source) Unwrap(ctx context.Context, w keys.Wrapped, ad keys.AD) (secret
 	if err != nil {
 		return secret.Key{}, err
 	}
+	// Close and Destroy purge the cache under s.mu: a key from the token
+	// is cached, and given out, only if neither came in between.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	info, ok = s.st.find(w.KEKVersion)
+	switch {
+	case s.shut:
+		k.Wipe()
+		return secret.Key{}, fmt.Errorf("pkcs11 unwrap: %w: %w", ErrClosed, keys.ErrUnavailable)
+	case !ok || info.State == keyring.StateDestroyed:
+		k.Wipe()
+		return secret.Key{}, notMine("root key version %d is destroyed", w.KEKVersion)
+	}
 	s.c.Put(id, k)
 	return k, nil
 }
@@ -538,11 +551,11 @@ func (s *Source) Close() error {
 	}
 	s.shut = true
 	s.skey.Wipe()
+	s.c.Purge()
 	s.mu.Unlock()
 	if s.stop != nil {
 		close(s.stop)
 	}
-	s.c.Purge()
 	return s.tok.Close()
 }
 

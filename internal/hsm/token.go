@@ -21,6 +21,8 @@ var (
 	ErrNoToken = errors.New("no PKCS#11 token with that label")
 	// ErrNoKey: the token holds no key object for a root key version.
 	ErrNoKey = errors.New("the PKCS#11 token holds no such root key")
+	// ErrAmbiguousToken: more than one token has the URI's label.
+	ErrAmbiguousToken = errors.New("more than one PKCS#11 token has that label")
 	// ErrKeyExists: an import found a key object already there.
 	ErrKeyExists = errors.New("the PKCS#11 token already holds a root key with that label and version")
 )
@@ -133,13 +135,23 @@ func findSlot(ctx *pkcs11.Ctx, label string) (uint, error) {
 	if err != nil {
 		return 0, fmt.Errorf("listing PKCS#11 slots: %w: %w", err, keys.ErrUnavailable)
 	}
+	// Every slot is looked at: the label must name one token. Otherwise
+	// the slot order, which the module may change between runs, would
+	// choose whose key objects are used, imported or destroyed.
+	var found []uint
 	for _, s := range slots {
 		ti, err := ctx.GetTokenInfo(s)
 		if err == nil && ti.Label == label {
-			return s, nil
+			found = append(found, s)
 		}
 	}
-	return 0, fmt.Errorf("%w %q (%d slots with tokens): %w", ErrNoToken, label, len(slots), keys.ErrUnavailable)
+	switch len(found) {
+	case 0:
+		return 0, fmt.Errorf("%w %q (%d slots with tokens): %w", ErrNoToken, label, len(slots), keys.ErrUnavailable)
+	case 1:
+		return found[0], nil
+	}
+	return 0, fmt.Errorf("%w: %d tokens are labelled %q (slots %v); give each token a label of its own: %w", ErrAmbiguousToken, len(found), label, found, keys.ErrUnavailable)
 }
 
 // session takes a session from the pool, opening one if the pool is

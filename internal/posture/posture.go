@@ -405,7 +405,12 @@ func (h host) hibernation() Check {
 		return Check{CheckHibernation, Pass, "unsupported", "the kernel offers no suspend to disk"}
 	}
 	res, err := h.read("/sys/power/resume")
-	if err != nil || res == "" || res == "0:0" {
+	if err != nil {
+		// A resume device that cannot be read may well be set: a
+		// probe that fails passes nothing.
+		return Check{CheckHibernation, Unknown, "", fmt.Sprintf("suspend to disk offered, and /sys/power/resume cannot be read: %v", err)}
+	}
+	if res == "" || res == "0:0" {
 		return Check{CheckHibernation, Pass, "no-resume-device", "suspend to disk offered but no resume device is set"}
 	}
 	return Check{CheckHibernation, Warn, "enabled", fmt.Sprintf("hibernation can write all of RAM, keys included, to resume device %s", res)}

@@ -3,6 +3,7 @@ package posture
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -299,5 +300,38 @@ func TestUnescape(t *testing.T) {
 		if got := unescape(in); got != want {
 			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestHibernationResumeUnreadable: with suspend to disk offered, a resume
+// device that cannot be read is unknown, not a pass, and a policy that
+// requires hibernation (confidential) refuses. Controls: the same host
+// with resume readable as unset, 0:0 or a device.
+func TestHibernationResumeUnreadable(t *testing.T) {
+	base := merge(good, map[string]string{"/sys/power/state": "freeze mem disk\n"})
+	conf, _ := Profile(ProfileConfidential)
+	for _, tc := range []struct {
+		name   string
+		resume string // "/" makes it a directory, which cannot be read
+		status Status
+		value  string
+	}{
+		{"unset", "\n", Pass, "no-resume-device"},
+		{"0:0", "0:0\n", Pass, "no-resume-device"},
+		{"a device", "8:2\n", Warn, "enabled"},
+		{"unreadable", "/", Unknown, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Run(Options{Root: tree(t, merge(base, map[string]string{"/sys/power/resume": tc.resume}))})
+			c, _ := r.Get(CheckHibernation)
+			if c.Status != tc.status || c.Value != tc.value {
+				t.Fatalf("hibernation: %s %q (%s), want %s %q", c.Status, c.Value, c.Detail, tc.status, tc.value)
+			}
+			v := conf.Evaluate(r)
+			unmet := slices.ContainsFunc(v.Unmet, func(j Judged) bool { return j.Name == CheckHibernation })
+			if unmet != (tc.status != Pass) {
+				t.Fatalf("confidential policy: hibernation unmet %v with status %s", unmet, c.Status)
+			}
+		})
 	}
 }
