@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -262,7 +263,13 @@ func (e *env) postureGuard(r *repo.Repo, tbl *access.Table, be *gateway.Backend,
 // key server with the home's client certificate; a keyring from the session, else from the passphrase file or environment
 // serve was started with. A terminal prompt is never shown: nobody may be
 // there.
+//
+// A PIN the token refused is not tried again until it may have changed
+// (the PIN file was written since; a PIN from the environment never
+// changes): a token locks its user PIN after a few wrong ones, and the
+// posture check retries an unseal every interval.
 func (e *env) reopenKeyring(home string) func() (repo.RootKeys, error) {
+	var refused *pinStamp // the PIN the token last refused, if it did
 	return func() (repo.RootKeys, error) {
 		if ks, err := repo.LoadKeySource(home); err != nil || ks != nil {
 			if err != nil {
@@ -270,10 +277,26 @@ func (e *env) reopenKeyring(home string) func() (repo.RootKeys, error) {
 			}
 			// A key server needs no secret here: its client certificate
 			// is in the home.
-			if _, ok := secret.LookupEnv(hsm.PINEnv); ks.Type != repo.KeySourceKeyServer && !ok && e.pinFile == "" {
+			if ks.Type == repo.KeySourceKeyServer {
+				return e.openKeySource(home)
+			}
+			if _, ok := secret.LookupEnv(hsm.PINEnv); !ok && e.pinFile == "" {
 				return nil, errors.New("no PIN file (--pin-file) or " + hsm.PINEnv + " to open the PKCS#11 token with")
 			}
-			return e.openKeySource(home)
+			stamp := stampPIN(e.pinFile)
+			if refused != nil && stamp == *refused {
+				where := hsm.PINEnv
+				if e.pinFile != "" {
+					where = e.pinFile
+				}
+				return nil, fmt.Errorf("%w: the token refused the PIN from %s before, and it is not tried again until it changes (a token locks its PIN after a few wrong ones)",
+					hsm.ErrWrongPIN, where)
+			}
+			src, err := e.openKeySource(home)
+			if errors.Is(err, hsm.ErrWrongPIN) {
+				refused = &stamp
+			}
+			return src, err
 		}
 		path := repo.KeyringPath(home)
 		if kr, err := keyring.OpenSession(path); err == nil {
@@ -291,8 +314,27 @@ func (e *env) reopenKeyring(home string) func() (repo.RootKeys, error) {
 	}
 }
 
-// hostOf returns the host of addr for the certificate's names, unless it
-// is a wildcard.
+// pinStamp identifies a PIN's source as it was when read: the PIN file's
+// identity, size and change times (zero for the environment, which does
+// not change while the process runs). It holds nothing of the PIN.
+type pinStamp struct {
+	dev, ino, size     uint64
+	mtimeNs, ctimeNs   int64
+	fromFile, statFail bool
+}
+
+func stampPIN(file string) pinStamp {
+	if file == "" {
+		return pinStamp{}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(file, &st); err != nil {
+		return pinStamp{fromFile: true, statFail: true}
+	}
+	return pinStamp{dev: uint64(st.Dev), ino: st.Ino, size: uint64(st.Size), mtimeNs: st.Mtim.Nano(),
+		ctimeNs: st.Ctim.Nano(), fromFile: true}
+}
+
 // validDomain reports whether d is a DNS name of two or more labels
 // (letters, digits and hyphens; no label starting or ending with one).
 func validDomain(d string) bool {
@@ -313,6 +355,8 @@ func validDomain(d string) bool {
 	return true
 }
 
+// hostOf returns the host of addr for the certificate's names, unless it
+// is a wildcard.
 func hostOf(addr string) []string {
 	h, _, err := net.SplitHostPort(addr)
 	if err != nil || h == "" || h == "0.0.0.0" || h == "::" {
