@@ -454,7 +454,7 @@ func blockedIn(fn string) {
 	for {
 		n := runtime.Stack(buf, true)
 		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
-			if strings.Contains(g, "[chan receive") && strings.Contains(g, fn+"(") {
+			if (strings.Contains(g, "[chan receive") || strings.Contains(g, "[select")) && strings.Contains(g, fn+"(") {
 				return
 			}
 		}
@@ -516,5 +516,65 @@ func TestCloseDuringUnwrap(t *testing.T) {
 				t.Fatalf("%d keys cached after Close", n)
 			}
 		})
+	}
+}
+
+// TestCloseWhileWaitingForSession: an operation that found every session
+// in use, and is about to wait for one when Close takes them all, gives up
+// (ErrUnavailable) instead of waiting for ever. Control: one that waits
+// while the token is open gets the session that comes back.
+func TestCloseWhileWaitingForSession(t *testing.T) {
+	s, _, _ := testSource(t, Options{})
+	tok := s.tok
+	var held []pkcs11.SessionHandle
+	for range maxSessions {
+		sh, err := tok.session()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, sh)
+	}
+	got := make(chan error, 1)
+	go func() {
+		sh, err := tok.session()
+		if err == nil {
+			tok.put(sh)
+		}
+		got <- err
+	}()
+	blockedIn("hsm.(*Token).session")
+	tok.put(held[0])
+	if err := <-got; err != nil {
+		t.Fatalf("control: waiting while the token is open: %v", err)
+	}
+	sh, err := tok.session() // the one the waiter put back
+	if err != nil {
+		t.Fatal(err)
+	}
+	held[0] = sh
+
+	reached, release := make(chan struct{}), make(chan struct{})
+	beforeSessionWait = func() { close(reached); <-release }
+	go func() {
+		_, err := tok.session()
+		got <- err
+	}()
+	<-reached
+	beforeSessionWait = nil
+	closed := make(chan struct{})
+	go func() { tok.Close(); close(closed) }()
+	blockedIn("hsm.(*Token).Close")
+	for _, sh := range held {
+		tok.put(sh)
+	}
+	<-closed
+	close(release) // the operation now waits, with every session closed
+	select {
+	case err := <-got:
+		if !errors.Is(err, keys.ErrUnavailable) {
+			t.Fatalf("waiting after Close: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(time.Minute): // a hang, not a timing
+		t.Fatal("an operation waiting for a session after Close waits for ever")
 	}
 }

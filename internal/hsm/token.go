@@ -92,7 +92,15 @@ type Token struct {
 	mu    sync.Mutex
 	open  int
 	shut  bool
+	// closing is closed when Close begins: an operation waiting for a
+	// session then gives up, where it would otherwise wait for ever once
+	// Close has taken every session.
+	closing chan struct{}
 }
+
+// beforeSessionWait, if set, runs when an operation is about to wait for
+// a session (tests).
+var beforeSessionWait func()
 
 // OpenToken loads the URI's module, finds the token by its label and logs
 // in as the user with pin. A wrong PIN is ErrWrongPIN. The caller clears
@@ -103,7 +111,7 @@ func OpenToken(u URI, pin []byte) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Token{mod: m, label: u.Token, pool: make(chan pkcs11.SessionHandle, maxSessions)}
+	t := &Token{mod: m, label: u.Token, pool: make(chan pkcs11.SessionHandle, maxSessions), closing: make(chan struct{})}
 	if t.slot, err = findSlot(m.ctx, u.Token); err != nil {
 		m.release()
 		return nil, err
@@ -180,7 +188,15 @@ func (t *Token) session() (pkcs11.SessionHandle, error) {
 		return sh, nil
 	}
 	t.mu.Unlock()
-	return <-t.pool, nil
+	if beforeSessionWait != nil {
+		beforeSessionWait()
+	}
+	select {
+	case sh := <-t.pool:
+		return sh, nil
+	case <-t.closing:
+		return 0, fmt.Errorf("PKCS#11 token closed: %w", keys.ErrUnavailable)
+	}
 }
 
 func (t *Token) put(sh pkcs11.SessionHandle) { t.pool <- sh }
@@ -203,6 +219,7 @@ func (t *Token) Close() error {
 		return nil
 	}
 	t.shut = true
+	close(t.closing)
 	n := t.open
 	t.mu.Unlock()
 	for range n {
