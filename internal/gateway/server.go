@@ -202,6 +202,11 @@ func Start(ctx context.Context, be *Backend, opts Options) (*Server, error) {
 			s3api.WithMiddleware("/", keepOptions),
 		},
 	}
+	if opts.VirtualDomain != "" {
+		// The bucket is then read from the request URI's host, the
+		// signature covers the Host header: they must be one name.
+		cfg.S3Options = append(cfg.S3Options, s3api.WithMiddleware("/", sameHost))
+	}
 	if be.guard != nil {
 		// First of the S3 routes' middlewares, before authentication:
 		// while sealed the access secrets are wiped too.
