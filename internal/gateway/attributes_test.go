@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
+	"hash/crc32"
 	"strings"
 	"testing"
 
@@ -14,7 +17,7 @@ import (
 )
 
 // TestGetObjectAttributes: an object's ETag (unquoted, as S3 gives it
-// here), size and storage class; for an object completed from a multipart
+// here), size, storage class and the checksum it was stored with; for an object completed from a multipart
 // upload, its parts and their sizes, paged by max-parts and
 // part-number-marker. A missing object is NoSuchKey, and a key that may
 // not read is refused beside the reader, which may.
@@ -44,7 +47,7 @@ func TestGetObjectAttributes(t *testing.T) {
 		t.Fatal(err)
 	}
 	single := random(t, 4096)
-	if _, err := put(t, c, "docs", "single", single, nil); err != nil {
+	if _, err := put(t, c, "docs", "single", single, func(in *s3.PutObjectInput) { in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32 }); err != nil {
 		t.Fatal(err)
 	}
 	all := []types.ObjectAttributes{types.ObjectAttributesEtag, types.ObjectAttributesObjectSize,
@@ -95,10 +98,18 @@ func TestGetObjectAttributes(t *testing.T) {
 		t.Fatalf("second page: %v, %v", got, err)
 	}
 
-	out, err = attrs(reader, "single", nil)
+	out, err = attrs(reader, "single", func(in *s3.GetObjectAttributesInput) {
+		in.ObjectAttributes = append(in.ObjectAttributes, types.ObjectAttributesChecksum)
+	})
 	sum := md5.Sum(single)
 	if err != nil || aws.ToString(out.ETag) != hex.EncodeToString(sum[:]) || aws.ToInt64(out.ObjectSize) != int64(len(single)) || len(partSizes(out)) != 0 {
 		t.Errorf("single object: %+v, %v", out, err)
+	}
+	// The CRC32 the SDK sent with the upload is kept.
+	var crc [4]byte
+	binary.BigEndian.PutUint32(crc[:], crc32.ChecksumIEEE(single))
+	if out.Checksum == nil || aws.ToString(out.Checksum.ChecksumCRC32) != base64.StdEncoding.EncodeToString(crc[:]) {
+		t.Errorf("single object's checksum: %+v", out.Checksum)
 	}
 	if _, err := attrs(reader, "missing", nil); errCode(err) != "NoSuchKey" {
 		t.Errorf("missing object: %v", err)

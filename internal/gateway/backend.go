@@ -732,10 +732,10 @@ func multipartCount(e catalog.Entry) int {
 }
 
 // GetObjectAttributes answers from the catalog (ETag, size, storage
-// class, Last-Modified) and, for an object completed from a multipart
-// upload, from its authenticated manifest: its parts, one segment each,
-// paged by part-number-marker and max-parts. Checksums are not kept, so
-// none is returned.
+// class, Last-Modified, the checksum the object was stored with, if any)
+// and, for an object completed from a multipart upload, from its
+// authenticated manifest: its parts, one segment each, paged by
+// part-number-marker and max-parts.
 func (b *Backend) GetObjectAttributes(ctx context.Context, in *s3.GetObjectAttributesInput) (_ s3response.GetObjectAttributesResponse, err error) {
 	bucket, key := str(in.Bucket), str(in.Key)
 	defer b.doneOn(ctx, "GetObjectAttributes", bucket, key, time.Now(), &err)
@@ -750,6 +750,11 @@ func (b *Backend) GetObjectAttributes(ctx context.Context, in *s3.GetObjectAttri
 	size := e.Size
 	out := s3response.GetObjectAttributesResponse{ETag: ptr(strings.Trim(etag(e), `"`)), ObjectSize: &size,
 		StorageClass: types.StorageClassStandard, LastModified: ptr(lastModified(e))}
+	if alg, v := storedChecksum(e); alg != "" {
+		cs := &types.Checksum{ChecksumType: types.ChecksumTypeFullObject}
+		setChecksum(alg, v, &cs.ChecksumCRC32, &cs.ChecksumCRC32C, &cs.ChecksumCRC64NVME, &cs.ChecksumSHA1, &cs.ChecksumSHA256)
+		out.Checksum = cs
+	}
 	count := multipartCount(e)
 	if count == 0 {
 		return out, nil

@@ -13,11 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
-// TestReviewUploadPartCopyBoundaries: a part copied from a range at chunk
+// TestUploadPartCopyBoundaries: a part copied from a range at chunk
 // (64 KiB) and segment (4 MiB) boundaries, the last byte, one byte, and
 // the whole of an empty and a one-byte object, is byte-exact and its
 // ETag is the MD5 of its bytes.
-func TestReviewUploadPartCopyBoundaries(t *testing.T) {
+func TestUploadPartCopyBoundaries(t *testing.T) {
 	g := startGW(t, nil)
 	ctx := context.Background()
 	c := g.admin()

@@ -9,10 +9,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
-// TestReviewInboxLearnsNothing: the inbox key of "drop" may not list its
+// TestInboxRefusedNewReads: the inbox key of "drop" may not list its
 // versions, read an object's attributes or tags, nor copy a part from an
 // object in it; the admin may (control).
-func TestReviewInboxLearnsNothing(t *testing.T) {
+func TestInboxRefusedNewReads(t *testing.T) {
 	g := startGW(t, nil)
 	ctx := context.Background()
 	c := g.admin()

@@ -18,12 +18,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// TestReviewVHostAbsoluteURI: a presigned URL for docs/report, virtual-
+// TestVirtualHostAbsoluteForm: a presigned URL for docs/report, virtual-
 // hosted style, must not be turned into a read of other/report by sending
 // it in absolute form (GET https://other.DOMAIN/report) with the signed
 // Host header docs.DOMAIN: the signature covers the Host header, but the
 // bucket is taken from the request URI's host.
-func TestReviewVHostAbsoluteURI(t *testing.T) {
+func TestVirtualHostAbsoluteForm(t *testing.T) {
 	const domain = "s3.holdfast.test"
 	dir := t.TempDir()
 	cert, leaf, _, err := LoadOrCreateCert(filepath.Join(dir, "tls"), VirtualDomainHosts(domain))

@@ -12,11 +12,11 @@ import (
 	"github.com/holdfast/holdfast/internal/format"
 )
 
-// TestReviewUploadPartCopyDamageAnywhere: a bit flipped anywhere in the
+// TestUploadPartCopyDamageAnywhere: a bit flipped anywhere in the
 // stored source (header, chunks, padding, manifest, footer) makes a whole
 // UploadPartCopy fail and leaves no part; the intact source copies
 // (control). (A range, like a ranged GET, checks only what it covers.)
-func TestReviewUploadPartCopyDamageAnywhere(t *testing.T) {
+func TestUploadPartCopyDamageAnywhere(t *testing.T) {
 	g := startGW(t, nil)
 	ctx := context.Background()
 	c := g.admin()
