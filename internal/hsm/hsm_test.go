@@ -578,3 +578,41 @@ func TestCloseWhileWaitingForSession(t *testing.T) {
 		t.Fatal("an operation waiting for a session after Close waits for ever")
 	}
 }
+
+// TestReloadClosedMeanwhile: a Reload whose state key the token unwrapped
+// while the source was being closed does not install it in the closed
+// source (where nothing would ever wipe it). Control: the same Reload
+// with the source open installs the new key.
+func TestReloadClosedMeanwhile(t *testing.T) {
+	for _, closeMeanwhile := range []bool{false, true} {
+		t.Run(map[bool]string{false: "open", true: "closed"}[closeMeanwhile], func(t *testing.T) {
+			s, _, _ := testSource(t, Options{})
+			// The header Reload finds on disk differs from the one the
+			// source holds: it unwraps the file's state key anew.
+			s.mu.Lock()
+			s.hdrRaw = append([]byte(nil), s.hdrRaw...)
+			s.hdrRaw[stateHeaderLen-13] ^= 1
+			s.mu.Unlock()
+			if closeMeanwhile {
+				afterStateKeyUnwrap = func() { s.Close() }
+			}
+			defer func() { afterStateKeyUnwrap = nil }()
+			err := s.Reload()
+			s.mu.Lock()
+			installed := s.skey
+			s.mu.Unlock()
+			if !closeMeanwhile {
+				if err != nil || !installed.Valid() {
+					t.Fatalf("control: reload with the source open: %v (key valid %v)", err, installed.Valid())
+				}
+				return
+			}
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("reload closed meanwhile: %v, want ErrClosed", err)
+			}
+			if installed.Valid() {
+				t.Error("a closed source holds a state key that nothing will wipe")
+			}
+		})
+	}
+}

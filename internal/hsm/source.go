@@ -500,6 +500,10 @@ func (s *Source) SetFreshness(f keyring.Freshness) error {
 // Reload reads the state file again after another process changed it. It
 // refuses a file of another repository or one whose freshness record is
 // older than the one in memory (keyring.ErrFreshnessRollback).
+// afterStateKeyUnwrap, if set, runs when Reload has unwrapped a new state
+// key, before it takes the source's lock again (tests).
+var afterStateKeyUnwrap func()
+
 func (s *Source) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -521,9 +525,18 @@ func (s *Source) Reload() error {
 	if string(h.raw[:stateHeaderLen-12]) != string(s.hdrRaw[:stateHeaderLen-12]) {
 		s.mu.Unlock()
 		skey, err = s.unwrapStateKey(h)
+		if afterStateKeyUnwrap != nil {
+			afterStateKeyUnwrap()
+		}
 		s.mu.Lock()
 		if err != nil {
 			return err
+		}
+		if s.shut {
+			// Closed while the token unwrapped: Close wiped the keys it
+			// held, and this one must not outlive it.
+			skey.Wipe()
+			return fmt.Errorf("reloading: %w", ErrClosed)
 		}
 	}
 	st, err := openState(skey, h, ct)
