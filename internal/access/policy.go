@@ -107,6 +107,12 @@ const (
 	// Answered with an empty tag set: objects carry no tags, and clients
 	// that copy tags along with an object (the AWS CLI) ask for them.
 	actGetObjectTagging = "s3:GetObjectTagging"
+	// The same requests naming a version: every object's one version is
+	// "null", and the gateway refuses any other (InvalidArgument).
+	actGetObjectVersion           = "s3:GetObjectVersion"
+	actGetObjectVersionAttributes = "s3:GetObjectVersionAttributes"
+	actGetObjectVersionTagging    = "s3:GetObjectVersionTagging"
+	actDeleteObjectVersion        = "s3:DeleteObjectVersion"
 )
 
 // actions returns the policy actions that p (and admin) grant, sorted.
@@ -116,7 +122,8 @@ const (
 func actions(p Perm, admin bool) []string {
 	var a []string
 	if p&Read != 0 {
-		a = append(a, actGetObject, actGetObjectAttributes, actGetObjectAcl, actGetObjectTagging)
+		a = append(a, actGetObject, actGetObjectAttributes, actGetObjectAcl, actGetObjectTagging,
+			actGetObjectVersion, actGetObjectVersionAttributes, actGetObjectVersionTagging)
 	}
 	if p&(Write|Inbox) != 0 {
 		a = append(a, actPutObject)
@@ -128,7 +135,7 @@ func actions(p Perm, admin bool) []string {
 		a = append(a, actListBucket, actListBucketVersions, actListBucketMultipartUploads, actGetBucketLocation, actGetBucketCORS)
 	}
 	if p&Delete != 0 {
-		a = append(a, actDeleteObject)
+		a = append(a, actDeleteObject, actDeleteObjectVersion)
 	}
 	if admin {
 		// Creating buckets is the role's (RoleUserPlus), not a policy's.

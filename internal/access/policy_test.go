@@ -76,10 +76,11 @@ func TestPolicyWithVersitygw(t *testing.T) {
 	fctx := app.AcquireCtx(&fasthttp.RequestCtx{})
 	defer app.ReleaseCtx(fctx)
 
-	read := []auth.Action{auth.GetObjectAction, auth.GetObjectAttributesAction, auth.GetObjectAclAction, auth.GetObjectTaggingAction}
+	read := []auth.Action{auth.GetObjectAction, auth.GetObjectAttributesAction, auth.GetObjectAclAction, auth.GetObjectTaggingAction,
+		auth.GetObjectVersionAction, auth.GetObjectVersionAttributesAction, auth.GetObjectVersionTaggingAction}
 	write := []auth.Action{auth.PutObjectAction, auth.AbortMultipartUploadAction, auth.ListMultipartUploadPartsAction}
 	list := []auth.Action{auth.ListBucketAction, auth.ListBucketVersionsAction, auth.ListBucketMultipartUploadsAction, auth.GetBucketLocationAction, auth.GetBucketCorsAction}
-	del := []auth.Action{auth.DeleteObjectAction}
+	del := []auth.Action{auth.DeleteObjectAction, auth.DeleteObjectVersionAction}
 	cat := func(ls ...[]auth.Action) []auth.Action { return slices.Concat(ls...) }
 
 	cases := []struct {
@@ -207,7 +208,8 @@ func TestPolicyDocument(t *testing.T) {
 		t.Fatalf("policy %s", b)
 	}
 	wantActions := map[string][]string{
-		r.ID:   {"s3:GetObject", "s3:GetObjectAcl", "s3:GetObjectAttributes", "s3:GetObjectTagging"},
+		r.ID: {"s3:GetObject", "s3:GetObjectAcl", "s3:GetObjectAttributes", "s3:GetObjectTagging",
+			"s3:GetObjectVersion", "s3:GetObjectVersionAttributes", "s3:GetObjectVersionTagging"},
 		in.ID:  {"s3:PutObject"},
 		all.ID: {"s3:GetBucketCORS", "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:ListBucketVersions"},
 	}

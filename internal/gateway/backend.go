@@ -636,6 +636,9 @@ func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
 		return nil, err
 	}
+	if err := onlyVersion(str(in.VersionId)); err != nil {
+		return nil, err
+	}
 	e, err := b.repo.Stat(detached(ctx), bucket, key)
 	if err != nil {
 		return nil, s3Error(err, false)
@@ -742,6 +745,9 @@ func (b *Backend) GetObjectAttributes(ctx context.Context, in *s3.GetObjectAttri
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
 		return s3response.GetObjectAttributesResponse{}, err
 	}
+	if err := onlyVersion(str(in.VersionId)); err != nil {
+		return s3response.GetObjectAttributesResponse{}, err
+	}
 	dctx := detached(ctx)
 	e, err := b.repo.Stat(dctx, bucket, key)
 	if err != nil {
@@ -820,6 +826,9 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 	defer b.doneOn(ctx, "GetObject", str(in.Bucket), str(in.Key), time.Now(), &err)
 	bucket, key := str(in.Bucket), str(in.Key)
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
+		return nil, err
+	}
+	if err := onlyVersion(str(in.VersionId)); err != nil {
 		return nil, err
 	}
 	dctx := detached(ctx)
@@ -1044,6 +1053,9 @@ func (b *Backend) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput) (_
 	if err := b.allowed(ctx, bucket, OpDelete); err != nil {
 		return nil, err
 	}
+	if err := onlyVersion(str(in.VersionId)); err != nil {
+		return nil, err
+	}
 	if err := b.deleteObject(ctx, bucket, key); err != nil {
 		return nil, err
 	}
@@ -1078,17 +1090,23 @@ func (b *Backend) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput) 
 	}
 	for _, o := range in.Delete.Objects {
 		key := str(o.Key)
-		if err := b.deleteObject(ctx, bucket, key); err != nil {
-			var ae s3err.APIError
+		err := onlyVersion(str(o.VersionId))
+		if err == nil {
+			err = b.deleteObject(ctx, bucket, key)
+		}
+		if err != nil {
 			code, msg := "InternalError", "delete failed"
-			if errors.As(err, &ae) {
-				code, msg = ae.Code, ae.Description
+			var se s3err.S3Error // an S3 answer: its code and message
+			if errors.As(err, &se) {
+				code, msg = se.BaseError().Code, se.BaseError().Description
 			}
-			res.Error = append(res.Error, types.Error{Key: ptr(key), Code: ptr(code), Message: ptr(msg)})
+			// The entry echoes the version the request named: the front
+			// end matches answers to requests by key and version.
+			res.Error = append(res.Error, types.Error{Key: ptr(key), VersionId: o.VersionId, Code: ptr(code), Message: ptr(msg)})
 			continue
 		}
 		if !quiet { // quiet: only the errors are answered
-			res.Deleted = append(res.Deleted, types.DeletedObject{Key: ptr(key)})
+			res.Deleted = append(res.Deleted, types.DeletedObject{Key: ptr(key), VersionId: o.VersionId})
 		}
 	}
 	return res, nil
@@ -1102,7 +1120,10 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 	if err := b.allowed(ctx, bucket, OpWrite); err != nil {
 		return s3response.CopyObjectOutput{}, err
 	}
-	sb, sk, _, err := backend.ParseCopySource(str(in.CopySource))
+	sb, sk, sv, err := backend.ParseCopySource(str(in.CopySource))
+	if err == nil {
+		err = onlyVersion(sv)
+	}
 	if err != nil {
 		return s3response.CopyObjectOutput{}, err
 	}
@@ -1156,15 +1177,30 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 // copy that sets some (it asks for s3:PutObjectTagging, which no key is
 // granted), and PutObjectTagging is not implemented. Clients that copy an
 // object's tags along with it (the AWS CLI's multipart copy) ask.
-func (b *Backend) GetObjectTagging(ctx context.Context, bucket, key, _ string) (_ map[string]string, err error) {
+func (b *Backend) GetObjectTagging(ctx context.Context, bucket, key, versionID string) (_ map[string]string, err error) {
 	defer b.doneOn(ctx, "GetObjectTagging", bucket, key, time.Now(), &err)
 	if err := b.allowed(ctx, bucket, OpRead); err != nil {
+		return nil, err
+	}
+	if err := onlyVersion(versionID); err != nil {
 		return nil, err
 	}
 	if _, err := b.repo.Stat(detached(ctx), bucket, key); err != nil {
 		return nil, s3Error(err, false)
 	}
 	return map[string]string{}, nil
+}
+
+// onlyVersion refuses a version id other than "null": buckets here are
+// never versioned, so every object has the one version S3 calls "null",
+// and a request for any other (a GET, a DELETE, a copy source) is
+// answered as S3 answers it for an unversioned bucket, rather than
+// carried out on the current object.
+func onlyVersion(v string) error {
+	if v == "" || v == "null" {
+		return nil
+	}
+	return s3err.InvalidArgumentError{ArgumentName: "versionId", ArgumentValue: v, Description: "Invalid version id specified"}
 }
 
 // copySourceConditions evaluates a copy source's x-amz-copy-source-if-*

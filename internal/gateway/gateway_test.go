@@ -102,10 +102,10 @@ func (a *testAccess) MayOverwrite(id, bucket string) bool {
 }
 
 var opActions = map[Op][]string{
-	OpRead:   {"s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectAttributes"},
+	OpRead:   {"s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectAttributes", "s3:GetObjectVersion", "s3:GetObjectVersionAttributes", "s3:GetObjectVersionTagging"},
 	OpWrite:  {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
 	OpList:   {"s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:ListBucketVersions"},
-	OpDelete: {"s3:DeleteObject"},
+	OpDelete: {"s3:DeleteObject", "s3:DeleteObjectVersion"},
 	OpAdmin:  {"s3:DeleteBucket"},
 }
 

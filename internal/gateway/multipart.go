@@ -80,7 +80,10 @@ func (b *Backend) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput
 	if in.PartNumber == nil {
 		return s3response.CopyPartResult{}, s3err.GetAPIError(s3err.ErrInvalidRequest)
 	}
-	sb, sk, _, err := backend.ParseCopySource(str(in.CopySource))
+	sb, sk, sv, err := backend.ParseCopySource(str(in.CopySource))
+	if err == nil {
+		err = onlyVersion(sv)
+	}
 	if err != nil {
 		return s3response.CopyPartResult{}, err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // TestListObjectVersions: a bucket lists as S3 lists one that never had
@@ -107,5 +108,77 @@ func TestListObjectVersions(t *testing.T) {
 	k = g.acc.keys[2] // the inbox key: may not list
 	if _, err := g.client(k.id, k.secret, nil).ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String("docs")}); errCode(err) != "AccessDenied" {
 		t.Errorf("a key that may not list: %v", err)
+	}
+}
+
+// TestVersionIDs: every object's one version is "null". A GET, HEAD,
+// DELETE, DeleteObjects entry, copy source or part copy source naming
+// another version is InvalidArgument and leaves the object as it was —
+// never carried out on the current object — beside the same request
+// naming "null" (or no version), which is.
+func TestVersionIDs(t *testing.T) {
+	g := startGW(t, nil)
+	ctx := context.Background()
+	c := g.admin()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("docs")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := put(t, c, "docs", k, []byte("contents of "+k), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const other = "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd"
+	for _, v := range []string{other, "null"} {
+		want := ""
+		if v == other {
+			want = "InvalidArgument"
+		}
+		_, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("docs"), Key: aws.String("a"), VersionId: aws.String(v)})
+		if errCode(err) != want {
+			t.Errorf("GET version %s: %v", v, err)
+		}
+		_, err = c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("docs"), Key: aws.String("a"), VersionId: aws.String(v)})
+		if want == "" && err != nil || want != "" && err == nil {
+			t.Errorf("HEAD version %s: %v", v, err)
+		}
+		_, err = c.CopyObject(ctx, &s3.CopyObjectInput{Bucket: aws.String("docs"), Key: aws.String("copy-" + v),
+			CopySource: aws.String("docs/a?versionId=" + v)})
+		if errCode(err) != want {
+			t.Errorf("copy of version %s: %v", v, err)
+		}
+	}
+	// DELETE: another version leaves b; "null" deletes it.
+	if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("docs"), Key: aws.String("b"), VersionId: aws.String(other)}); errCode(err) != "InvalidArgument" {
+		t.Errorf("DELETE of another version: %v", err)
+	}
+	if _, _, err := get(c, "docs", "b", ""); err != nil {
+		t.Fatalf("b after a refused DELETE of another version: %v", err)
+	}
+	if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("docs"), Key: aws.String("b"), VersionId: aws.String("null")}); err != nil {
+		t.Errorf("DELETE of the null version: %v", err)
+	}
+	if _, _, err := get(c, "docs", "b", ""); errCode(err) != "NoSuchKey" {
+		t.Errorf("b after a DELETE of its null version: %v", err)
+	}
+	// DeleteObjects: the entry naming another version fails alone.
+	if _, err := put(t, c, "docs", "d", []byte("contents of d"), nil); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String("docs"), Delete: &types.Delete{Objects: []types.ObjectIdentifier{
+		{Key: aws.String("a"), VersionId: aws.String(other)}, {Key: aws.String("c")}, {Key: aws.String("d"), VersionId: aws.String("null")}}}})
+	var deleted []string
+	for _, d := range out.Deleted {
+		deleted = append(deleted, aws.ToString(d.Key)+"@"+aws.ToString(d.VersionId))
+	}
+	if err != nil || len(out.Errors) != 1 || aws.ToString(out.Errors[0].Key) != "a" || aws.ToString(out.Errors[0].Code) != "InvalidArgument" ||
+		len(deleted) != 2 || deleted[0] != "c@" || deleted[1] != "d@null" {
+		t.Errorf("DeleteObjects: deleted %v, errors %d, %v", deleted, len(out.Errors), err)
+	}
+	if _, _, err := get(c, "docs", "d", ""); errCode(err) != "NoSuchKey" {
+		t.Errorf("d after DeleteObjects named its null version: %v", err)
+	}
+	if _, _, err := get(c, "docs", "a", ""); err != nil {
+		t.Errorf("a after a refused delete of another version: %v", err)
 	}
 }
