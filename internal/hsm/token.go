@@ -38,6 +38,7 @@ var (
 type module struct {
 	path string
 	ctx  *pkcs11.Ctx
+	dec  *cDecrypt // the module's C_Decrypt, or nil: ctx.Decrypt (decrypt.go)
 	refs int
 }
 
@@ -56,7 +57,7 @@ func loadModule(path string) (*module, error) {
 		ctx.Destroy()
 		return nil, fmt.Errorf("initialising PKCS#11 module %q: %w", path, err)
 	}
-	m := &module{path: path, ctx: ctx, refs: 1}
+	m := &module{path: path, ctx: ctx, dec: openDecrypt(path), refs: 1}
 	modules[path] = m
 	return m, nil
 }
@@ -70,6 +71,7 @@ func (m *module) release() {
 	}
 	delete(modules, m.path)
 	_ = m.ctx.Finalize()
+	m.dec.close()
 	m.ctx.Destroy()
 }
 
@@ -337,7 +339,11 @@ func (t *Token) gcm(seal bool, h pkcs11.ObjectHandle, iv, aad, in []byte) ([]byt
 			}
 		} else {
 			if err = ctx.DecryptInit(sh, mech, h); err == nil {
-				out, err = ctx.Decrypt(sh, in)
+				if t.mod.dec != nil {
+					out, err = t.mod.dec.decrypt(sh, in)
+				} else {
+					out, err = ctx.Decrypt(sh, in)
+				}
 			}
 		}
 		return err
