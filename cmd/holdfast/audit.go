@@ -636,7 +636,7 @@ func newAuditEvents(m *gateway.Metrics, f auditFlags, log *slog.Logger) *auditEv
 // keyUsing are the operations that wrap or unwrap a data key.
 var keyUsing = map[string]bool{
 	"GetObject": true, "PutObject": true, "CopyObject": true,
-	"CreateMultipartUpload": true, "UploadPart": true, "CompleteMultipartUpload": true,
+	"CreateMultipartUpload": true, "UploadPart": true, "UploadPartCopy": true, "CompleteMultipartUpload": true,
 }
 
 // Object implements gateway.ObjectEvents: the entry is queued, never
