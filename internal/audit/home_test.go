@@ -381,3 +381,33 @@ func TestStatePathDoesNotRedirectVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestReady: Ready writes nothing and fails where an append would: a
+// stray byte after the last entry, a deleted record. Control: the
+// intact log is ready, and the log is unchanged by the check.
+func TestReady(t *testing.T) {
+	h := newHomeLog(t)
+	w, _ := Open(Dir(h.home), Options{})
+	p := filepath.Join(Dir(h.home), LogName)
+	before, _ := os.ReadFile(p)
+	if err := w.Ready(); err != nil {
+		t.Fatalf("control: the intact log is not ready: %v", err)
+	}
+	if after, _ := os.ReadFile(p); !bytes.Equal(before, after) {
+		t.Fatal("Ready wrote to the log")
+	}
+	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write([]byte("x"))
+	f.Close()
+	if err := w.Ready(); !errors.Is(err, ErrStateMismatch) {
+		t.Fatalf("Ready after a stray byte: %v, want ErrStateMismatch", err)
+	}
+	os.WriteFile(p, before, 0o600)
+	if err := w.Ready(); err != nil {
+		t.Fatalf("control: the log put back is not ready: %v", err)
+	}
+	os.Remove(filepath.Join(Dir(h.home), RecordName))
+	if err := w.Ready(); !errors.Is(err, ErrNoRecord) {
+		t.Fatalf("Ready without the record: %v, want ErrNoRecord", err)
+	}
+}
