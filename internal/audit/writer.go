@@ -632,7 +632,11 @@ func (w *Writer) saveState(st state) error {
 }
 
 // appendOffBox appends lines (checkpoints, or a record line) to the
-// off-box copy at path and syncs it.
+// off-box copy at path and syncs it. A write that fails is cut back to
+// where it began (as the log's is), so that the copy never keeps part of
+// a line this call wrote; a copy whose last line was left partial (a
+// crash) gets a newline first, so that the lines written now are whole
+// lines of their own (the partial one stays, and verify names it).
 func appendOffBox(path string, lines [][]byte) error {
 	if len(lines) == 0 {
 		return nil
@@ -645,15 +649,42 @@ func appendOffBox(path string, lines [][]byte) error {
 	if err := flock(f, unix.LOCK_EX); err != nil {
 		return fmt.Errorf("%w: %w", ErrCheckpointCopy, err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpointCopy, err)
+	}
 	var buf bytes.Buffer
+	if !endsLine(path, fi.Size()) {
+		buf.WriteByte('\n')
+	}
 	for _, l := range lines {
 		buf.Write(l)
 		buf.WriteByte('\n')
 	}
 	if err := writeSync(f, buf.Bytes()); err != nil {
+		f.Truncate(fi.Size()) // what this call wrote, never more
 		return fmt.Errorf("%w: %q: %w", ErrCheckpointCopy, path, err)
 	}
 	return nil
+}
+
+// endsLine reports whether the file at path, of size bytes, is empty or
+// ends with a newline; a copy that cannot be read (a write-only one)
+// is taken to.
+func endsLine(path string, size int64) bool {
+	if size == 0 {
+		return true
+	}
+	r, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer r.Close()
+	last := make([]byte, 1)
+	if _, err := r.ReadAt(last, size-1); err != nil {
+		return true
+	}
+	return last[0] == '\n'
 }
 
 func writeSync(f *os.File, b []byte) error {
