@@ -492,6 +492,24 @@ func recordAudit(home string, op keys.Op, sink audit.CheckpointSink) error {
 	return w.Close()
 }
 
+// auditReady checks, writing nothing, that home's audit log, if the home
+// keeps one, can take a record now (a missing piece is damage).
+func auditReady(home string) error {
+	l := audit.Locate(home, "")
+	err := l.Check()
+	if errors.Is(err, audit.ErrNoLog) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	w, err := audit.Open(l.Dir, audit.Options{})
+	if err != nil {
+		return err
+	}
+	return w.Ready()
+}
+
 // auditFlags are serve's audit options.
 type auditFlags struct {
 	create   bool
@@ -636,7 +654,7 @@ func newAuditEvents(m *gateway.Metrics, f auditFlags, log *slog.Logger) *auditEv
 // keyUsing are the operations that wrap or unwrap a data key.
 var keyUsing = map[string]bool{
 	"GetObject": true, "PutObject": true, "CopyObject": true,
-	"CreateMultipartUpload": true, "UploadPart": true, "CompleteMultipartUpload": true,
+	"CreateMultipartUpload": true, "UploadPart": true, "UploadPartCopy": true, "CompleteMultipartUpload": true,
 }
 
 // Object implements gateway.ObjectEvents: the entry is queued, never

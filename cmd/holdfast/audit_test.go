@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -188,5 +189,60 @@ func TestAuditServe(t *testing.T) {
 	}
 	if code, _, errs := c.run("audit", "verify"); code != exitDamaged || !strings.Contains(errs, "does not reach checkpoint") {
 		t.Fatalf("verify after a cut: exit %d %s", code, errs)
+	}
+}
+
+// TestAuditRateCountsEveryKeyUse: every operation that unwraps a data
+// key counts towards an access key's rate, UploadPartCopy (which opens
+// its source object) as CopyObject does: a key that copies objects part
+// by part into one upload is cut off like one that copies them whole.
+// Control: the same number of CopyObjects.
+func TestAuditRateCountsEveryKeyUse(t *testing.T) {
+	for _, op := range []string{"CopyObject", "UploadPartCopy"} {
+		t.Run(op, func(t *testing.T) {
+			c := newCLI(t)
+			c.must("init")
+			var key struct{ ID, Secret string }
+			if err := json.Unmarshal([]byte(c.must("--json", "access", "add", "client", "--admin")), &key); err != nil {
+				t.Fatal(err)
+			}
+			srv := startServe(t, serveFlags{addr: "127.0.0.1:0", insecureHTTP: true, region: "us-east-1", maxConns: 4, maxReqs: 4,
+				logFormat: "text", logLevel: "error", postureEvery: posture.DefaultInterval,
+				audit: auditFlags{create: true, every: 100, queue: 1000,
+					rate: audit.RateConfig{Window: time.Hour, Floor: 1, Factor: 4, CutOff: time.Hour}}})
+			ctx := context.Background()
+			cl := s3.New(s3.Options{BaseEndpoint: aws.String(srv.URL), Region: "us-east-1", UsePathStyle: true, RetryMaxAttempts: 1,
+				HTTPClient: &http.Client{}, Credentials: credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")})
+			b := aws.String("photos")
+			if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: b}); err != nil {
+				t.Fatal(err)
+			}
+			// Key use 1 and 2: within the limit (4 × floor 1).
+			if _, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: b, Key: aws.String("a.jpg"), Body: strings.NewReader("x")}); err != nil {
+				t.Fatal(err)
+			}
+			up, err := cl.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: b, Key: aws.String("all")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Key use 3 to 5: the fifth is over the limit.
+			for i := int32(1); i <= 3; i++ {
+				if op == "CopyObject" {
+					_, err = cl.CopyObject(ctx, &s3.CopyObjectInput{Bucket: b, Key: aws.String(fmt.Sprintf("copy%d", i)), CopySource: aws.String("photos/a.jpg")})
+				} else {
+					_, err = cl.UploadPartCopy(ctx, &s3.UploadPartCopyInput{Bucket: b, Key: aws.String("all"), UploadId: up.UploadId,
+						PartNumber: aws.Int32(i), CopySource: aws.String("photos/a.jpg")})
+				}
+				if err != nil {
+					t.Fatalf("%s %d: %v", op, i, err)
+				}
+			}
+			_, err = cl.HeadObject(ctx, &s3.HeadObjectInput{Bucket: b, Key: aws.String("a.jpg")})
+			var ae smithy.APIError
+			if !errors.As(err, &ae) || (ae.ErrorCode() != "AccessDenied" && ae.ErrorCode() != "Forbidden") {
+				t.Fatalf("head after five key uses (%s): %v, want the key cut off", op, err)
+			}
+			srv.stop()
+		})
 	}
 }

@@ -43,10 +43,14 @@ import (
 // keyOpLog is the key-operation log of home.
 func keyOpLog(home string) *oplog.Log { return oplog.New(oplog.Path(home)) }
 
-// keyLogReady checks that home's key-operation log can take a record now.
+// keyLogReady checks that home's key-operation log, and its audit log if
+// it keeps one, can take a record now.
 func keyLogReady(home string) error {
 	if err := keyOpLog(home).Ready(); err != nil {
 		return fmt.Errorf("the key-operation log cannot take a record, so nothing was done (check it with 'holdfast keys log --check'): %w", err)
+	}
+	if err := auditReady(home); err != nil { // audit.go
+		return fmt.Errorf("the audit log cannot take a record, so nothing was done (check it with 'holdfast audit verify'; docs/audit.md, \"Repair\"): %w", err)
 	}
 	return nil
 }

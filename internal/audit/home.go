@@ -112,7 +112,10 @@ func (l Layout) Check() error {
 // newest record line of the off-box copy that does (Report.Record says
 // which copy). A missing or damaged record, a record whose checkpoint
 // path K_0 does not vouch for, and a deleted log are damage, named in
-// Damage.Problems, and the log is still checked with K_0. When the home's
+// Damage.Problems, and the log is still checked with K_0. Unless the
+// caller named the off-box copy, the log is checked against the one
+// K_0 vouches for (the record's path); a writer's state naming another
+// is damage. When the home's
 // record is intact and sealed under an older root key version, it is
 // sealed again under the primary one (Report.Resealed).
 func VerifyKeys(ctx context.Context, l Layout, src keys.Source, repo keys.ID) (Report, error) {
@@ -202,7 +205,18 @@ func VerifyKeysWith(ctx context.Context, l Layout, src keys.Source, repo keys.ID
 	if !pathOK {
 		dmg.Problems = append(dmg.Problems, fmt.Sprintf("the sealed record from %s names the off-box copy %q, which is not the path K_0 was sealed with (the record was edited); writers append nothing while it differs from their state", chosen.from, chosen.rec.Checkpoints))
 	}
-	vrep, verr := VerifyWith(l.Dir, l.Checkpoints, k0, o)
+	// The off-box copy a cut is checked against is the one K_0 vouches
+	// for, not the one the writer's state names: the state is not
+	// authenticated, and pointing it at a stale copy would hide a cut.
+	cp := l.Checkpoints
+	if !l.Named && pathOK && chosen.rec.Checkpoints != cp {
+		if l.State {
+			dmg.Problems = append(dmg.Problems, fmt.Sprintf("the writer's state names the off-box copy %q, not %q, the one K_0 was sealed with (the state was edited); verified against the latter", l.Checkpoints, chosen.rec.Checkpoints))
+		}
+		cp = chosen.rec.Checkpoints
+	}
+	rep.Checkpoints = cp
+	vrep, verr := VerifyWith(l.Dir, cp, k0, o)
 	vrep.Record = chosen.from
 	var vd *Damage
 	switch {

@@ -324,3 +324,90 @@ func TestMACEncoding(t *testing.T) {
 	_, err := l.verify()
 	wantBadEntry(t, err, 2, "MAC")
 }
+
+// TestStatePathDoesNotRedirectVerify: the writer's state is not
+// authenticated, so the off-box path it names must not choose the copy
+// verify checks a cut against. An intruder who cuts the log's tail and
+// points the state at a copy of the off-box file as it was before the
+// cut is found. Control: the same cut with the state untouched is found,
+// and the untouched log verifies.
+func TestStatePathDoesNotRedirectVerify(t *testing.T) {
+	for _, redirect := range []bool{false, true} {
+		h := newHomeLog(t)
+		// The off-box copy on "another machine".
+		os.RemoveAll(Dir(h.home))
+		os.Remove(DefaultCheckpoints(h.home))
+		offbox := filepath.Join(t.TempDir(), "offbox.log")
+		k0, _ := secret.New()
+		rec, err := Seal(context.Background(), h.kr, h.repo, k0, offbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Create(Dir(h.home), rec, k0, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		k0.Wipe()
+		if err := h.append(t, 3); err != nil {
+			t.Fatal(err)
+		}
+		logPath := filepath.Join(Dir(h.home), LogName)
+		oldLog, _ := os.ReadFile(logPath)
+		oldCopy, _ := os.ReadFile(offbox)
+		if err := h.append(t, 3); err != nil {
+			t.Fatal(err)
+		}
+		h.mustVerify(t)
+		// The intruder: the log cut back, a stale copy of the off-box
+		// file beside it.
+		os.WriteFile(logPath, oldLog, 0o600)
+		if redirect {
+			fake := filepath.Join(h.home, "fake.log")
+			os.WriteFile(fake, oldCopy, 0o600)
+			sp := filepath.Join(Dir(h.home), StateName)
+			b, _ := os.ReadFile(sp)
+			var st map[string]any
+			json.Unmarshal(b, &st)
+			st["checkpoints"] = fake
+			b, _ = json.Marshal(st)
+			os.WriteFile(sp, b, 0o600)
+		}
+		rep, err := h.verify()
+		d := damage(t, err)
+		if d.Checkpoint == nil || d.Checkpoint.File != offbox || d.Checkpoint.Seq != 8 || rep.Checkpoints != offbox {
+			t.Fatalf("redirect=%v: verify: %v (report %+v), want checkpoint seq 8 of %s named as not reached", redirect, err, rep, offbox)
+		}
+		if redirect {
+			wantProblem(t, err, "the writer's state names the off-box copy")
+		}
+	}
+}
+
+// TestReady: Ready writes nothing and fails where an append would: a
+// stray byte after the last entry, a deleted record. Control: the
+// intact log is ready, and the log is unchanged by the check.
+func TestReady(t *testing.T) {
+	h := newHomeLog(t)
+	w, _ := Open(Dir(h.home), Options{})
+	p := filepath.Join(Dir(h.home), LogName)
+	before, _ := os.ReadFile(p)
+	if err := w.Ready(); err != nil {
+		t.Fatalf("control: the intact log is not ready: %v", err)
+	}
+	if after, _ := os.ReadFile(p); !bytes.Equal(before, after) {
+		t.Fatal("Ready wrote to the log")
+	}
+	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write([]byte("x"))
+	f.Close()
+	if err := w.Ready(); !errors.Is(err, ErrStateMismatch) {
+		t.Fatalf("Ready after a stray byte: %v, want ErrStateMismatch", err)
+	}
+	os.WriteFile(p, before, 0o600)
+	if err := w.Ready(); err != nil {
+		t.Fatalf("control: the log put back is not ready: %v", err)
+	}
+	os.Remove(filepath.Join(Dir(h.home), RecordName))
+	if err := w.Ready(); !errors.Is(err, ErrNoRecord) {
+		t.Fatalf("Ready without the record: %v, want ErrNoRecord", err)
+	}
+}

@@ -368,36 +368,12 @@ func (w *Writer) toSink(cps [][]byte) error {
 func (w *Writer) appendLocked(es []Entry, checkpoint bool) (cps [][]byte, err error) {
 	appendMu.Lock()
 	defer appendMu.Unlock()
-	f, err := os.OpenFile(w.logPath(), os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("the audit log %q is missing (deleted?): %w", w.logPath(), ErrNoLog)
-	}
+	f, st, last, err := w.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close() // and so unlock
-	if err := flock(f, unix.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("locking %q: %w", w.logPath(), err)
-	}
-	st, last, err := w.current(f)
-	if err != nil {
-		return nil, err
-	}
 	key := st.Key
-	// The sealed record must be there and name the state's off-box
-	// copy: a deleted record, or one pointed elsewhere, stops the writer.
-	rec, err := ReadRecord(w.dir)
-	if errors.Is(err, ErrNoLog) {
-		clear(key)
-		return nil, fmt.Errorf("%q: %w (run 'holdfast audit verify'; docs/audit.md, \"Repair\")", filepath.Join(w.dir, RecordName), ErrNoRecord)
-	} else if err != nil {
-		clear(key)
-		return nil, err
-	}
-	if rec.Checkpoints != st.Checkpoints {
-		clear(key)
-		return nil, fmt.Errorf("the sealed record names the off-box copy %q but the writer's state %q: %w", rec.Checkpoints, st.Checkpoints, ErrRecordPath)
-	}
 	defer func() { clear(key) }()
 	var buf bytes.Buffer
 	var lines [][]byte
@@ -473,6 +449,63 @@ func (w *Writer) appendLocked(es []Entry, checkpoint bool) (cps [][]byte, err er
 		w.seen(lines[len(lines)-1])
 	}
 	return lines, err
+}
+
+// lock opens the log, locks it, and returns it with the writer's state
+// (rolled forward: current) and the log's last line, once it has
+// checked that the sealed record is there and names the state's off-box
+// copy: a deleted record, or one pointed elsewhere, stops the writer.
+// The caller closes f (and so unlocks) and wipes st.Key.
+func (w *Writer) lock() (f *os.File, st state, last []byte, err error) {
+	f, err = os.OpenFile(w.logPath(), os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, state{}, nil, fmt.Errorf("the audit log %q is missing (deleted?): %w", w.logPath(), ErrNoLog)
+	}
+	if err != nil {
+		return nil, state{}, nil, err
+	}
+	fail := func(err error) (*os.File, state, []byte, error) {
+		clear(st.Key)
+		f.Close()
+		return nil, state{}, nil, err
+	}
+	if err := flock(f, unix.LOCK_EX); err != nil {
+		return fail(fmt.Errorf("locking %q: %w", w.logPath(), err))
+	}
+	st, last, err = w.current(f)
+	if err != nil {
+		return fail(err)
+	}
+	rec, err := ReadRecord(w.dir)
+	if errors.Is(err, ErrNoLog) {
+		return fail(fmt.Errorf("%q: %w (run 'holdfast audit verify'; docs/audit.md, \"Repair\")", filepath.Join(w.dir, RecordName), ErrNoRecord))
+	} else if err != nil {
+		return fail(err)
+	}
+	if rec.Checkpoints != st.Checkpoints {
+		return fail(fmt.Errorf("the sealed record names the off-box copy %q but the writer's state %q: %w", rec.Checkpoints, st.Checkpoints, ErrRecordPath))
+	}
+	return f, st, last, nil
+}
+
+// Ready checks, writing nothing, that the log can take an entry now:
+// it is there and writable, its last line continues the writer's state,
+// the sealed record is there and names the state's off-box copy, and the
+// directory can take the new state. A key command calls it before it
+// does anything, so that an operation the log cannot record is not done.
+func (w *Writer) Ready() error {
+	appendMu.Lock()
+	defer appendMu.Unlock()
+	f, st, _, err := w.lock()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	clear(st.Key)
+	if err := unix.Access(w.dir, unix.W_OK); err != nil {
+		return fmt.Errorf("the audit directory %q cannot take the writer's state: %w", w.dir, err)
+	}
+	return nil
 }
 
 func (w *Writer) checkpoint() Entry {
@@ -599,7 +632,11 @@ func (w *Writer) saveState(st state) error {
 }
 
 // appendOffBox appends lines (checkpoints, or a record line) to the
-// off-box copy at path and syncs it.
+// off-box copy at path and syncs it. A write that fails is cut back to
+// where it began (as the log's is), so that the copy never keeps part of
+// a line this call wrote; a copy whose last line was left partial (a
+// crash) gets a newline first, so that the lines written now are whole
+// lines of their own (the partial one stays, and verify names it).
 func appendOffBox(path string, lines [][]byte) error {
 	if len(lines) == 0 {
 		return nil
@@ -612,15 +649,42 @@ func appendOffBox(path string, lines [][]byte) error {
 	if err := flock(f, unix.LOCK_EX); err != nil {
 		return fmt.Errorf("%w: %w", ErrCheckpointCopy, err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpointCopy, err)
+	}
 	var buf bytes.Buffer
+	if !endsLine(path, fi.Size()) {
+		buf.WriteByte('\n')
+	}
 	for _, l := range lines {
 		buf.Write(l)
 		buf.WriteByte('\n')
 	}
 	if err := writeSync(f, buf.Bytes()); err != nil {
+		f.Truncate(fi.Size()) // what this call wrote, never more
 		return fmt.Errorf("%w: %q: %w", ErrCheckpointCopy, path, err)
 	}
 	return nil
+}
+
+// endsLine reports whether the file at path, of size bytes, is empty or
+// ends with a newline; a copy that cannot be read (a write-only one)
+// is taken to.
+func endsLine(path string, size int64) bool {
+	if size == 0 {
+		return true
+	}
+	r, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer r.Close()
+	last := make([]byte, 1)
+	if _, err := r.ReadAt(last, size-1); err != nil {
+		return true
+	}
+	return last[0] == '\n'
 }
 
 func writeSync(f *os.File, b []byte) error {
