@@ -25,21 +25,8 @@ import (
 // keyring file. Refused beside the control (the right PIN): the server
 // started with a wrong PIN.
 func TestKeyServerOnToken(t *testing.T) {
-	if err := softhsm.Available(); err != nil {
-		t.Fatal(err) // scripts/test.sh installs softhsm2: missing is a failure
-	}
 	k := newKSEnv(t)
-	h, err := softhsm.NewEnv(filepath.Join(k.dir, ".softhsm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.InitToken("ks-token"); err != nil {
-		t.Fatal(err)
-	}
-	k.env = append(k.env, "SOFTHSM2_CONF="+h.Conf, "HOLDFAST_PKCS11_PIN="+softhsm.PIN)
-	uri := softhsm.URI("ks-token", "holdfast-root")
-	onprem := filepath.Join(k.dir, "onprem")
-	k.okIn(onprem, "keys", "ceremony", "--key-source", uri, "--shares", "3", "--threshold", "2", "--out", filepath.Join(k.dir, "shares"))
+	onprem, _ := k.tokenHome("ks-token")
 
 	ks := filepath.Join(k.dir, "ks")
 	k.ok("keyserver", "init", "--dir", ks, "--host", "127.0.0.1", "--from-home", onprem)
@@ -101,4 +88,27 @@ func TestKeyServerOnToken(t *testing.T) {
 	if out := k.ok("audit", "verify", "--dir", ks); !strings.Contains(out, "intact") {
 		t.Fatalf("the server's audit log: %s", out)
 	}
+}
+
+// tokenHome makes a SoftHSM2 token labelled token and, by a key ceremony
+// (shares in k.dir/shares), the home k.dir/onprem whose root keys are in
+// it. k's commands find the token and its PIN; the caller's process
+// opens it with the returned configuration's SOFTHSM2_CONF.
+func (k *ksEnv) tokenHome(token string) (home string, h *softhsm.Env) {
+	k.t.Helper()
+	if err := softhsm.Available(); err != nil {
+		k.t.Fatal(err) // scripts/test.sh installs softhsm2: missing is a failure
+	}
+	h, err := softhsm.NewEnv(filepath.Join(k.dir, ".softhsm"))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	if err := h.InitToken(token); err != nil {
+		k.t.Fatal(err)
+	}
+	k.env = append(k.env, "SOFTHSM2_CONF="+h.Conf, "HOLDFAST_PKCS11_PIN="+softhsm.PIN)
+	home = filepath.Join(k.dir, "onprem")
+	k.okIn(home, "keys", "ceremony", "--key-source", softhsm.URI(token, "holdfast-root"),
+		"--shares", "3", "--threshold", "2", "--out", filepath.Join(k.dir, "shares"))
+	return home, h
 }

@@ -19,21 +19,8 @@ import (
 // file rewritten with the right PIN is tried at the next attempt and
 // opens the token.
 func TestReopenDoesNotRetryARefusedPIN(t *testing.T) {
-	if err := softhsm.Available(); err != nil {
-		t.Fatal(err) // scripts/test.sh installs softhsm2: missing is a failure
-	}
 	k := newKSEnv(t)
-	h, err := softhsm.NewEnv(filepath.Join(k.dir, ".softhsm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.InitToken("pin-token"); err != nil {
-		t.Fatal(err)
-	}
-	k.env = append(k.env, "SOFTHSM2_CONF="+h.Conf, "HOLDFAST_PKCS11_PIN="+softhsm.PIN)
-	home := filepath.Join(k.dir, "onprem")
-	k.okIn(home, "keys", "ceremony", "--key-source", softhsm.URI("pin-token", "holdfast-root"),
-		"--shares", "3", "--threshold", "2", "--out", filepath.Join(k.dir, "shares"))
+	home, h := k.tokenHome("pin-token")
 	t.Setenv("SOFTHSM2_CONF", h.Conf) // this process opens the token too
 
 	pinFile := filepath.Join(k.dir, "pin")
@@ -42,7 +29,7 @@ func TestReopenDoesNotRetryARefusedPIN(t *testing.T) {
 	}
 	e := &env{stdin: strings.NewReader(""), stdout: os.Stderr, stderr: os.Stderr, pinFile: pinFile}
 	reopen := e.reopenKeyring(home)
-	_, err = reopen()
+	_, err := reopen()
 	if !errors.Is(err, hsm.ErrWrongPIN) || strings.Contains(err.Error(), "not tried again") {
 		t.Fatalf("first attempt with a wrong PIN: %v (want the token's refusal)", err)
 	}

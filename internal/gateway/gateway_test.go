@@ -228,6 +228,18 @@ func (g *gw) client(id, secret string, tlsCfg *tls.Config) *s3.Client {
 	})
 }
 
+// storePath is where the local store keeps the current object of
+// bucket/key, for tests that play the provider.
+func (g *gw) storePath(bucket, key string) string {
+	g.t.Helper()
+	e, err := g.r.Stat(context.Background(), bucket, key)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	name := format.StoreName(e.ObjectID)
+	return filepath.Join(g.store, name[:2], name)
+}
+
 func (g *gw) admin() *s3.Client {
 	k := g.acc.keys[0]
 	return g.client(k.id, k.secret, nil)
@@ -524,27 +536,7 @@ func TestTamperAndWhatTheProviderSees(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flip := func(key string, off int64) {
-		e, err := g.r.Stat(ctx, "secretbucket", "confidential/"+key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := format.StoreName(e.ObjectID)
-		p := filepath.Join(g.store, name[:2], name)
-		f, err := os.OpenFile(p, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		b := []byte{0}
-		if _, err := f.ReadAt(b, off); err != nil {
-			t.Fatal(err)
-		}
-		b[0] ^= 1
-		if _, err := f.WriteAt(b, off); err != nil {
-			t.Fatal(err)
-		}
-	}
+	flip := func(key string, off int64) { flipByte(t, g.storePath("secretbucket", "confidential/"+key), off) }
 	const later = 9 << 20             // in the third segment
 	flip("tampered-head", 10)         // the header
 	flip("tampered-first", 600<<10+7) // the first segment
@@ -659,8 +651,7 @@ func TestOpsAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := format.StoreName(e.ObjectID)
-	if err := os.WriteFile(filepath.Join(g.store, name[:2], name), random(t, int(e.StoredLen)), 0o600); err != nil {
+	if err := os.WriteFile(g.storePath("metrics", "k"), random(t, int(e.StoredLen)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := get(c, "metrics", "k", ""); errCode(err) != "InternalError" {
