@@ -537,10 +537,7 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	}
 	b.events.Received(e.Size)
 	out := s3response.PutObjectOutput{ETag: etag(e), Size: ptr(e.Size)}
-	if alg, v := storedChecksum(e); alg != "" {
-		setChecksum(alg, v, &out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256)
-		out.ChecksumType = types.ChecksumTypeFullObject
-	}
+	checksumOut{&out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256, &out.ChecksumType}.fill(e)
 	return out, nil
 }
 
@@ -663,10 +660,7 @@ func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3
 		}
 	}
 	if in.ChecksumMode == types.ChecksumModeEnabled && in.PartNumber == nil && out.ContentRange == nil {
-		if alg, v := storedChecksum(e); alg != "" {
-			setChecksum(alg, v, &out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256)
-			out.ChecksumType = types.ChecksumTypeFullObject
-		}
+		checksumOut{&out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256, &out.ChecksumType}.fill(e)
 	}
 	if in.PartNumber != nil {
 		// The parts' sizes are in the manifest, which the catalog does
@@ -756,9 +750,8 @@ func (b *Backend) GetObjectAttributes(ctx context.Context, in *s3.GetObjectAttri
 	size := e.Size
 	out := s3response.GetObjectAttributesResponse{ETag: ptr(strings.Trim(etag(e), `"`)), ObjectSize: &size,
 		StorageClass: types.StorageClassStandard, LastModified: ptr(lastModified(e))}
-	if alg, v := storedChecksum(e); alg != "" {
-		cs := &types.Checksum{ChecksumType: types.ChecksumTypeFullObject}
-		setChecksum(alg, v, &cs.ChecksumCRC32, &cs.ChecksumCRC32C, &cs.ChecksumCRC64NVME, &cs.ChecksumSHA1, &cs.ChecksumSHA256)
+	cs := new(types.Checksum)
+	if (checksumOut{&cs.ChecksumCRC32, &cs.ChecksumCRC32C, &cs.ChecksumCRC64NVME, &cs.ChecksumSHA1, &cs.ChecksumSHA256, &cs.ChecksumType}).fill(e) {
 		out.Checksum = cs
 	}
 	count := multipartCount(e)
@@ -901,10 +894,7 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 	} else if in.ChecksumMode == types.ChecksumModeEnabled {
 		// The whole object: the checksum it was stored with, which the
 		// client checks what it receives against.
-		if alg, v := storedChecksum(e); alg != "" {
-			setChecksum(alg, v, &out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256)
-			out.ChecksumType = types.ChecksumTypeFullObject
-		}
+		checksumOut{&out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256, &out.ChecksumType}.fill(e)
 	}
 	return out, nil
 }

@@ -71,12 +71,21 @@ func storedChecksum(e catalog.Entry) (types.ChecksumAlgorithm, string) {
 	return types.ChecksumAlgorithm(alg), v
 }
 
-// setChecksum sets the one of the response's checksum fields that alg
-// names to v.
-func setChecksum(alg types.ChecksumAlgorithm, v string, crc32, crc32c, crc64nvme, sha1, sha256 **string) {
-	p := map[types.ChecksumAlgorithm]**string{types.ChecksumAlgorithmCrc32: crc32, types.ChecksumAlgorithmCrc32c: crc32c,
-		types.ChecksumAlgorithmCrc64nvme: crc64nvme, types.ChecksumAlgorithmSha1: sha1, types.ChecksumAlgorithmSha256: sha256}[alg]
-	if p != nil {
-		*p = &v
+// checksumOut points at a response's checksum fields.
+type checksumOut struct {
+	crc32, crc32c, crc64nvme, sha1, sha256 **string
+	typ                                    *types.ChecksumType
+}
+
+// fill sets the field of the checksum e was stored with, and its type
+// (a full-object checksum); it reports whether e keeps one.
+func (o checksumOut) fill(e catalog.Entry) bool {
+	alg, v := storedChecksum(e)
+	p := map[types.ChecksumAlgorithm]**string{types.ChecksumAlgorithmCrc32: o.crc32, types.ChecksumAlgorithmCrc32c: o.crc32c,
+		types.ChecksumAlgorithmCrc64nvme: o.crc64nvme, types.ChecksumAlgorithmSha1: o.sha1, types.ChecksumAlgorithmSha256: o.sha256}[alg]
+	if p == nil {
+		return false
 	}
+	*p, *o.typ = &v, types.ChecksumTypeFullObject
+	return true
 }
