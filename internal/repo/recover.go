@@ -987,7 +987,13 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 			continue
 		}
 		f := sc.f
-		o, rec := r.openFound(ctx, f, rw[f.id], tries, used)
+		o, rec, gone, err := r.openFound(ctx, f, rw[f.id], tries, used)
+		if err != nil {
+			return nil, err
+		}
+		if gone {
+			continue // deleted since the listing
+		}
 		if o == nil {
 			rep.Unknown = append(rep.Unknown, f.name)
 			continue
@@ -1231,13 +1237,21 @@ func (r *Repo) rewrapMatches(kek secret.Key, rec *format.KeyRecord, id keys.ID, 
 // header's key slot. rec is the record that opened it; nil: the header.
 // Opening authenticates the header and manifest, whose commitment binds
 // the key: a record that names the wrong key does not open the object.
-func (r *Repo) openFound(ctx context.Context, f found, recs []*format.KeyRecord, tries []keyTry, used []int) (*object.Object, *format.KeyRecord) {
+// An error means a read failed in a way that says nothing of the stored
+// bytes (the store did not answer): no key was judged, so the object is
+// neither ours nor unknown yet. Gone (deleted since the listing) is
+// neither an error nor an object.
+func (r *Repo) openFound(ctx context.Context, f found, recs []*format.KeyRecord, tries []keyTry, used []int) (o *object.Object, rec *format.KeyRecord, gone bool, err error) {
 	if f.header.Alg != keys.AlgHKDFGCMCommit {
-		return nil, nil
+		return nil, nil, false, nil
 	}
+	var failed error
 	// rec nil: the header's slot. Through a record, the manifest names the
 	// version that wrapped the header's slot, lower than the record's.
 	open := func(t keyTry, rec *format.KeyRecord) *object.Object {
+		if failed != nil || gone {
+			return nil
+		}
 		exp := object.Expect{Identity: object.Identity{Kind: format.KindData, Repo: r.id, Object: f.id}, StoredLen: f.size, Rewrapped: rec != nil}
 		ad := r.dataAD(t.ref.bucket, t.ref.version, f.id)
 		o, err := object.Open(ctx, r.st, f.name, exp, func(h format.Header) (secret.Key, keys.AD, error) {
@@ -1248,7 +1262,14 @@ func (r *Repo) openFound(ctx context.Context, f found, recs []*format.KeyRecord,
 			k, err := keys.UnwrapSoftware(t.key, ad, w)
 			return k, ad, err
 		})
-		if err != nil {
+		switch {
+		case isNotExist(err):
+			gone = true
+			return nil
+		case err != nil && !errors.Is(err, format.ErrCorrupt) && !errors.Is(err, store.ErrInvalidRange):
+			failed = err
+			return nil
+		case err != nil:
 			return nil
 		}
 		return o
@@ -1260,17 +1281,20 @@ func (r *Repo) openFound(ctx context.Context, f found, recs []*format.KeyRecord,
 			}
 			if o := open(t, rec); o != nil {
 				used[i]++
-				return o, rec
+				return o, rec, false, nil
 			}
 		}
 	}
 	for i, t := range tries {
 		if o := open(t, nil); o != nil {
 			used[i]++
-			return o, nil
+			return o, nil, false, nil
 		}
 	}
-	return nil, nil
+	if failed != nil {
+		return nil, nil, false, fmt.Errorf("reading %s: %w", f.name, failed)
+	}
+	return nil, nil, gone, nil
 }
 
 func systemRecord(o *object.Object, id keys.ID) catalog.SystemObject {
