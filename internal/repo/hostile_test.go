@@ -229,3 +229,86 @@ func TestRecoverStoreOutageDropsNothing(t *testing.T) {
 		}
 	}
 }
+
+// rewriteListing lets every listing through with its XML body rewritten
+// by edit.
+func rewriteListing(edit func(body string) string) func(w http.ResponseWriter, r *http.Request, pass func() (*http.Response, error)) bool {
+	return func(w http.ResponseWriter, r *http.Request, pass func() (*http.Response, error)) bool {
+		if r.Method != http.MethodGet || r.URL.Query().Get("list-type") != "2" {
+			return false
+		}
+		resp, err := pass()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return true
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return true
+		}
+		out := edit(string(b))
+		resp.Header.Set("Content-Length", fmt.Sprint(len(out)))
+		resp.Body = io.NopCloser(strings.NewReader(out))
+		relay(w, resp)
+		return true
+	}
+}
+
+// duplicateEntry lists the entry of name twice.
+func duplicateEntry(name string) func(string) string {
+	return func(body string) string {
+		i := strings.Index(body, "<Key>vault/"+name+"</Key>")
+		if i < 0 {
+			return body
+		}
+		start := strings.LastIndex(body[:i], "<Contents>")
+		end := i + strings.Index(body[i:], "</Contents>") + len("</Contents>")
+		return body[:end] + body[start:end] + body[end:]
+	}
+}
+
+// TestRecoverListingDuplicates: a listing that names a genuine object
+// twice (written after the last backup, so the scan adopts it) recovers
+// it once and reports nothing unknown, as the control — the same
+// recovery with the listing as the server gave it — does.
+func TestRecoverListingDuplicates(t *testing.T) {
+	for _, dup := range []bool{true, false} {
+		t.Run(fmt.Sprintf("dup=%v", dup), func(t *testing.T) {
+			ctx := context.Background()
+			e := newHostileEnv(t, "dups")
+			if _, err := e.r.Put(ctx, "bkt", "a", bytes.NewReader(random(5000)), PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			ea, err := e.r.Stat(ctx, "bkt", "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := format.StoreName(ea.ObjectID)
+			e.loseCatalog(t)
+			var listed atomic.Int64
+			e.h.set(rewriteListing(func(body string) string {
+				listed.Add(1)
+				if dup {
+					return duplicateEntry(name)(body)
+				}
+				return body
+			}))
+			r, rep, err := Recover(ctx, RecoverOptions{Home: e.home, S3: e.s3, Passphrase: pass})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.r = r
+			if listed.Load() == 0 {
+				t.Fatal("no listing went through the provider")
+			}
+			if rep.Objects != 1 || len(rep.Unknown) != 0 {
+				t.Fatalf("%d objects, unknown %v", rep.Objects, rep.Unknown)
+			}
+			if _, err := r.Stat(ctx, "bkt", "a"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

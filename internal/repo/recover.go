@@ -692,7 +692,15 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 	var objs []found
 	markerSeen := false
 	var otherMarker string
+	// A name listed twice is one object: a listing that repeats it (a
+	// provider's, or a paging glitch) must not make a genuine object look
+	// like a second copy of itself, which recovery would report unknown.
+	listedName := map[string]bool{}
 	if err := r.st.List(ctx, "", func(oi store.ObjectInfo) error {
+		if listedName[oi.Name] {
+			return nil
+		}
+		listedName[oi.Name] = true
 		if oi.Name == format.MarkerName(r.id) {
 			markerSeen = true
 			return nil
