@@ -312,3 +312,69 @@ func TestRecoverListingDuplicates(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyListingThatCannotEnd: a provider whose listing never ends —
+// after the real first page, empty pages that each say "truncated, go on
+// from token T" with the token they were asked with — stops verify with
+// an error after a page or two (could not check), instead of being asked
+// for the same page for ever; so does a page that says "truncated" and
+// gives no token, which would end the listing unnoticed, hiding what it
+// did not list. The control pages the same way with a new token each
+// time and then ends: verify is clean.
+func TestVerifyListingThatCannotEnd(t *testing.T) {
+	for _, mode := range []string{"repeat", "no-token", "control"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			e := newHostileEnv(t, "pages")
+			if _, err := e.r.Put(ctx, "bkt", "a", bytes.NewReader(random(5000)), PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			const endAfter = 300 // so that the test ends whatever verify does
+			var pages atomic.Int64
+			e.h.set(func(w http.ResponseWriter, r *http.Request, pass func() (*http.Response, error)) bool {
+				if r.Method != http.MethodGet || r.URL.Query().Get("list-type") != "2" {
+					return false
+				}
+				n := pages.Add(1)
+				more, token := n < 3, fmt.Sprintf("<NextContinuationToken>hostile-%d</NextContinuationToken>", n)
+				switch mode {
+				case "repeat":
+					more, token = n < endAfter, "<NextContinuationToken>hostile-again</NextContinuationToken>"
+				case "no-token":
+					token = ""
+				}
+				if !r.URL.Query().Has("continuation-token") {
+					return rewriteListing(func(body string) string {
+						if !more {
+							return body
+						}
+						return strings.Replace(body, "<IsTruncated>false</IsTruncated>", "<IsTruncated>true</IsTruncated>"+token, 1)
+					})(w, r, pass)
+				}
+				body := `<?xml version="1.0" encoding="UTF-8"?>` + "\n" +
+					`<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>pages</Name><Prefix>vault/</Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys>` +
+					fmt.Sprintf("<IsTruncated>%v</IsTruncated>", more)
+				if more {
+					body += token
+				}
+				body += "</ListBucketResult>"
+				w.Header().Set("Content-Type", "application/xml")
+				w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+				io.WriteString(w, body)
+				return true
+			})
+			var fs []Finding
+			sum, err := e.r.Verify(ctx, VerifyOptions{}, func(f Finding) { fs = append(fs, f) })
+			n := pages.Load()
+			if mode != "control" {
+				if err == nil || n > 10 {
+					t.Fatalf("verify asked for %d pages and ended with %v (%+v, %+v)", n, err, sum, fs)
+				}
+				return
+			}
+			if err != nil || sum.Verdict() != VerdictClean || n < 3 {
+				t.Fatalf("control: %d pages, %v, %+v, %+v", n, err, sum, fs)
+			}
+		})
+	}
+}

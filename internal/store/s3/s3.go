@@ -23,6 +23,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/holdfast/holdfast/internal/store"
@@ -474,6 +475,37 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 // in byte order). Keys under the prefix that are not valid names are not
 // Holdfast's and are skipped.
 func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
+	return s.pages(ctx, prefix, func(o types.Object) error {
+		name := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+		if !store.ValidName(name) {
+			return nil
+		}
+		return fn(store.ObjectInfo{Name: name, Size: aws.ToInt64(o.Size)})
+	})
+}
+
+// ListStrangers implements store.StrangerLister: the keys under the prefix
+// that are not object names Holdfast writes (List skips them).
+func (s *Store) ListStrangers(ctx context.Context, fn func(name string, size int64) error) error {
+	return s.pages(ctx, "", func(o types.Object) error {
+		name := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+		if store.ValidName(name) {
+			return nil
+		}
+		return fn(name, aws.ToInt64(o.Size))
+	})
+}
+
+// ErrListingLoops: the provider's listing asked to be continued from the
+// token it was just asked with, so it would never end.
+var ErrListingLoops = errors.New("the store's listing repeats itself")
+
+// pages calls fn with every key of the listing under prefix, page by
+// page. A page that says the listing goes on must give a token that
+// continues it: one that is missing, or the very token that page was
+// asked with, would end the listing early unnoticed or ask for the same
+// page for ever, so either fails the listing.
+func (s *Store) pages(ctx context.Context, prefix string, fn func(types.Object) error) error {
 	if s.closed.Load() {
 		return errors.New("s3: list: store is closed")
 	}
@@ -481,52 +513,28 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInf
 	if s.listPage > 0 {
 		in.MaxKeys = aws.Int32(s.listPage)
 	}
-	p := s3.NewListObjectsV2Paginator(s.c, in)
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+	for n := 1; ; n++ {
+		page, err := s.c.ListObjectsV2(ctx, in)
 		if err != nil {
 			return wrapErr("list", prefix, err)
 		}
 		for _, o := range page.Contents {
-			name := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
-			if !store.ValidName(name) {
-				continue
-			}
-			if err := fn(store.ObjectInfo{Name: name, Size: aws.ToInt64(o.Size)}); err != nil {
+			if err := fn(o); err != nil {
 				return err
 			}
 		}
-	}
-	return nil
-}
-
-// ListStrangers implements store.StrangerLister: the keys under the prefix
-// that are not object names Holdfast writes (List skips them).
-func (s *Store) ListStrangers(ctx context.Context, fn func(name string, size int64) error) error {
-	if s.closed.Load() {
-		return errors.New("s3: list: store is closed")
-	}
-	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix)}
-	if s.listPage > 0 {
-		in.MaxKeys = aws.Int32(s.listPage)
-	}
-	p := s3.NewListObjectsV2Paginator(s.c, in)
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return wrapErr("list", "", err)
+		if !aws.ToBool(page.IsTruncated) {
+			return nil
 		}
-		for _, o := range page.Contents {
-			name := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
-			if store.ValidName(name) {
-				continue
-			}
-			if err := fn(name, aws.ToInt64(o.Size)); err != nil {
-				return err
-			}
+		next := aws.ToString(page.NextContinuationToken)
+		switch {
+		case next == "":
+			return fmt.Errorf("s3: list %q: page %d says the listing goes on but gives no token to continue it: %w", prefix, n, ErrListingLoops)
+		case next == aws.ToString(in.ContinuationToken):
+			return fmt.Errorf("s3: list %q: page %d asks to be continued from the token it was asked with: %w", prefix, n, ErrListingLoops)
 		}
+		in.ContinuationToken = aws.String(next)
 	}
-	return nil
 }
 
 // AbortIncomplete implements store.Janitor: it aborts the incomplete
