@@ -241,8 +241,52 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			rs.attempts += int(n - 1) // RoundTrip runs in the request's goroutine
 		}
 	}
+	if resp != nil && resp.Body != nil && !objectBody(req, resp) {
+		resp.Body = &boundedBody{rc: resp.Body, left: MaxAnswer}
+	}
 	return resp, err
 }
+
+// MaxAnswer bounds every answer body but an object's bytes: an error, a
+// listing page (1,000 keys of at most 1 KiB each, in XML, is under 2 MiB),
+// a multipart upload's answers. The SDK reads such a body whole into
+// memory, so without a bound a provider that sent an endless one would
+// have it held until the request's deadline.
+const MaxAnswer = 16 << 20
+
+// objectBody reports whether resp carries an object's bytes: the
+// successful answer to a ranged GET (every read the store makes is
+// ranged), which streams to the caller and is never held whole.
+func objectBody(req *http.Request, resp *http.Response) bool {
+	return req.Method == http.MethodGet && req.Header.Get("Range") != "" && resp.StatusCode/100 == 2
+}
+
+// errAnswerTooLong: an answer body went past MaxAnswer.
+var errAnswerTooLong = fmt.Errorf("the answer is longer than %d bytes, more than any S3 answer but an object's", MaxAnswer)
+
+// boundedBody fails a read past its bound.
+type boundedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, err := b.rc.Read(one[:]); n == 0 && err != nil {
+			return 0, err
+		}
+		return 0, errAnswerTooLong
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *boundedBody) Close() error { return b.rc.Close() }
 
 // reqState follows one S3 request through its attempts.
 type reqState struct {
