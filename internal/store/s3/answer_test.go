@@ -113,3 +113,69 @@ func TestAnswersAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectsAreNotFollowed: a provider that answers every kind of
+// request with a redirect to another host gets no request of the store
+// to that host, signed or not: the request fails. The control sends the
+// same requests to the provider unredirected, and they succeed; and a
+// client that does follow redirects is seen at the other host.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	ctx := context.Background()
+	real := newStore(t, httpSrv, nil)
+	body := randomBody(4, 5000)
+	if err := real.Put(ctx, "obj", bytes.NewReader(body), int64(len(body))); err != nil {
+		t.Fatal(err)
+	}
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(other.Close)
+	up, err := url.Parse(httpSrv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(up)
+	var redirect atomic.Bool
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if redirect.Load() {
+			http.Redirect(w, r, other.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hostile.Close)
+	s, err := New(ctx, Config{Bucket: real.bucket, Prefix: real.prefix, Endpoint: hostile.URL, PathStyle: true, AllowHTTP: true, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ops := map[string]func() error{
+		"get":  func() error { _, err := readAllOf(ctx, s, "obj", 0, -1); return err },
+		"stat": func() error { _, err := s.Stat(ctx, "obj"); return err },
+		"list": func() error { return s.List(ctx, "", func(store.ObjectInfo) error { return nil }) },
+		"put":  func() error { return s.Put(ctx, "new", bytes.NewReader(body), int64(len(body))) },
+	}
+	for _, on := range []bool{true, false} {
+		redirect.Store(on)
+		for name, op := range ops {
+			if err := op(); (err == nil) == on {
+				t.Errorf("redirect=%v: %s: %v", on, name, err)
+			}
+		}
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Fatalf("%d requests followed the redirect to another host", n)
+	}
+	// The counter sees a client that follows redirects.
+	redirect.Store(true)
+	resp, err := http.Get(hostile.URL + "/" + real.bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if elsewhere.Load() != 1 {
+		t.Fatal("control: a client that follows the redirect was not seen at the other host")
+	}
+}
