@@ -40,7 +40,7 @@ func (f *storeFlags) register(c *cobra.Command, what string) {
 	fl.IntVar(&f.concurrency, "s3-concurrency", 0, "parts uploaded at once (default 4)")
 	fl.IntVar(&f.maxAttempts, "s3-max-attempts", 0, "attempts of one request before it fails, the first included (default 10)")
 	fl.DurationVar(&f.timeout, "s3-timeout", 0, "deadline of one request, all attempts and waits included (default 5m)")
-	fl.DurationVar(&f.idleTimeout, "s3-idle-timeout", 0, "an attempt fails after this long without a byte moving (default 30s)")
+	fl.DurationVar(&f.idleTimeout, "s3-idle-timeout", 0, "an attempt fails after this long without an answer moving 64 KiB (default 30s)")
 }
 
 // s3 returns the S3 settings when --store names an S3 bucket, else nil.

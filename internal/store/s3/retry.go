@@ -34,8 +34,9 @@ import (
 // (503 SlowDown and the like). Between attempts it waits a random time in
 // [0, min(base × 2^retry, MaxBackoff)) — exponential backoff with full
 // jitter, base 50 ms, or 1 s after throttling (the SDK's standard retryer).
-// An attempt fails when its connection moves no byte for IdleTimeout; the
-// request, all attempts and waits included, fails at its deadline, Timeout.
+// An attempt fails when its connection moves too little for IdleTimeout
+// (idleConn); the request, all attempts and waits included, fails at its
+// deadline, Timeout.
 // A request that fails so is reported as store.ErrUnavailable, naming the
 // attempts made and the last failure.
 
@@ -119,7 +120,7 @@ func cutShort(err error) aws.Ternary {
 	return aws.UnknownTernary
 }
 
-// idleTimeoutError: a connection moved no byte for the idle timeout.
+// idleTimeoutError: a connection moved too little for the idle timeout.
 type idleTimeoutError struct {
 	op string // "read" or "write"
 	d  time.Duration
@@ -129,36 +130,51 @@ func (e *idleTimeoutError) Error() string {
 	if e.op == "write" {
 		return fmt.Sprintf("the server took no byte for %s", e.d)
 	}
-	return fmt.Sprintf("no answer for %s", e.d)
+	return fmt.Sprintf("no answer, or too little of one, for %s", e.d)
 }
 func (e *idleTimeoutError) Timeout() bool   { return true }
 func (e *idleTimeoutError) Temporary() bool { return true }
 
-// idleConn fails a read or write that moves no byte for d: a stalled
+// minProgress is the least an answer must deliver per idle timeout
+// (about 2 KiB/s with the default 30 s): its deadline moves on only as
+// each further minProgress bytes arrive.
+const minProgress = 64 << 10
+
+// idleConn fails a connection that moves too little for d: a stalled
 // connect-and-handshake, a server that stops reading a request body, an
-// answer that does not come or stops midway. A slow transfer that keeps
-// moving is never cut. (HTTP/1.1 carries one request at a time on a
-// connection, so the connection's silence is the request's.)
+// answer that does not come, stops midway or drips (a provider sending a
+// byte now and then would otherwise hold a read, and a verify, for
+// ever). A write must complete within d of its start; an answer must
+// deliver minProgress bytes within d of the request, and each further
+// minProgress bytes within d of the last, or its last bytes within d.
+// (HTTP/1.1 carries one request at a time on a connection, so the
+// connection's pace is the request's.)
 type idleConn struct {
 	net.Conn
-	d time.Duration
+	d     time.Duration
+	moved atomic.Int64 // bytes read since the read deadline last moved
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.d)); err != nil {
-		return 0, err
-	}
 	n, err := c.Conn.Read(p)
+	if c.moved.Add(int64(n)) >= minProgress {
+		c.moved.Store(0)
+		if derr := c.Conn.SetReadDeadline(time.Now().Add(c.d)); derr != nil && err == nil {
+			err = derr
+		}
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		err = &idleTimeoutError{"read", c.d}
 	}
 	return n, err
 }
 
-// Write moves the read deadline too: net/http's read loop starts its
-// Read when a connection goes idle in the pool, and a request written on
-// it later must still give the server d to answer.
+// Write moves the read deadline too, starting the answer's first window:
+// net/http's read loop starts its Read when a connection goes idle in the
+// pool, and a request written on it later must still give the server d
+// to answer.
 func (c *idleConn) Write(p []byte) (int, error) {
+	c.moved.Store(0)
 	if err := c.Conn.SetDeadline(time.Now().Add(c.d)); err != nil {
 		return 0, err
 	}
@@ -197,7 +213,12 @@ func (s *Store) httpClient(tr *http.Transport, idle time.Duration) *http.Client 
 		if err != nil {
 			return nil, err
 		}
-		return &idleConn{Conn: c, d: idle}, nil
+		ic := &idleConn{Conn: c, d: idle}
+		if err := c.SetDeadline(time.Now().Add(idle)); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return ic, nil
 	}
 	tr.TLSHandshakeTimeout = idle
 	// Keep a connection for every request that may run at once (a
