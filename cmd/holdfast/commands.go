@@ -181,6 +181,11 @@ func (e *env) putCmd() *cobra.Command {
 			if err != nil {
 				return usagef("%v", err)
 			}
+			if recursive {
+				if fi, err := os.Stat(src); err == nil && !fi.IsDir() {
+					return usagef("put -r stores a directory tree, and %q is not a directory: put it without -r", src)
+				}
+			}
 			ctx := c.Context()
 			r, err := e.open(ctx, true)
 			if err != nil {
