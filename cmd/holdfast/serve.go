@@ -48,8 +48,9 @@ func (e *env) serveCmd() *cobra.Command {
 		Short: "Serve the repository over an S3-compatible HTTPS endpoint",
 		Long: `serve runs an S3-compatible endpoint (TLS 1.3) in front of the repository:
 point any S3 client at it, and what reaches the store is ciphertext. Access
-keys come from 'holdfast access'; on the first run with none, serve creates
-an admin key named "default" and prints it once. Without --cert, serve uses a
+keys come from 'holdfast access'; on the first run with none, at a terminal,
+serve creates an admin key named "default" and prints it once (elsewhere it
+makes none: run 'holdfast access add NAME --admin'). Without --cert, serve uses a
 self-signed certificate kept in HOME/gateway (made on first run). See
 docs/gateway.md.`,
 		Args: exactArgs(0),
@@ -390,11 +391,14 @@ func (e *env) printServing(addr, ops net.Addr, f serveFlags, certPath, fingerpri
 		fmt.Fprintf(w, "    export AWS_ACCESS_KEY_ID=%s\n", first.ID)
 		fmt.Fprintf(w, "    export AWS_SECRET_ACCESS_KEY=%s\n", first.Secret())
 	} else {
-		fmt.Fprintf(w, "  access keys: holdfast access add / list / revoke (each client needs one)\n")
+		fmt.Fprintf(w, "  access keys: holdfast access add NAME --admin (or --bucket B:PERMS) / list / revoke (each client needs one)\n")
 	}
 	if certPath != "" {
 		fmt.Fprintf(w, "    export AWS_CA_BUNDLE=%s\n", certPath)
 	}
+	// The AWS CLI without a configured region asks for bucket location
+	// "aws-global", which a gateway in another region refuses.
+	fmt.Fprintf(w, "    export AWS_DEFAULT_REGION=%s\n", f.region)
 	fmt.Fprintf(w, "    aws --endpoint-url %s s3 mb s3://my-bucket\n", url)
 	fmt.Fprintf(w, "  stop with Ctrl-C (in-flight requests finish first)\n")
 }

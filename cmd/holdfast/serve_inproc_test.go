@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/posture"
 )
 
 // inProcServe is `holdfast serve` run in the test's process on the home
@@ -91,4 +93,25 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestServeBanner: what serve prints for the AWS CLI works without an AWS
+// configuration: the region the gateway signs for (the CLI asks for
+// bucket location "aws-global" without one, which it refuses), and, when
+// it made no key (its output is no terminal), how to make one.
+func TestServeBanner(t *testing.T) {
+	c := newCLI(t)
+	c.must("init")
+	srv := startServe(t, serveFlags{addr: "127.0.0.1:0", insecureHTTP: true, region: "eu-test-1", maxConns: 4, maxReqs: 4,
+		logFormat: "text", logLevel: "error", postureEvery: posture.DefaultInterval})
+	srv.stop()
+	out := srv.out.String()
+	for _, want := range []string{"export AWS_DEFAULT_REGION=eu-test-1\n", "holdfast access add NAME --admin", "aws --endpoint-url " + srv.URL} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve's banner lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "created the first access key") {
+		t.Errorf("serve made a key with its output going to no terminal:\n%s", out)
+	}
 }
