@@ -47,17 +47,17 @@ const (
 func (s Status) Describe() string {
 	switch s {
 	case StatusMissing:
-		return "the store no longer holds it (deleted by the provider)"
+		return "the store no longer holds it: deleted by the provider"
 	case StatusAltered:
 		return "its stored bytes were altered"
 	case StatusTruncated:
 		return "its stored bytes were truncated"
 	case StatusRolledBack:
-		return "the store holds an older version of it (rolled back)"
+		return "the store holds an older version of it: rolled back"
 	case StatusSwapped:
-		return "the store holds another object's data in its place (swapped or moved)"
+		return "the store holds another object's data in its place: swapped or moved"
 	case StatusUnknown:
-		return "the store holds an object Holdfast never wrote (injected)"
+		return "the store holds an object this repository never wrote: injected, or an old deleted version put back"
 	case StatusPending:
 		return "a write of it is in progress"
 	case StatusUnchecked:
