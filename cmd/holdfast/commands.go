@@ -545,6 +545,35 @@ func (e *env) rmCmd() *cobra.Command {
 	return c
 }
 
+func (e *env) rbCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rb BUCKET",
+		Short: "Remove an empty bucket",
+		Long: `rb removes a bucket that holds no object (rm its objects first). Its
+key versions stay in the catalog and the key journal; to make what a
+bucket held unrecoverable, shred it instead.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) (err error) {
+			if err := repo.ValidateBucket(args[0]); err != nil {
+				return usagef("%v", err)
+			}
+			ctx := c.Context()
+			r, err := e.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer e.closeRepo(r, &err)
+			if err := r.DeleteBucket(ctx, args[0]); err != nil {
+				return err
+			}
+			if !e.quiet {
+				fmt.Fprintf(e.stdout, "removed bucket %s\n", args[0])
+			}
+			return nil
+		},
+	}
+}
+
 func (e *env) statCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "stat BUCKET/KEY",

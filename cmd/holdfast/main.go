@@ -77,7 +77,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, hooks *repo.
 	pf.BoolVar(&e.jsonOut, "json", false, "print results as JSON")
 	pf.BoolVarP(&e.quiet, "quiet", "q", false, "no progress output")
 	root.AddCommand(
-		e.initCmd(), e.putCmd(), e.getCmd(), e.catCmd(), e.lsCmd(), e.rmCmd(), e.statCmd(),
+		e.initCmd(), e.putCmd(), e.getCmd(), e.catCmd(), e.lsCmd(), e.rmCmd(), e.rbCmd(), e.statCmd(),
 		e.verifyCmd(), e.recoverCmd(), e.syncCmd(), e.backupCmd(), e.postureCmd(),
 		e.unlockCmd(), e.lockCmd(),
 		e.accessCmd(),
