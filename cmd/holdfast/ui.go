@@ -104,6 +104,8 @@ func classify(err error) (int, string) {
 		return exitRefused, "run holdfast without a debugger, strace or other ptrace tracer attached"
 	case errors.Is(err, repo.ErrKeyInUse):
 		return exitRefused, "run 'holdfast keys rewrap' first, and rotate before retiring a primary version; 'holdfast keys list' shows what each version protects"
+	case errors.Is(err, repo.ErrBucketNameReserved):
+		return exitUsage, "bucket names follow S3's rules, which also the gateway holds to; choose another name"
 	case errors.Is(err, repo.ErrBucketNotEmpty):
 		return exitRefused, "delete its objects first (holdfast rm), or shred the bucket (holdfast shred BUCKET --yes)"
 	case errors.Is(err, repo.ErrUploadsInProgress), errors.Is(err, repo.ErrRotateUnsupported):

@@ -15,7 +15,7 @@ var ErrBucketNotEmpty = errors.New("bucket is not empty")
 // fails with ErrExists if it exists. (Put creates a missing bucket on its
 // own; the gateway, like S3, creates buckets explicitly.)
 func (r *Repo) CreateBucket(ctx context.Context, name string) (catalog.Bucket, error) {
-	if err := ValidateBucket(name); err != nil {
+	if err := ValidateNewBucket(name); err != nil {
 		return catalog.Bucket{}, err
 	}
 	if _, err := r.cat.GetBucket(ctx, name); err == nil {

@@ -110,6 +110,9 @@ func (r *Repo) primaryBucketKey(ctx context.Context, b catalog.Bucket) (catalog.
 func (r *Repo) ensureBucket(ctx context.Context, name string) (catalog.Bucket, catalog.BucketKey, error) {
 	b, err := r.cat.GetBucket(ctx, name)
 	if errors.Is(err, catalog.ErrNotFound) {
+		if err := ValidateNewBucket(name); err != nil {
+			return b, catalog.BucketKey{}, err
+		}
 		b = catalog.Bucket{Name: name, Created: time.Now()}
 		if b.ID, err = newID(); err != nil {
 			return b, catalog.BucketKey{}, err

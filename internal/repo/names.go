@@ -1,7 +1,9 @@
 package repo
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"unicode/utf8"
 )
@@ -28,6 +30,34 @@ func ValidateBucket(b string) error {
 }
 
 func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
+// ErrBucketNameReserved: a name S3 keeps for itself or reads as something
+// else, refused for a new bucket (ValidateNewBucket).
+var ErrBucketNameReserved = errors.New("S3 does not allow it for a bucket")
+
+// ValidateNewBucket is ValidateBucket for a bucket about to be created,
+// with S3's rules for new names too: not shaped like an IP address, and
+// none of the prefixes and suffixes S3 reserves. (A bucket that already
+// has such a name stays usable.)
+func ValidateNewBucket(b string) error {
+	if err := ValidateBucket(b); err != nil {
+		return err
+	}
+	if ip := net.ParseIP(b); ip != nil && ip.To4() != nil {
+		return fmt.Errorf("bucket name %q is an IP address: %w", b, ErrBucketNameReserved)
+	}
+	for _, p := range []string{"xn--", "sthree-", "amzn-s3-demo-"} {
+		if strings.HasPrefix(b, p) {
+			return fmt.Errorf("bucket name %q starts with %q: %w", b, p, ErrBucketNameReserved)
+		}
+	}
+	for _, sfx := range []string{"-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"} {
+		if strings.HasSuffix(b, sfx) {
+			return fmt.Errorf("bucket name %q ends with %q: %w", b, sfx, ErrBucketNameReserved)
+		}
+	}
+	return nil
+}
 
 // ValidateKey checks an object key: 1 to 1024 bytes of valid UTF-8 without
 // NUL.
