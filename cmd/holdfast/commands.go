@@ -612,6 +612,15 @@ func (e *env) recoverCmd() *cobra.Command {
 		Short: "Rebuild a lost catalog from the store with the keyring",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) (err error) {
+			// The keys come first: without them nothing can be recovered,
+			// and the passphrase is not asked for in vain.
+			if home, err := e.homeDir(); err == nil {
+				ks, _ := repo.LoadKeySource(home)
+				if _, serr := os.Stat(repo.KeyringPath(home)); ks == nil && errors.Is(serr, fs.ErrNotExist) {
+					return hintedError{exitKey, fmt.Errorf("no keyring at %s to recover with", repo.KeyringPath(home)),
+						"copy your keyring backup there (its directory mode 0700), or rebuild it from key shares with 'holdfast keys restore'"}
+				}
+			}
 			home, pass, src, err := e.homeAndKeys() // keys.go: keyring or PKCS#11
 			if err != nil {
 				return err
@@ -630,6 +639,9 @@ func (e *env) recoverCmd() *cobra.Command {
 			}
 			r, rep, err := repo.Recover(c.Context(), repo.RecoverOptions{Home: home, StorePath: storeDir, S3: s3cfg, Passphrase: pass,
 				Keys: src, AcceptUnverifiedFreshness: acceptUnverified, Hooks: e.hooks})
+			if errors.Is(err, repo.ErrStoreUnavailable) && sf.store == "" && s3cfg == nil {
+				return hintedError{exitUnchecked, err, "pass --store DIR (or s3://BUCKET/PREFIX, or spread:FILE) naming where the repository is stored"}
+			}
 			if err != nil {
 				return err
 			}

@@ -59,6 +59,16 @@ func (e codeError) Error() string {
 }
 func (e codeError) Unwrap() error { return e.err }
 
+// hintedError is err with the exit code and the hint it is reported with.
+type hintedError struct {
+	code int
+	err  error
+	hint string
+}
+
+func (e hintedError) Error() string { return e.err.Error() }
+func (e hintedError) Unwrap() error { return e.err }
+
 // report prints err as one line with a hint where one helps, and returns
 // the exit code.
 func report(stderr io.Writer, err error) int {
@@ -81,7 +91,10 @@ func classify(err error) (int, string) {
 	var ce codeError
 	var ue usageError
 	var de *repo.DamageError
+	var he hintedError
 	switch {
+	case errors.As(err, &he):
+		return he.code, he.hint
 	case errors.Is(err, remote.ErrRefused):
 		return exitKey, "the key server refused this client; its key-operation log says why (certificate, grant, posture or attestation)"
 	case errors.As(err, &ce):
