@@ -96,6 +96,13 @@ func (e *env) initCmd() *cobra.Command {
 			if _, err := e.keyHome(); err != nil { // keys.go: the key-operation log
 				return err
 			}
+			// An existing home is refused before the passphrase is asked
+			// for and the key derivation calibrated.
+			if home, err := e.homeDir(); err == nil {
+				if err := repo.CheckNewHome(home); err != nil {
+					return hintedError{exitRefused, err, "for a new repository use another home (--home DIR or HOLDFAST_HOME)"}
+				}
+			}
 			home, pass, err := e.homeAndPassphrase(true)
 			if err != nil {
 				return err

@@ -288,17 +288,27 @@ type InitOptions struct {
 	Hooks   *Hooks
 }
 
+// CheckNewHome fails with ErrExists if home already holds a repository,
+// or a keyring or catalog of one: what Init refuses, checked before
+// anything is asked or computed for a new one.
+func CheckNewHome(home string) error {
+	if _, err := os.Stat(filepath.Join(home, ConfigFile)); err == nil {
+		return fmt.Errorf("a repository already exists at %q: %w", home, ErrExists)
+	}
+	for _, f := range []string{KeyringFile, CatalogFile, CatalogFile + "-wal"} {
+		if _, err := os.Stat(filepath.Join(home, f)); err == nil {
+			return fmt.Errorf("%q already exists; init makes a new repository only in a home without one (to rebuild a lost catalog with its keyring, use recover): %w", filepath.Join(home, f), ErrExists)
+		}
+	}
+	return nil
+}
+
 // Init creates a home and a repository in an empty store (or one holding
 // no repository marker). It refuses an existing home and a store that
 // holds another repository.
 func Init(ctx context.Context, o InitOptions) (_ *Repo, err error) {
-	if _, err := os.Stat(filepath.Join(o.Home, ConfigFile)); err == nil {
-		return nil, fmt.Errorf("a repository already exists at %q: %w", o.Home, ErrExists)
-	}
-	for _, f := range []string{KeyringFile, CatalogFile, CatalogFile + "-wal"} {
-		if _, err := os.Stat(filepath.Join(o.Home, f)); err == nil {
-			return nil, fmt.Errorf("%q already exists; init makes a new repository only in a home without one (to rebuild a lost catalog with its keyring, use recover): %w", filepath.Join(o.Home, f), ErrExists)
-		}
+	if err := CheckNewHome(o.Home); err != nil {
+		return nil, err
 	}
 	// A key server that already records a catalog's head serves a
 	// repository that has one: a new catalog for it would fork it.
