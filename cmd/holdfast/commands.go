@@ -351,7 +351,7 @@ func entryJSON(e catalog.Entry) jsonEntry {
 
 func (e *env) getCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "get BUCKET/KEY FILE|-",
+		Use:   "get BUCKET/KEY FILE|DIR|-",
 		Short: "Fetch, authenticate and decrypt an object into a file (- for standard output)",
 		Args:  exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {

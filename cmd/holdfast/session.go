@@ -52,8 +52,10 @@ func (e *env) unlockCmd() *cobra.Command {
 keeps that key in the kernel's key retention service for --for (default 15m,
 at most 24h). Until then, or until 'holdfast lock', commands run in this
 login session open the keyring without asking for the passphrase and without
-the derivation. The key stays in kernel memory, readable only by processes
-of this session; the keyring file is still needed. See docs/cli.md.`,
+the derivation. The key stays in kernel memory, usable by processes of this
+login session — or, for processes outside any login session (cron, most
+containers), by every such process of the same user; the keyring file is
+still needed. See docs/cli.md.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			if ttl < time.Second || ttl > keyring.MaxSession {

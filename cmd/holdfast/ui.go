@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -117,6 +118,8 @@ func classify(err error) (int, string) {
 		return exitRefused, "run holdfast without a debugger, strace or other ptrace tracer attached"
 	case errors.Is(err, repo.ErrKeyInUse):
 		return exitRefused, "run 'holdfast keys rewrap' first, and rotate before retiring a primary version; 'holdfast keys list' shows what each version protects"
+	case errors.Is(err, syscall.EADDRINUSE):
+		return exitError, "another process listens on that address; choose another with --addr (or --ops-addr, --listen)"
 	case errors.Is(err, repo.ErrBucketNameReserved):
 		return exitUsage, "bucket names follow S3's rules, which also the gateway holds to; choose another name"
 	case errors.Is(err, repo.ErrBucketNotEmpty):
