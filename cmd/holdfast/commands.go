@@ -186,6 +186,9 @@ func (e *env) putCmd() *cobra.Command {
 			}
 			bucket, key, err := repo.SplitPath(dst, recursive)
 			if err != nil {
+				if src == "-" && !recursive && !strings.Contains(strings.TrimSuffix(dst, "/"), "/") {
+					return usagef("put from standard input needs a whole BUCKET/KEY (%q names no key, and there is no file name to take one from)", dst)
+				}
 				return usagef("%v", err)
 			}
 			if recursive {
