@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,13 +23,7 @@ import (
 // bucket is taken from the request URI's host.
 func TestVirtualHostAbsoluteForm(t *testing.T) {
 	const domain = "s3.holdfast.test"
-	dir := t.TempDir()
-	cert, leaf, _, err := LoadOrCreateCert(filepath.Join(dir, "tls"), VirtualDomainHosts(domain))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
+	cert, pool := domainCert(t, domain)
 	g := startGW(t, func(o *Options) { o.Certificate = cert; o.VirtualDomain = domain })
 	addr := g.srv.Addr().String()
 	_, port, _ := net.SplitHostPort(addr)

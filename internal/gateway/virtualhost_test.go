@@ -23,19 +23,13 @@ import (
 // virtual-hosted client against a gateway without the domain fails.
 func TestVirtualHostedStyle(t *testing.T) {
 	const domain = "s3.holdfast.test"
-	dir := t.TempDir()
-	cert, leaf, _, err := LoadOrCreateCert(filepath.Join(dir, "tls"), VirtualDomainHosts(domain))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !CoversVirtualDomain(leaf, domain) {
+	cert, pool := domainCert(t, domain)
+	if !CoversVirtualDomain(cert.Leaf, domain) {
 		t.Fatal("the certificate made for the domain does not cover it")
 	}
-	if plain, _, _, err := LoadOrCreateCert(filepath.Join(dir, "plain"), nil); err != nil || CoversVirtualDomain(plain.Leaf, domain) {
+	if plain, _, _, err := LoadOrCreateCert(filepath.Join(t.TempDir(), "plain"), nil); err != nil || CoversVirtualDomain(plain.Leaf, domain) {
 		t.Fatalf("a certificate made without the domain covers it (%v)", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
 	for _, withDomain := range []bool{true, false} {
 		t.Run(strconv.FormatBool(withDomain), func(t *testing.T) {
 			g := startGW(t, func(o *Options) {
@@ -89,4 +83,17 @@ func TestVirtualHostedStyle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// domainCert makes a self-signed certificate for domain and every bucket
+// under it, and a pool that trusts it.
+func domainCert(t *testing.T, domain string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	cert, leaf, _, err := LoadOrCreateCert(filepath.Join(t.TempDir(), "tls"), VirtualDomainHosts(domain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return cert, pool
 }
