@@ -49,6 +49,8 @@ var postgresSuite = []struct {
 	{"TestBeginPutBatchAssignsVersions", TestBeginPutBatchAssignsVersions},
 	{"TestBatchDuplicatesInside", TestBatchDuplicatesInside},
 	{"TestBatchMatchesSingle", TestBatchMatchesSingle},
+	{"TestStagingTablesOnEveryConnection", TestStagingTablesOnEveryConnection},
+	{"TestBatchStatementsPreparedOnce", TestBatchStatementsPreparedOnce},
 	{"TestRestore", TestRestore},
 	{"TestReopenPersists", TestReopenPersists},
 	{"TestSchemaVersion", TestSchemaVersion},

@@ -132,7 +132,6 @@ func (c *sqlCatalog) BeginPutBatch(ctx context.Context, ps []Pending) error {
 	})
 	assigned := make([]uint64, len(ps))
 	err := c.write(ctx, func(t *txn) error {
-		t.local = true
 		for _, s := range segs {
 			if err := beginSegment(t, ps[s[0]:s[1]], assigned[s[0]:s[1]]); err != nil {
 				return err
@@ -244,6 +243,15 @@ const createCommitBatch = `CREATE TEMP TABLE IF NOT EXISTS commit_batch (
 	pin       BLOB NOT NULL
 )`
 
+// tempTables are the staging tables. Every connection has them from the
+// start (the connectors of Open and OpenPostgres make them, see
+// withTempTables), because statements are prepared once per handle on
+// whichever connection is free, and then once on each connection they
+// run on: a statement naming a staging table must prepare on any of
+// them. The batch calls still create them if absent, which costs nothing
+// once they exist.
+var tempTables = [...]string{createBeginBatch, createCommitBatch}
+
 // checkCommit finds the first staged entry that CommitPut would refuse,
 // in the order CommitPut checks. ?1 is true for Restore, which also
 // refuses a key with a current entry and an object id that is pending.
@@ -275,7 +283,6 @@ func (c *sqlCatalog) CommitPutBatch(ctx context.Context, es []Entry) ([]*Entry, 
 	}
 	replaced := make([]*Entry, len(es))
 	err := c.write(ctx, func(t *txn) error {
-		t.local = true
 		if err := commitEntries(t, es, replaced); err != nil {
 			return err
 		}
@@ -455,7 +462,6 @@ func (c *sqlCatalog) Restore(ctx context.Context, buckets []Bucket, bkeys []Buck
 		return fmt.Errorf("catalog: restore: %w", err)
 	}
 	err := c.write(ctx, func(t *txn) error {
-		t.local = true
 		for i := range buckets {
 			if err := insertBucket(t, buckets[i]); err != nil {
 				return fmt.Errorf("bucket %q: %w", buckets[i].Name, err)

@@ -105,29 +105,17 @@ type txn struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
 	now   int64 // one timestamp for everything the transaction records
-	// local: prepare statements on the transaction's connection only. The
-	// batch statements need it: they use temporary tables, which exist
-	// only on the connection that made them.
-	local bool
 }
 
 func (t *txn) stmt(q string) (*sql.Stmt, error) {
 	if s, ok := t.stmts[q]; ok {
 		return s, nil
 	}
-	var s *sql.Stmt
-	if t.local {
-		var err error
-		if s, err = t.tx.PrepareContext(t.ctx, t.c.d.rebind(q)); err != nil {
-			return nil, err
-		}
-	} else {
-		ps, err := t.c.prepared(t.ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		s = t.tx.StmtContext(t.ctx, ps)
+	ps, err := t.c.prepared(t.ctx, q)
+	if err != nil {
+		return nil, err
 	}
+	s := t.tx.StmtContext(t.ctx, ps)
 	t.stmts[q] = s
 	return s, nil
 }

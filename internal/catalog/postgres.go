@@ -53,7 +53,15 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: postgres: %w", err)
 	}
-	db := stdlib.OpenDB(*pc)
+	// The staging tables on every connection (see tempTables).
+	db := stdlib.OpenDB(*pc, stdlib.OptionAfterConnect(func(ctx context.Context, conn *pgx.Conn) error {
+		for _, q := range tempTables {
+			if _, err := conn.Exec(ctx, postgresDialect.rebind(q)); err != nil {
+				return fmt.Errorf("making the staging tables: %w", err)
+			}
+		}
+		return nil
+	}))
 	n := max(4, runtime.GOMAXPROCS(0))
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)

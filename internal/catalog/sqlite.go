@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,7 +13,7 @@ import (
 	"runtime"
 	"time"
 
-	"modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite"
 )
 
 // SQLite's primary result codes (https://sqlite.org/rescode.html).
@@ -64,10 +65,11 @@ func Open(ctx context.Context, path string) (Catalog, error) {
 	// start of the parameters.
 	dsn := (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}).String()
 
-	db, err := sql.Open("sqlite", dsn)
+	conn, err := sqlite.NewConnector(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %q: %w", path, err)
 	}
+	db := sql.OpenDB(withTempTables{conn, sqliteDialect})
 	// Each connection has its own page cache; bound them.
 	n := max(4, runtime.GOMAXPROCS(0))
 	db.SetMaxOpenConns(n)
@@ -79,6 +81,32 @@ func Open(ctx context.Context, path string) (Catalog, error) {
 		return nil, fmt.Errorf("catalog: %q: %w", path, err)
 	}
 	return c, nil
+}
+
+// withTempTables makes the staging tables (tempTables) on every new
+// connection, before database/sql hands it out.
+type withTempTables struct {
+	driver.Connector
+	d *dialect
+}
+
+func (c withTempTables) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ex, ok := conn.(driver.ExecerContext)
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("catalog: the %T connection cannot execute statements", conn)
+	}
+	for _, q := range tempTables {
+		if _, err := ex.ExecContext(ctx, c.d.rebind(q), nil); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("catalog: making the staging tables: %w", err)
+		}
+	}
+	return conn, nil
 }
 
 // checkSQLiteRetrying is checkSQLite, tried again while it fails with
