@@ -31,9 +31,10 @@ func (e *env) homeDir() (string, error) {
 	return repo.DefaultHome()
 }
 
-// homeAndPassphrase returns the home directory and the passphrase (asked
-// twice when confirm is set). The caller clears the passphrase.
-func (e *env) homeAndPassphrase(confirm bool) (string, []byte, error) {
+// homeAndPassphrase returns the home directory and the passphrase (a new
+// one when isNew is set: asked twice, and held to the passphrase policy).
+// The caller clears the passphrase.
+func (e *env) homeAndPassphrase(isNew bool) (string, []byte, error) {
 	if err := e.hardenForKeys(); err != nil {
 		return "", nil, err
 	}
@@ -41,7 +42,7 @@ func (e *env) homeAndPassphrase(confirm bool) (string, []byte, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: confirm})
+	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, New: isNew})
 	return home, pass, err
 }
 
