@@ -111,10 +111,18 @@ func (v *verifyOutput) finding(f repo.Finding) {
 		return
 	}
 	what := f.Name
-	if f.Bucket != "" {
+	switch {
+	case f.Bucket != "":
 		what = f.Bucket + "/" + f.Key
+	case f.What != "":
+		what = f.What + ", store object " + f.Name
 	}
-	fmt.Fprintf(v.e.stdout, "%-12s %s (%s)\n", f.Status, what, f.Status.Describe())
+	desc := f.Status.Describe()
+	if f.Status == repo.StatusUnknown && f.What != "" {
+		// Authentic, so not injected: say what is known of where it is from.
+		desc = f.Detail
+	}
+	fmt.Fprintf(v.e.stdout, "%-12s %s (%s)\n", f.Status, what, desc)
 }
 
 // end prints the summary and the monitoring line and returns what decides

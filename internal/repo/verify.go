@@ -20,6 +20,11 @@ type Finding struct {
 	Key    string `json:"key,omitempty"`
 	Kind   string `json:"kind"`
 	Name   string `json:"name"` // store name
+	// What says which system object it is ("catalog backup 7 of
+	// 2026-…", "key journal entry of …: bucket photos key v2"), from the
+	// catalog or the object's authenticated contents; empty for data
+	// objects and for what cannot be known.
+	What   string `json:"what,omitempty"`
 	Status Status `json:"status"`
 	Layer  string `json:"layer,omitempty"`
 	Detail string `json:"detail,omitempty"`

@@ -460,6 +460,7 @@ func (v *verifyRun) checkSystemItem(ctx context.Context, it verifyItem) verifyRe
 		return verifyResult{name: it.name, skip: true}
 	}
 	st, cerr := v.r.classifySystem(ctx, so, it.name, err)
+	f.What = v.r.systemWhat(ctx, so)
 	switch {
 	case cerr == nil:
 		f.Status, f.Layer, f.Detail = st, string(format.LayerOf(err)), err.Error()
@@ -522,6 +523,13 @@ func (v *verifyRun) checkExtra(ctx context.Context, it verifyItem) verifyResult 
 		if _, err := v.r.st.Stat(ctx, it.name); isNotExist(err) {
 			res.skip = true
 			return res
+		}
+		// Sealed for this repository under its root keys? Then say what
+		// it is.
+		if s, ok := v.r.identify(ctx, it.name, id, it.size); ok {
+			f.Kind, f.What = s.kind.String(), s.what
+			res.bytes = s.sys.StoredLen
+			f.Detail = "authentic under this repository's root keys, but this home's catalog does not list it: another home with the same keys wrote it, and the two homes' catalogs have parted"
 		}
 	}
 	res.finding = f
