@@ -31,9 +31,10 @@ func (e *env) homeDir() (string, error) {
 	return repo.DefaultHome()
 }
 
-// homeAndPassphrase returns the home directory and the passphrase (asked
-// twice when confirm is set). The caller clears the passphrase.
-func (e *env) homeAndPassphrase(confirm bool) (string, []byte, error) {
+// homeAndPassphrase returns the home directory and the passphrase (a new
+// one when isNew is set: asked twice, and held to the passphrase policy).
+// The caller clears the passphrase.
+func (e *env) homeAndPassphrase(isNew bool) (string, []byte, error) {
 	if err := e.hardenForKeys(); err != nil {
 		return "", nil, err
 	}
@@ -41,7 +42,7 @@ func (e *env) homeAndPassphrase(confirm bool) (string, []byte, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: confirm})
+	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, New: isNew})
 	return home, pass, err
 }
 
@@ -405,8 +406,10 @@ func outputMode() os.FileMode {
 	return 0o666 &^ os.FileMode(u)
 }
 
-// parseRange parses START-END (inclusive, like HTTP), START- or -SUFFIX.
-func parseRange(s string, size int64) (off, n int64, err error) {
+// parseRange parses START-END (inclusive, like HTTP), START- or -SUFFIX
+// of the object obj of size bytes. An END past the end is cut to it, as in
+// HTTP; a START past it cannot be satisfied (rangeNotSatisfiable).
+func parseRange(s, obj string, size int64) (off, n int64, err error) {
 	a, b, ok := strings.Cut(s, "-")
 	if !ok {
 		return 0, 0, usagef("--range wants START-END, START- or -SUFFIX, got %q", s)
@@ -427,7 +430,7 @@ func parseRange(s string, size int64) (off, n int64, err error) {
 			return 0, 0, usagef("bad --range %q", s)
 		}
 		if off >= size && size > 0 || off > size {
-			return 0, 0, usagef("--range %q starts beyond the object's %d bytes", s, size)
+			return 0, 0, rangeNotSatisfiable(s, obj, off, size)
 		}
 		if b == "" {
 			return off, size - off, nil
@@ -439,6 +442,20 @@ func parseRange(s string, size int64) (off, n int64, err error) {
 		return off, min(end, size-1) - off + 1, nil
 	}
 	return 0, 0, usagef("bad --range %q", s)
+}
+
+// rangeNotSatisfiable is S3's InvalidRange (HTTP 416) for the command
+// line: the range asked for starts past the object's last byte. A usage
+// error (exit 2), with the object's size and the range in the message.
+func rangeNotSatisfiable(spec, obj string, start, size int64) error {
+	if size == 0 {
+		return hintedError{exitUsage,
+			fmt.Errorf("range not satisfiable: --range %s starts at byte %d, but %s is empty (0 bytes)", spec, start, obj),
+			"an empty object has no bytes to give: cat it without --range"}
+	}
+	return hintedError{exitUsage,
+		fmt.Errorf("range not satisfiable: --range %s starts at byte %d, but %s is %d bytes (bytes 0-%d)", spec, start, obj, size, size-1),
+		fmt.Sprintf("ask for a range that starts at byte %d at most: --range START-END, START- or -N (the last N bytes)", size-1)}
 }
 
 func (e *env) catCmd() *cobra.Command {
@@ -458,7 +475,7 @@ func (e *env) catCmd() *cobra.Command {
 					_, err := rd.WriteTo(ctx, e.stdout)
 					return err
 				}
-				off, n, err := parseRange(rng, rd.Entry.Size)
+				off, n, err := parseRange(rng, args[0], rd.Entry.Size)
 				if err != nil {
 					return err
 				}

@@ -473,7 +473,7 @@ func (e *env) restoreKeyring(home string, m keyring.Material) (string, error) {
 	if ks, err := repo.LoadKeySource(home); err != nil || ks != nil {
 		return "", codeError{code: exitRefused, err: fmt.Errorf("home %q names the PKCS#11 key source %v; restore a keyring into another home", home, ks)}
 	}
-	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: true, Prompt: "New keyring passphrase: "})
+	pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, New: true, Prompt: "New keyring passphrase: "})
 	if err != nil {
 		return "", err
 	}
@@ -599,15 +599,22 @@ const NewPassphraseEnv = "HOLDFAST_NEW_PASSPHRASE"
 // readNewPassphrase returns the new passphrase from file, the environment
 // or the terminal (asked twice). Never from HOLDFAST_PASSPHRASE, which
 // holds the current one.
+// From every source it is held to the passphrase policy
+// (keyring.CheckNewPassphrase).
 func readNewPassphrase(file string) ([]byte, error) {
 	if file != "" {
-		return keyring.ReadPassphrase(keyring.PassphraseOptions{File: file})
+		return keyring.ReadPassphrase(keyring.PassphraseOptions{File: file, New: true})
 	}
 	if v, ok := secret.LookupEnv(NewPassphraseEnv); ok {
 		if v == "" {
 			return nil, fmt.Errorf("%w: %s is set but empty", keyring.ErrEmptyPassphrase, NewPassphraseEnv)
 		}
-		return []byte(v), nil
+		p := []byte(v)
+		if err := keyring.CheckNew(p, NewPassphraseEnv); err != nil {
+			clear(p)
+			return nil, err
+		}
+		return p, nil
 	}
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
@@ -626,6 +633,13 @@ func readNewPassphrase(file string) ([]byte, error) {
 	p, err := ask("New keyring passphrase: ")
 	if err != nil {
 		return nil, err
+	}
+	if len(p) > 0 {
+		// Refused before it is asked again.
+		if err := keyring.CheckNew(p, "the terminal"); err != nil {
+			clear(p)
+			return nil, err
+		}
 	}
 	q, err := ask("Confirm new passphrase: ")
 	defer clear(q)

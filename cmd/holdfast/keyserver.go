@@ -105,7 +105,7 @@ root key are made; 'keyserver join' then creates the repository.`,
 				defer src.Close()
 				o.FromToken = &keyserver.TokenSource{URI: ksrc.URI, StateFile: repo.PKCS11StatePath(fromHome), Keys: src}
 			} else {
-				pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, Confirm: fromHome == ""})
+				pass, err := keyring.ReadPassphrase(keyring.PassphraseOptions{File: e.passFile, New: fromHome == ""})
 				if err != nil {
 					return err
 				}

@@ -575,3 +575,25 @@ func testKeyServerKill(t *testing.T, k *ksEnv, p *ksProc, ks, port string, data 
 		t.Fatal("b/first changed")
 	}
 }
+
+// TestKeyserverInitWeakPassphrase: a key server's new keyring is held to
+// the passphrase policy like a home's (exit 2, no state directory); the
+// control differs only in the passphrase.
+func TestKeyserverInitWeakPassphrase(t *testing.T) {
+	k := newKSEnv(t)
+	ks := filepath.Join(k.dir, "ks")
+	code, _, errs := k.run([]string{"HOLDFAST_PASSPHRASE=ks-weak"}, "keyserver", "init", "--dir", ks, "--host", "127.0.0.1")
+	if code != exitUsage || !strings.Contains(errs, "holdfast: error: the new passphrase from HOLDFAST_PASSPHRASE is too weak: it has 7 characters") {
+		t.Fatalf("weak passphrase: exit %d, stderr %q; want %d and the reason", code, errs, exitUsage)
+	}
+	if strings.Contains(errs, "ks-weak") {
+		t.Fatalf("the error shows the passphrase: %q", errs)
+	}
+	if _, err := os.Stat(ks); !os.IsNotExist(err) {
+		t.Fatalf("a refused init left %s (%v)", ks, err)
+	}
+	k.ok("keyserver", "init", "--dir", ks, "--host", "127.0.0.1")
+	if _, err := os.Stat(filepath.Join(ks, "keyring")); err != nil {
+		t.Fatal(err)
+	}
+}

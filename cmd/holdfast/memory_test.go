@@ -35,7 +35,7 @@ func TestMemoryFlatOverS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	home := filepath.Join(t.TempDir(), "home")
-	env := append(os.Environ(), "HOLDFAST_HOME="+home, "HOLDFAST_PASSPHRASE=memory test",
+	env := append(os.Environ(), "HOLDFAST_HOME="+home, "HOLDFAST_PASSPHRASE=memory test passphrase",
 		"AWS_ACCESS_KEY_ID="+versitygw.AccessKey, "AWS_SECRET_ACCESS_KEY="+versitygw.SecretKey,
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE="+os.DevNull, "AWS_SHARED_CREDENTIALS_FILE="+os.DevNull)
 	run := func(stdin io.Reader, stdout io.Writer, args ...string) int64 {

@@ -23,7 +23,7 @@ func policyTestEnv(t *testing.T) []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "HOLDFAST_HOME="+filepath.Join(t.TempDir(), "home"), "HOLDFAST_PASSPHRASE=policy test")
+	return append(env, "HOLDFAST_HOME="+filepath.Join(t.TempDir(), "home"), "HOLDFAST_PASSPHRASE=posture policy test passphrase")
 }
 
 // judgedJSON is `posture --json` with the policy's verdict.

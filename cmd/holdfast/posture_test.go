@@ -179,7 +179,7 @@ func TestPostureText(t *testing.T) {
 // same commands untraced succeed.
 func TestTracedRefused(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "home")
-	env := append(os.Environ(), "HOLDFAST_HOME="+home, "HOLDFAST_PASSPHRASE=traced test")
+	env := append(os.Environ(), "HOLDFAST_HOME="+home, "HOLDFAST_PASSPHRASE=traced test passphrase")
 
 	// init traced: refused, nothing created.
 	code, _, errs := cliRun(t, env, true, "init", "-q")

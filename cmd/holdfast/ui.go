@@ -106,6 +106,8 @@ func classify(err error) (int, string) {
 		return exitDamaged, "the provider changed or lost this object; run 'holdfast verify' for the full picture"
 	case errors.Is(err, repo.ErrDamaged):
 		return exitDamaged, "run 'holdfast verify' for the full picture"
+	case errors.Is(err, keyring.ErrWeakPassphrase):
+		return exitUsage, fmt.Sprintf("choose a passphrase of at least %d characters that is not built from common passwords: four or five unrelated words are easy to remember and hard to guess (docs/cli.md, \"Passphrases\")", keyring.MinPassphraseChars)
 	case errors.Is(err, keyring.ErrWrongPassphrase):
 		return exitKey, "check the passphrase (HOLDFAST_PASSPHRASE, --passphrase-file or the prompt)"
 	case errors.Is(err, keyring.ErrCorrupt), errors.Is(err, keyring.ErrUnsupported), errors.Is(err, keyring.ErrKDFParams):

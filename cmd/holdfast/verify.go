@@ -21,7 +21,7 @@ func (e *env) verifyCmd() *cobra.Command {
 	var o repo.VerifyOptions
 	var sample string
 	c := &cobra.Command{
-		Use:   "verify [--quick] [--jobs N] [--sample P] [--resume]",
+		Use:   "verify [--quick] [--jobs N] [--sample P] [--resume] [--adopt-siblings]",
 		Short: "Authenticate every stored object against the catalog and report damage",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -43,6 +43,7 @@ func (e *env) verifyCmd() *cobra.Command {
 	fl.IntVar(&o.Jobs, "jobs", 0, "objects checked at once (default: 16 on S3, the number of CPUs on a local store)")
 	fl.StringVar(&sample, "sample", "", "read only a random sample of the data objects: a percentage (5%) or a fraction (0.05); every object is still checked against the listing")
 	fl.BoolVar(&o.Resume, "resume", false, "continue the interrupted verify whose checkpoint is in the home")
+	fl.BoolVar(&o.AdoptSiblings, "adopt-siblings", false, "take the sibling catalog backups found over as this home's: checked from then on, deleted in turn by backup retention")
 	return c
 }
 
@@ -111,10 +112,22 @@ func (v *verifyOutput) finding(f repo.Finding) {
 		return
 	}
 	what := f.Name
-	if f.Bucket != "" {
+	switch {
+	case f.Bucket != "":
 		what = f.Bucket + "/" + f.Key
+	case f.What != "":
+		what = f.What + ", store object " + f.Name
 	}
-	fmt.Fprintf(v.e.stdout, "%-12s %s (%s)\n", f.Status, what, f.Status.Describe())
+	desc := f.Status.Describe()
+	switch {
+	case f.Status == repo.StatusSibling:
+		// Where it comes from, and whether it was adopted.
+		desc += ": " + f.Detail
+	case f.Status == repo.StatusUnknown && f.What != "":
+		// Authentic, so not injected: say what is known of where it is from.
+		desc = f.Detail
+	}
+	fmt.Fprintf(v.e.stdout, "%-12s %s (%s)\n", f.Status, what, desc)
 }
 
 // end prints the summary and the monitoring line and returns what decides
@@ -172,6 +185,9 @@ func extras(sum repo.VerifySummary) string {
 	if n := sum.Unchecked(); n > 0 {
 		s += fmt.Sprintf(", %d could not be checked", n)
 	}
+	if n := sum.Siblings(); n > 0 {
+		s += fmt.Sprintf(", %d sibling catalog backups (not damage)", n)
+	}
 	if sum.Sample > 0 {
 		s += fmt.Sprintf("; sample %s: %d objects read, %d only listed", percent(sum.Sample), sum.Checked-sum.Unsampled, sum.Unsampled)
 	}
@@ -219,10 +235,10 @@ func summaryLine(status, mode string, complete bool, sum repo.VerifySummary, too
 		sample = percent(sum.Sample)
 	}
 	return fmt.Sprintf("holdfast-verify: status=%s complete=%s mode=%s sample=%s checked=%d ok=%d damaged=%d "+
-		"missing=%d altered=%d truncated=%d rolled_back=%d swapped=%d unknown=%d pending=%d unchecked=%d "+
+		"missing=%d altered=%d truncated=%d rolled_back=%d swapped=%d unknown=%d pending=%d unchecked=%d sibling=%d "+
 		"unsampled=%d cleaned=%d bytes=%d duration=%.3fs",
 		status, yn[complete], mode, sample, sum.Checked, c[repo.StatusOK], sum.DamagedCount(),
 		c[repo.StatusMissing], c[repo.StatusAltered], c[repo.StatusTruncated], c[repo.StatusRolledBack], c[repo.StatusSwapped],
-		c[repo.StatusUnknown], c[repo.StatusPending], c[repo.StatusUnchecked],
+		c[repo.StatusUnknown], c[repo.StatusPending], c[repo.StatusUnchecked], c[repo.StatusSibling],
 		sum.Unsampled, sum.Cleaned, sum.Bytes, took.Seconds())
 }

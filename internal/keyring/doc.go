@@ -12,8 +12,11 @@
 //
 // A *Keyring implements keys.Source: root keys wrap and unwrap other keys
 // inside it and never leave it. The package also reads passphrases
-// (ReadPassphrase) and generates the format's test vectors
-// (GenerateVectors).
+// (ReadPassphrase), holds a passphrase being chosen to the policy
+// (CheckNewPassphrase: length, repeats, runs, common words; docs/cli.md,
+// "Passphrases") and generates the format's test vectors
+// (GenerateVectors). Create and ChangePassphrase take any non-empty
+// passphrase: the policy is applied where a person chooses one.
 //
 // This package must never write key material or a passphrase anywhere but
 // into the sealed file, never print or log either, never change the file

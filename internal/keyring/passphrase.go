@@ -33,9 +33,11 @@ type PassphraseOptions struct {
 	// File is the --passphrase-file path, or "" for none. Its first line
 	// is the passphrase.
 	File string
-	// Confirm asks twice on a terminal (creating a keyring, changing its
-	// passphrase). It does not apply to a file or the environment.
-	Confirm bool
+	// New says the passphrase is being chosen (a new keyring, a restore,
+	// a passphrase change): from every source it must pass
+	// CheckNewPassphrase, and on a terminal it is asked twice (the
+	// second time only once the first passed).
+	New bool
 	// Prompt is shown on the terminal; "" means "Keyring passphrase: ".
 	Prompt string
 }
@@ -46,10 +48,12 @@ type PassphraseOptions struct {
 //     A file readable by group or other is refused.
 //  2. the HOLDFAST_PASSPHRASE environment variable.
 //  3. a prompt on the controlling terminal (/dev/tty) without echo, asked
-//     twice when opts.Confirm is set.
+//     twice when opts.New is set.
 //
 // With none of them it fails with ErrNoPassphrase, saying how to provide
-// one. An empty passphrase is refused (ErrEmptyPassphrase). The caller
+// one. An empty passphrase is refused (ErrEmptyPassphrase), and with
+// opts.New one that CheckNewPassphrase refuses (ErrWeakPassphrase, naming
+// where it came from). The caller
 // clears the returned slice when done. Nothing here prints or logs the
 // passphrase; the prompt goes to the terminal only.
 func ReadPassphrase(opts PassphraseOptions) ([]byte, error) {
@@ -60,21 +64,39 @@ type prompter func(prompt string) ([]byte, error)
 
 func readPassphrase(opts PassphraseOptions, lookupEnv func(string) (string, bool), ask prompter) ([]byte, error) {
 	if opts.File != "" {
-		return readPassphraseFile(opts.File)
+		p, err := readPassphraseFile(opts.File)
+		if err == nil && opts.New {
+			if err = CheckNew(p, fmt.Sprintf("the passphrase file %q", opts.File)); err != nil {
+				clear(p)
+				return nil, err
+			}
+		}
+		return p, err
 	}
 	if v, ok := lookupEnv(PassphraseEnv); ok {
 		if v == "" {
 			return nil, fmt.Errorf("%w: %s is set but empty", ErrEmptyPassphrase, PassphraseEnv)
 		}
-		return []byte(v), nil
+		p := []byte(v)
+		if opts.New {
+			if err := CheckNew(p, PassphraseEnv); err != nil {
+				return nil, err
+			}
+		}
+		return p, nil
 	}
 	prompt := opts.Prompt
 	if prompt == "" {
 		prompt = "Keyring passphrase: "
 	}
 	p, err := askOnce(ask, prompt)
-	if err != nil || !opts.Confirm {
+	if err != nil || !opts.New {
 		return p, err
+	}
+	// Refused before it is asked again: nothing is typed twice in vain.
+	if err := CheckNew(p, "the terminal"); err != nil {
+		clear(p)
+		return nil, err
 	}
 	q, err := askOnce(ask, "Confirm passphrase: ")
 	if err != nil {
@@ -155,4 +177,16 @@ func readPassphraseFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: first line of passphrase file %q is empty", ErrEmptyPassphrase, path)
 	}
 	return bytes.Clone(line), nil
+}
+
+// CheckNew is CheckNewPassphrase with where the passphrase came from
+// (a file, an environment variable, the terminal) in the error. On
+// refusal the caller still owns, and clears, p.
+func CheckNew(p []byte, from string) error {
+	err := CheckNewPassphrase(p)
+	var we *WeakPassphraseError
+	if errors.As(err, &we) {
+		we.From = from
+	}
+	return err
 }

@@ -66,7 +66,7 @@ func TestPassphraseFile(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			path := writePassFile(t, c.content, c.mode)
 			// The file wins over the environment and the terminal.
-			got, err := readPassphrase(PassphraseOptions{File: path, Confirm: true},
+			got, err := readPassphrase(PassphraseOptions{File: path},
 				env(map[string]string{PassphraseEnv: "from env"}), noTerminal)
 			if c.want != "" {
 				if err != nil {
@@ -103,9 +103,9 @@ func TestPassphraseSources(t *testing.T) {
 		{"environment", PassphraseOptions{}, map[string]string{PassphraseEnv: "env pass"}, []string{"tty pass"}, "env pass", nil, 0},
 		{"environment set but empty", PassphraseOptions{}, map[string]string{PassphraseEnv: ""}, []string{"tty pass"}, "", ErrEmptyPassphrase, 0},
 		{"terminal", PassphraseOptions{}, nil, []string{"tty pass"}, "tty pass", nil, 1},
-		{"terminal, confirmed", PassphraseOptions{Confirm: true}, nil, []string{"tty pass", "tty pass"}, "tty pass", nil, 2},
-		{"terminal, confirmation differs", PassphraseOptions{Confirm: true}, nil, []string{"tty pass", "tty pasz"}, "", errors.New("do not match"), 2},
-		{"terminal, empty", PassphraseOptions{Confirm: true}, nil, []string{""}, "", ErrEmptyPassphrase, 1},
+		{"terminal, confirmed", PassphraseOptions{New: true}, nil, []string{"tty pass of good length", "tty pass of good length"}, "tty pass of good length", nil, 2},
+		{"terminal, confirmation differs", PassphraseOptions{New: true}, nil, []string{"tty pass of good length", "tty pasz of good length"}, "", errors.New("do not match"), 2},
+		{"terminal, empty", PassphraseOptions{New: true}, nil, []string{""}, "", ErrEmptyPassphrase, 1},
 		{"no source at all", PassphraseOptions{}, nil, nil, "", ErrNoPassphrase, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {

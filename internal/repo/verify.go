@@ -20,6 +20,11 @@ type Finding struct {
 	Key    string `json:"key,omitempty"`
 	Kind   string `json:"kind"`
 	Name   string `json:"name"` // store name
+	// What says which system object it is ("catalog backup 7 of
+	// 2026-…", "key journal entry of …: bucket photos key v2"), from the
+	// catalog or the object's authenticated contents; empty for data
+	// objects and for what cannot be known.
+	What   string `json:"what,omitempty"`
 	Status Status `json:"status"`
 	Layer  string `json:"layer,omitempty"`
 	Detail string `json:"detail,omitempty"`
@@ -49,6 +54,11 @@ type VerifyOptions struct {
 	Sample float64
 	// SampleSeed fixes the sample (tests); nil draws a random one.
 	SampleSeed []byte
+	// AdoptSiblings records the sibling catalog backups found (status
+	// sibling) in the catalog as this home's own: from then on verify
+	// checks them like the others and backup retention deletes them in
+	// turn.
+	AdoptSiblings bool
 	// Resume continues the run whose checkpoint is in the home, if there
 	// is one and it was made with the same Quick and Sample; its findings
 	// are reported again first, so the result is that of one whole run.
@@ -70,13 +80,13 @@ type VerifySummary struct {
 }
 
 // isDamage reports whether st is damage (the provider changed or lost
-// something), as opposed to ok, pending or unchecked.
+// something), as opposed to ok, pending, unchecked or sibling.
 func isDamage(st Status) bool {
-	return st != StatusOK && st != StatusPending && st != StatusUnchecked
+	return st != StatusOK && st != StatusPending && st != StatusUnchecked && st != StatusSibling
 }
 
-// Damaged reports whether verify found damage: anything but ok, pending
-// and unchecked.
+// Damaged reports whether verify found damage: anything but ok, pending,
+// unchecked and sibling.
 func (s VerifySummary) Damaged() bool { return s.DamagedCount() > 0 }
 
 // DamagedCount is the number of objects found damaged, of every status.
@@ -168,6 +178,9 @@ func (r *Repo) checkEntry(ctx context.Context, e catalog.Entry, quick bool) erro
 	_, err = o.WriteTo(ctx, io.Discard)
 	return err
 }
+
+// Siblings is the number of sibling catalog backups found.
+func (s VerifySummary) Siblings() int { return s.Counts[StatusSibling] }
 
 func (r *Repo) checkSystem(ctx context.Context, so catalog.SystemObject, name string) error {
 	pin := so.Pin
