@@ -403,7 +403,7 @@ func (c *sqlCatalog) CommitUpload(ctx context.Context, id string, e Entry, creat
 		case !completing || string(obj) != string(e.ObjectID[:]) || uint64(version) != e.Version:
 			return fmt.Errorf("upload %q is not completing as this object: %w", id, ErrNotFound)
 		}
-		if old, err = t.commitPut(&e, createOnly); err != nil {
+		if old, err = t.commitPut(&e, createOnly, nil); err != nil {
 			return err
 		}
 		if _, err := t.exec(`DELETE FROM upload_parts WHERE upload = ?`, id); err != nil {
