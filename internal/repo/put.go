@@ -465,6 +465,10 @@ func metaMap(ps []format.MetaPair) map[string]string {
 	return m
 }
 
+// maxMetaSize bounds an object's metadata: the bytes of its names and
+// values, user metadata and attributes together.
+const maxMetaSize = 2048
+
 func metaPairs(m, attrs map[string]string) ([]format.MetaPair, error) {
 	if len(m)+len(attrs) == 0 {
 		return nil, nil
@@ -485,8 +489,8 @@ func metaPairs(m, attrs map[string]string) ([]format.MetaPair, error) {
 		ps = append(ps, format.MetaPair{Name: AttrPrefix + k, Value: v})
 		size += len(AttrPrefix) + len(k) + len(v)
 	}
-	if size > 2048 {
-		return nil, fmt.Errorf("user metadata is %d bytes; at most 2048 are allowed", size)
+	if size > maxMetaSize {
+		return nil, fmt.Errorf("%w: user metadata and attributes are %d bytes; at most %d are allowed", ErrMetadataTooLarge, size, maxMetaSize)
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
 	return ps, nil
