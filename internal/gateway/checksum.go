@@ -30,6 +30,10 @@ var checksumHash = map[types.ChecksumAlgorithm]utils.HashType{
 	types.ChecksumAlgorithmSha256:    utils.HashTypeSha256,
 }
 
+// checksumRoom is as long as the longest attrChecksum value, a SHA-256
+// composite of 10,000 parts: a placeholder that keeps room for it.
+var checksumRoom = strings.Repeat("0", len("SHA256 ")+44+len("-10000"))
+
 // keepChecksum returns body, and, if the request names a checksum to
 // keep, a function that gives its attrChecksum value once body is read
 // to its end: the value of a checksum header (checked by checksumReader

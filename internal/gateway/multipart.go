@@ -30,7 +30,12 @@ func (b *Backend) CreateMultipartUpload(ctx context.Context, in s3response.Creat
 	if err := b.bucketFor(ctx, bucket, OpWrite); err != nil {
 		return s3response.InitiateMultipartUploadResult{}, err
 	}
+	tags, err := parseTagHeader(str(in.Tagging))
+	if err != nil {
+		return s3response.InitiateMultipartUploadResult{}, err
+	}
 	attrs := headerAttrs(in.ContentEncoding, in.ContentDisposition, in.ContentLanguage, in.CacheControl, in.Expires)
+	attrs[attrTagging] = encodeTags(tags)
 	id, err := b.repo.CreateUpload(detached(ctx), bucket, key, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs})
 	if err != nil {
 		return s3response.InitiateMultipartUploadResult{}, s3Error(err, false)

@@ -29,7 +29,12 @@ type PutOptions struct {
 	// manifest like it, so the catalog can be rebuilt from the store.
 	// Put reads Attrs when src is exhausted, so the caller may fill in
 	// values computed from the body (its digest) while Put reads it; empty
-	// values are dropped.
+	// values are dropped. Put checks the size of the metadata before it
+	// reads src too, with Attrs as they are then: a caller that puts in a
+	// placeholder as long as the value to come learns early, before the
+	// body is read, that the metadata will not fit.
+	//
+	// Metadata that does not fit fails with ErrMetadataTooLarge.
 	Attrs    map[string]string
 	Modified time.Time // default: now
 	Seal     object.SealOptions
@@ -175,7 +180,10 @@ func (r *Repo) begin(ctx context.Context, w **bucketWriter, ps []catalog.Pending
 // recorded the pending write.
 func (w *bucketWriter) store(ctx context.Context, key string, ver uint64, id keys.ID, src io.Reader, o PutOptions) (catalog.Entry, error) {
 	r, b, bk := w.r, w.bucket, w.bk
-	if _, err := metaPairs(o.Meta, nil); err != nil { // fail before reading src
+	// Fail before reading src; the attributes filled in at its end may
+	// still take the metadata over (unless the caller gave placeholders of
+	// their largest size: see PutOptions.Attrs).
+	if _, err := metaPairs(o.Meta, o.Attrs); err != nil {
 		return catalog.Entry{}, err
 	}
 	mod := o.Modified
