@@ -35,9 +35,15 @@ type PutOptions struct {
 	// body is read, that the metadata will not fit.
 	//
 	// Metadata that does not fit fails with ErrMetadataTooLarge.
-	Attrs    map[string]string
-	Modified time.Time // default: now
-	Seal     object.SealOptions
+	Attrs map[string]string
+	// CompleteRoom (CreateUpload only) are the attributes the upload's
+	// completion will set (CompleteOptions.Attrs), each at its longest:
+	// CreateUpload refuses metadata that would not fit with them
+	// (ErrMetadataTooLarge), so that the completion cannot fail for it.
+	// They are not stored.
+	CompleteRoom map[string]string
+	Modified     time.Time // default: now
+	Seal         object.SealOptions
 	// CreateOnly stores the object only if bucket/key has no current
 	// object (S3's If-None-Match: *, a write-only inbox key); otherwise Put
 	// fails with an error wrapping ErrKeyExists and leaves nothing behind.
