@@ -121,8 +121,8 @@ func TestScriptsS3(t *testing.T) {
 }
 
 // s3keys BUCKET lists every key in the bucket with its size and any user
-// metadata the provider holds for it, one per line, as the provider sees
-// them.
+// metadata, content type and tags the provider holds for it, one per
+// line, as the provider sees them.
 func cmdS3Keys(ts *testscript.TestScript, neg bool, args []string) {
 	srv := ts.Value("s3").(*versitygw.Server)
 	c, err := srv.Client()
@@ -133,7 +133,13 @@ func cmdS3Keys(ts *testscript.TestScript, neg bool, args []string) {
 	for _, o := range out.Contents {
 		h, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(args[0]), Key: o.Key})
 		ts.Check(err)
-		fmt.Fprintf(ts.Stdout(), "%s %d meta=%v type=%s\n", aws.ToString(o.Key), aws.ToInt64(o.Size), h.Metadata, aws.ToString(h.ContentType))
+		tg, err := c.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(args[0]), Key: o.Key})
+		ts.Check(err)
+		tags := map[string]string{}
+		for _, t := range tg.TagSet {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+		fmt.Fprintf(ts.Stdout(), "%s %d meta=%v type=%s tags=%v\n", aws.ToString(o.Key), aws.ToInt64(o.Size), h.Metadata, aws.ToString(h.ContentType), tags)
 	}
 }
 

@@ -19,18 +19,20 @@ var ErrInvalid = errors.New("invalid access key specification")
 type Perm uint8
 
 const (
-	// Read: GetObject, HeadObject, GetObjectAttributes.
+	// Read: GetObject, HeadObject, GetObjectAttributes, GetObjectTagging.
 	Read Perm = 1 << iota
 	// Write: PutObject (overwriting too), CopyObject into the bucket, the
-	// multipart calls (create, upload part, complete, abort, list parts).
+	// multipart calls (create, upload part, complete, abort, list parts),
+	// PutObjectTagging and DeleteObjectTagging.
 	Write
 	// List: HeadBucket, ListObjects(V2), ListMultipartUploads,
 	// GetBucketLocation; and the bucket shows in ListBuckets.
 	List
 	// Delete: DeleteObject, DeleteObjects.
 	Delete
-	// Inbox: PutObject (and multipart) of keys that do not exist yet; no
-	// overwrite, get, head or list. A key with Inbox on a bucket holds
+	// Inbox: PutObject (and multipart) of keys that do not exist yet, with
+	// tags (x-amz-tagging) if it likes; no overwrite, get, head, list, or
+	// tagging of existing objects. A key with Inbox on a bucket holds
 	// nothing else there.
 	Inbox
 )

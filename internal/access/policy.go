@@ -104,9 +104,17 @@ const (
 	// clients such as s3cmd's info ask and accept only that answer.
 	actGetBucketCORS = "s3:GetBucketCORS"
 	actGetObjectAcl  = "s3:GetObjectAcl"
-	// Answered with an empty tag set: objects carry no tags, and clients
-	// that copy tags along with an object (the AWS CLI) ask for them.
-	actGetObjectTagging = "s3:GetObjectTagging"
+	// Object tags: reading them is Read's; changing them is Write's. The
+	// front end also asks for s3:PutObjectTagging when an upload or copy
+	// carries x-amz-tagging, so Inbox holds it too, for the tags of its
+	// own new objects; the gateway refuses PutObjectTagging itself to a
+	// key that may not overwrite (an inbox key), whatever the object, so
+	// that it neither changes nor learns of objects it did not make.
+	actGetObjectTagging           = "s3:GetObjectTagging"
+	actPutObjectTagging           = "s3:PutObjectTagging"
+	actPutObjectVersionTagging    = "s3:PutObjectVersionTagging"
+	actDeleteObjectTagging        = "s3:DeleteObjectTagging"
+	actDeleteObjectVersionTagging = "s3:DeleteObjectVersionTagging"
 	// The same requests naming a version: every object's one version is
 	// "null", and the gateway refuses any other (InvalidArgument).
 	actGetObjectVersion           = "s3:GetObjectVersion"
@@ -118,7 +126,8 @@ const (
 // actions returns the policy actions that p (and admin) grant, sorted.
 // HeadObject is authorized as s3:GetObject, HeadBucket as s3:ListBucket,
 // the multipart create, upload-part and complete calls as s3:PutObject,
-// DeleteObjects per object as s3:DeleteObject.
+// DeleteObjects per object as s3:DeleteObject; an upload or copy with
+// x-amz-tagging also needs s3:PutObjectTagging.
 func actions(p Perm, admin bool) []string {
 	var a []string
 	if p&Read != 0 {
@@ -126,10 +135,11 @@ func actions(p Perm, admin bool) []string {
 			actGetObjectVersion, actGetObjectVersionAttributes, actGetObjectVersionTagging)
 	}
 	if p&(Write|Inbox) != 0 {
-		a = append(a, actPutObject)
+		a = append(a, actPutObject, actPutObjectTagging)
 	}
 	if p&Write != 0 {
-		a = append(a, actAbortMultipartUpload, actListMultipartUploadParts)
+		a = append(a, actAbortMultipartUpload, actListMultipartUploadParts,
+			actPutObjectVersionTagging, actDeleteObjectTagging, actDeleteObjectVersionTagging)
 	}
 	if p&List != 0 {
 		a = append(a, actListBucket, actListBucketVersions, actListBucketMultipartUploads, actGetBucketLocation, actGetBucketCORS)

@@ -78,7 +78,8 @@ func TestPolicyWithVersitygw(t *testing.T) {
 
 	read := []auth.Action{auth.GetObjectAction, auth.GetObjectAttributesAction, auth.GetObjectAclAction, auth.GetObjectTaggingAction,
 		auth.GetObjectVersionAction, auth.GetObjectVersionAttributesAction, auth.GetObjectVersionTaggingAction}
-	write := []auth.Action{auth.PutObjectAction, auth.AbortMultipartUploadAction, auth.ListMultipartUploadPartsAction}
+	write := []auth.Action{auth.PutObjectAction, auth.AbortMultipartUploadAction, auth.ListMultipartUploadPartsAction,
+		auth.PutObjectTaggingAction, auth.PutObjectVersionTaggingAction, auth.DeleteObjectTaggingAction, auth.DeleteObjectVersionTaggingAction}
 	list := []auth.Action{auth.ListBucketAction, auth.ListBucketVersionsAction, auth.ListBucketMultipartUploadsAction, auth.GetBucketLocationAction, auth.GetBucketCorsAction}
 	del := []auth.Action{auth.DeleteObjectAction, auth.DeleteObjectVersionAction}
 	cat := func(ls ...[]auth.Action) []auth.Action { return slices.Concat(ls...) }
@@ -92,7 +93,7 @@ func TestPolicyWithVersitygw(t *testing.T) {
 		{"write", Spec{Grants: []Grant{{"photos", Write}}}, write},
 		{"list", Spec{Grants: []Grant{{"photos", List}}}, list},
 		{"delete", Spec{Grants: []Grant{{"photos", Delete}}}, del},
-		{"inbox", Spec{Grants: []Grant{{"photos", Inbox}}}, []auth.Action{auth.PutObjectAction}},
+		{"inbox", Spec{Grants: []Grant{{"photos", Inbox}}}, []auth.Action{auth.PutObjectAction, auth.PutObjectTaggingAction}},
 		{"rwld", Spec{Grants: []Grant{{"photos", Read | Write | List | Delete}}}, cat(read, write, list, del)},
 		{"all buckets read", Spec{Grants: []Grant{{"*", Read}}}, read},
 		{"all buckets read, list here", Spec{Grants: []Grant{{"*", Read}, {"photos", List}}}, cat(read, list)},
@@ -210,7 +211,7 @@ func TestPolicyDocument(t *testing.T) {
 	wantActions := map[string][]string{
 		r.ID: {"s3:GetObject", "s3:GetObjectAcl", "s3:GetObjectAttributes", "s3:GetObjectTagging",
 			"s3:GetObjectVersion", "s3:GetObjectVersionAttributes", "s3:GetObjectVersionTagging"},
-		in.ID:  {"s3:PutObject"},
+		in.ID:  {"s3:PutObject", "s3:PutObjectTagging"},
 		all.ID: {"s3:GetBucketCORS", "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:ListBucketVersions"},
 	}
 	for _, s := range doc.Statement {

@@ -254,6 +254,13 @@ type Catalog interface {
 	// (the caller aborts its pending write). The check and the commit are
 	// one transaction, so of two racing creates of one key one fails.
 	CommitCreate(ctx context.Context, e Entry) error
+	// CommitReplace is CommitPut for a write that must replace one
+	// particular object: the key's current entry must be object id prev.
+	// If the key has another current entry or none (it was written or
+	// deleted since the caller read prev), it fails with ErrStaleVersion
+	// and changes nothing (the caller aborts its pending write). The check
+	// and the commit are one transaction. Returns the replaced entry.
+	CommitReplace(ctx context.Context, e Entry, prev keys.ID) (*Entry, error)
 	// CommitPutBatch is CommitPut for many entries in one transaction, in
 	// order, with the same result as calling CommitPut for each: all are
 	// committed or none (the error names the entry that failed).

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"testing"
 )
@@ -47,4 +48,54 @@ func TestCommitCreate(t *testing.T) {
 	d := mkEntry("inbox", "report.pdf", v)
 	begin(d)
 	mustNot(t, "CommitCreate after a delete", c.CommitCreate(ctx, d))
+}
+
+// TestCommitReplace: a write that must replace one object commits over
+// it, and fails with ErrStaleVersion, changing nothing, when the key was
+// written or deleted since that object was read — even by a write whose
+// version is lower than its own, which CommitPut lets it replace (the
+// control, with the same entry).
+func TestCommitReplace(t *testing.T) {
+	ctx := context.Background()
+	c, _ := newCatalog(t)
+	begin := func(e Entry) {
+		t.Helper()
+		mustNot(t, "BeginPut", c.BeginPut(ctx, Pending{ObjectID: e.ObjectID, Kind: KindObject, Bucket: e.Bucket, Key: e.Key, Version: e.Version, Owner: "test"}))
+	}
+	a := putNext(t, c, "b", "k")
+
+	// Another write reserves version 2 and this one version 3; the other
+	// commits first.
+	other, r := mkEntry("b", "k", 2), mkEntry("b", "k", 3)
+	begin(other)
+	begin(r)
+	mustNot(t, "CommitPut of the other write", func() error { _, err := c.CommitPut(ctx, other); return err }())
+	before := snapshot(t, c, "b", "k")
+	_, err := c.CommitReplace(ctx, r, a.ObjectID)
+	wantErr(t, "CommitReplace over a replaced object", err, ErrStaleVersion)
+	if after := snapshot(t, c, "b", "k"); !reflect.DeepEqual(before, after) {
+		t.Errorf("a refused replace changed the catalog:\nbefore %+v\nafter  %+v", before, after)
+	}
+	// Control: over the object that is current, it commits and returns it.
+	if old, err := c.CommitReplace(ctx, r, other.ObjectID); err != nil || old == nil || old.ObjectID != other.ObjectID {
+		t.Fatalf("CommitReplace over the current object: replaced %v, %v", old, err)
+	}
+
+	// A delete in between: no current object to replace.
+	v, err := c.NextVersion(ctx, "b", "k")
+	mustNot(t, "NextVersion", err)
+	d := mkEntry("b", "k", v)
+	begin(d)
+	if _, err := c.Delete(ctx, "b", "k"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CommitReplace(ctx, d, r.ObjectID)
+	wantErr(t, "CommitReplace after a delete", err, ErrStaleVersion)
+	if _, err := c.Get(ctx, "b", "k"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the deleted key after a refused replace: %v", err)
+	}
+	// Control: CommitPut of the same entry commits.
+	if _, err := c.CommitPut(ctx, d); err != nil {
+		t.Fatalf("CommitPut after the delete: %v", err)
+	}
 }

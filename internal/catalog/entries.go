@@ -301,7 +301,22 @@ func (c *sqlCatalog) CommitPut(ctx context.Context, e Entry) (*Entry, error) {
 	}
 	var old *Entry
 	err := c.write(ctx, func(t *txn) (err error) {
-		old, err = t.commitPut(&e, false)
+		old, err = t.commitPut(&e, false, nil)
+		return err
+	})
+	if err != nil {
+		return nil, commitErr(&e, err)
+	}
+	return old, nil
+}
+
+func (c *sqlCatalog) CommitReplace(ctx context.Context, e Entry, prev keys.ID) (*Entry, error) {
+	if err := validEntry(&e); err != nil {
+		return nil, commitErr(&e, err)
+	}
+	var old *Entry
+	err := c.write(ctx, func(t *txn) (err error) {
+		old, err = t.commitPut(&e, false, &prev)
 		return err
 	})
 	if err != nil {
@@ -315,7 +330,7 @@ func (c *sqlCatalog) CommitCreate(ctx context.Context, e Entry) error {
 		return commitErr(&e, err)
 	}
 	err := c.write(ctx, func(t *txn) error {
-		_, err := t.commitPut(&e, true)
+		_, err := t.commitPut(&e, true, nil)
 		return err
 	})
 	if err != nil {
@@ -324,10 +339,10 @@ func (c *sqlCatalog) CommitCreate(ctx context.Context, e Entry) error {
 	return nil
 }
 
-// commitPut is CommitPut (CommitCreate with createOnly) inside a
-// transaction (a multipart completion commits its upload's removal with
-// it).
-func (t *txn) commitPut(e *Entry, createOnly bool) (old *Entry, err error) {
+// commitPut is CommitPut (CommitCreate with createOnly, CommitReplace
+// with replacing) inside a transaction (a multipart completion commits
+// its upload's removal with it).
+func (t *txn) commitPut(e *Entry, createOnly bool, replacing *keys.ID) (old *Entry, err error) {
 	var bucketOK, known, pinUsed bool
 	var high, current int64
 	if err := t.queryRow(commitState, e.Bucket, e.Key, e.ObjectID[:], e.Pin[:]).Scan(&bucketOK, &high, &current, &known, &pinUsed); err != nil {
@@ -346,10 +361,15 @@ func (t *txn) commitPut(e *Entry, createOnly bool) (old *Entry, err error) {
 		return nil, fmt.Errorf("object id %x: %w", e.ObjectID, ErrExists)
 	case pinUsed:
 		return nil, fmt.Errorf("pin %x: %w", e.Pin, ErrExists)
+	case replacing != nil && current == 0:
+		return nil, fmt.Errorf("%w: %s/%s has no current object to replace", ErrStaleVersion, e.Bucket, e.Key)
 	}
 	if current > 0 {
 		if old, err = t.current(e.Bucket, e.Key); err != nil {
 			return nil, err
+		}
+		if replacing != nil && (old == nil || old.ObjectID != *replacing) {
+			return nil, fmt.Errorf("%w: %s/%s was replaced since object %x was read", ErrStaleVersion, e.Bucket, e.Key, replacing[:])
 		}
 		if err := t.retire(old, Superseded); err != nil {
 			return nil, err

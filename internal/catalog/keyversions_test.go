@@ -13,12 +13,16 @@ import (
 	"github.com/holdfast/holdfast/internal/keys"
 )
 
-// undoV4 takes a version-4 catalog back to version 3.
-var undoV4 = []string{`DROP TABLE heads`, `UPDATE meta SET value = '3' WHERE key = 'schema_version'`}
+// undoV5 takes a version-5 catalog back to version 4.
+var undoV5 = []string{`ALTER TABLE upload_parts DROP COLUMN checksum`, `UPDATE meta SET value = '4' WHERE key = 'schema_version'`}
 
-// undoV3 takes a version-4 catalog back to version 2.
-var undoV3 = []string{`DROP TABLE heads`, `DROP TABLE key_batches`, `ALTER TABLE pending DROP COLUMN key_version`,
-	`UPDATE meta SET value = '2' WHERE key = 'schema_version'`}
+// undoV4 takes a version-5 catalog back to version 3.
+var undoV4 = []string{`ALTER TABLE upload_parts DROP COLUMN checksum`, `DROP TABLE heads`,
+	`UPDATE meta SET value = '3' WHERE key = 'schema_version'`}
+
+// undoV3 takes a version-5 catalog back to version 2.
+var undoV3 = []string{`ALTER TABLE upload_parts DROP COLUMN checksum`, `DROP TABLE heads`, `DROP TABLE key_batches`,
+	`ALTER TABLE pending DROP COLUMN key_version`, `UPDATE meta SET value = '2' WHERE key = 'schema_version'`}
 
 // keyWorld is a catalog with bucket "b" holding key versions 1 and 2,
 // each with its journal entry recorded as a system object.

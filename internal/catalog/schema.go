@@ -9,14 +9,15 @@ import (
 // schemaVersion is the version of the schema below. A catalog with a higher
 // version is refused (ErrNewerSchema); a lower one is migrated by running
 // the steps it lacks.
-const schemaVersion = 4
+const schemaVersion = 5
 
 // schemaSteps[i] takes an empty catalog, or one of version i, to version
 // i+1. Version 2 adds multipart uploads (uploads.go); version 3 the key
 // version lifecycle (keyversions.go); version 4 the catalog head
-// (head.go). The statements are SQLite's; the dialect rewrites them for
-// PostgreSQL (dialect.go).
-var schemaSteps = [][]string{schemaV1, schemaV2Uploads, schemaV3KeyVersions, schemaV4Heads}
+// (head.go); version 5 a checksum for each uploaded part (uploads.go).
+// The statements are SQLite's; the dialect rewrites them for PostgreSQL
+// (dialect.go).
+var schemaSteps = [][]string{schemaV1, schemaV2Uploads, schemaV3KeyVersions, schemaV4Heads, schemaV5PartChecksums}
 
 // metaSchemaVersion is the meta row holding the schema version. SetMeta
 // refuses to touch it.

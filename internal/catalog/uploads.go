@@ -48,6 +48,9 @@ type UploadPart struct {
 	Token    string // the store's token, or the spool file of a held part
 	Held     bool   // kept on premises until completion, not in the store
 	Modified time.Time
+	// Checksum is the caller's record of the part's checksum (the gateway
+	// keeps S3's: "ALGORITHM VALUE"), or "". The catalog does not read it.
+	Checksum string
 }
 
 // Uploads records multipart uploads in progress. It is part of Catalog.
@@ -125,6 +128,13 @@ var schemaV2Uploads = []string{
 	) WITHOUT ROWID`,
 }
 
+// Schema version 5: the checksum of each uploaded part (UploadPart.Checksum),
+// which S3 answers for the part and combines into the object's at
+// completion. Parts recorded before it have none.
+var schemaV5PartChecksums = []string{
+	`ALTER TABLE upload_parts ADD COLUMN checksum TEXT NOT NULL DEFAULT ''`,
+}
+
 const uploadCols = `id, object_id, bucket, key, created, key_version, wrapped, key_commit, content_type, meta,
 	store_handle, completing, version, modified, parts`
 
@@ -175,12 +185,12 @@ func decodeParts(b []byte) ([]int, error) {
 	return ps, nil
 }
 
-const partCols = `number, size, etag, salt, token, held, modified`
+const partCols = `number, size, etag, salt, token, held, modified, checksum`
 
 func scanPart(s scanner) (UploadPart, error) {
 	var p UploadPart
 	var number, modified int64
-	err := s.Scan(&number, &p.Size, &p.ETag, fixed{p.Salt[:], "salt"}, &p.Token, &p.Held, &modified)
+	err := s.Scan(&number, &p.Size, &p.ETag, fixed{p.Salt[:], "salt"}, &p.Token, &p.Held, &modified, &p.Checksum)
 	p.Number, p.Modified = int(number), fromNanos(modified)
 	return p, err
 }
@@ -314,10 +324,10 @@ func (c *sqlCatalog) PutUploadPart(ctx context.Context, id string, p UploadPart)
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		_, err = t.exec(`INSERT INTO upload_parts (upload, `+partCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		_, err = t.exec(`INSERT INTO upload_parts (upload, `+partCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (upload, number) DO UPDATE SET size = excluded.size, etag = excluded.etag, salt = excluded.salt,
-			token = excluded.token, held = excluded.held, modified = excluded.modified`,
-			id, int64(p.Number), p.Size, p.ETag, p.Salt[:], p.Token, boolInt(p.Held), nanos(p.Modified))
+			token = excluded.token, held = excluded.held, modified = excluded.modified, checksum = excluded.checksum`,
+			id, int64(p.Number), p.Size, p.ETag, p.Salt[:], p.Token, boolInt(p.Held), nanos(p.Modified), p.Checksum)
 		return err
 	})
 	if err != nil {
@@ -403,7 +413,7 @@ func (c *sqlCatalog) CommitUpload(ctx context.Context, id string, e Entry, creat
 		case !completing || string(obj) != string(e.ObjectID[:]) || uint64(version) != e.Version:
 			return fmt.Errorf("upload %q is not completing as this object: %w", id, ErrNotFound)
 		}
-		if old, err = t.commitPut(&e, createOnly); err != nil {
+		if old, err = t.commitPut(&e, createOnly, nil); err != nil {
 			return err
 		}
 		if _, err := t.exec(`DELETE FROM upload_parts WHERE upload = ?`, id); err != nil {

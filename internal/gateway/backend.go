@@ -396,6 +396,8 @@ const (
 	// attrChecksum is the full-object checksum the client had checked
 	// when it stored the object: "ALGORITHM VALUE" (checksum.go).
 	attrChecksum = "checksum"
+	// attrTagging is the object's tag set, in URL query form (tagging.go).
+	attrTagging = "tagging"
 )
 
 // etag is the object's ETag, quoted: the MD5 of what the client sent, or
@@ -485,6 +487,10 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	if err := b.bucketExists(ctx, bucket); err != nil {
 		return s3response.PutObjectOutput{}, err
 	}
+	tags, err := parseTagHeader(str(in.Tagging))
+	if err != nil {
+		return s3response.PutObjectOutput{}, err
+	}
 	if b.mayOverwrite(ctx, bucket) {
 		cur, err := b.repo.Stat(dctx, bucket, key)
 		exists := err == nil
@@ -529,6 +535,13 @@ func (b *Backend) PutObject(ctx context.Context, in s3response.PutObjectInput) (
 	// that fills it in when the body is done, before the repository
 	// commits (it commits only after reading to EOF). So is a checksum.
 	attrs := headerAttrs(in.ContentEncoding, in.ContentDisposition, in.ContentLanguage, in.CacheControl, in.Expires)
+	attrs[attrTagging] = encodeTags(tags)
+	// Placeholders as long as the values filled in at the end, so that
+	// metadata that cannot fit is refused before the body is read.
+	attrs[attrETag] = strings.Repeat("0", 2*md5.Size)
+	if sumAtEOF != nil {
+		attrs[attrChecksum] = checksumRoom
+	}
 	src := &etagAtEOF{r: br, attrs: attrs, checksum: sumAtEOF}
 	e, err := b.repo.Put(dctx, bucket, key, src, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs,
 		CreateOnly: b.createOnly(ctx, bucket, in.IfNoneMatch)})
@@ -646,7 +659,7 @@ func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3
 		return nil, err
 	}
 	size := e.Size
-	out := &s3.HeadObjectOutput{ContentLength: &size, AcceptRanges: ptr("bytes")}
+	out := &s3.HeadObjectOutput{ContentLength: &size, AcceptRanges: ptr("bytes"), TagCount: tagCount(e)}
 	fillHeaders(e, &out.ETag, &out.LastModified, &out.ContentType, &out.Metadata, &out.ContentEncoding,
 		&out.ContentDisposition, &out.ContentLanguage, &out.CacheControl, &out.ExpiresString)
 	if in.Range != nil && *in.Range != "" {
@@ -886,7 +899,7 @@ func (b *Backend) GetObject(ctx context.Context, in *s3.GetObjectInput) (_ *s3.G
 		body.Close()
 		return nil, s3Error(err, false)
 	}
-	out := &s3.GetObjectOutput{Body: body, ContentLength: &n, AcceptRanges: ptr("bytes"), PartsCount: partsCount}
+	out := &s3.GetObjectOutput{Body: body, ContentLength: &n, AcceptRanges: ptr("bytes"), PartsCount: partsCount, TagCount: tagCount(e)}
 	fillHeaders(e, &out.ETag, &out.LastModified, &out.ContentType, &out.Metadata, &out.ContentEncoding,
 		&out.ContentDisposition, &out.ContentLanguage, &out.CacheControl, &out.ExpiresString)
 	if isRange {
@@ -1140,8 +1153,15 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 		return s3response.CopyObjectOutput{}, err
 	}
 	opts := repo.PutOptions{ContentType: src.ContentType, Meta: repo.UserMeta(src), Attrs: map[string]string{}}
-	for _, a := range []string{attrETag, attrChecksum, attrContentEncoding, attrContentDisposition, attrContentLanguage, attrCacheControl, attrExpires} {
+	for _, a := range []string{attrETag, attrChecksum, attrTagging, attrContentEncoding, attrContentDisposition, attrContentLanguage, attrCacheControl, attrExpires} {
 		opts.Attrs[a] = repo.Attr(src, a)
+	}
+	if in.TaggingDirective == types.TaggingDirectiveReplace {
+		tags, err := parseTagHeader(str(in.Tagging))
+		if err != nil {
+			return s3response.CopyObjectOutput{}, err
+		}
+		opts.Attrs[attrTagging] = encodeTags(tags)
 	}
 	if in.MetadataDirective == types.MetadataDirectiveReplace {
 		opts.ContentType, opts.Meta = str(in.ContentType), cloneMeta(in.Metadata)
@@ -1160,25 +1180,6 @@ func (b *Backend) CopyObject(ctx context.Context, in s3response.CopyObjectInput)
 		return s3response.CopyObjectOutput{}, b.writeError(ctx, bucket, err)
 	}
 	return s3response.CopyObjectOutput{CopyObjectResult: &s3response.CopyObjectResult{ETag: ptr(etag(e)), LastModified: ptr(lastModified(e))}}, nil
-}
-
-// GetObjectTagging answers an empty tag set for an object the key may
-// read. Objects here carry no tags: the front end refuses every upload or
-// copy that sets some (it asks for s3:PutObjectTagging, which no key is
-// granted), and PutObjectTagging is not implemented. Clients that copy an
-// object's tags along with it (the AWS CLI's multipart copy) ask.
-func (b *Backend) GetObjectTagging(ctx context.Context, bucket, key, versionID string) (_ map[string]string, err error) {
-	defer b.doneOn(ctx, "GetObjectTagging", bucket, key, time.Now(), &err)
-	if err := b.allowed(ctx, bucket, OpRead); err != nil {
-		return nil, err
-	}
-	if err := onlyVersion(versionID); err != nil {
-		return nil, err
-	}
-	if _, err := b.repo.Stat(detached(ctx), bucket, key); err != nil {
-		return nil, s3Error(err, false)
-	}
-	return map[string]string{}, nil
 }
 
 // onlyVersion refuses a version id other than "null": buckets here are
@@ -1448,6 +1449,9 @@ func s3Error(err error, bucketLevel bool) error {
 	case errors.As(err, &de):
 		return s3err.APIError{Code: "InternalError", HTTPStatusCode: http.StatusInternalServerError,
 			Description: fmt.Sprintf("The stored object failed authentication (%s); holdfast refuses to return it.", de.Status)}
+	case errors.Is(err, repo.ErrMetadataTooLarge):
+		return s3err.APIError{Code: "MetadataTooLarge", HTTPStatusCode: http.StatusBadRequest,
+			Description: "The object's metadata, headers and tags together exceed the 2 KiB that Holdfast keeps with an object."}
 	case errors.Is(err, repo.ErrBucketNotEmpty):
 		return s3err.GetAPIError(s3err.ErrBucketNotEmpty)
 	case errors.Is(err, repo.ErrNoSuchUpload):

@@ -19,8 +19,8 @@ import (
 // and sent in a trailer, or given in a header) is returned with it by a
 // whole-object GET or HEAD in checksum mode, and by its copy; the SDK
 // checks the body against it. None is returned for a range, without
-// checksum mode, for an object stored without one, or for a multipart
-// object.
+// checksum mode, or for an object stored without one (multipart objects:
+// TestMultipartChecksums).
 func TestChecksumKept(t *testing.T) {
 	g := startGW(t, nil)
 	ctx := context.Background()

@@ -149,10 +149,9 @@ func TestUploadPartCopy(t *testing.T) {
 	}
 }
 
-// TestGetObjectTagging: an object's tag set is empty (objects carry no
-// tags: setting some at upload is refused, beside the same upload without
-// tags, which is stored); a missing object is NoSuchKey; a key that may
-// not read the bucket is refused.
+// TestGetObjectTagging: an object stored without tags has an empty tag
+// set (beside one stored with tags, which has them); a missing object is
+// NoSuchKey; a key that may not read the bucket is refused.
 func TestGetObjectTagging(t *testing.T) {
 	g := startGW(t, nil)
 	ctx := context.Background()
@@ -160,19 +159,23 @@ func TestGetObjectTagging(t *testing.T) {
 	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("docs")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := put(t, c, "docs", "tagged", []byte("x"), func(in *s3.PutObjectInput) { in.Tagging = aws.String("team=a") }); errCode(err) != "AccessDenied" {
-		t.Errorf("an upload with tags: %v", err)
+	if _, err := put(t, c, "docs", "tagged", []byte("x"), func(in *s3.PutObjectInput) { in.Tagging = aws.String("team=a") }); err != nil {
+		t.Fatalf("an upload with tags: %v", err)
 	}
 	if _, err := put(t, c, "docs", "plain", []byte("x"), nil); err != nil {
-		t.Fatalf("the same upload without tags (control): %v", err)
+		t.Fatalf("the same upload without tags: %v", err)
 	}
 	k := g.acc.keys[1] // the reader of docs
 	reader := g.client(k.id, k.secret, nil)
 	out, err := reader.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String("docs"), Key: aws.String("plain")})
 	if err != nil || out.TagSet == nil || len(out.TagSet) != 0 {
-		t.Fatalf("tags of a stored object: %+v, %v", out, err)
+		t.Fatalf("tags of an object stored without: %+v, %v", out, err)
 	}
-	if _, err := reader.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String("docs"), Key: aws.String("tagged")}); errCode(err) != "NoSuchKey" {
+	out, err = reader.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String("docs"), Key: aws.String("tagged")})
+	if err != nil || len(out.TagSet) != 1 || aws.ToString(out.TagSet[0].Key) != "team" || aws.ToString(out.TagSet[0].Value) != "a" {
+		t.Fatalf("tags of an object stored with tags: %+v, %v", out, err)
+	}
+	if _, err := reader.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String("docs"), Key: aws.String("missing")}); errCode(err) != "NoSuchKey" {
 		t.Errorf("tags of a missing object: %v", err)
 	}
 	k = g.acc.keys[2] // the inbox key: may not read

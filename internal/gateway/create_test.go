@@ -112,13 +112,15 @@ func (g *gw) raceUploads(t *testing.T, c *s3.Client, bucket, key string, ifNoneM
 
 // TestInboxLearnsNothing: an inbox key cannot tell whether a name in its
 // bucket is taken without uploading to it. Every probe that stores
-// nothing — a precondition, a wrong Content-MD5, a completion of no
-// upload — answers the same for a taken name and a free one, and with
-// the answer that says what was checked (the digest, the upload id), not
-// a blanket refusal. Control: the admin key's If-Match tells the two
-// names apart (412 and NoSuchKey), so they differ as the test means. The
-// one answer that does differ (a plain upload: refused on the taken name,
-// stored on the free one) is no-overwrite itself.
+// nothing — a precondition, a wrong Content-MD5, an invalid tag, a
+// completion of no upload — answers the same for a taken name and a free
+// one, and with the answer that says what was checked (the digest, the
+// tag, the upload id), not a blanket refusal; tagging an existing object
+// is refused outright. Control: the admin key's If-Match and
+// PutObjectTagging tell the two names apart (412 or success, and
+// NoSuchKey), so they differ as the test means. The one answer that does
+// differ (a plain upload, with tags or without: refused on the taken
+// name, stored on the free one) is no-overwrite itself.
 func TestInboxLearnsNothing(t *testing.T) {
 	_, adm, inbox := dropBox(t)
 	ctx := context.Background()
@@ -142,6 +144,19 @@ func TestInboxLearnsNothing(t *testing.T) {
 			_, err := put(t, c, "drop", key, []byte("probe"), func(in *s3.PutObjectInput) { in.ContentMD5 = aws.String(wrongMD5) })
 			return err
 		}},
+		{"PUT with an invalid tag", "InvalidTag", func(c *s3.Client, key string) error {
+			_, err := put(t, c, "drop", key, []byte("probe"), func(in *s3.PutObjectInput) { in.Tagging = aws.String("aws:probe=1") })
+			return err
+		}},
+		{"PutObjectTagging", "AccessDenied", func(c *s3.Client, key string) error {
+			_, err := c.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: aws.String("drop"), Key: aws.String(key),
+				Tagging: &types.Tagging{TagSet: []types.Tag{{Key: aws.String("probe"), Value: aws.String("1")}}}})
+			return err
+		}},
+		{"DeleteObjectTagging", "AccessDenied", func(c *s3.Client, key string) error {
+			_, err := c.DeleteObjectTagging(ctx, &s3.DeleteObjectTaggingInput{Bucket: aws.String("drop"), Key: aws.String(key)})
+			return err
+		}},
 		{"complete no upload", "NoSuchUpload", func(c *s3.Client, key string) error {
 			_, err := c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String("drop"), Key: aws.String(key),
 				UploadId: aws.String("bm8tc3VjaC11cGxvYWQ"), MultipartUpload: &types.CompletedMultipartUpload{
@@ -158,6 +173,12 @@ func TestInboxLearnsNothing(t *testing.T) {
 	}
 	if a, b := errCode(probes[0].run(adm, "taken")), errCode(probes[0].run(adm, "free")); a != "PreconditionFailed" || b != "NoSuchKey" {
 		t.Errorf("control: the admin key's If-Match on the taken and free names: %q, %q", a, b)
+	}
+	if a, b := errCode(probes[4].run(adm, "taken")), errCode(probes[4].run(adm, "free")); a != "" || b != "NoSuchKey" {
+		t.Errorf("control: the admin key's PutObjectTagging on the taken and free names: %q, %q", a, b)
+	}
+	if _, err := adm.DeleteObjectTagging(ctx, &s3.DeleteObjectTaggingInput{Bucket: aws.String("drop"), Key: aws.String("taken")}); err != nil {
+		t.Fatal(err)
 	}
 	// Nothing the probes sent was stored.
 	if got, _, err := get(adm, "drop", "taken", ""); err != nil || string(got) != "original" {
@@ -189,6 +210,20 @@ func TestInboxLearnsNothing(t *testing.T) {
 		if got, _, err := get(adm, "drop", key, ""); err != nil || string(got) != want {
 			t.Errorf("%s after the inbox multipart upload: %q %v, want %q", key, got, err, want)
 		}
+	}
+	// Tags on its own upload: stored with a new name; the taken name is
+	// refused as without tags, and its object and tags stay as they were.
+	for _, key := range []string{"taken", "tagged-new"} {
+		_, err := put(t, inbox, "drop", key, []byte("with tags"), func(in *s3.PutObjectInput) { in.Tagging = aws.String("from=inbox") })
+		if key == "taken" && errCode(err) != "AccessDenied" || key != "taken" && err != nil {
+			t.Errorf("inbox put with tags of %s: %v", key, err)
+		}
+	}
+	if got := tagsOf(t, adm, "drop", "tagged-new"); len(got) != 1 || got["from"] != "inbox" {
+		t.Errorf("tags of the inbox's new object: %v", got)
+	}
+	if got := tagsOf(t, adm, "drop", "taken"); len(got) != 0 {
+		t.Errorf("tags of the taken name after the inbox's refused put: %v", got)
 	}
 	// The plain upload: no overwrite, and a new name is stored, also with
 	// If-None-Match: *, the one condition an inbox key may send.

@@ -102,8 +102,9 @@ func (a *testAccess) MayOverwrite(id, bucket string) bool {
 }
 
 var opActions = map[Op][]string{
-	OpRead:   {"s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectAttributes", "s3:GetObjectVersion", "s3:GetObjectVersionAttributes", "s3:GetObjectVersionTagging"},
-	OpWrite:  {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+	OpRead: {"s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectAttributes", "s3:GetObjectVersion", "s3:GetObjectVersionAttributes", "s3:GetObjectVersionTagging"},
+	OpWrite: {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObjectTagging",
+		"s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"},
 	OpList:   {"s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:ListBucketVersions"},
 	OpDelete: {"s3:DeleteObject", "s3:DeleteObjectVersion"},
 	OpAdmin:  {"s3:DeleteBucket"},
@@ -495,7 +496,7 @@ func TestAccessControl(t *testing.T) {
 }
 
 // A tampered object is refused before a byte of it is released; what the
-// provider stores holds no name, metadata or plaintext.
+// provider stores holds no name, metadata, tag or plaintext.
 func TestTamperAndWhatTheProviderSees(t *testing.T) {
 	g := startGW(t, nil)
 	ctx := context.Background()
@@ -508,9 +509,22 @@ func TestTamperAndWhatTheProviderSees(t *testing.T) {
 		if _, err := put(t, c, "secretbucket", "confidential/"+k, secretText, func(in *s3.PutObjectInput) {
 			in.Metadata = map[string]string{"project": "METADATA-MARKER"}
 			in.ContentType = aws.String("application/x-marker-type")
+			in.Tagging = aws.String("TAGKEY-MARKER=TAGVALUE-MARKER")
 		}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Tags changed afterwards (the object is sealed again) are as hidden.
+	if _, err := c.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: aws.String("secretbucket"), Key: aws.String("confidential/intact"),
+		Tagging: &types.Tagging{TagSet: []types.Tag{{Key: aws.String("RETAG-MARKER"), Value: aws.String("RETAGVALUE-MARKER")}}}}); err != nil {
+		t.Fatal(err)
+	}
+	// (They are stored: the grep below is not vacuous.)
+	if got := tagsOf(t, c, "secretbucket", "confidential/intact"); got["RETAG-MARKER"] != "RETAGVALUE-MARKER" {
+		t.Fatalf("tags of the retagged object: %v", got)
+	}
+	if got := tagsOf(t, c, "secretbucket", "confidential/tampered-later"); got["TAGKEY-MARKER"] != "TAGVALUE-MARKER" {
+		t.Fatalf("tags of an object: %v", got)
 	}
 	// Nothing identifying in the store.
 	err := filepath.WalkDir(g.store, func(p string, d fs.DirEntry, err error) error {
@@ -526,7 +540,8 @@ func TestTamperAndWhatTheProviderSees(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, s := range []string{"secretbucket", "confidential", "PLAINTEXT-MARKER", "METADATA-MARKER", "x-marker-type"} {
+		for _, s := range []string{"secretbucket", "confidential", "PLAINTEXT-MARKER", "METADATA-MARKER", "x-marker-type",
+			"TAGKEY-MARKER", "TAGVALUE-MARKER", "RETAG-MARKER", "RETAGVALUE-MARKER"} {
 			if bytes.Contains(b, []byte(s)) {
 				t.Errorf("store file %s holds %q", p, s)
 			}

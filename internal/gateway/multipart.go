@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/versity/versitygw/backend"
 	"github.com/versity/versitygw/s3api/utils"
 	"github.com/versity/versitygw/s3err"
@@ -30,8 +31,23 @@ func (b *Backend) CreateMultipartUpload(ctx context.Context, in s3response.Creat
 	if err := b.bucketFor(ctx, bucket, OpWrite); err != nil {
 		return s3response.InitiateMultipartUploadResult{}, err
 	}
+	tags, err := parseTagHeader(str(in.Tagging))
+	if err != nil {
+		return s3response.InitiateMultipartUploadResult{}, err
+	}
+	sum, err := newUploadChecksum(in.ChecksumAlgorithm, in.ChecksumType)
+	if err != nil {
+		return s3response.InitiateMultipartUploadResult{}, err
+	}
 	attrs := headerAttrs(in.ContentEncoding, in.ContentDisposition, in.ContentLanguage, in.CacheControl, in.Expires)
-	id, err := b.repo.CreateUpload(detached(ctx), bucket, key, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata), Attrs: attrs})
+	attrs[attrTagging] = encodeTags(tags)
+	attrs[attrUploadChecksum] = sum
+	var room map[string]string
+	if sum != "" {
+		room = map[string]string{attrChecksum: checksumRoom}
+	}
+	id, err := b.repo.CreateUpload(detached(ctx), bucket, key, repo.PutOptions{ContentType: str(in.ContentType), Meta: cloneMeta(in.Metadata),
+		Attrs: attrs, CompleteRoom: room})
 	if err != nil {
 		return s3response.InitiateMultipartUploadResult{}, s3Error(err, false)
 	}
@@ -58,13 +74,44 @@ func (b *Backend) UploadPart(ctx context.Context, in *s3.UploadPartInput) (_ *s3
 	if err != nil {
 		return nil, err
 	}
-	p, err := b.repo.PutPartWith(detached(ctx), bucket, key, str(in.UploadId), int(*in.PartNumber), b.gated(body), *in.ContentLength,
-		repo.PartOptions{MD5: contentMD5(ctx)})
+	// The part's checksum: recorded in the upload's algorithm, if it has
+	// one, else only answered.
+	mpAlg, mpType, err := b.uploadChecksum(ctx, bucket, key, str(in.UploadId))
+	if err != nil {
+		return nil, err
+	}
+	sums := requestSums{types.ChecksumAlgorithmCrc32: in.ChecksumCRC32, types.ChecksumAlgorithmCrc32c: in.ChecksumCRC32C,
+		types.ChecksumAlgorithmCrc64nvme: in.ChecksumCRC64NVME, types.ChecksumAlgorithmSha1: in.ChecksumSHA1,
+		types.ChecksumAlgorithmSha256: in.ChecksumSHA256}
+	body, sum, recorded, err := partChecksum(body, mpAlg, mpType, requestAlgorithm(in.ChecksumAlgorithm, sums), sums)
+	if err != nil {
+		return nil, err
+	}
+	opts := repo.PartOptions{MD5: contentMD5(ctx)}
+	if recorded {
+		opts.Checksum = sum
+	}
+	p, err := b.repo.PutPartWith(detached(ctx), bucket, key, str(in.UploadId), int(*in.PartNumber), b.gated(body), *in.ContentLength, opts)
 	if err != nil {
 		return nil, s3Error(err, false)
 	}
 	b.events.Received(p.Size)
-	return &s3.UploadPartOutput{ETag: ptr(`"` + p.ETag + `"`)}, nil
+	out := &s3.UploadPartOutput{ETag: ptr(`"` + p.ETag + `"`)}
+	if sum != nil {
+		checksumOut{&out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256, nil}.set(parseChecksum(sum()))
+	}
+	return out, nil
+}
+
+// uploadChecksum returns the checksum algorithm and type upload id of
+// bucket/key was created with, if any.
+func (b *Backend) uploadChecksum(ctx context.Context, bucket, key, id string) (types.ChecksumAlgorithm, types.ChecksumType, error) {
+	v, err := b.repo.UploadAttr(detached(ctx), bucket, key, id, attrUploadChecksum)
+	if err != nil {
+		return "", "", s3Error(err, false)
+	}
+	alg, typ := uploadChecksum(v)
+	return alg, typ, nil
 }
 
 // UploadPartCopy makes a part of an upload from a range of a stored
@@ -88,6 +135,10 @@ func (b *Backend) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput
 		return s3response.CopyPartResult{}, err
 	}
 	if err := b.allowed(ctx, sb, OpRead); err != nil {
+		return s3response.CopyPartResult{}, err
+	}
+	mpAlg, _, err := b.uploadChecksum(ctx, bucket, key, str(in.UploadId))
+	if err != nil {
 		return s3response.CopyPartResult{}, err
 	}
 	dctx := detached(ctx)
@@ -126,7 +177,15 @@ func (b *Backend) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput
 		defer rc.Close()
 		src = rc
 	}
-	p, err := b.repo.PutPartWith(dctx, bucket, key, str(in.UploadId), int(*in.PartNumber), b.gated(src), n, repo.PartOptions{})
+	// An upload with a checksum algorithm records the copied part's, as
+	// for a part uploaded.
+	var opts repo.PartOptions
+	if mpAlg != "" {
+		if src, opts.Checksum, err = sumAtEnd(src, mpAlg, ""); err != nil {
+			return s3response.CopyPartResult{}, err
+		}
+	}
+	p, err := b.repo.PutPartWith(dctx, bucket, key, str(in.UploadId), int(*in.PartNumber), b.gated(src), n, opts)
 	if err != nil {
 		var de *repo.DamageError
 		if errors.As(err, &de) && !whole { // decrypting reports its own
@@ -134,7 +193,9 @@ func (b *Backend) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput
 		}
 		return s3response.CopyPartResult{}, s3Error(err, false)
 	}
-	return s3response.CopyPartResult{ETag: ptr(`"` + p.ETag + `"`), LastModified: time.Now().UTC().Truncate(time.Second)}, nil
+	out := s3response.CopyPartResult{ETag: ptr(`"` + p.ETag + `"`), LastModified: time.Now().UTC().Truncate(time.Second)}
+	checksumOut{&out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256, nil}.set(parseChecksum(p.Checksum))
+	return out, nil
 }
 
 // copySourceRange parses x-amz-copy-source-range as S3 does: empty for
@@ -207,12 +268,28 @@ func (b *Backend) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMu
 		}
 		list = append(list, repo.CompletedPart{Number: int(*p.PartNumber), ETag: str(p.ETag)})
 	}
-	e, err := b.repo.CompleteUpload(detached(ctx), bucket, key, str(in.UploadId), list,
-		repo.CompleteOptions{CreateOnly: b.createOnly(ctx, bucket, in.IfNoneMatch)})
+	mpAlg, mpType, err := b.uploadChecksum(ctx, bucket, key, str(in.UploadId))
+	if err != nil {
+		return s3response.CompleteMultipartUploadResult{}, "", err
+	}
+	if in.ChecksumType != "" && in.ChecksumType != mpType {
+		typ := mpType
+		if typ == "" {
+			typ = "null"
+		}
+		return s3response.CompleteMultipartUploadResult{}, "", s3err.GetChecksumTypeMismatchOnMpErr(typ)
+	}
+	e, err := b.repo.CompleteUpload(detached(ctx), bucket, key, str(in.UploadId), list, repo.CompleteOptions{
+		CreateOnly: b.createOnly(ctx, bucket, in.IfNoneMatch), Attrs: completionChecksum(in, mpAlg, mpType)})
 	if err != nil {
 		return s3response.CompleteMultipartUploadResult{}, "", b.writeError(ctx, bucket, err)
 	}
-	return s3response.CompleteMultipartUploadResult{Bucket: &bucket, Key: &key, ETag: ptr(etag(e))}, "", nil
+	out := s3response.CompleteMultipartUploadResult{Bucket: &bucket, Key: &key, ETag: ptr(etag(e))}
+	var typ types.ChecksumType
+	if (checksumOut{&out.ChecksumCRC32, &out.ChecksumCRC32C, &out.ChecksumCRC64NVME, &out.ChecksumSHA1, &out.ChecksumSHA256, &typ}).fill(e) {
+		out.ChecksumType = &typ
+	}
+	return out, "", nil
 }
 
 func (b *Backend) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput) (err error) {
@@ -251,7 +328,12 @@ func (b *Backend) ListParts(ctx context.Context, in *s3.ListPartsInput) (_ s3res
 	if in.MaxParts != nil && *in.MaxParts > 0 && *in.MaxParts < 1000 {
 		maxParts = int(*in.MaxParts)
 	}
-	out := s3response.ListPartsResult{Bucket: bucket, Key: key, UploadID: str(in.UploadId), PartNumberMarker: marker, MaxParts: maxParts}
+	mpAlg, mpType, err := b.uploadChecksum(ctx, bucket, key, str(in.UploadId))
+	if err != nil {
+		return s3response.ListPartsResult{}, err
+	}
+	out := s3response.ListPartsResult{Bucket: bucket, Key: key, UploadID: str(in.UploadId), PartNumberMarker: marker, MaxParts: maxParts,
+		ChecksumAlgorithm: mpAlg, ChecksumType: mpType}
 	for _, p := range ps {
 		if p.Number <= marker {
 			continue
@@ -260,7 +342,9 @@ func (b *Backend) ListParts(ctx context.Context, in *s3.ListPartsInput) (_ s3res
 			out.IsTruncated = true
 			break
 		}
-		out.Parts = append(out.Parts, s3response.Part{PartNumber: p.Number, LastModified: p.Modified, ETag: `"` + p.ETag + `"`, Size: p.Size})
+		part := s3response.Part{PartNumber: p.Number, LastModified: p.Modified, ETag: `"` + p.ETag + `"`, Size: p.Size}
+		checksumOut{&part.ChecksumCRC32, &part.ChecksumCRC32C, &part.ChecksumCRC64NVME, &part.ChecksumSHA1, &part.ChecksumSHA256, nil}.set(parseChecksum(p.Checksum))
+		out.Parts = append(out.Parts, part)
 		out.NextPartNumberMarker = p.Number
 	}
 	return out, nil

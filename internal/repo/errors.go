@@ -22,6 +22,9 @@ var (
 	// read, and its old version removed; opening it again reads the new
 	// one.
 	ErrReplaced = errors.New("replaced while being read")
+	// ErrMetadataTooLarge: an object's user metadata and attributes
+	// together exceed what its manifest keeps (docs/format.md, "Manifest").
+	ErrMetadataTooLarge = errors.New("metadata too large")
 	// ErrDamaged is wrapped by every DamageError.
 	ErrDamaged = errors.New("stored data is damaged")
 	// errTransient: a read failed in a way that says nothing about the

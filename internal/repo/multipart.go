@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,6 +109,7 @@ type PartInfo struct {
 	Size     int64  // plaintext bytes
 	ETag     string // hex MD5 of the plaintext, unquoted
 	Modified time.Time
+	Checksum string // PartOptions.Checksum's value, or ""
 }
 
 // CompletedPart is one entry of a completion's part list.
@@ -232,8 +234,10 @@ func (r *Repo) createUpload(ctx context.Context, bucket, key string, o PutOption
 	if err := ValidateKey(key); err != nil {
 		return "", err
 	}
-	// The metadata must leave room for the ETag the completion adds.
+	// The metadata must leave room for the ETag the completion adds, and
+	// for what the caller's completion will add.
 	attrs := copyMap(o.Attrs)
+	maps.Copy(attrs, o.CompleteRoom)
 	attrs[attrETag] = strings.Repeat("0", 32) + "-" + strconv.Itoa(MaxParts)
 	if _, err := metaPairs(o.Meta, attrs); err != nil {
 		return "", err
@@ -394,6 +398,12 @@ type PartOptions struct {
 	// Content-MD5 check does. The part's ETag is then MD5, and the part is
 	// not hashed a second time.
 	MD5 []byte
+	// Checksum, if set, is called once src has been read to its end and
+	// the part stored, before it is recorded; its value is recorded with
+	// the part (on premises, in the catalog) and given back in PartInfo.
+	// The caller checks src against it (as for MD5, src fails its last
+	// Read on a mismatch, so the part is not recorded).
+	Checksum func() string
 }
 
 // PutPartWith is PutPart with what the caller knows of the part.
@@ -482,6 +492,9 @@ func (r *Repo) PutPartWith(ctx context.Context, bucket, key, id string, n int, s
 	} else {
 		p.ETag = hex.EncodeToString(o.MD5)
 	}
+	if o.Checksum != nil {
+		p.Checksum = o.Checksum()
+	}
 	p.Modified = time.Now().UTC().Round(0) // as the catalog gives it back
 	old, err := r.cat.PutUploadPart(ctx, id, p)
 	if err != nil {
@@ -494,7 +507,7 @@ func (r *Repo) PutPartWith(ctx context.Context, bucket, key, id string, n int, s
 	if old != nil && (old.Held != p.Held || old.Token != p.Token) {
 		r.dropPart(ctx, pu, u, *old)
 	}
-	return PartInfo{Number: n, Size: size, ETag: p.ETag, Modified: p.Modified}, nil
+	return PartInfo{Number: n, Size: size, ETag: p.ETag, Modified: p.Modified, Checksum: p.Checksum}, nil
 }
 
 // dropPart deletes the stored bytes of a part nobody will complete. A
@@ -520,9 +533,23 @@ func (r *Repo) ListParts(ctx context.Context, bucket, key, id string) ([]PartInf
 	}
 	out := make([]PartInfo, len(ps))
 	for i, p := range ps {
-		out[i] = PartInfo{Number: p.Number, Size: p.Size, ETag: p.ETag, Modified: p.Modified}
+		out[i] = partInfo(p)
 	}
 	return out, nil
+}
+
+func partInfo(p catalog.UploadPart) PartInfo {
+	return PartInfo{Number: p.Number, Size: p.Size, ETag: p.ETag, Modified: p.Modified, Checksum: p.Checksum}
+}
+
+// UploadAttr returns the attribute name (PutOptions.Attrs) that upload id
+// of bucket/key was created with, or "".
+func (r *Repo) UploadAttr(ctx context.Context, bucket, key, id, name string) (string, error) {
+	u, err := r.upload(ctx, bucket, key, id)
+	if err != nil {
+		return "", err
+	}
+	return u.Meta[AttrPrefix+name], nil
 }
 
 // ListUploads returns the uploads in progress in bucket whose key starts
@@ -595,6 +622,16 @@ type CompleteOptions struct {
 	// otherwise the upload is abandoned and the error wraps ErrKeyExists.
 	// The check is part of the commit (see PutOptions.CreateOnly).
 	CreateOnly bool
+	// Attrs, if set, is called with the parts the completion chose, in
+	// order, before anything is fixed; the attributes it returns are set
+	// on the object (an empty value removes one). An error refuses the
+	// completion and changes nothing (the upload can be completed with
+	// another list), as do attributes that do not fit
+	// (ErrMetadataTooLarge; PutOptions.CompleteRoom reserves room at
+	// creation). It must be a function of the parts alone: a completion
+	// retried after a failure or a restart calls it again with the same
+	// parts, and must seal the same manifest.
+	Attrs func(parts []PartInfo) (map[string]string, error)
 }
 
 // CompleteUpload completes upload id with the listed parts, in order, and
@@ -624,6 +661,10 @@ func (r *Repo) CompleteUpload(ctx context.Context, bucket, key, id string, list 
 	if err != nil {
 		return catalog.Entry{}, fmt.Errorf("%s/%s: upload %s: %w", bucket, key, id, err)
 	}
+	meta, err := completedMeta(u, chosen, o.Attrs)
+	if err != nil {
+		return catalog.Entry{}, fmt.Errorf("%s/%s: upload %s: %w", bucket, key, id, err)
+	}
 	nums := make([]int, len(chosen))
 	for i, p := range chosen {
 		nums[i] = p.Number
@@ -645,16 +686,53 @@ func (r *Repo) CompleteUpload(ctx context.Context, bucket, key, id string, list 
 		return catalog.Entry{}, fmt.Errorf("%s/%s: upload %s is being completed with parts %v: %w", bucket, key, id, u.Parts, ErrInvalidPart)
 	}
 	r.hooks.at("upload:completing")
-	e, err := r.finishUpload(ctx, pu, u, chosen, o)
+	e, err := r.finishUpload(ctx, pu, u, chosen, meta, o)
 	if err != nil {
 		return catalog.Entry{}, fmt.Errorf("%s/%s: completing upload %s: %w", bucket, key, id, err)
 	}
 	return e, nil
 }
 
-// finishUpload seals the trailer of u over the chosen parts, completes
-// the object in the store and commits it.
-func (r *Repo) finishUpload(ctx context.Context, pu store.PartUploader, u catalog.Upload, chosen []catalog.UploadPart, o CompleteOptions) (catalog.Entry, error) {
+// completedMeta is the metadata of u's object completed from the chosen
+// parts: u's, with the multipart ETag and the attributes attrs gives.
+func completedMeta(u catalog.Upload, chosen []catalog.UploadPart, attrs func([]PartInfo) (map[string]string, error)) (map[string]string, error) {
+	meta := copyMap(u.Meta)
+	meta[AttrPrefix+attrETag] = multipartETag(chosen)
+	if attrs == nil {
+		return meta, nil
+	}
+	infos := make([]PartInfo, len(chosen))
+	for i, p := range chosen {
+		infos[i] = partInfo(p)
+	}
+	extra, err := attrs(infos)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range extra {
+		if v == "" {
+			delete(meta, AttrPrefix+k)
+		} else {
+			meta[AttrPrefix+k] = v
+		}
+	}
+	user, all := map[string]string{}, map[string]string{}
+	for k, v := range meta {
+		if name, ok := cutAttr(k); ok {
+			all[name] = v
+		} else {
+			user[k] = v
+		}
+	}
+	if _, err := metaPairs(user, all); err != nil {
+		return nil, err
+	}
+	return meta, nil
+}
+
+// finishUpload seals the trailer of u over the chosen parts, with
+// metadata meta, completes the object in the store and commits it.
+func (r *Repo) finishUpload(ctx context.Context, pu store.PartUploader, u catalog.Upload, chosen []catalog.UploadPart, meta map[string]string, o CompleteOptions) (catalog.Entry, error) {
 	mp, b, err := r.resume(ctx, u)
 	if err != nil {
 		return catalog.Entry{}, err
@@ -701,8 +779,6 @@ func (r *Repo) finishUpload(ctx context.Context, pu store.PartUploader, u catalo
 		}
 		tail = append(tail, sizedReaderAt{f, want})
 	}
-	meta := copyMap(u.Meta)
-	meta[AttrPrefix+attrETag] = multipartETag(chosen)
 	pairs := make([]format.MetaPair, 0, len(meta))
 	for k, v := range meta {
 		pairs = append(pairs, format.MetaPair{Name: k, Value: v})

@@ -852,3 +852,65 @@ func TestMultipartCompletionOvertaken(t *testing.T) {
 		e.mustVerifyClean()
 	})
 }
+
+// TestMultipartPartChecksumsAndAttrs: a part's checksum (PartOptions) is
+// recorded with it, replaced with it when it is sent again, and listed;
+// the completion's Attrs sees the chosen parts with their checksums, in
+// order, and sets and removes attributes of the object. An Attrs error
+// refuses the completion and leaves the upload to be completed (the
+// control, the same completion without the error, does). Room kept for
+// the completion's attributes is checked when the upload is created.
+func TestMultipartPartChecksumsAndAttrs(t *testing.T) {
+	e := &mpEnv{env: newEnv(t), kind: "local"}
+	ctx := context.Background()
+	big := map[string]string{"checksum": strings.Repeat("x", 2000)}
+	if _, err := e.r.CreateUpload(ctx, mpBucket, "k", PutOptions{Attrs: map[string]string{"pending": "1"}, CompleteRoom: big}); !errors.Is(err, ErrMetadataTooLarge) {
+		t.Fatalf("an upload without room for its completion's attributes: %v", err)
+	}
+	id := e.create("k", PutOptions{Attrs: map[string]string{"pending": "1"}, CompleteRoom: map[string]string{"checksum": "xxxxxxxx"}})
+	putPart := func(n int, b []byte, sum string) PartInfo {
+		t.Helper()
+		pi, err := e.r.PutPartWith(ctx, mpBucket, "k", id, n, bytes.NewReader(b), int64(len(b)), PartOptions{Checksum: func() string { return sum }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pi
+	}
+	p1, p2 := body(1, MinPartSize), body(2, 10)
+	putPart(1, p1, "first")
+	putPart(1, p1, "one")
+	putPart(2, p2, "two")
+	ps, err := e.r.ListParts(ctx, mpBucket, "k", id)
+	if err != nil || len(ps) != 2 || ps[0].Checksum != "one" || ps[1].Checksum != "two" {
+		t.Fatalf("list parts: %+v %v", ps, err)
+	}
+	list := []CompletedPart{{1, md5hex(p1)}, {2, md5hex(p2)}}
+	var seen []string
+	attrs := func(fail error) func([]PartInfo) (map[string]string, error) {
+		return func(parts []PartInfo) (map[string]string, error) {
+			seen = nil
+			for _, p := range parts {
+				seen = append(seen, fmt.Sprint(p.Number, p.Checksum, p.Size))
+			}
+			return map[string]string{"checksum": "one+two", "pending": ""}, fail
+		}
+	}
+	refusal := errors.New("the client's checksums do not match")
+	if _, err := e.r.CompleteUpload(ctx, mpBucket, "k", id, list, CompleteOptions{Attrs: attrs(refusal)}); !errors.Is(err, refusal) {
+		t.Fatalf("completion refused by Attrs: %v", err)
+	}
+	ent, err := e.r.CompleteUpload(ctx, mpBucket, "k", id, list, CompleteOptions{Attrs: attrs(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{fmt.Sprint(1, "one", MinPartSize), fmt.Sprint(2, "two", 10)}; !slices.Equal(seen, want) {
+		t.Errorf("Attrs saw %v, want %v", seen, want)
+	}
+	if Attr(ent, "checksum") != "one+two" || Attr(ent, "pending") != "" || Attr(ent, "etag") != s3ETag(p1, p2) {
+		t.Errorf("completed object's attributes: %v", ent.Meta)
+	}
+	got, err := e.r.Stat(ctx, mpBucket, "k")
+	if err != nil || !maps.Equal(got.Meta, ent.Meta) {
+		t.Errorf("the catalog's entry: %v %v", got.Meta, err)
+	}
+}

@@ -29,10 +29,21 @@ type PutOptions struct {
 	// manifest like it, so the catalog can be rebuilt from the store.
 	// Put reads Attrs when src is exhausted, so the caller may fill in
 	// values computed from the body (its digest) while Put reads it; empty
-	// values are dropped.
-	Attrs    map[string]string
-	Modified time.Time // default: now
-	Seal     object.SealOptions
+	// values are dropped. Put checks the size of the metadata before it
+	// reads src too, with Attrs as they are then: a caller that puts in a
+	// placeholder as long as the value to come learns early, before the
+	// body is read, that the metadata will not fit.
+	//
+	// Metadata that does not fit fails with ErrMetadataTooLarge.
+	Attrs map[string]string
+	// CompleteRoom (CreateUpload only) are the attributes the upload's
+	// completion will set (CompleteOptions.Attrs), each at its longest:
+	// CreateUpload refuses metadata that would not fit with them
+	// (ErrMetadataTooLarge), so that the completion cannot fail for it.
+	// They are not stored.
+	CompleteRoom map[string]string
+	Modified     time.Time // default: now
+	Seal         object.SealOptions
 	// CreateOnly stores the object only if bucket/key has no current
 	// object (S3's If-None-Match: *, a write-only inbox key); otherwise Put
 	// fails with an error wrapping ErrKeyExists and leaves nothing behind.
@@ -175,7 +186,10 @@ func (r *Repo) begin(ctx context.Context, w **bucketWriter, ps []catalog.Pending
 // recorded the pending write.
 func (w *bucketWriter) store(ctx context.Context, key string, ver uint64, id keys.ID, src io.Reader, o PutOptions) (catalog.Entry, error) {
 	r, b, bk := w.r, w.bucket, w.bk
-	if _, err := metaPairs(o.Meta, nil); err != nil { // fail before reading src
+	// Fail before reading src; the attributes filled in at its end may
+	// still take the metadata over (unless the caller gave placeholders of
+	// their largest size: see PutOptions.Attrs).
+	if _, err := metaPairs(o.Meta, o.Attrs); err != nil {
 		return catalog.Entry{}, err
 	}
 	mod := o.Modified
@@ -465,6 +479,10 @@ func metaMap(ps []format.MetaPair) map[string]string {
 	return m
 }
 
+// maxMetaSize bounds an object's metadata: the bytes of its names and
+// values, user metadata and attributes together.
+const maxMetaSize = 2048
+
 func metaPairs(m, attrs map[string]string) ([]format.MetaPair, error) {
 	if len(m)+len(attrs) == 0 {
 		return nil, nil
@@ -485,8 +503,8 @@ func metaPairs(m, attrs map[string]string) ([]format.MetaPair, error) {
 		ps = append(ps, format.MetaPair{Name: AttrPrefix + k, Value: v})
 		size += len(AttrPrefix) + len(k) + len(v)
 	}
-	if size > 2048 {
-		return nil, fmt.Errorf("user metadata is %d bytes; at most 2048 are allowed", size)
+	if size > maxMetaSize {
+		return nil, fmt.Errorf("%w: user metadata and attributes are %d bytes; at most %d are allowed", ErrMetadataTooLarge, size, maxMetaSize)
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
 	return ps, nil
