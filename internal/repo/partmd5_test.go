@@ -56,4 +56,3 @@ func (p *pieces) Read(q []byte) (int, error) {
 	p.b = p.b[k:]
 	return k, nil
 }
-
