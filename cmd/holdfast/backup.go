@@ -108,9 +108,6 @@ func (e *env) printRecover(rep *repo.RecoverReport) {
 	for _, m := range rep.MissingSystem {
 		fmt.Fprintf(w, "missing      %s (a key journal entry the backup lists; the keys it held are recovered from the backup)\n", m)
 	}
-	if rep.LeftBackups > 0 {
-		fmt.Fprintf(w, "note         the %d catalog backups found (the one used and older) stay the home's that wrote them: 'holdfast verify' lists them as sibling, not damage; once that home is gone for good, 'holdfast verify --adopt-siblings' makes them this home's, for backup retention to delete in turn\n", rep.LeftBackups)
-	}
 	for _, b := range rep.IgnoredBackups {
 		fmt.Fprintf(w, "ignored      %s (catalog backup %d of %s, not linked to the one used)\n", b.Object, b.Sequence, backupTime(b.Created))
 	}

@@ -21,7 +21,7 @@ func (e *env) verifyCmd() *cobra.Command {
 	var o repo.VerifyOptions
 	var sample string
 	c := &cobra.Command{
-		Use:   "verify [--quick] [--jobs N] [--sample P] [--resume] [--adopt-siblings]",
+		Use:   "verify [--quick] [--jobs N] [--sample P] [--resume]",
 		Short: "Authenticate every stored object against the catalog and report damage",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -43,7 +43,6 @@ func (e *env) verifyCmd() *cobra.Command {
 	fl.IntVar(&o.Jobs, "jobs", 0, "objects checked at once (default: 16 on S3, the number of CPUs on a local store)")
 	fl.StringVar(&sample, "sample", "", "read only a random sample of the data objects: a percentage (5%) or a fraction (0.05); every object is still checked against the listing")
 	fl.BoolVar(&o.Resume, "resume", false, "continue the interrupted verify whose checkpoint is in the home")
-	fl.BoolVar(&o.AdoptSiblings, "adopt-siblings", false, "take the sibling catalog backups found over as this home's: checked from then on, deleted in turn by backup retention")
 	return c
 }
 
@@ -119,11 +118,7 @@ func (v *verifyOutput) finding(f repo.Finding) {
 		what = f.What + ", store object " + f.Name
 	}
 	desc := f.Status.Describe()
-	switch {
-	case f.Status == repo.StatusSibling:
-		// Where it comes from, and whether it was adopted.
-		desc += ": " + f.Detail
-	case f.Status == repo.StatusUnknown && f.What != "":
+	if f.Status == repo.StatusUnknown && f.What != "" {
 		// Authentic, so not injected: say what is known of where it is from.
 		desc = f.Detail
 	}
@@ -185,9 +180,6 @@ func extras(sum repo.VerifySummary) string {
 	if n := sum.Unchecked(); n > 0 {
 		s += fmt.Sprintf(", %d could not be checked", n)
 	}
-	if n := sum.Siblings(); n > 0 {
-		s += fmt.Sprintf(", %d sibling catalog backups (not damage)", n)
-	}
 	if sum.Sample > 0 {
 		s += fmt.Sprintf("; sample %s: %d objects read, %d only listed", percent(sum.Sample), sum.Checked-sum.Unsampled, sum.Unsampled)
 	}
@@ -235,10 +227,10 @@ func summaryLine(status, mode string, complete bool, sum repo.VerifySummary, too
 		sample = percent(sum.Sample)
 	}
 	return fmt.Sprintf("holdfast-verify: status=%s complete=%s mode=%s sample=%s checked=%d ok=%d damaged=%d "+
-		"missing=%d altered=%d truncated=%d rolled_back=%d swapped=%d unknown=%d pending=%d unchecked=%d sibling=%d "+
+		"missing=%d altered=%d truncated=%d rolled_back=%d swapped=%d unknown=%d pending=%d unchecked=%d "+
 		"unsampled=%d cleaned=%d bytes=%d duration=%.3fs",
 		status, yn[complete], mode, sample, sum.Checked, c[repo.StatusOK], sum.DamagedCount(),
 		c[repo.StatusMissing], c[repo.StatusAltered], c[repo.StatusTruncated], c[repo.StatusRolledBack], c[repo.StatusSwapped],
-		c[repo.StatusUnknown], c[repo.StatusPending], c[repo.StatusUnchecked], c[repo.StatusSibling],
+		c[repo.StatusUnknown], c[repo.StatusPending], c[repo.StatusUnchecked],
 		sum.Unsampled, sum.Cleaned, sum.Bytes, took.Seconds())
 }

@@ -24,7 +24,7 @@ import (
 // in order.
 var verifyLine = regexp.MustCompile(`^holdfast-verify: status=(clean|damaged|could-not-check|interrupted) complete=(yes|no) ` +
 	`mode=(full|quick) sample=[0-9.]+% checked=\d+ ok=\d+ damaged=\d+ missing=\d+ altered=\d+ truncated=\d+ ` +
-	`rolled_back=\d+ swapped=\d+ unknown=\d+ pending=\d+ unchecked=\d+ sibling=\d+ unsampled=\d+ cleaned=\d+ bytes=\d+ duration=[0-9.]+s$`)
+	`rolled_back=\d+ swapped=\d+ unknown=\d+ pending=\d+ unchecked=\d+ unsampled=\d+ cleaned=\d+ bytes=\d+ duration=[0-9.]+s$`)
 
 // cli runs the holdfast command in this process, in one home.
 type cli struct {

@@ -276,7 +276,7 @@ func TestRecoverAuditCheckpoints(t *testing.T) {
 		t.Fatalf("recovered checkpoints %+v", cps)
 	}
 	os.Remove(e.storePath(forgedName))
-	e.mustVerifyRecovered()
+	e.mustVerifyClean()
 }
 
 // keys rewrap seals the checkpoints again under the primary root key

@@ -154,7 +154,7 @@ func TestRecoverFromBackupAndScan(t *testing.T) {
 	if n != len(want) {
 		t.Fatalf("%d objects listed, want %d", n, len(want))
 	}
-	r.mustVerifyRecovered()
+	r.mustVerifyClean()
 	if f, _ := r.r.kr.Freshness(); f.Sequence != 3 {
 		t.Fatalf("keyring records %d after recovery", f.Sequence)
 	}
@@ -598,7 +598,7 @@ func TestBackupCrash(t *testing.T) {
 			}
 			r.mustGet("crash", "obj", oldData)
 			r.mustGet("crash", "more", newData)
-			r.mustVerifyRecovered()
+			r.mustVerifyClean()
 
 			// (2) The home survives and the next run carries on.
 			e.reopen()
@@ -669,7 +669,7 @@ func TestRecoverRefusesResurrection(t *testing.T) {
 	}
 	r.mustGet("beta", "replaced", []byte("new"))
 	r.mustGet("beta", "after", []byte("written after the backup"))
-	r.mustVerifyRecovered()
+	r.mustVerifyClean()
 
 	// A second loss and recovery, from the backup the first recovery
 	// wrote (its catalog has no history, only restored reservations): the

@@ -114,7 +114,7 @@ func TestBucketKeyMakerMakesBucketKeys(t *testing.T) {
 				t.Fatalf("reading %s after recovery: %v", k, err)
 			}
 		}
-		e.mustVerifyRecovered()
+		e.mustVerifyClean()
 	})
 	t.Run("data-key source control", func(t *testing.T) {
 		e := newEnv(t)

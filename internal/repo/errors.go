@@ -44,12 +44,6 @@ const (
 	StatusSwapped    Status = "swapped"
 	StatusUnknown    Status = "unknown"
 	StatusPending    Status = "pending"
-	// StatusSibling: an authentic catalog backup of this repository that
-	// this home's catalog does not list — written by another home with the
-	// same keys (a recovery or restore drill from the same store), or an
-	// old backup of this home put back. Not damage: only a holder of the
-	// root keys can make one.
-	StatusSibling Status = "sibling"
 )
 
 // Describe says in words what a status means for the reader.
@@ -69,8 +63,6 @@ func (s Status) Describe() string {
 		return "the store holds an object this repository never wrote: injected, or an old deleted version put back"
 	case StatusPending:
 		return "a write of it is in progress"
-	case StatusSibling:
-		return "an authentic catalog backup of this repository that this home's catalog does not list"
 	case StatusUnchecked:
 		return "could not be checked: the store did not answer for it"
 	}

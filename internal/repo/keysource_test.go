@@ -214,7 +214,7 @@ func TestKeySourceRecover(t *testing.T) {
 			for k, v := range objs {
 				e.mustGet("alpha", k, v)
 			}
-			e.mustVerifyRecovered()
+			e.mustVerifyClean()
 		})
 	}
 }

@@ -108,12 +108,8 @@ type RecoverReport struct {
 	Unreadable       []string       `json:"unreadable"`                  // BUCKET/KEY the backup lists that the store would not say it has (not an object under the name): kept
 	MissingSystem    []string       `json:"missing_system"`              // journal entries the backup lists that the store lacks (kept: verify reports them)
 	IgnoredBackups   []BackupInfo   `json:"ignored_backups"`             // authentic backups not used and not older than the one used
-	// LeftBackups counts the authentic backups found that are the one
-	// used or older: left to the home that wrote them, not listed in the
-	// new catalog (verify calls them siblings; see VerifyOptions.AdoptSiblings).
-	LeftBackups    int           `json:"left_backups"`
-	NewBackup      *BackupResult `json:"new_backup"` // the backup written at the end
-	NewBackupError string        `json:"new_backup_error,omitempty"`
+	NewBackup        *BackupResult  `json:"new_backup"`                  // the backup written at the end
+	NewBackupError   string         `json:"new_backup_error,omitempty"`
 
 	// StoreRecord is the record the store's members agree on (a spread
 	// store); nil: the store keeps none, or none could be read
@@ -903,16 +899,13 @@ func (r *Repo) rebuild(ctx context.Context, accept bool) (*RecoverReport, error)
 				rep.MissingSystem = append(rep.MissingSystem, format.StoreName(s.Object))
 			}
 		}
-		// The backups found were written by the home recovered from, which
-		// may live on (a restore drill): they stay its own, not listed
-		// here, so that this home's retention never deletes them. Verify
-		// reports them as siblings; 'verify --adopt-siblings' takes them
-		// over once that home is gone. Newer or sibling ones were not
-		// trusted: reported.
+		// Older backups stay known (retention deletes them in turn);
+		// newer or sibling ones were not trusted: reported, left alone.
 		for _, c := range live() {
 			switch {
 			case c == chosen || c.head.Sequence < chosen.head.Sequence:
-				rep.LeftBackups++
+				sysSeen[c.id] = true
+				sys = append(sys, c.sys)
 			default:
 				rep.IgnoredBackups = append(rep.IgnoredBackups, *c.info())
 			}

@@ -355,7 +355,7 @@ func TestRecoverRewrapped(t *testing.T) {
 		}
 		w.readsAll(r, 2, 2)
 		w.sameBatches(r)
-		r.mustVerifyRecovered()
+		r.mustVerifyClean()
 		r.r.Close()
 
 		// (b) No catalog backup in the store: the batches alone.

@@ -54,11 +54,6 @@ type VerifyOptions struct {
 	Sample float64
 	// SampleSeed fixes the sample (tests); nil draws a random one.
 	SampleSeed []byte
-	// AdoptSiblings records the sibling catalog backups found (status
-	// sibling) in the catalog as this home's own: from then on verify
-	// checks them like the others and backup retention deletes them in
-	// turn.
-	AdoptSiblings bool
 	// Resume continues the run whose checkpoint is in the home, if there
 	// is one and it was made with the same Quick and Sample; its findings
 	// are reported again first, so the result is that of one whole run.
@@ -80,13 +75,13 @@ type VerifySummary struct {
 }
 
 // isDamage reports whether st is damage (the provider changed or lost
-// something), as opposed to ok, pending, unchecked or sibling.
+// something), as opposed to ok, pending or unchecked.
 func isDamage(st Status) bool {
-	return st != StatusOK && st != StatusPending && st != StatusUnchecked && st != StatusSibling
+	return st != StatusOK && st != StatusPending && st != StatusUnchecked
 }
 
-// Damaged reports whether verify found damage: anything but ok, pending,
-// unchecked and sibling.
+// Damaged reports whether verify found damage: anything but ok, pending
+// and unchecked.
 func (s VerifySummary) Damaged() bool { return s.DamagedCount() > 0 }
 
 // DamagedCount is the number of objects found damaged, of every status.
@@ -178,9 +173,6 @@ func (r *Repo) checkEntry(ctx context.Context, e catalog.Entry, quick bool) erro
 	_, err = o.WriteTo(ctx, io.Discard)
 	return err
 }
-
-// Siblings is the number of sibling catalog backups found.
-func (s VerifySummary) Siblings() int { return s.Counts[StatusSibling] }
 
 func (r *Repo) checkSystem(ctx context.Context, so catalog.SystemObject, name string) error {
 	pin := so.Pin

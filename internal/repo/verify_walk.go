@@ -525,21 +525,11 @@ func (v *verifyRun) checkExtra(ctx context.Context, it verifyItem) verifyResult 
 			return res
 		}
 		// Sealed for this repository under its root keys? Then say what
-		// it is; a catalog backup is a sibling's, not damage.
+		// it is.
 		if s, ok := v.r.identify(ctx, it.name, id, it.size); ok {
 			f.Kind, f.What = s.kind.String(), s.what
 			res.bytes = s.sys.StoredLen
-			if s.backup == nil {
-				f.Detail = "authentic under this repository's root keys, but this home's catalog does not list it: another home with the same keys wrote it, and the two homes' catalogs have parted"
-				break
-			}
-			f.Status, f.Detail = StatusSibling, v.r.siblingDetail(ctx, s.backup)
-			if v.o.AdoptSiblings {
-				if err := v.r.cat.Restore(ctx, nil, nil, nil, []catalog.SystemObject{s.sys}, nil); err != nil && !errors.Is(err, catalog.ErrExists) {
-					return verifyResult{name: it.name, err: fmt.Errorf("adopting %s: %w", it.name, err)}
-				}
-				f.Detail = "adopted: this home's from now on, checked by every verify and deleted in turn by backup retention"
-			}
+			f.Detail = "authentic under this repository's root keys, but this home's catalog does not list it: another home with the same keys wrote it, and the two homes' catalogs have parted"
 		}
 	}
 	res.finding = f

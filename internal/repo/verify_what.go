@@ -137,12 +137,3 @@ func (r *Repo) identify(ctx context.Context, name string, id keys.ID, size int64
 	}
 	return s, true
 }
-
-// siblingDetail says where an authentic catalog backup the catalog does
-// not list comes from, as far as this home can tell.
-func (r *Repo) siblingDetail(ctx context.Context, b *format.CatalogBackup) string {
-	if last, err := r.cat.LastBackup(ctx); err == nil && b.Sequence > last.Sequence {
-		return fmt.Sprintf("newer than this home's newest (%d): written by another home with these keys, such as a recovery or restore drill from this store; not damage", last.Sequence)
-	}
-	return "written by another home with these keys (a recovery or restore drill from this store), or an old backup of this home put back; not damage"
-}
