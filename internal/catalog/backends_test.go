@@ -50,6 +50,7 @@ var postgresSuite = []struct {
 	{"TestBatchDuplicatesInside", TestBatchDuplicatesInside},
 	{"TestBatchMatchesSingle", TestBatchMatchesSingle},
 	{"TestStagingTablesOnEveryConnection", TestStagingTablesOnEveryConnection},
+	{"TestCommitReplaceYields", TestCommitReplaceYields},
 	{"TestBatchStatementsPreparedOnce", TestBatchStatementsPreparedOnce},
 	{"TestRestore", TestRestore},
 	{"TestReopenPersists", TestReopenPersists},

@@ -364,6 +364,24 @@ func (t *txn) commitPut(e *Entry, createOnly bool, replacing *keys.ID) (old *Ent
 	case replacing != nil && current == 0:
 		return nil, fmt.Errorf("%w: %s/%s has no current object to replace", ErrStaleVersion, e.Bucket, e.Key)
 	}
+	if replacing != nil {
+		// A replacement (a reseal: the same object with new attributes)
+		// yields to a write of the key that began before it and has not
+		// committed (a PUT, a copy, a multipart completion): committing
+		// over it would make that write's older version stale, failing a
+		// client's upload — or, for a completion, dropping its parts —
+		// for a change of tags.
+		var earlier int
+		if err := t.queryRow(`SELECT
+			(SELECT count(*) FROM pending WHERE bucket = ?1 AND key = ?2 AND kind = ?3 AND version > 0 AND version < ?4) +
+			(SELECT count(*) FROM uploads WHERE bucket = ?1 AND key = ?2 AND completing <> 0 AND version > 0 AND version < ?4)`,
+			e.Bucket, e.Key, KindObject, int64(e.Version)).Scan(&earlier); err != nil {
+			return nil, err
+		}
+		if earlier > 0 {
+			return nil, fmt.Errorf("%w: a write of %s/%s that began first is in progress", ErrStaleVersion, e.Bucket, e.Key)
+		}
+	}
 	if current > 0 {
 		if old, err = t.current(e.Bucket, e.Key); err != nil {
 			return nil, err
