@@ -68,3 +68,39 @@ func TestResealYieldsToAWriteInFlight(t *testing.T) {
 	e.mustGet("photos", "k", body)
 	e.mustVerifyClean()
 }
+
+// TestResealDoesNotBringBackABucket: a reseal of an object whose bucket
+// was emptied and deleted after the object was opened stores nothing and
+// does not make the bucket again (ErrReplaced). Control: the same reseal
+// with the bucket there commits.
+func TestResealDoesNotBringBackABucket(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.put("gone-soon", "k", random(100))
+	e.put("stays", "k", random(100))
+	rdGone, err := e.r.OpenObject(ctx, "gone-soon", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdGone.Close()
+	rdStays, err := e.r.OpenObject(ctx, "stays", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdStays.Close()
+	if _, err := e.r.Delete(ctx, "gone-soon", "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.r.DeleteBucket(ctx, "gone-soon"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.r.Reseal(ctx, rdGone, map[string]string{"tagging": "a=b"}); !errors.Is(err, ErrReplaced) {
+		t.Errorf("reseal after its bucket was deleted: %v, want ErrReplaced", err)
+	}
+	if _, err := e.r.cat.GetBucket(ctx, "gone-soon"); err == nil {
+		t.Error("the reseal made the deleted bucket again")
+	}
+	if _, err := e.r.Reseal(ctx, rdStays, map[string]string{"tagging": "a=b"}); err != nil {
+		t.Errorf("control: reseal in a bucket that is there: %v", err)
+	}
+}
