@@ -655,6 +655,8 @@ func newAuditEvents(m *gateway.Metrics, f auditFlags, log *slog.Logger) *auditEv
 var keyUsing = map[string]bool{
 	"GetObject": true, "PutObject": true, "CopyObject": true,
 	"CreateMultipartUpload": true, "UploadPart": true, "UploadPartCopy": true, "CompleteMultipartUpload": true,
+	// A tag change opens the object and seals it again (repo.Reseal).
+	"PutObjectTagging": true, "DeleteObjectTagging": true,
 }
 
 // Object implements gateway.ObjectEvents: the entry is queued, never

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -195,10 +196,11 @@ func TestAuditServe(t *testing.T) {
 // TestAuditRateCountsEveryKeyUse: every operation that unwraps a data
 // key counts towards an access key's rate, UploadPartCopy (which opens
 // its source object) as CopyObject does: a key that copies objects part
-// by part into one upload is cut off like one that copies them whole.
-// Control: the same number of CopyObjects.
+// by part into one upload is cut off like one that copies them whole,
+// and so is one that changes tags (each change opens the object and seals
+// it again). Control: the same number of CopyObjects.
 func TestAuditRateCountsEveryKeyUse(t *testing.T) {
-	for _, op := range []string{"CopyObject", "UploadPartCopy"} {
+	for _, op := range []string{"CopyObject", "UploadPartCopy", "PutObjectTagging"} {
 		t.Run(op, func(t *testing.T) {
 			c := newCLI(t)
 			c.must("init")
@@ -227,9 +229,13 @@ func TestAuditRateCountsEveryKeyUse(t *testing.T) {
 			}
 			// Key use 3 to 5: the fifth is over the limit.
 			for i := int32(1); i <= 3; i++ {
-				if op == "CopyObject" {
+				switch op {
+				case "CopyObject":
 					_, err = cl.CopyObject(ctx, &s3.CopyObjectInput{Bucket: b, Key: aws.String(fmt.Sprintf("copy%d", i)), CopySource: aws.String("photos/a.jpg")})
-				} else {
+				case "PutObjectTagging":
+					_, err = cl.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: b, Key: aws.String("a.jpg"),
+						Tagging: &types.Tagging{TagSet: []types.Tag{{Key: aws.String("n"), Value: aws.String(fmt.Sprint(i))}}}})
+				default:
 					_, err = cl.UploadPartCopy(ctx, &s3.UploadPartCopyInput{Bucket: b, Key: aws.String("all"), UploadId: up.UploadId,
 						PartNumber: aws.Int32(i), CopySource: aws.String("photos/a.jpg")})
 				}
