@@ -651,7 +651,9 @@ func newAuditEvents(m *gateway.Metrics, f auditFlags, log *slog.Logger) *auditEv
 	}
 }
 
-// keyUsing are the operations that wrap or unwrap a data key.
+// keyUsing are the operations that wrap or unwrap a data key; others do
+// when the gateway says so (keyUse: HeadObject with partNumber,
+// GetObjectAttributes).
 var keyUsing = map[string]bool{
 	"GetObject": true, "PutObject": true, "CopyObject": true,
 	"CreateMultipartUpload": true, "UploadPart": true, "UploadPartCopy": true, "CompleteMultipartUpload": true,
@@ -661,7 +663,7 @@ var keyUsing = map[string]bool{
 
 // Object implements gateway.ObjectEvents: the entry is queued, never
 // waited for; a refusal (AccessDenied) is its own kind.
-func (a *auditEvents) Object(op, requestID, accessKey, bucket, key string, err error) {
+func (a *auditEvents) Object(op, requestID, accessKey, bucket, key string, keyUse bool, err error) {
 	kind, status := audit.KindObject, "ok"
 	if err != nil {
 		status = "InternalError"
@@ -678,7 +680,7 @@ func (a *auditEvents) Object(op, requestID, accessKey, bucket, key string, err e
 		subject += "/" + key
 	}
 	a.q.Add(audit.Entry{Kind: kind, Actor: accessKey, Op: op, Subject: subject, Status: status, Detail: "request " + requestID})
-	if kind != audit.KindRefusal && keyUsing[op] {
+	if kind != audit.KindRefusal && (keyUsing[op] || keyUse) {
 		if an, ok := a.watch.Observe(accessKey); ok {
 			a.anomaly(an)
 		}

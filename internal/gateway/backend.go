@@ -104,7 +104,10 @@ type Events interface {
 // for the multipart operations (multipart.go reports through done).
 // The strings are the sink's to keep.
 type ObjectEvents interface {
-	Object(op, requestID, accessKey, bucket, key string, err error)
+	// keyUse is set when the request opened an object (unwrapping its data
+	// key) although op does not always: HeadObject with partNumber and
+	// GetObjectAttributes read the manifest.
+	Object(op, requestID, accessKey, bucket, key string, keyUse bool, err error)
 }
 
 type noEvents struct{}
@@ -126,7 +129,7 @@ func (b *Backend) doneOn(ctx context.Context, op, bucket, key string, start time
 	acc := account(ctx).Access
 	b.events.Request(op, id, acc, start, *err)
 	if oe, ok := b.events.(ObjectEvents); ok {
-		oe.Object(op, strings.Clone(id), strings.Clone(acc), strings.Clone(bucket), strings.Clone(key), *err)
+		oe.Object(op, strings.Clone(id), strings.Clone(acc), strings.Clone(bucket), strings.Clone(key), keyUsed(ctx), *err)
 	}
 }
 
@@ -245,10 +248,27 @@ type bucketSeenKey struct{}
 
 type contentMD5Key struct{}
 
+// keyUseKey holds, per request, whether it opened an object (markKeyUse).
+type keyUseKey struct{}
+
+// markKeyUse records that the request opened an object, unwrapping its
+// data key: the audit's rate watch counts it (ObjectEvents).
+func markKeyUse(ctx context.Context) {
+	if u, ok := ctx.Value(keyUseKey{}).(*atomic.Bool); ok {
+		u.Store(true)
+	}
+}
+
+func keyUsed(ctx context.Context) bool {
+	u, ok := ctx.Value(keyUseKey{}).(*atomic.Bool)
+	return ok && u.Load()
+}
+
 // rememberBucket gives each request its bucketSeen, and keeps the
 // Content-MD5 of a PUT that is not a copy (see contentMD5).
 func rememberBucket(c fiber.Ctx) error {
 	c.Locals(bucketSeenKey{}, new(bucketSeen))
+	c.Locals(keyUseKey{}, new(atomic.Bool))
 	// Only PutObject and UploadPart (PUT, no copy source) have their body
 	// checked against Content-MD5 by the front end. A POST Object (a
 	// browser form) carries its file in a form part the header does not
@@ -678,6 +698,7 @@ func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3
 	if in.PartNumber != nil {
 		// The parts' sizes are in the manifest, which the catalog does
 		// not keep: open the object (checking it, as a GET would).
+		markKeyUse(ctx)
 		rd, err := b.repo.OpenEntry(detached(ctx), e)
 		if err != nil {
 			b.integrity(bucket, key, err)
@@ -785,6 +806,7 @@ func (b *Backend) GetObjectAttributes(ctx context.Context, in *s3.GetObjectAttri
 	}
 	// The parts' sizes are in the manifest, which the catalog does not
 	// keep: open the object (checking it, as a GET would).
+	markKeyUse(ctx)
 	rd, err := b.repo.OpenEntry(dctx, e)
 	if err != nil {
 		b.integrity(bucket, key, err)
