@@ -354,9 +354,10 @@ func entryJSON(e catalog.Entry) jsonEntry {
 }
 
 func (e *env) getCmd() *cobra.Command {
+	var rng string
 	c := &cobra.Command{
-		Use:   "get BUCKET/KEY FILE|DIR|-",
-		Short: "Fetch, authenticate and decrypt an object into a file (- for standard output)",
+		Use:   "get BUCKET/KEY FILE|DIR|- [--range START-END]",
+		Short: "Fetch, authenticate and decrypt an object (or a byte range of it) into a file (- for standard output)",
 		Args:  exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			return e.onObject(c, args[0], false, func(ctx context.Context, r *repo.Repo, bucket, key string) error {
@@ -365,9 +366,14 @@ func (e *env) getCmd() *cobra.Command {
 					return err
 				}
 				defer rd.Close()
+				// The range is checked before any output file is made.
+				body, err := objectBody(ctx, rd, rng, args[0])
+				if err != nil {
+					return err
+				}
 				out := args[1]
 				if out == "-" {
-					_, err := rd.WriteTo(ctx, e.stdout)
+					_, err := body.writeTo(ctx, e.stdout)
 					return err
 				}
 				// Into an existing directory: under the key's last element.
@@ -378,12 +384,12 @@ func (e *env) getCmd() *cobra.Command {
 				// byte authenticated: a failed or interrupted get leaves no
 				// output file.
 				err = atomicfile.Write(out, atomicfile.Options{Mode: outputMode()}, func(w io.Writer) error {
-					bar := newBar(e.stderr, e.quiet || e.jsonOut, rd.Entry.Size, "get "+args[0])
+					bar := newBar(e.stderr, e.quiet || e.jsonOut, body.n, "get "+args[0])
 					if bar != nil {
 						w = io.MultiWriter(w, bar)
 						defer bar.Finish()
 					}
-					_, err := rd.WriteTo(ctx, w)
+					_, err := body.writeTo(ctx, w)
 					return err
 				})
 				if err != nil || !e.jsonOut {
@@ -396,7 +402,42 @@ func (e *env) getCmd() *cobra.Command {
 			})
 		},
 	}
+	c.Flags().StringVar(&rng, "range", "", "only bytes START-END (inclusive), START- or -SUFFIX")
 	return c
+}
+
+// body is what get and cat write of an object: all of it, or the byte
+// range --range names (off, n).
+type body struct {
+	rd     *repo.Reader
+	ranged bool
+	off, n int64
+}
+
+// objectBody checks --range spec (empty: the whole object) against the
+// object obj that rd reads.
+func objectBody(ctx context.Context, rd *repo.Reader, spec, obj string) (body, error) {
+	if spec == "" {
+		return body{rd: rd, n: rd.Entry.Size}, nil
+	}
+	off, n, err := parseRange(spec, obj, rd.Entry.Size)
+	if err != nil {
+		return body{}, err
+	}
+	return body{rd: rd, ranged: true, off: off, n: n}, nil
+}
+
+// writeTo authenticates and writes the body to w.
+func (b body) writeTo(ctx context.Context, w io.Writer) (int64, error) {
+	if !b.ranged {
+		return b.rd.WriteTo(ctx, w)
+	}
+	rc, err := b.rd.Range(ctx, b.off, b.n)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	return io.Copy(w, rc)
 }
 
 // outputMode is the mode a new file gets by default: 0666 less the umask.
@@ -471,20 +512,11 @@ func (e *env) catCmd() *cobra.Command {
 					return err
 				}
 				defer rd.Close()
-				if rng == "" {
-					_, err := rd.WriteTo(ctx, e.stdout)
-					return err
-				}
-				off, n, err := parseRange(rng, args[0], rd.Entry.Size)
+				body, err := objectBody(ctx, rd, rng, args[0])
 				if err != nil {
 					return err
 				}
-				rc, err := rd.Range(ctx, off, n)
-				if err != nil {
-					return err
-				}
-				defer rc.Close()
-				_, err = io.Copy(e.stdout, rc)
+				_, err = body.writeTo(ctx, e.stdout)
 				return err
 			})
 		},
