@@ -80,6 +80,7 @@ func readPassphrase(opts PassphraseOptions, lookupEnv func(string) (string, bool
 		p := []byte(v)
 		if opts.New {
 			if err := CheckNew(p, PassphraseEnv); err != nil {
+				clear(p)
 				return nil, err
 			}
 		}
