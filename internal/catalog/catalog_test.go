@@ -67,13 +67,19 @@ func mkEntry(bucket, key string, version uint64) Entry {
 	}
 }
 
+// begin records e's pending write, as a writer does before it stores e.
+func begin(t testing.TB, c Catalog, e Entry) {
+	t.Helper()
+	if err := c.BeginPut(context.Background(), Pending{ObjectID: e.ObjectID, Kind: KindObject, Bucket: e.Bucket, Key: e.Key, Version: e.Version, Owner: "test"}); err != nil {
+		t.Fatalf("BeginPut(%q/%q v%d): %v", e.Bucket, e.Key, e.Version, err)
+	}
+}
+
 // put records e the way a writer does: reserve, then commit.
 func put(t testing.TB, c Catalog, e Entry) *Entry {
 	t.Helper()
 	ctx := context.Background()
-	if err := c.BeginPut(ctx, Pending{ObjectID: e.ObjectID, Kind: KindObject, Bucket: e.Bucket, Key: e.Key, Version: e.Version, Owner: "test"}); err != nil {
-		t.Fatalf("BeginPut(%q/%q v%d): %v", e.Bucket, e.Key, e.Version, err)
-	}
+	begin(t, c, e)
 	old, err := c.CommitPut(ctx, e)
 	if err != nil {
 		t.Fatalf("CommitPut(%q/%q v%d): %v", e.Bucket, e.Key, e.Version, err)

@@ -14,16 +14,12 @@ func TestCommitCreate(t *testing.T) {
 	ctx := context.Background()
 	c, _ := newCatalog(t)
 	mustCreateBucket(t, c, "inbox")
-	begin := func(e Entry) {
-		t.Helper()
-		mustNot(t, "BeginPut", c.BeginPut(ctx, Pending{ObjectID: e.ObjectID, Kind: KindObject, Bucket: e.Bucket, Key: e.Key, Version: e.Version, Owner: "test"}))
-	}
 
 	// Two writers reserve versions 1 and 2 of one new key; the first to
 	// commit wins, whichever version it holds.
 	a, b := mkEntry("inbox", "report.pdf", 1), mkEntry("inbox", "report.pdf", 2)
-	begin(a)
-	begin(b)
+	begin(t, c, a)
+	begin(t, c, b)
 	mustNot(t, "CommitCreate of a new key", c.CommitCreate(ctx, b))
 	if got := mustGet(t, c, "inbox", "report.pdf"); got.ObjectID != b.ObjectID {
 		t.Fatalf("current is %x, want the created %x", got.ObjectID, b.ObjectID)
@@ -46,7 +42,7 @@ func TestCommitCreate(t *testing.T) {
 	v, err := c.NextVersion(ctx, "inbox", "report.pdf")
 	mustNot(t, "NextVersion", err)
 	d := mkEntry("inbox", "report.pdf", v)
-	begin(d)
+	begin(t, c, d)
 	mustNot(t, "CommitCreate after a delete", c.CommitCreate(ctx, d))
 }
 
@@ -58,17 +54,13 @@ func TestCommitCreate(t *testing.T) {
 func TestCommitReplace(t *testing.T) {
 	ctx := context.Background()
 	c, _ := newCatalog(t)
-	begin := func(e Entry) {
-		t.Helper()
-		mustNot(t, "BeginPut", c.BeginPut(ctx, Pending{ObjectID: e.ObjectID, Kind: KindObject, Bucket: e.Bucket, Key: e.Key, Version: e.Version, Owner: "test"}))
-	}
 	a := putNext(t, c, "b", "k")
 
 	// Another write reserves version 2 and this one version 3; the other
 	// commits first.
 	other, r := mkEntry("b", "k", 2), mkEntry("b", "k", 3)
-	begin(other)
-	begin(r)
+	begin(t, c, other)
+	begin(t, c, r)
 	mustNot(t, "CommitPut of the other write", func() error { _, err := c.CommitPut(ctx, other); return err }())
 	before := snapshot(t, c, "b", "k")
 	_, err := c.CommitReplace(ctx, r, a.ObjectID)
@@ -85,7 +77,7 @@ func TestCommitReplace(t *testing.T) {
 	v, err := c.NextVersion(ctx, "b", "k")
 	mustNot(t, "NextVersion", err)
 	d := mkEntry("b", "k", v)
-	begin(d)
+	begin(t, c, d)
 	if _, err := c.Delete(ctx, "b", "k"); err != nil {
 		t.Fatal(err)
 	}

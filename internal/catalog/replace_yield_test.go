@@ -16,16 +16,12 @@ import (
 func TestCommitReplaceYields(t *testing.T) {
 	ctx := context.Background()
 	c, _ := newCatalog(t)
-	begin := func(e Entry) {
-		t.Helper()
-		mustNot(t, "BeginPut", c.BeginPut(ctx, Pending{ObjectID: e.ObjectID, Kind: KindObject, Bucket: e.Bucket, Key: e.Key, Version: e.Version, Owner: "test"}))
-	}
 
 	// A PUT reserved version 2 before the reseal reserved 3.
 	a := putNext(t, c, "b", "k")
 	put, reseal := mkEntry("b", "k", 2), mkEntry("b", "k", 3)
-	begin(put)
-	begin(reseal)
+	begin(t, c, put)
+	begin(t, c, reseal)
 	before := snapshot(t, c, "b", "k")
 	_, err := c.CommitReplace(ctx, reseal, a.ObjectID)
 	wantErr(t, "CommitReplace over an earlier write in progress", err, ErrStaleVersion)
@@ -38,7 +34,7 @@ func TestCommitReplaceYields(t *testing.T) {
 	mustNot(t, "the earlier PUT's commit", func() error { _, err := c.CommitPut(ctx, put); return err }())
 	// Control: a reseal of the PUT's object that began after it commits.
 	again := mkEntry("b", "k", 4)
-	begin(again)
+	begin(t, c, again)
 	if old, err := c.CommitReplace(ctx, again, put.ObjectID); err != nil || old == nil || old.ObjectID != put.ObjectID {
 		t.Fatalf("CommitReplace with no earlier write in progress: replaced %v, %v", old, err)
 	}
@@ -60,7 +56,7 @@ func TestCommitReplaceYields(t *testing.T) {
 		t.Fatalf("the reseal's version %d is not after the completion's %d", late, cu.Version)
 	}
 	r2 := mkEntry("b", "k", late)
-	begin(r2)
+	begin(t, c, r2)
 	_, err = c.CommitReplace(ctx, r2, cur.ObjectID)
 	wantErr(t, "CommitReplace over a completion in progress", err, ErrStaleVersion)
 	if now, err := c.Get(ctx, "b", "k"); err != nil || now.ObjectID != cur.ObjectID {
