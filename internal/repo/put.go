@@ -150,6 +150,12 @@ func (r *Repo) writer(ctx context.Context, bucket string) (*bucketWriter, error)
 	if err != nil {
 		return nil, err
 	}
+	return r.writerFor(ctx, b, bk)
+}
+
+// writerFor is the writer of bucket b, which exists, under its bucket
+// key bk.
+func (r *Repo) writerFor(ctx context.Context, b catalog.Bucket, bk catalog.BucketKey) (*bucketWriter, error) {
 	dk, err := r.dataKeysFor(ctx, bk)
 	if err != nil {
 		return nil, err

@@ -52,16 +52,21 @@ func (r *Repo) Reseal(ctx context.Context, rd *Reader, attrs map[string]string) 
 	if err != nil {
 		return catalog.Entry{}, fmt.Errorf("%s/%s: %w", src.Bucket, src.Key, err)
 	}
-	// The writer makes a bucket that is missing; a reseal must not bring
-	// back a bucket deleted (or deleted and made again) since rd was
-	// opened: its object is gone either way.
-	switch b, err := r.cat.GetBucket(ctx, src.Bucket); {
+	// Not r.writer, which makes a bucket that is missing: a reseal must
+	// not bring back a bucket deleted (or deleted and made again) since rd
+	// was opened; its object is gone either way.
+	b, err := r.cat.GetBucket(ctx, src.Bucket)
+	switch {
 	case errors.Is(err, catalog.ErrNotFound) || err == nil && b.ID != m.Bucket:
 		return catalog.Entry{}, fmt.Errorf("%s/%s: the bucket was deleted: %w", src.Bucket, src.Key, ErrReplaced)
 	case err != nil:
 		return catalog.Entry{}, err
 	}
-	w, err := r.writer(ctx, src.Bucket)
+	bk, err := r.primaryBucketKey(ctx, b)
+	if err != nil {
+		return catalog.Entry{}, err
+	}
+	w, err := r.writerFor(ctx, b, bk)
 	if err != nil {
 		return catalog.Entry{}, err
 	}
