@@ -23,7 +23,16 @@ type derived struct {
 func derive(dek secret.Key) (*derived, error) {
 	d := &derived{dek: dek}
 	err := dek.Use(func(kb []byte) error {
-		c, err := hkdf.Key(sha256.New, kb, nil, "holdfast/v1/commit", 32)
+		// Each key is HKDF-SHA256(ikm = the data key, salt empty, info):
+		// the extract step is the same for all of them, so it runs once
+		// (its output, the PRK, is as secret as the data key and is
+		// cleared after), and only the expand step runs per key.
+		prk, err := hkdf.Extract(sha256.New, kb, nil)
+		if err != nil {
+			return err
+		}
+		defer clear(prk)
+		c, err := hkdf.Expand(sha256.New, prk, "holdfast/v1/commit", 32)
 		if err != nil {
 			return err
 		}
@@ -36,7 +45,7 @@ func derive(dek secret.Key) (*derived, error) {
 			{"holdfast/v1/footer", func(k []byte) (err error) { d.footer, err = keys.NewGCM(k); return }},
 			{"holdfast/v1/padding", func(k []byte) (err error) { d.padKey, err = aes.NewCipher(k); return }},
 		} {
-			k, err := hkdf.Key(sha256.New, kb, nil, x.info, 32)
+			k, err := hkdf.Expand(sha256.New, prk, x.info, 32)
 			if err != nil {
 				return err
 			}
