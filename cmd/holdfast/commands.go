@@ -20,6 +20,7 @@ import (
 	"github.com/holdfast/holdfast/internal/catalog"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/regfile"
 	"github.com/holdfast/holdfast/internal/repo"
 	"github.com/holdfast/holdfast/internal/store"
 )
@@ -278,7 +279,7 @@ func (e *env) putTree(ctx context.Context, r *repo.Repo, dir, bucket, prefix str
 	puts := make([]repo.PutItem, len(items))
 	for i, it := range items {
 		p := it.path
-		puts[i] = repo.PutItem{Key: it.key, Open: func() (io.ReadCloser, error) { return os.Open(p) }}
+		puts[i] = repo.PutItem{Key: it.key, Open: func() (io.ReadCloser, error) { return regfile.Open(p) }}
 	}
 	err = r.PutMany(ctx, bucket, puts, func(ent catalog.Entry) {
 		bytes += ent.Size

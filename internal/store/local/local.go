@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/holdfast/holdfast/internal/regfile"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
@@ -294,7 +295,7 @@ func (s *Store) publish(ctx context.Context, name string, durable bool, fill fun
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmpPath, s.objectPath(name)); err != nil {
+	if err := regfile.Rename(tmpPath, s.objectPath(name)); err != nil {
 		return err
 	}
 	renamed = true
@@ -316,7 +317,7 @@ func (s *Store) publish(ctx context.Context, name string, durable bool, fill fun
 func (s *Store) createTemp() (*os.File, error) {
 	for range 10 {
 		p := filepath.Join(s.tmp, tmpPrefix+strconv.Itoa(os.Getpid())+"-"+strings.ToLower(rand.Text()))
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := regfile.CreateExcl(p, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
