@@ -3,7 +3,7 @@ package keyring
 import (
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 )
@@ -91,45 +91,59 @@ var leet = map[rune]rune{'@': 'a', '4': 'a', '8': 'b', '3': 'e', '6': 'g', '1': 
 //   - once digits and symbols are set aside (and those standing for
 //     letters read as letters), is made only of common password words
 //     ("Password2026!!!", "p@ssw0rdp@ssw0rd", "holdfast-holdfast").
+//
+// Every form of p it looks at (lower case, without separators, letters
+// only, reversed) is a rune slice of its own, cleared before it returns:
+// no string copy of the passphrase is left for the collector, which never
+// clears what it frees (TestPolicyLeavesNoCopy).
 func CheckNewPassphrase(p []byte) error {
-	s := string(p)
+	var made [][]rune
+	keep := func(rs []rune) []rune { made = append(made, rs); return rs }
+	defer func() {
+		for _, rs := range made {
+			clear(rs)
+		}
+	}()
 	n := len(p)
 	if utf8.Valid(p) {
-		n = utf8.RuneCountInString(s)
+		n = utf8.RuneCount(p)
 	}
 	if n < MinPassphraseChars {
 		return weak("it has %d %s; a keyring passphrase needs at least %d", n, plural(n, "character"), MinPassphraseChars)
 	}
-	lower := strings.ToLower(s)
-	if d := distinct(lower); d < minDistinctChars {
+	// The characters of p in lower case; an invalid UTF-8 byte reads as
+	// U+FFFD, as ranging over a string does.
+	lower := make([]rune, 0, len(p)) // never grown: no more runes than bytes
+	for b := p; len(b) > 0; {
+		r, size := utf8.DecodeRune(b)
+		lower = append(lower, unicode.ToLower(r))
+		b = b[size:]
+	}
+	keep(lower)
+	if d := distinct(keep(slices.Clone(lower))); d < minDistinctChars {
 		return weak("it uses only %d different %s; a keyring passphrase needs at least %d", d, plural(d, "character"), minDistinctChars)
 	}
 	// Repeats and runs count with separators left out; runs also with
 	// every symbol left out ("123456789012345!!").
-	bare := strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) || r == '-' || r == '_' || r == '.' {
-			return -1
-		}
-		return r
-	}, lower)
-	alnum := strings.Map(func(r rune) rune {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			return r
-		}
-		return -1
-	}, lower)
+	bare := keep(filter(lower, func(r rune) bool { return !unicode.IsSpace(r) && r != '-' && r != '_' && r != '.' }))
+	alnum := keep(filter(lower, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }))
 	if repeats(lower) || repeats(bare) {
 		return weak("it is one shorter part repeated")
 	}
-	for _, w := range walks {
-		for _, run := range []string{bare, alnum} {
-			if len(run) >= 4 && (strings.Contains(w, run) || strings.Contains(w, reverse(run))) {
+	for _, run := range [][]rune{bare, alnum} {
+		if len(run) < 4 {
+			continue
+		}
+		back := keep(slices.Clone(run))
+		slices.Reverse(back)
+		for _, w := range walkRunes {
+			if contains(w, run) || contains(w, back) {
 				return weak("it is a run along the alphabet, the digits or a keyboard row")
 			}
 		}
 	}
-	for _, letters := range []string{lettersOnly(lower, 0), lettersOnly(lower, 1), lettersOnly(lower, 2)} {
-		if letters != "" && onlyCommonWords(letters) {
+	for deleet := range 3 {
+		if letters := keep(lettersOnly(lower, deleet)); len(letters) > 0 && onlyCommonWords(letters) {
 			return weak("it is made of common password words, digits and symbols, which are guessed first")
 		}
 	}
@@ -143,17 +157,25 @@ func plural(n int, w string) string {
 	return w + "s"
 }
 
-func distinct(s string) int {
-	seen := map[rune]bool{}
-	for _, r := range s {
-		seen[r] = true
-	}
-	return len(seen)
+// distinct counts the different runes of rs, which it sorts.
+func distinct(rs []rune) int {
+	slices.Sort(rs)
+	return len(slices.Compact(rs))
 }
 
-// repeats reports whether s is a shorter string repeated ("abcabcabc…").
-func repeats(s string) bool {
-	rs := []rune(s)
+// filter returns the runes of rs that keep accepts, in a new slice.
+func filter(rs []rune, keep func(rune) bool) []rune {
+	out := make([]rune, 0, len(rs))
+	for _, r := range rs {
+		if keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// repeats reports whether rs is a shorter run repeated ("abcabcabc…").
+func repeats(rs []rune) bool {
 	for unit := 1; unit <= len(rs)/2; unit++ {
 		if len(rs)%unit != 0 {
 			continue
@@ -169,48 +191,60 @@ func repeats(s string) bool {
 	return false
 }
 
-func reverse(s string) string {
-	rs := []rune(s)
-	for i, j := 0, len(rs)-1; i < j; i, j = i+1, j-1 {
-		rs[i], rs[j] = rs[j], rs[i]
+// walkRunes are the walks as runes, and commonRunes the common words.
+var walkRunes, commonRunes = runesOf(walks), runesOf(commonWords)
+
+func runesOf(ss []string) [][]rune {
+	out := make([][]rune, len(ss))
+	for i, s := range ss {
+		out[i] = []rune(s)
 	}
-	return string(rs)
+	return out
 }
 
-// lettersOnly keeps the letters of s; a symbol that stands for a letter
-// counts as that letter when at least deleet (1 or 2) of its neighbours
-// are letters (0: never).
-func lettersOnly(s string, deleet int) string {
-	rs := []rune(s)
+// contains reports whether run occurs in w.
+func contains(w, run []rune) bool {
+	for i := 0; i+len(run) <= len(w); i++ {
+		if slices.Equal(w[i:i+len(run)], run) {
+			return true
+		}
+	}
+	return false
+}
+
+// lettersOnly keeps the letters of rs, in a new slice; a symbol that
+// stands for a letter counts as that letter when at least deleet (1 or 2)
+// of its neighbours are letters (0: never).
+func lettersOnly(rs []rune, deleet int) []rune {
 	isLetter := func(i int) int {
 		if i >= 0 && i < len(rs) && unicode.IsLetter(rs[i]) {
 			return 1
 		}
 		return 0
 	}
-	var b strings.Builder
+	out := make([]rune, 0, len(rs))
 	for i, r := range rs {
 		switch {
 		case unicode.IsLetter(r):
-			b.WriteRune(r)
+			out = append(out, r)
 		case deleet > 0 && leet[r] != 0 && isLetter(i-1)+isLetter(i+1) >= deleet:
-			b.WriteRune(leet[r])
+			out = append(out, leet[r])
 		}
 	}
-	return b.String()
+	return out
 }
 
-// onlyCommonWords reports whether s is a concatenation of commonWords.
-func onlyCommonWords(s string) bool {
-	ok := make([]bool, len(s)+1) // ok[i]: s[:i] is made of common words
+// onlyCommonWords reports whether rs is a concatenation of commonWords.
+func onlyCommonWords(rs []rune) bool {
+	ok := make([]bool, len(rs)+1) // ok[i]: rs[:i] is made of common words
 	ok[0] = true
-	for i := 1; i <= len(s); i++ {
-		for _, w := range commonWords {
-			if len(w) <= i && ok[i-len(w)] && s[i-len(w):i] == w {
+	for i := 1; i <= len(rs); i++ {
+		for _, w := range commonRunes {
+			if len(w) <= i && ok[i-len(w)] && slices.Equal(rs[i-len(w):i], w) {
 				ok[i] = true
 				break
 			}
 		}
 	}
-	return ok[len(s)]
+	return ok[len(rs)]
 }

@@ -19,6 +19,11 @@ func TestCheckNewPassphrase(t *testing.T) {
 		{"quiet-ferns-ran", ""},
 		{"żółw-źdźbło-łą", "has 14 characters"}, // 23 bytes, 14 characters
 		{"żółw-źdźbło-łąk", ""},
+		// Not UTF-8: counted in bytes, each invalid byte one character
+		// (U+FFFD), so 15 of them are one character used 15 times.
+		{strings.Repeat("\xff", 15), "only 1 different"},
+		{"\xffquiet-ferns-r", "has 14 characters"},
+		{"\xffquiet-ferns-ra", ""},
 		// Few different characters, or one part repeated.
 		{"aaaaaaaaaaaaaaa", "only 1 different"},
 		{"abababababababab", "only 2 different"},

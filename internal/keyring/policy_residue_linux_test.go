@@ -1,0 +1,114 @@
+package keyring
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/holdfast/holdfast/internal/secret"
+	"github.com/holdfast/holdfast/internal/testutil/memscan"
+)
+
+// letters fills what it reads into with random lower-case letters.
+type letters struct{}
+
+func (letters) Read(p []byte) (int, error) {
+	if _, err := rand.Read(p); err != nil {
+		return 0, err
+	}
+	for i := range p {
+		p[i] = 'a' + p[i]%26
+	}
+	return len(p), nil
+}
+
+// asRunes fills what it reads into (32 bytes) with the first 8 bytes of
+// k as runes, little-endian: how a []rune of them lies in memory.
+type asRunes struct{ k secret.Key }
+
+func (a asRunes) Read(p []byte) (int, error) {
+	err := a.k.Use(func(kb []byte) error {
+		for i := range len(p) / 4 {
+			binary.LittleEndian.PutUint32(p[4*i:], uint32(kb[i]))
+		}
+		return nil
+	})
+	return len(p), err
+}
+
+// policyResidueChild marks the child process TestPolicyLeavesNoCopy runs
+// its check in.
+const policyResidueChild = "HOLDFAST_TEST_POLICY_RESIDUE_CHILD"
+
+// TestPolicyLeavesNoCopy: checking a new passphrase leaves no copy of it
+// in the process's readable memory once its caller clears its own, as a
+// string, or as the runes the policy compares. The passphrase (32 random
+// letters, which the policy accepts after looking at every form of it)
+// and the runes of its first 8 letters are held in secret.Keys, so the
+// needles themselves are never copied onto the heap. Control: copies made
+// on purpose the way the policy once made them (a lower-case string, its
+// runes) are found by the same scan.
+//
+// It runs in a child process with asynchronous preemption off, for the
+// reason TestUnwrapResidue gives: a preemption signal saves the
+// registers of whatever holds the bytes at that moment (this test's scan
+// included) on a signal stack in the heap.
+func TestPolicyLeavesNoCopy(t *testing.T) {
+	if os.Getenv(policyResidueChild) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestPolicyLeavesNoCopy$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), policyResidueChild+"=1", "GODEBUG="+os.Getenv("GODEBUG")+",asyncpreemptoff=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestPolicyLeavesNoCopy")) {
+			t.Fatalf("the check in a child process (asynchronous preemption off): %v\n%s", err, out)
+		}
+		return
+	}
+	pass, err := secret.NewFrom(letters{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pass.Wipe()
+	runes, err := secret.NewFrom(asRunes{pass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runes.Wipe()
+	own := 0
+	if secret.Backing() != "memfd_secret" {
+		own = 1 // a key's own slot is readable
+	}
+	found := func() (int, int) {
+		runtime.GC()
+		return len(memscan.Copies(t, pass)) - own, len(memscan.Copies(t, runes)) - own
+	}
+	if s, r := found(); s != 0 || r != 0 {
+		t.Fatalf("before the check: %d copies of the passphrase, %d of its runes", s, r)
+	}
+
+	p := make([]byte, secret.KeySize)
+	pass.Use(func(kb []byte) error { copy(p, kb); return nil })
+	if err := CheckNewPassphrase(p); err != nil {
+		t.Fatalf("32 random letters refused: %v", err)
+	}
+	clear(p)
+	if s, r := found(); s != 0 || r != 0 {
+		t.Fatalf("after the check: %d copies of the passphrase, %d of its runes", s, r)
+	}
+
+	// The control.
+	pass.Use(func(kb []byte) error { copy(p, kb); return nil })
+	lower := strings.ToLower(string(p))
+	rs := []rune(lower)
+	clear(p)
+	s, r := found()
+	runtime.KeepAlive(lower)
+	clear(rs)
+	if s < 1 || r < 1 {
+		t.Fatalf("control: copies made on purpose found as %d (string) and %d (runes), want 1 or more each", s, r)
+	}
+}
