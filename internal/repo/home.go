@@ -217,6 +217,8 @@ type Repo struct {
 	uses keyUseCounters // see KeyUseCounts
 
 	headErr atomic.Pointer[error] // see HeadReportError
+
+	pins readPins // see retire
 }
 
 type bkRef struct {

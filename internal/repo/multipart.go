@@ -850,7 +850,7 @@ func (r *Repo) finishUpload(ctx context.Context, pu store.PartUploader, u catalo
 	r.hooks.at("upload:committed")
 	os.RemoveAll(r.uploadSpool(u.ID))
 	if old != nil {
-		r.removeGarbage(ctx, old.ObjectID)
+		r.retire(ctx, old.ObjectID)
 	}
 	return e, nil
 }

@@ -124,7 +124,7 @@ func (r *Repo) Put(ctx context.Context, bucket, key string, src io.Reader, o Put
 	}
 	r.hooks.at("put:committed")
 	if old != nil {
-		r.removeGarbage(ctx, old.ObjectID)
+		r.retire(ctx, old.ObjectID)
 	}
 	r.hooks.at("put:done")
 	return e, nil
@@ -360,7 +360,7 @@ func (r *Repo) putMany(ctx context.Context, bucket string, items []PutItem, done
 			r.hooks.at("putmany:committed")
 			for i, old := range replaced {
 				if old != nil {
-					r.removeGarbage(ctx, old.ObjectID)
+					r.retire(ctx, old.ObjectID)
 				}
 				if done != nil {
 					done(b.entries[i])
@@ -469,7 +469,7 @@ func (r *Repo) Delete(ctx context.Context, bucket, key string) (catalog.Entry, e
 		return e, err
 	}
 	r.hooks.at("rm:committed")
-	r.removeGarbage(ctx, e.ObjectID)
+	r.retire(ctx, e.ObjectID)
 	return e, nil
 }
 

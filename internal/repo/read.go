@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/holdfast/holdfast/internal/catalog"
 	"github.com/holdfast/holdfast/internal/format"
@@ -26,9 +27,10 @@ func isNotExist(err error) bool { return errors.Is(err, store.ErrNotExist) }
 
 // Reader is an authenticated object ready to be read.
 type Reader struct {
-	Entry catalog.Entry
-	obj   *object.Object
-	r     *Repo
+	Entry  catalog.Entry
+	obj    *object.Object
+	r      *Repo
+	closed sync.Once
 }
 
 // Stat returns the catalog entry of bucket/key.
@@ -65,6 +67,9 @@ func (r *Repo) OpenEntry(ctx context.Context, e catalog.Entry) (*Reader, error) 
 	if err != nil {
 		return nil, r.damage(ctx, e, err)
 	}
+	// Until Close, this version is not removed from the store, even
+	// once superseded or deleted (retire).
+	r.pin(e.ObjectID)
 	return &Reader{Entry: e, obj: o, r: r}, nil
 }
 
@@ -145,8 +150,14 @@ func (rd *Reader) Range(ctx context.Context, off, n int64) (io.ReadCloser, error
 // Manifest returns the authenticated manifest.
 func (rd *Reader) Manifest() *format.Manifest { return rd.obj.Manifest }
 
-// Close forgets the object's data key.
-func (rd *Reader) Close() { rd.obj.Wipe() }
+// Close forgets the object's data key and lets the version be removed from
+// the store once superseded (retire). Closing again does nothing.
+func (rd *Reader) Close() {
+	rd.closed.Do(func() {
+		rd.obj.Wipe()
+		rd.r.unpin(rd.Entry.ObjectID)
+	})
+}
 
 type damageReader struct {
 	rc  io.ReadCloser

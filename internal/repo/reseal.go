@@ -99,7 +99,7 @@ func (r *Repo) Reseal(ctx context.Context, rd *Reader, attrs map[string]string) 
 		return catalog.Entry{}, fmt.Errorf("recording %s/%s: %w", src.Bucket, src.Key, err)
 	}
 	if old != nil {
-		r.removeGarbage(ctx, old.ObjectID)
+		r.retire(ctx, old.ObjectID)
 	}
 	return e, nil
 }

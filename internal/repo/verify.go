@@ -308,6 +308,9 @@ func (r *Repo) Cleanup(ctx context.Context) (int, error) {
 		return n, err
 	}
 	for _, id := range garbage {
+		if r.pinned(id) {
+			continue // read by this process: removed when the read ends (retire)
+		}
 		err := r.st.Delete(ctx, format.StoreName(id))
 		switch {
 		case err == nil:

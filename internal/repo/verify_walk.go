@@ -490,7 +490,12 @@ func (v *verifyRun) checkExtra(ctx context.Context, it verifyItem) verifyResult 
 		f.Status = StatusPending
 	case catalog.KnownGarbage:
 		// Our own superseded version whose deletion was interrupted: remove
-		// it now, or leave it for the next run (harmless garbage).
+		// it now, or leave it for the next run (harmless garbage). One this
+		// process is reading goes when the read ends (retire).
+		if v.r.pinned(id) {
+			res.skip = true
+			return res
+		}
 		if err := v.r.st.Delete(ctx, it.name); err == nil || isNotExist(err) {
 			_ = v.r.cat.ForgetGarbage(ctx, id)
 			res.cleaned = 1
