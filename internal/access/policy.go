@@ -183,6 +183,23 @@ type principal struct {
 // backend returns it from GetBucketPolicy for every bucket, so versitygw
 // never falls back to ACLs.
 func (t *Table) BucketPolicy(bucket string) ([]byte, error) {
+	return t.bucketPolicy(bucket, nil)
+}
+
+// BucketPolicyFor is the part of BucketPolicy about key id alone: its
+// statement, or none. A statement names one key as its principal and
+// allows only, so a request by id is allowed under it exactly what it is
+// allowed under the whole policy — and the front end's authorizer parses
+// the policy it is given on every request, which with the whole policy
+// grows with the number of keys. The gateway's backend gives the
+// authorizer this one (clients cannot read policies).
+func (t *Table) BucketPolicyFor(bucket, id string) ([]byte, error) {
+	return t.bucketPolicy(bucket, &id)
+}
+
+// bucketPolicy is BucketPolicy for every key (only nil, cached) or for
+// key *only (made each time: one statement).
+func (t *Table) bucketPolicy(bucket string, only *string) ([]byte, error) {
 	if err := repo.ValidateBucket(bucket); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -190,14 +207,21 @@ func (t *Table) BucketPolicy(bucket string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p, ok := s.policies.Load(bucket); ok {
-		return p.([]byte), nil
+	var ids []string
+	if only != nil {
+		if _, ok := s.keys[*only]; ok {
+			ids = []string{*only}
+		}
+	} else {
+		if p, ok := s.policies.Load(bucket); ok {
+			return p.([]byte), nil
+		}
+		ids = make([]string, 0, len(s.keys))
+		for id := range s.keys {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
 	}
-	ids := make([]string, 0, len(s.keys))
-	for id := range s.keys {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
 	doc := policyDoc{Version: "2012-10-17", Statement: []statement{}}
 	for _, id := range ids {
 		e := s.keys[id]
@@ -217,9 +241,11 @@ func (t *Table) BucketPolicy(bucket string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The caller's string may alias a buffer the S3 front end reuses for
-	// the next request: a cache key must be a copy, or it later reads as
-	// another bucket's name and serves this policy for it.
-	s.policies.Store(strings.Clone(bucket), b)
+	if only == nil {
+		// The caller's string may alias a buffer the S3 front end reuses
+		// for the next request: a cache key must be a copy, or it later
+		// reads as another bucket's name and serves this policy for it.
+		s.policies.Store(strings.Clone(bucket), b)
+	}
 	return b, nil
 }

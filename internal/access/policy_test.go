@@ -21,10 +21,14 @@ import (
 // reads: the bucket policy, which is the table's.
 type policyBackend struct {
 	backend.BackendUnsupported
-	t *Table
+	t    *Table
+	only *string // if set: the policy for this key alone (BucketPolicyFor)
 }
 
 func (b policyBackend) GetBucketPolicy(_ context.Context, bucket string) ([]byte, error) {
+	if b.only != nil {
+		return b.t.BucketPolicyFor(bucket, *b.only)
+	}
 	return b.t.BucketPolicy(bucket)
 }
 
@@ -108,13 +112,23 @@ func TestPolicyWithVersitygw(t *testing.T) {
 		ids[i] = cr.ID
 	}
 
+	// Every decision is taken twice: under the whole policy and under the
+	// requester's own statement alone (what the gateway gives the
+	// authorizer); they must agree.
+	var requester string
+	own := policyBackend{t: tb, only: &requester}
 	allowed := func(acc auth.Account, a auth.Action, bucket string) bool {
 		obj := ""
 		if isObjectAction(a) {
 			obj = "some/key.jpg"
 		}
-		return auth.VerifyAccess(fctx, be, auth.AccessOptions{Acc: acc, Bucket: bucket, Object: obj,
-			Actions: []auth.Action{a}, Iam: iam}) == nil
+		opts := auth.AccessOptions{Acc: acc, Bucket: bucket, Object: obj, Actions: []auth.Action{a}, Iam: iam}
+		whole := auth.VerifyAccess(fctx, be, opts) == nil
+		requester = acc.Access
+		if alone := auth.VerifyAccess(fctx, own, opts) == nil; alone != whole {
+			t.Errorf("key %s, %s on %s: allowed %v under the whole policy, %v under its own statement", acc.Access, a, bucket, whole, alone)
+		}
+		return whole
 	}
 	for i, c := range cases {
 		acc, err := iam.GetUserAccount(ids[i])
@@ -254,6 +268,34 @@ func TestPolicyDocument(t *testing.T) {
 	}
 	if _, err := tb.BucketPolicy("Not_A_Bucket"); !errors.Is(err, ErrInvalid) {
 		t.Fatal("a policy for a malformed bucket name")
+	}
+
+	// One key's part: its own statement, as in the whole policy, and
+	// nothing for a key with nothing on the bucket or a key the table
+	// does not know.
+	whole, _ := tb.BucketPolicy("photos")
+	for _, id := range []string{r.ID, in.ID, all.ID} {
+		b, err := tb.BucketPolicyFor("photos", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := auth.ValidatePolicyDocument(b, "photos", tb.IAM()); err != nil {
+			t.Fatalf("versitygw refuses %s's policy: %v\n%s", id, err, b)
+		}
+		var one struct{ Statement []json.RawMessage }
+		if err := json.Unmarshal(b, &one); err != nil || len(one.Statement) != 1 ||
+			!strings.Contains(string(one.Statement[0]), `"AWS":["`+id+`"]`) || !bytes.Contains(whole, one.Statement[0]) {
+			t.Fatalf("%s's policy %s (%v), not its statement of the whole policy %s", id, b, err, whole)
+		}
+	}
+	elsewhere, _ := mustAdd(t, tb, Spec{Name: "elsewhere2", Grants: []Grant{{"videos", Read}}})
+	for _, id := range []string{elsewhere.ID, unknownID} {
+		if b, err := tb.BucketPolicyFor("photos", id); err != nil || string(b) != `{"Version":"2012-10-17","Statement":[]}` {
+			t.Fatalf("policy of %s, which holds nothing on photos: %s %v", id, b, err)
+		}
+	}
+	if _, err := tb.BucketPolicyFor("Not_A_Bucket", r.ID); !errors.Is(err, ErrInvalid) {
+		t.Fatal("a key's policy for a malformed bucket name")
 	}
 }
 

@@ -33,7 +33,7 @@ type env struct {
 
 var testPass = []byte("access test passphrase")
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	t.Cleanup(keyring.SetInsecureTestParamsForTesting())
 	e := &env{home: t.TempDir()}
@@ -52,7 +52,7 @@ func newEnv(t *testing.T) *env {
 
 // openCatalog opens another handle on the env's catalog file, as another
 // process would.
-func (e *env) openCatalog(t *testing.T) catalog.Catalog {
+func (e *env) openCatalog(t testing.TB) catalog.Catalog {
 	t.Helper()
 	c, err := catalog.Open(context.Background(), filepath.Join(e.home, "catalog.db"))
 	if err != nil {
@@ -62,7 +62,7 @@ func (e *env) openCatalog(t *testing.T) catalog.Catalog {
 	return c
 }
 
-func (e *env) open(t *testing.T, cat catalog.Catalog, o Options) *Table {
+func (e *env) open(t testing.TB, cat catalog.Catalog, o Options) *Table {
 	t.Helper()
 	if o.Log == nil {
 		o.Log = quietLog()
@@ -80,7 +80,7 @@ const unknownID = "HFUNKNOWN00000000000"
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func mustAdd(t *testing.T, tb *Table, s Spec) (*Credentials, Key) {
+func mustAdd(t testing.TB, tb *Table, s Spec) (*Credentials, Key) {
 	t.Helper()
 	c, k, err := tb.Add(context.Background(), s)
 	if err != nil {

@@ -8,10 +8,12 @@ func TableAccess(t *access.Table) Access { return tableAccess{t} }
 
 type tableAccess struct{ t *access.Table }
 
-func (a tableAccess) BucketPolicy(bucket string) ([]byte, error) { return a.t.BucketPolicy(bucket) }
-func (a tableAccess) MayOverwrite(key, bucket string) bool       { return a.t.MayOverwrite(key, bucket) }
-func (a tableAccess) Visible(key, bucket string) bool            { return a.t.Visible(key, bucket) }
-func (a tableAccess) Suspended(string) bool                      { return false }
+func (a tableAccess) BucketPolicy(bucket, key string) ([]byte, error) {
+	return a.t.BucketPolicyFor(bucket, key)
+}
+func (a tableAccess) MayOverwrite(key, bucket string) bool { return a.t.MayOverwrite(key, bucket) }
+func (a tableAccess) Visible(key, bucket string) bool      { return a.t.Visible(key, bucket) }
+func (a tableAccess) Suspended(string) bool                { return false }
 
 func (a tableAccess) Allowed(key, bucket string, op Op) bool {
 	switch op {

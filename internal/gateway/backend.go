@@ -58,9 +58,13 @@ type Backend struct {
 
 // Access is what the backend asks about access keys.
 type Access interface {
-	// BucketPolicy is the bucket policy, in AWS policy JSON, that grants
-	// each key what it may do in bucket (never to an anonymous principal).
-	BucketPolicy(bucket string) ([]byte, error)
+	// BucketPolicy is the bucket policy, in AWS policy JSON, that the
+	// front end authorizes a request by key against: the statement that
+	// grants key what it may do in bucket, alone (never one for an
+	// anonymous principal). The authorizer parses it on every request,
+	// so it holds no other key's statement, which would change no
+	// decision about key's request and cost a parse per key.
+	BucketPolicy(bucket, key string) ([]byte, error)
 	// Allowed reports whether key may do op in bucket.
 	Allowed(key, bucket string, op Op) bool
 	// MayOverwrite reports whether key may replace an existing object in
@@ -313,13 +317,14 @@ func (b *Backend) anyGrant(key, bucket string) bool {
 	return false
 }
 
-// GetBucketPolicy returns the policy generated from the access keys: it
-// is how per-key permissions reach the front end's authorizer.
+// GetBucketPolicy returns the policy generated from the access keys for
+// the request's key: it is how per-key permissions reach the front end's
+// authorizer (clients cannot read policies).
 func (b *Backend) GetBucketPolicy(ctx context.Context, bucket string) ([]byte, error) {
 	if err := b.visible(ctx, bucket); err != nil {
 		return nil, err
 	}
-	return b.access.BucketPolicy(bucket)
+	return b.access.BucketPolicy(bucket, account(ctx).Access)
 }
 
 // Bucket policies and ACLs are derived from `holdfast access`; clients

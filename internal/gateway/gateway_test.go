@@ -110,9 +110,12 @@ var opActions = map[Op][]string{
 	OpAdmin:  {"s3:DeleteBucket"},
 }
 
-func (a *testAccess) BucketPolicy(bucket string) ([]byte, error) {
+func (a *testAccess) BucketPolicy(bucket, key string) ([]byte, error) {
 	var st []string
 	for _, k := range a.keys {
+		if k.id != key {
+			continue
+		}
 		var acts []string
 		for _, op := range all {
 			if a.Allowed(k.id, bucket, op) {
