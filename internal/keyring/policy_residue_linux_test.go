@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,13 +29,21 @@ func (letters) Read(p []byte) (int, error) {
 }
 
 // asRunes fills what it reads into (32 bytes) with the first 8 bytes of
-// k as runes, little-endian: how a []rune of them lies in memory.
-type asRunes struct{ k secret.Key }
+// k as runes, little-endian: how a []rune of them lies in memory; or,
+// reversed, with its last 8 bytes from the last one back.
+type asRunes struct {
+	k        secret.Key
+	reversed bool
+}
 
 func (a asRunes) Read(p []byte) (int, error) {
 	err := a.k.Use(func(kb []byte) error {
 		for i := range len(p) / 4 {
-			binary.LittleEndian.PutUint32(p[4*i:], uint32(kb[i]))
+			b := kb[i]
+			if a.reversed {
+				b = kb[len(kb)-1-i]
+			}
+			binary.LittleEndian.PutUint32(p[4*i:], uint32(b))
 		}
 		return nil
 	})
@@ -49,8 +58,9 @@ const policyResidueChild = "HOLDFAST_TEST_POLICY_RESIDUE_CHILD"
 // in the process's readable memory once its caller clears its own, as a
 // string, or as the runes the policy compares. The passphrase (32 random
 // letters, which the policy accepts after looking at every form of it)
-// and the runes of its first 8 letters are held in secret.Keys, so the
-// needles themselves are never copied onto the heap. Control: copies made
+// and the runes of its first 8 letters and of its last 8 reversed are
+// held in secret.Keys, so the needles themselves are never copied onto
+// the heap. Control: copies made
 // on purpose the way the policy once made them (a lower-case string, its
 // runes) are found by the same scan.
 //
@@ -73,18 +83,23 @@ func TestPolicyLeavesNoCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pass.Wipe()
-	runes, err := secret.NewFrom(asRunes{pass})
+	runes, err := secret.NewFrom(asRunes{k: pass})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer runes.Wipe()
+	back, err := secret.NewFrom(asRunes{k: pass, reversed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Wipe()
 	own := 0
 	if secret.Backing() != "memfd_secret" {
 		own = 1 // a key's own slot is readable
 	}
 	found := func() (int, int) {
 		runtime.GC()
-		return len(memscan.Copies(t, pass)) - own, len(memscan.Copies(t, runes)) - own
+		return len(memscan.Copies(t, pass)) - own, len(memscan.Copies(t, runes)) + len(memscan.Copies(t, back)) - 2*own
 	}
 	if s, r := found(); s != 0 || r != 0 {
 		t.Fatalf("before the check: %d copies of the passphrase, %d of its runes", s, r)
@@ -107,8 +122,13 @@ func TestPolicyLeavesNoCopy(t *testing.T) {
 	clear(p)
 	s, r := found()
 	runtime.KeepAlive(lower)
-	clear(rs)
 	if s < 1 || r < 1 {
 		t.Fatalf("control: copies made on purpose found as %d (string) and %d (runes), want 1 or more each", s, r)
+	}
+	slices.Reverse(rs)
+	_, r2 := found()
+	clear(rs)
+	if r2 < 1 {
+		t.Fatal("control: the runes reversed on purpose are not found")
 	}
 }

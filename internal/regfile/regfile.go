@@ -49,8 +49,14 @@ func open(path string, flags int, perm uint32) (*os.File, error) {
 // Rename renames oldpath to newpath, replacing a file there, as os.Rename
 // does; newpath must not name a directory.
 func Rename(oldpath, newpath string) error {
-	if err := unix.Rename(oldpath, newpath); err != nil {
+	for {
+		err := unix.Rename(oldpath, newpath)
+		switch err {
+		case nil:
+			return nil
+		case unix.EINTR: // as os.Rename: network and FUSE file systems
+			continue
+		}
 		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
 	}
-	return nil
 }

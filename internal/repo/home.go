@@ -218,7 +218,8 @@ type Repo struct {
 
 	headErr atomic.Pointer[error] // see HeadReportError
 
-	pins readPins // see retire
+	pins readPins       // see retire
+	bg   sync.WaitGroup // removals started by readers' Close (unpin)
 }
 
 type bkRef struct {
@@ -251,6 +252,7 @@ func (r *Repo) Catalog() catalog.Catalog { return r.cat }
 // Close releases everything and wipes keys. With AutoBackup set it first
 // writes a catalog backup if one is due.
 func (r *Repo) Close() error {
+	r.bg.Wait()
 	r.runAutoBackup()
 	r.mu.Lock()
 	for k, v := range r.bkeys {

@@ -63,14 +63,39 @@ func (r *Repo) OpenObject(ctx context.Context, bucket, key string) (*Reader, err
 // object has since been replaced and its old version removed, the error
 // is ErrReplaced; if it has been deleted, ErrNotFound.
 func (r *Repo) OpenEntry(ctx context.Context, e catalog.Entry) (*Reader, error) {
+	// Until Close, this version is not removed from the store, even once
+	// superseded or deleted (retire). The pin comes first: a replacement
+	// committed after it finds the version pinned; one committed before
+	// it may be removing the version already, so once the object is open
+	// the catalog must still name it.
+	r.pin(e.ObjectID)
 	o, err := r.openEntryReading(ctx, e, WholeReadMax)
 	if err != nil {
+		r.unpin(e.ObjectID)
 		return nil, r.damage(ctx, e, err)
 	}
-	// Until Close, this version is not removed from the store, even
-	// once superseded or deleted (retire).
-	r.pin(e.ObjectID)
+	r.hooks.at("open:opened")
+	if err := r.stillCurrent(ctx, e); err != nil {
+		o.Wipe()
+		r.unpin(e.ObjectID)
+		return nil, err
+	}
 	return &Reader{Entry: e, obj: o, r: r}, nil
+}
+
+// stillCurrent returns nil if e is bucket/key's current version, else
+// ErrReplaced (another version is current) or ErrNotFound (deleted).
+func (r *Repo) stillCurrent(ctx context.Context, e catalog.Entry) error {
+	cur, err := r.cat.Get(ctx, e.Bucket, e.Key)
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		return fmt.Errorf("%s/%s: deleted while being opened: %w", e.Bucket, e.Key, ErrNotFound)
+	case err != nil:
+		return err
+	case cur.ObjectID != e.ObjectID:
+		return fmt.Errorf("%s/%s: %w", e.Bucket, e.Key, ErrReplaced)
+	}
+	return nil
 }
 
 // WholeReadMax: OpenObject reads an object stored in at most this many

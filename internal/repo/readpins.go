@@ -60,13 +60,18 @@ func (r *Repo) unpin(id keys.ID) {
 	}
 	p.mu.Unlock()
 	if remove {
-		ctx, cancel := context.WithTimeout(context.Background(), unpinRemoveTimeout)
-		defer cancel()
-		r.removeGarbage(ctx, id)
+		// Not in the caller's time: Close runs where a slow store must
+		// not hold things up (a GET's last bytes, a seal stopping every
+		// body). Repo.Close waits for it.
+		r.bg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), unpinRemoveTimeout)
+			defer cancel()
+			r.removeGarbage(ctx, id)
+		})
 	}
 }
 
-// unpinRemoveTimeout bounds the removal a last reader's Close does; what
+// unpinRemoveTimeout bounds the removal a last reader's Close starts; what
 // does not finish is left for Cleanup.
 const unpinRemoveTimeout = 30 * time.Second
 

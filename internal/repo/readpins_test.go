@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"testing"
 
@@ -90,6 +91,7 @@ func TestReadOutlivesReplacement(t *testing.T) {
 			if err := replace.do(e, "unread"); err != nil {
 				t.Fatal(err)
 			}
+			e.r.bg.Wait() // a tag change's own reader closes after the commit
 			if e.storeHolds(unread.ObjectID) {
 				t.Fatal("control: with no reader, the old version is still in the store")
 			}
@@ -127,6 +129,7 @@ func TestReadOutlivesReplacement(t *testing.T) {
 				t.Fatalf("the second reader: %d bytes", len(got))
 			}
 			rd2.Close()
+			e.r.bg.Wait() // the removal the last Close started
 			if e.storeHolds(old) {
 				t.Fatal("the old version is still in the store after its last reader closed")
 			}
@@ -134,5 +137,70 @@ func TestReadOutlivesReplacement(t *testing.T) {
 				t.Fatalf("garbage after the last reader closed: %v %v", g, err)
 			}
 		})
+	}
+}
+
+// TestOpenRacesReplacement: a replacement committed while a version is
+// being opened — after the open has read the object, before it returns —
+// does not leave an open reader whose version is then removed under it.
+// OpenEntry answers ErrReplaced for that entry, OpenObject opens the new
+// version and reads all of it, and the old version leaves the store.
+// Control: the same open with no replacement reads the version it began
+// with.
+func TestOpenRacesReplacement(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	var replaceNow bool
+	next := random(3<<20 + 1)
+	e.hooks = &Hooks{At: func(p string) {
+		if p == "open:opened" && replaceNow {
+			replaceNow = false
+			if _, err := e.r.Put(ctx, "pins", "k", bytes.NewReader(next), PutOptions{}); err != nil {
+				t.Error(err)
+			}
+		}
+	}}
+	e.reopen()
+	first := random(2<<20 + 7)
+	if _, err := e.r.Put(ctx, "pins", "k", bytes.NewReader(first), PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	readAll := func(rd *Reader) []byte {
+		t.Helper()
+		defer rd.Close()
+		return readRange(t, rd, 0, -1)
+	}
+
+	// The control.
+	rd, err := e.r.OpenObject(ctx, "pins", "k")
+	if err != nil || !bytes.Equal(readAll(rd), first) {
+		t.Fatalf("open with no replacement: %v", err)
+	}
+
+	before, err := e.r.Stat(ctx, "pins", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceNow = true
+	if _, err := e.r.OpenEntry(ctx, before); !errors.Is(err, ErrReplaced) {
+		t.Fatalf("OpenEntry of a version replaced while it opened: %v, want ErrReplaced", err)
+	}
+	e.r.bg.Wait()
+	if e.storeHolds(before.ObjectID) {
+		t.Fatal("the replaced version is still in the store")
+	}
+
+	next, first = random(1<<20+3), next
+	replaceNow = true
+	rd, err = e.r.OpenObject(ctx, "pins", "k")
+	if err != nil {
+		t.Fatalf("OpenObject with a replacement while it opened: %v", err)
+	}
+	if got := readAll(rd); !bytes.Equal(got, next) {
+		t.Fatalf("read %d bytes, want the %d of the version now current", len(got), len(next))
+	}
+	e.r.bg.Wait()
+	if g, err := e.r.cat.Garbage(ctx); err != nil || len(g) != 0 {
+		t.Fatalf("garbage left: %v %v", g, err)
 	}
 }
