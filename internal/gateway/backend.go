@@ -704,13 +704,12 @@ func (b *Backend) HeadObject(ctx context.Context, in *s3.HeadObjectInput) (_ *s3
 		// The parts' sizes are in the manifest, which the catalog does
 		// not keep: open the object (checking it, as a GET would).
 		markKeyUse(ctx)
-		rd, err := b.repo.OpenEntry(detached(ctx), e)
+		m, err := b.repo.EntryManifest(detached(ctx), e)
 		if err != nil {
 			b.integrity(bucket, key, err)
 			return nil, s3Error(err, false)
 		}
-		pr, err := partOf(e, rd.Manifest(), *in.PartNumber)
-		rd.Close()
+		pr, err := partOf(e, m, *in.PartNumber)
 		if err != nil {
 			return nil, err
 		}
@@ -812,13 +811,12 @@ func (b *Backend) GetObjectAttributes(ctx context.Context, in *s3.GetObjectAttri
 	// The parts' sizes are in the manifest, which the catalog does not
 	// keep: open the object (checking it, as a GET would).
 	markKeyUse(ctx)
-	rd, err := b.repo.OpenEntry(dctx, e)
+	m, err := b.repo.EntryManifest(dctx, e)
 	if err != nil {
 		b.integrity(bucket, key, err)
 		return s3response.GetObjectAttributesResponse{}, s3Error(err, false)
 	}
-	segs := rd.Manifest().Segments
-	rd.Close()
+	segs := m.Segments
 	if len(segs) != count {
 		return out, nil
 	}

@@ -252,7 +252,7 @@ func (r *Repo) Catalog() catalog.Catalog { return r.cat }
 // Close releases everything and wipes keys. With AutoBackup set it first
 // writes a catalog backup if one is due.
 func (r *Repo) Close() error {
-	r.bg.Wait()
+	r.stopRemovals()
 	r.runAutoBackup()
 	r.mu.Lock()
 	for k, v := range r.bkeys {

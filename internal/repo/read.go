@@ -83,6 +83,19 @@ func (r *Repo) OpenEntry(ctx context.Context, e catalog.Entry) (*Reader, error) 
 	return &Reader{Entry: e, obj: o, r: r}, nil
 }
 
+// EntryManifest authenticates e's header, manifest and footer against the
+// catalog's pin, as OpenEntry does, and returns the manifest: for answers
+// about version e from its manifest alone (its parts), which need no
+// later store request, and so stand even if e is replaced meanwhile.
+func (r *Repo) EntryManifest(ctx context.Context, e catalog.Entry) (*format.Manifest, error) {
+	o, err := r.openEntryReading(ctx, e, WholeReadMax)
+	if err != nil {
+		return nil, r.damage(ctx, e, err)
+	}
+	o.Wipe()
+	return o.Manifest, nil
+}
+
 // stillCurrent returns nil if e is bucket/key's current version, else
 // ErrReplaced (another version is current) or ErrNotFound (deleted).
 func (r *Repo) stillCurrent(ctx context.Context, e catalog.Entry) error {

@@ -26,9 +26,12 @@ import (
 
 // readPins counts the open readers of each object version.
 type readPins struct {
-	mu     sync.Mutex
-	open   map[keys.ID]int
-	doomed map[keys.ID]bool // garbage waiting for its readers to close
+	mu      sync.Mutex
+	open    map[keys.ID]int
+	doomed  map[keys.ID]bool // garbage waiting for its readers to close
+	closing bool             // Repo.Close has begun: no more removals start
+	ctx     context.Context  // of the removals; cancelled by Repo.Close
+	cancel  context.CancelFunc
 }
 
 // pin records a reader of object id.
@@ -58,18 +61,49 @@ func (r *Repo) unpin(id keys.ID) {
 		remove = p.doomed[id]
 		delete(p.doomed, id)
 	}
-	p.mu.Unlock()
-	if remove {
+	if remove && !p.closing {
 		// Not in the caller's time: Close runs where a slow store must
 		// not hold things up (a GET's last bytes, a seal stopping every
-		// body). Repo.Close waits for it.
+		// body). Repo.Close cancels and waits for it; what it leaves
+		// stays on the garbage list for Cleanup, as after a closing.
+		if p.ctx == nil {
+			p.ctx, p.cancel = context.WithCancel(context.Background())
+		}
+		parent := p.ctx
 		r.bg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), unpinRemoveTimeout)
+			ctx, cancel := context.WithTimeout(parent, unpinRemoveTimeout)
 			defer cancel()
 			r.removeGarbage(ctx, id)
 		})
 	}
+	p.mu.Unlock()
 }
+
+// stopRemovals is Repo.Close's: no removal starts after it, and those
+// under way get stopRemovalsGrace to finish before they are cancelled
+// (a store that does not answer must not hold a closing up for long).
+func (r *Repo) stopRemovals() {
+	p := &r.pins
+	p.mu.Lock()
+	p.closing = true
+	cancel := p.cancel
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { r.bg.Wait(); close(done) }()
+	t := time.NewTimer(stopRemovalsGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		if cancel != nil {
+			cancel()
+		}
+		<-done
+	}
+}
+
+// stopRemovalsGrace is how long Repo.Close lets removals under way finish.
+const stopRemovalsGrace = 5 * time.Second
 
 // unpinRemoveTimeout bounds the removal a last reader's Close starts; what
 // does not finish is left for Cleanup.

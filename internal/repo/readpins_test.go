@@ -204,3 +204,44 @@ func TestOpenRacesReplacement(t *testing.T) {
 		t.Fatalf("garbage left: %v %v", g, err)
 	}
 }
+
+// TestReaderClosedAfterRepo: a reader closed after its repository leaves
+// the version it kept for the next run's Cleanup (nothing runs on the
+// closed store and catalog); the control, the same reader closed before
+// the repository, removes it at once.
+func TestReaderClosedAfterRepo(t *testing.T) {
+	ctx := context.Background()
+	for _, after := range []bool{false, true} {
+		e := newEnv(t)
+		if _, err := e.r.Put(ctx, "pins", "k", bytes.NewReader(random(1<<20)), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		rd, err := e.r.OpenObject(ctx, "pins", "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := rd.Entry.ObjectID
+		if _, err := e.r.Put(ctx, "pins", "k", bytes.NewReader(random(1000)), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if !after {
+			rd.Close()
+		}
+		e.reopen() // closes the repository (waiting for removals) and opens it again
+		if after {
+			rd.Close()
+		}
+		g, err := e.r.cat.Garbage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kept := len(g) == 1 && g[0] == old && e.storeHolds(old); kept != after {
+			t.Fatalf("reader closed after the repository %v: version kept for Cleanup %v (garbage %x)", after, kept, g)
+		}
+		if after {
+			if n, err := e.r.Cleanup(ctx); err != nil || n != 1 || e.storeHolds(old) {
+				t.Fatalf("Cleanup: %d removed, %v; store holds it: %v", n, err, e.storeHolds(old))
+			}
+		}
+	}
+}

@@ -36,8 +36,9 @@ func (e *env) reseal(bucket, key string, attrs map[string]string) error {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer rd.Close()
 	_, err = e.r.Reseal(ctx, rd, attrs)
+	rd.Close()
+	e.r.bg.Wait() // the replaced version's removal, which rd's Close starts
 	return err
 }
 
