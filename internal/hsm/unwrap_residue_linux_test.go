@@ -3,17 +3,12 @@ package hsm
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"runtime"
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/secret"
 	"github.com/holdfast/holdfast/internal/testutil/memscan"
 )
-
-// residueChild marks the child process TestUnwrapResidue runs its check in.
-const residueChild = "HOLDFAST_TEST_RESIDUE_CHILD"
 
 // TestUnwrapResidue: a key the token unwraps, wiped by its holder and
 // collected, leaves none of its bytes anywhere in the process's readable
@@ -34,13 +29,7 @@ const residueChild = "HOLDFAST_TEST_RESIDUE_CHILD"
 // token library's registers and the test's own, not a buffer holdfast
 // could clear.
 func TestUnwrapResidue(t *testing.T) {
-	if os.Getenv(residueChild) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestUnwrapResidue$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), residueChild+"=1", "GODEBUG="+os.Getenv("GODEBUG")+",asyncpreemptoff=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestUnwrapResidue")) {
-			t.Fatalf("the check in a child process (asynchronous preemption off): %v\n%s", err, out)
-		}
+	if !memscan.InChild(t) {
 		return
 	}
 	s, _, _ := testSource(t, Options{CacheTTL: -1})

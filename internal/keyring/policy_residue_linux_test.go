@@ -1,11 +1,8 @@
 package keyring
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
-	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -50,10 +47,6 @@ func (a asRunes) Read(p []byte) (int, error) {
 	return len(p), err
 }
 
-// policyResidueChild marks the child process TestPolicyLeavesNoCopy runs
-// its check in.
-const policyResidueChild = "HOLDFAST_TEST_POLICY_RESIDUE_CHILD"
-
 // TestPolicyLeavesNoCopy: checking a new passphrase leaves no copy of it
 // in the process's readable memory once its caller clears its own, as a
 // string, or as the runes the policy compares. The passphrase (32 random
@@ -64,18 +57,10 @@ const policyResidueChild = "HOLDFAST_TEST_POLICY_RESIDUE_CHILD"
 // on purpose the way the policy once made them (a lower-case string, its
 // runes) are found by the same scan.
 //
-// It runs in a child process with asynchronous preemption off, for the
-// reason TestUnwrapResidue gives: a preemption signal saves the
-// registers of whatever holds the bytes at that moment (this test's scan
-// included) on a signal stack in the heap.
+// It runs in a child process with asynchronous preemption off
+// (memscan.InChild says why).
 func TestPolicyLeavesNoCopy(t *testing.T) {
-	if os.Getenv(policyResidueChild) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestPolicyLeavesNoCopy$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), policyResidueChild+"=1", "GODEBUG="+os.Getenv("GODEBUG")+",asyncpreemptoff=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestPolicyLeavesNoCopy")) {
-			t.Fatalf("the check in a child process (asynchronous preemption off): %v\n%s", err, out)
-		}
+	if !memscan.InChild(t) {
 		return
 	}
 	pass, err := secret.NewFrom(letters{})

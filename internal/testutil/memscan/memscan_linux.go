@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,4 +94,30 @@ func Parts(t *testing.T, k secret.Key, from, to int) []string {
 func Halves(t *testing.T, k secret.Key, arena int) []string {
 	a, b := Parts(t, k, 0, 16), Parts(t, k, 16, 32)
 	return append(a[min(arena, len(a)):], b[min(arena, len(b)):]...)
+}
+
+// childEnv marks a test process InChild started.
+const childEnv = "HOLDFAST_TEST_MEMSCAN_CHILD"
+
+// InChild runs the calling test again in a child test process with
+// asynchronous preemption off and reports whether this is that child.
+// In the parent it returns false after the child, failing the test
+// unless the child passed. A preemption signal (SIGURG) that lands
+// while a thread holds key bytes in its registers — the code under
+// test, or a test's own search for the key — has the kernel save those
+// registers in the signal's frame, on the thread's signal stack in the
+// Go heap, where the next scan finds them: registers, not a buffer the
+// code could clear. Scans therefore run with preemption off.
+func InChild(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(childEnv) == t.Name() {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), childEnv+"="+t.Name(), "GODEBUG="+os.Getenv("GODEBUG")+",asyncpreemptoff=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("the check in a child process (asynchronous preemption off): %v\n%s", err, out)
+	}
+	return false
 }
