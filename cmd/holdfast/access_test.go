@@ -66,6 +66,7 @@ func TestAccessCLIWithLiveTable(t *testing.T) {
 				return
 			default:
 				gw.BucketPolicy("photos")
+				gw.BucketPolicyFor("photos", "HFUNKNOWN00000000000")
 				resolves("HFUNKNOWN00000000000")
 			}
 		}

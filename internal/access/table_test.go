@@ -337,8 +337,14 @@ func TestTamperedRecords(t *testing.T) {
 			if pol, _ := tb.BucketPolicy("photos"); bytes.Contains(pol, []byte(victim.ID)) {
 				t.Fatal("a tampered record is in the bucket policy")
 			}
+			if pol, _ := tb.BucketPolicyFor("photos", victim.ID); bytes.Contains(pol, []byte(victim.ID)) {
+				t.Fatal("a tampered record has a statement in its own policy")
+			}
 			if !resolves(tb, control.ID) || !tb.Allowed(control.ID, "photos", Read) {
 				t.Fatal("control: the untouched key does not work")
+			}
+			if pol, _ := tb.BucketPolicyFor("photos", control.ID); !bytes.Contains(pol, []byte(control.ID)) {
+				t.Fatal("control: the untouched key has no statement in its own policy")
 			}
 			ks, err := tb.List(ctx)
 			if err != nil || len(ks) != 2 {
@@ -469,6 +475,9 @@ func TestChangesSeenWithinMaxStale(t *testing.T) {
 	if !resolves(gw, c.ID) || !gw.Allowed(c.ID, "photos", Read) {
 		t.Fatal("the gateway does not see a key added MaxStale ago")
 	}
+	if pol, _ := gw.BucketPolicyFor("photos", c.ID); !bytes.Contains(pol, []byte(c.ID)) {
+		t.Fatal("the gateway's policy for a key added MaxStale ago has no statement for it")
+	}
 	if gw.Version() <= v0 {
 		t.Fatalf("version %d did not grow from %d", gw.Version(), v0)
 	}
@@ -481,6 +490,9 @@ func TestChangesSeenWithinMaxStale(t *testing.T) {
 	}
 	if pol, _ := gw.BucketPolicy("photos"); bytes.Contains(pol, []byte(c.ID)) {
 		t.Fatal("the revoked key is still in the bucket policy")
+	}
+	if pol, _ := gw.BucketPolicyFor("photos", c.ID); bytes.Contains(pol, []byte(c.ID)) {
+		t.Fatal("the revoked key still has a statement in its own policy")
 	}
 }
 
@@ -532,6 +544,9 @@ func TestConcurrentUse(t *testing.T) {
 				}
 			}
 			gw.BucketPolicy("photos")
+			for _, k := range ks {
+				gw.BucketPolicyFor("photos", k.id)
+			}
 			select {
 			case <-passes:
 			default:
