@@ -20,6 +20,7 @@ import (
 	"github.com/holdfast/holdfast/internal/catalog"
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/object"
 	"github.com/holdfast/holdfast/internal/regfile"
 	"github.com/holdfast/holdfast/internal/repo"
 	"github.com/holdfast/holdfast/internal/store"
@@ -223,10 +224,23 @@ func (e *env) putCmd() *cobra.Command {
 					return usagef("%q is a directory: use put -r", src)
 				}
 				in, size = f, fi.Size()
+				if fi.Mode().IsRegular() && fi.Size() > object.DefaultSegmentSize {
+					// More than a segment: sealed where it lies
+					// in the page cache, not copied in first, and
+					// refused if it changes while it is read. (Not
+					// smaller files: mapping one costs more than
+					// copying it, and files of /proc and /sys say
+					// their size is 0 or 4096 whatever they hold.)
+					s, err := regfile.NewSource(f)
+					if err != nil {
+						return err
+					}
+					in, size = s, s.Size()
+				}
 			}
 			bar := newBar(e.stderr, e.quiet || e.jsonOut, size, "put "+dst)
 			if bar != nil {
-				in = io.TeeReader(in, bar)
+				in = countBytes(in, bar)
 				defer bar.Finish()
 			}
 			ent, err := r.Put(ctx, bucket, key, in, repo.PutOptions{ContentType: contentType, Meta: md})

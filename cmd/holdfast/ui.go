@@ -21,6 +21,7 @@ import (
 	"github.com/holdfast/holdfast/internal/keyring"
 	"github.com/holdfast/holdfast/internal/keys"
 	"github.com/holdfast/holdfast/internal/keys/remote"
+	"github.com/holdfast/holdfast/internal/regfile"
 	"github.com/holdfast/holdfast/internal/repo"
 	"github.com/holdfast/holdfast/internal/store"
 )
@@ -174,6 +175,16 @@ func newBar(stderr io.Writer, quiet bool, total int64, desc string) *progressbar
 		progressbar.OptionClearOnFinish(),
 		progressbar.OptionSetWidth(30),
 	)
+}
+
+// countBytes has bar count the bytes read from in. A regfile.Source
+// counts them itself, and so goes on handing out views of its file.
+func countBytes(in io.Reader, bar *progressbar.ProgressBar) io.Reader {
+	if s, ok := in.(*regfile.Source); ok {
+		s.SetProgress(func(n int64) { _ = bar.Add64(n) })
+		return s
+	}
+	return io.TeeReader(in, bar)
 }
 
 // newCountBar is newBar for a count of objects.

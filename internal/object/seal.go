@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -168,7 +169,27 @@ type sealJob struct {
 	salt [format.SaltLen]byte
 	err  error
 	done chan struct{}
+	// A segment read in place (Viewer): pt is the view, own the buffer
+	// it stands in for, release ends the view.
+	own     []byte
+	release func()
 }
+
+// Viewer is an input whose pieces the sealer can encrypt where they are
+// instead of copying them into its own buffers first (regfile.Source: a
+// regular file, mapped). View returns the next min(n, what is left)
+// bytes and moves past them, or no bytes and the error that ends the
+// input (io.EOF); the bytes stay valid until release. Reading a view may
+// fault if the input changes (a mapped file truncated): the sealer reads
+// views with runtime/debug.SetPanicOnFault and fails the object with
+// ErrInputChanged.
+type Viewer interface {
+	View(n int) (view []byte, release func(), err error)
+}
+
+// ErrInputChanged is the error of an object whose input changed under a
+// view of it while it was being sealed.
+var ErrInputChanged = errors.New("the input changed while it was being read")
 
 // WriteTo writes the whole stored object to w: header, segments (encrypted
 // in parallel, written in order), padding, manifest and footer.
@@ -228,6 +249,37 @@ func (s *Sealer) seal(j *sealJob) error {
 		j.ct = stream.Seal(aead, j.ct[:0], j.pt)
 	}
 	return err
+}
+
+// sealView seals j, whose plaintext is a view of the input, and ends the
+// view. A fault reading the view fails the segment with ErrInputChanged.
+func (s *Sealer) sealView(j *sealJob) (err error) {
+	defer func() {
+		j.release()
+		j.release = nil
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			err = ErrInputChanged
+		}
+	}()
+	return s.seal(j)
+}
+
+// unview puts j's own plaintext buffer back after a view, ending the
+// view if it is still open.
+func (j *sealJob) unview() {
+	if j.release != nil {
+		j.release()
+		j.release = nil
+	}
+	if j.own != nil {
+		j.pt, j.own = j.own, nil
+	}
 }
 
 // writeSegments reads, seals and writes every segment in order. It reads
@@ -336,11 +388,16 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 		go func() {
 			defer running.Done()
 			for j := range work {
-				j.err = s.seal(j)
+				if j.release != nil {
+					j.err = s.sealView(j)
+				} else {
+					j.err = s.seal(j)
+				}
 				close(j.done)
 			}
 		}()
 	}
+	viewer, _ := s.src.(Viewer)
 	var readErr error
 	go func() {
 		defer running.Done()
@@ -359,21 +416,39 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 				} else if j == nil { // stopped
 					return
 				}
-				n, err := io.ReadFull(s.src, j.pt[:segSize])
+				var n int
+				if viewer != nil {
+					var view []byte
+					// A short view is the last, but the input ends
+					// only with the error after it (a Source checks
+					// then that its file did not change).
+					view, j.release, err = viewer.View(segSize)
+					if n = len(view); n > 0 {
+						j.own, j.pt = j.pt, view
+					} else if err == nil {
+						err = io.ErrNoProgress
+					}
+				} else {
+					n, err = io.ReadFull(s.src, j.pt[:segSize])
+					if err == io.ErrUnexpectedEOF {
+						last, err = true, nil
+					}
+				}
 				switch {
-				case err == io.EOF:
+				case n == 0 && err == io.EOF:
+					j.unview()
 					j.pt = j.pt[:cap(j.pt)]
 					free <- j
 					return
-				case err == io.ErrUnexpectedEOF:
-					last = true
 				case err != nil:
+					j.unview()
 					readErr = fmt.Errorf("reading input: %w", err)
 					return
 				}
 				j.pt = j.pt[:n]
 			}
 			if _, err := io.ReadFull(s.opt.Rand, j.salt[:]); err != nil {
+				j.unview()
 				readErr = fmt.Errorf("reading segment salt: %w", err)
 				return
 			}
@@ -381,6 +456,7 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 			select {
 			case order <- j:
 			case <-stop:
+				j.unview()
 				return
 			}
 			work <- j
@@ -400,6 +476,7 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 			return nil, err
 		}
 		segs = append(segs, format.Segment{Len: uint64(len(j.pt)), Salt: j.salt})
+		j.unview()
 		j.pt = j.pt[:cap(j.pt)]
 		free <- j
 	}

@@ -1,0 +1,192 @@
+package object
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/regfile"
+)
+
+// countingViews is a regfile.Source whose views are counted, and which
+// can truncate its file right after handing out a view.
+type countingViews struct {
+	*regfile.Source
+	path       string
+	taken      atomic.Int64 // views handed out
+	open       atomic.Int64 // views not yet released
+	truncateAt int64        // truncate the file after the view of this number (from 1), if > 0
+}
+
+func (c *countingViews) View(n int) ([]byte, func(), error) {
+	v, release, err := c.Source.View(n)
+	if len(v) == 0 {
+		return v, release, err
+	}
+	c.open.Add(1)
+	if c.taken.Add(1) == c.truncateAt {
+		if terr := os.Truncate(c.path, 0); terr != nil {
+			panic(terr)
+		}
+	}
+	var once atomic.Bool
+	return v, func() {
+		if !once.CompareAndSwap(false, true) {
+			panic("view released twice")
+		}
+		c.open.Add(-1)
+		release()
+	}, err
+}
+
+func sourceOf(t *testing.T, data []byte) (string, *regfile.Source) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	s, err := regfile.NewSource(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, s
+}
+
+// TestViewedSealMatchesCopied: an input sealed through views of a mapped
+// file gives the same stored bytes as the same input copied in through
+// Read, with the same randomness, at sizes around the segment size; every
+// view is released, and views are used whenever there is more than one
+// segment (the control that the views were taken at all).
+func TestViewedSealMatchesCopied(t *testing.T) {
+	const seg = 64 << 10
+	f := newFixture(t)
+	mod := time.Unix(1700000000, 0)
+	for _, n := range []int{1, seg - 1, seg, seg + 1, 3 * seg, 3*seg + 5, 17*seg + 4097} {
+		for _, segSize := range []int{seg, 0} {
+			t.Run(fmt.Sprintf("%d/seg%d", n, segSize), func(t *testing.T) {
+				data := make([]byte, n)
+				rand.Read(data)
+				salt := make([]byte, 64)
+				rand.Read(salt)
+				seed := [32]byte{byte(n), byte(segSize >> 16)}
+				seal := func(src io.Reader) []byte {
+					s, err := NewSealer(src, f.ident, Attrs{Modified: mod}, f.wrapFrom(salt),
+						SealOptions{SegmentSize: segSize, Rand: mrand.NewChaCha8(seed)})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer s.Close()
+					var out bytes.Buffer
+					if _, err := s.WriteTo(&out); err != nil {
+						t.Fatal(err)
+					}
+					return out.Bytes()
+				}
+				want := seal(bytes.NewReader(data))
+				path, src := sourceOf(t, data)
+				cv := &countingViews{Source: src, path: path}
+				got := seal(cv)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("viewed seal differs from copied seal (%d vs %d bytes)", len(got), len(want))
+				}
+				if open := cv.open.Load(); open != 0 {
+					t.Fatalf("%d views never released", open)
+				}
+				ss := segSize
+				if ss == 0 {
+					ss = DefaultSegmentSize
+				}
+				if multi := n > ss; multi != (cv.taken.Load() > 0) {
+					t.Fatalf("%d views taken for %d bytes in segments of %d", cv.taken.Load(), n, ss)
+				}
+			})
+		}
+	}
+}
+
+// TestViewFaultFailsTheObject: a file truncated while its pages are
+// mapped makes reading the view fault; the sealer turns the fault into
+// ErrInputChanged instead of crashing, releases every view and returns
+// its buffers. The control seals the same file left alone.
+func TestViewFaultFailsTheObject(t *testing.T) {
+	f := newFixture(t)
+	data := make([]byte, 4*DefaultSegmentSize+100)
+	rand.Read(data)
+	for _, truncate := range []bool{false, true} {
+		path, src := sourceOf(t, data)
+		cv := &countingViews{Source: src, path: path}
+		if truncate {
+			cv.truncateAt = 2
+		}
+		s, err := NewSealer(cv, f.ident, Attrs{}, f.wrap, SealOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.WriteTo(io.Discard)
+		s.Close()
+		switch {
+		case !truncate && err != nil:
+			t.Fatalf("control: %v", err)
+		case truncate && !errors.Is(err, ErrInputChanged):
+			t.Fatalf("truncated under a view: got %v, want ErrInputChanged", err)
+		}
+		waitReturned(t, fmt.Sprintf("truncate=%v", truncate))
+		deadline := time.Now().Add(10 * time.Second)
+		for cv.open.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("truncate=%v: %d views never released", truncate, cv.open.Load())
+			}
+			runtime.Gosched()
+		}
+		if cv.taken.Load() == 0 {
+			t.Fatalf("truncate=%v: no view was taken", truncate)
+		}
+	}
+}
+
+// TestSourceChangeFailsTheObject: a file that grows after the Source saw
+// it fails the seal with regfile.ErrChanged once its end is reached; the
+// same file left alone (the control) seals.
+func TestSourceChangeFailsTheObject(t *testing.T) {
+	f := newFixture(t)
+	data := make([]byte, 2*DefaultSegmentSize+7)
+	rand.Read(data)
+	for _, grow := range []bool{false, true} {
+		path, src := sourceOf(t, data)
+		if grow {
+			g, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Write([]byte("appended"))
+			g.Close()
+		}
+		s, err := NewSealer(src, f.ident, Attrs{}, f.wrap, SealOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.WriteTo(io.Discard)
+		s.Close()
+		switch {
+		case !grow && err != nil:
+			t.Fatalf("control: %v", err)
+		case grow && !errors.Is(err, regfile.ErrChanged):
+			t.Fatalf("grown file: got %v, want ErrChanged", err)
+		}
+		waitReturned(t, fmt.Sprintf("grow=%v", grow))
+	}
+}
