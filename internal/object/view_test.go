@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/regfile"
 )
 
@@ -188,5 +189,86 @@ func TestSourceChangeFailsTheObject(t *testing.T) {
 			t.Fatalf("grown file: got %v, want ErrChanged", err)
 		}
 		waitReturned(t, fmt.Sprintf("grow=%v", grow))
+	}
+}
+
+// failingWriter fails every write after the first ok bytes.
+type failingWriter struct {
+	ok  int64
+	err error
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > w.ok {
+		n := int(w.ok)
+		w.ok = 0
+		return n, w.err
+	}
+	w.ok -= int64(len(p))
+	return len(p), nil
+}
+
+// TestLargePaddingIsTheKeystream: an object whose padding is made ahead
+// of its writes (more than smallSegment of it, here a few buffers) is padded with exactly the
+// padding keystream, which Open checks; a write failing inside the
+// padding fails the seal with that error and returns the padding's
+// buffers, and the control (no failure) stores the whole object.
+func TestLargePaddingIsTheKeystream(t *testing.T) {
+	f := newFixture(t)
+	// Just over 64 MiB: Padmé pads to the next 2 MiB, a few buffers'
+	// worth, so each of the two is filled and written more than once.
+	data := make([]byte, 64<<20+1)
+	rand.Read(data)
+	res := f.put(t, data, 0)
+	if res.Sizes.Padding <= 3*uint64(smallBufs.Size()) {
+		t.Fatalf("padding is %d bytes: too little to go through both buffers twice", res.Sizes.Padding)
+	}
+	ctx := t.Context()
+	name := format.StoreName(f.ident.Object)
+	o, err := Open(ctx, f.st, name, f.expect(res), f.unwrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := o.WriteTo(ctx, &out); err != nil { // checks the padding
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("plaintext differs")
+	}
+	rc, err := f.st.ReadRange(ctx, name, int64(res.Sizes.Body), int64(res.Sizes.Padding))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, res.Sizes.Padding)
+	fillPadding(o.d.padStream(), want)
+	if !bytes.Equal(got, want) {
+		t.Fatal("stored padding is not the padding keystream")
+	}
+
+	boom := errors.New("disk full")
+	for _, fail := range []bool{false, true} {
+		s, err := NewSealer(bytes.NewReader(data), f.ident, Attrs{}, f.wrap, SealOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &failingWriter{ok: 1 << 62, err: boom}
+		if fail {
+			w.ok = int64(res.Sizes.Body) + int64(res.Sizes.Padding)/2
+		}
+		n, err := s.WriteTo(w)
+		s.Close()
+		switch {
+		case !fail && (err != nil || uint64(n) != res.Sizes.Stored):
+			t.Fatalf("control: wrote %d of %d bytes: %v", n, res.Sizes.Stored, err)
+		case fail && !errors.Is(err, boom):
+			t.Fatalf("a write failing in the padding: got %v", err)
+		}
+		waitReturned(t, fmt.Sprintf("padding, fail=%v", fail))
 	}
 }

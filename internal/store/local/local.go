@@ -30,6 +30,13 @@ const (
 	// copyBlock is the copy buffer size and the granularity at which Put
 	// checks its context.
 	copyBlock = 1 << 20
+
+	// writeBlock is the largest write(2) of a slice a source's WriteTo
+	// hands over: a whole segment's ciphertext (4 MiB and its tags) in one
+	// call. Writing it in 1 MiB calls made a 1 GiB put about 5% slower on
+	// tmpfs (each call takes the inode's lock and updates its times); the
+	// context is still checked every 8 MiB, a few milliseconds of writing.
+	writeBlock = 8 << 20
 )
 
 var (
@@ -402,9 +409,9 @@ func (w *bodyWriter) flush() error {
 	return err
 }
 
-// Write writes p in blocks of at most copyBlock bytes, checking the context
-// before each, so that a source's WriteTo handing over a large slice is
-// still cancellable.
+// Write writes p in blocks of at most writeBlock bytes, checking the
+// context before each, so that a source's WriteTo handing over a large
+// slice is still cancellable.
 func (w *bodyWriter) Write(p []byte) (int, error) {
 	if int64(len(p)) > w.left {
 		return 0, errTooLong
@@ -427,7 +434,7 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 		if err := w.ctx.Err(); err != nil {
 			return written, err
 		}
-		n, err := w.f.Write(p[written:min(len(p), written+copyBlock)])
+		n, err := w.f.Write(p[written:min(len(p), written+writeBlock)])
 		written += n
 		w.left -= int64(n)
 		if err != nil {
