@@ -34,7 +34,7 @@ rounds = []
 for line in open(os.path.join(d, "big.tsv")):
     if line.strip():
         rounds.append({k: float(v) for k, v in (f.split("=") for f in line.split())})
-names = {"cp": "cp", "floor": "read → AES-GCM → write, nothing else (bench/floor)", "holdfast_ls_s": "holdfast ls (session)", "holdfast_put_s": "holdfast put (session)",
+names = {"cp": "cp", "floor": "map → AES-GCM → write, nothing else (bench/floor)", "holdfast_ls_s": "holdfast ls (session)", "holdfast_put_s": "holdfast put (session)",
          "holdfast_get_s": "holdfast get (session)",
          "holdfast_ls": "holdfast ls (passphrase: key derivation + open)", "holdfast_put": "holdfast put (passphrase)",
          "holdfast_get": "holdfast get (passphrase)", "age_e": "age -e",
@@ -254,20 +254,22 @@ w("  Argon2id with 64 MiB, time cost calibrated by `init` to about half a second
 w("  machine (the passphrase `holdfast ls` row). That fixed cost is as large as `cp` of 1 GiB")
 w("  itself, so no command that pays it can come near 1.25× `cp`; `holdfast unlock` pays it")
 w("  once per session, and a long-running process (`holdfast serve`, `sync`) once per run.")
-w("- **Copies.** `cp` copies inside the kernel (copy_file_range); Holdfast reads into user")
-w("  memory, encrypts and writes back: two kernel copies plus one pass of AES-GCM, spread over")
-w("  both cores. The write into the store is the serial part (tmpfs takes the file's lock for")
-w("  each write), and it costs what `cp` costs; reading and encrypting run beside it on the")
-w("  other core. Encrypting straight from and into mapped files was tried and measured slower")
-w("  here: mapping and zeroing fresh tmpfs pages page by page costs more than the copies it")
-w("  saves. On these virtual machines writing fresh tmpfs pages varies about twofold from run")
-w("  to run, which is why the ratios above are medians of per-round ratios.")
+w("- **Copies.** `cp` copies inside the kernel (copy_file_range). `holdfast put` of a file")
+w("  over 4 MiB maps it read-only a segment at a time and encrypts straight from the page")
+w("  cache on both cores, then writes the ciphertext: one kernel copy plus one pass of")
+w("  AES-GCM (reading the file into the process first, as it did until 2026-11-28, was a")
+w("  sixth of its CPU time). The write into the store is the serial part (tmpfs takes the")
+w("  file's lock for each write), and it costs what `cp` costs; encrypting runs beside it on")
+w("  the other core. Encrypting into a mapped output file as well was tried and measured")
+w("  slower here: faulting in and zeroing fresh tmpfs pages one by one costs more than the")
+w("  write's copy. On these virtual machines writing fresh tmpfs pages varies about twofold")
+w("  from run to run, which is why the ratios above are medians of per-round ratios.")
 if names["floor"] in bigratio:
     fl = med(bigratio[names["floor"]])
     over = med([r["holdfast_put_s"] / r["floor"] for r in rounds])
-    w(f"- **The floor.** `bench/floor` does only what every encrypting copy must: it reads the")
-    w(f"  file into memory in 4 MiB pieces, seals them with AES-256-GCM in 64 KiB chunks on both")
-    w(f"  cores and writes them in order — no keys, catalog, manifest or padding. In this run it")
+    w(f"- **The floor.** `bench/floor` does only what every encrypting copy must: it maps the")
+    w(f"  file in 4 MiB pieces, seals them with AES-256-GCM in 64 KiB chunks on both cores and")
+    w(f"  writes them in order — no keys, catalog, manifest or padding. In this run it")
     w(f"  took {fl:.2f}× `cp` (median of rounds), and `holdfast put` (session) took {over:.2f}× the")
     w(f"  floor: the put target of 1.25× `cp` is {'within' if fl <= 1.25 else 'below'} what reading, encrypting and")
     w(f"  writing cost on this machine, whatever the format does.")

@@ -79,7 +79,7 @@ for ((r = 0; r <= RUNS; r++)); do   # round 0 is a warm-up, not recorded
   # timing), so tmpfs never holds more than one spare copy: a VM short of
   # free memory slows whoever allocates pages next.
   row="cp=$(t cp "$W/in.bin" "$W/cp.out")"; rm -f "$W/cp.out"
-  # The least an encrypting copy costs here (bench/floor): read, AES-GCM
+  # The least an encrypting copy costs here (bench/floor): map, AES-GCM
   # on both cores, write in order; nothing of Holdfast's format.
   row+=" floor=$(t bin/floor "$W/in.bin" "$W/floor.out")"; rm -f "$W/floor.out"
   # Holdfast twice: in an unlocked session (holdfast unlock: the keyring
