@@ -12,6 +12,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/regfile"
 	"github.com/holdfast/holdfast/internal/secret"
 	"github.com/holdfast/holdfast/internal/stream"
 )
@@ -179,12 +180,17 @@ type sealJob struct {
 // instead of copying them into its own buffers first (regfile.Source: a
 // regular file, mapped). View returns the next min(n, what is left)
 // bytes and moves past them, or no bytes and the error that ends the
-// input (io.EOF); the bytes stay valid until release. Reading a view may
-// fault if the input changes (a mapped file truncated): the sealer reads
-// views with runtime/debug.SetPanicOnFault and fails the object with
-// ErrInputChanged.
+// input (io.EOF); the bytes stay valid until release. A View failing
+// with regfile.ErrNotMappable has consumed nothing, and the sealer reads
+// the rest through Read. Reading a view may fault if the input changes
+// (a mapped file truncated): the sealer reads views with
+// runtime/debug.SetPanicOnFault and fails the object with
+// ErrInputChanged. Since views are read after the input's end was
+// reached, the sealer asks Unchanged once it has sealed them all, and
+// fails the object with its error.
 type Viewer interface {
 	View(n int) (view []byte, release func(), err error)
+	Unchanged() error
 }
 
 // ErrInputChanged is the error of an object whose input changed under a
@@ -485,10 +491,13 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 					view, j.release, err = viewer.View(segSize)
 					if n = len(view); n > 0 {
 						j.own, j.pt = j.pt, view
+					} else if errors.Is(err, regfile.ErrNotMappable) {
+						viewer, err = nil, nil // read the rest
 					} else if err == nil {
 						err = io.ErrNoProgress
 					}
-				} else {
+				}
+				if viewer == nil {
 					n, err = io.ReadFull(s.src, j.pt[:segSize])
 					if err == io.ErrUnexpectedEOF {
 						last, err = true, nil
@@ -544,6 +553,13 @@ func (s *Sealer) pipeline(first *sealJob, write func([]byte) error) ([]format.Se
 		return nil, readErr
 	}
 	finished = true
+	if v, ok := s.src.(Viewer); ok {
+		// Every view is sealed and released: only now is what was
+		// sealed known to be what the input held.
+		if err := v.Unchanged(); err != nil {
+			return nil, fmt.Errorf("reading input: %w", err)
+		}
+	}
 	return segs, nil
 }
 

@@ -26,11 +26,19 @@ type countingViews struct {
 	taken      atomic.Int64 // views handed out
 	open       atomic.Int64 // views not yet released
 	truncateAt int64        // truncate the file after the view of this number (from 1), if > 0
+	unmappable int64        // views from this number on fail with ErrNotMappable, if > 0
+	atEnd      func()       // called when the input's end was reached, views maybe unread
 }
 
 func (c *countingViews) View(n int) ([]byte, func(), error) {
+	if c.unmappable > 0 && c.taken.Load()+1 >= c.unmappable {
+		return nil, nil, fmt.Errorf("%w: injected", regfile.ErrNotMappable)
+	}
 	v, release, err := c.Source.View(n)
 	if len(v) == 0 {
+		if err == io.EOF && c.atEnd != nil {
+			c.atEnd()
+		}
 		return v, release, err
 	}
 	c.open.Add(1)
@@ -103,6 +111,12 @@ func TestViewedSealMatchesCopied(t *testing.T) {
 				got := seal(cv)
 				if !bytes.Equal(got, want) {
 					t.Fatalf("viewed seal differs from copied seal (%d vs %d bytes)", len(got), len(want))
+				}
+				// A file that cannot be mapped from its second view
+				// on is read for the rest, to the same bytes.
+				path2, src2 := sourceOf(t, data)
+				if got := seal(&countingViews{Source: src2, path: path2, unmappable: 2}); !bytes.Equal(got, want) {
+					t.Fatalf("seal of a file unmappable after one view differs from copied seal")
 				}
 				if open := cv.open.Load(); open != 0 {
 					t.Fatalf("%d views never released", open)
@@ -270,5 +284,69 @@ func TestLargePaddingIsTheKeystream(t *testing.T) {
 			t.Fatalf("a write failing in the padding: got %v", err)
 		}
 		waitReturned(t, fmt.Sprintf("padding, fail=%v", fail))
+	}
+}
+
+// TestChangeAfterTheEndFailsTheObject: the input's end is reached while
+// the last views are still to be sealed; a file changed then (grown, or
+// rewritten in place with its times moved on) fails the seal with
+// regfile.ErrChanged once every view is sealed, where checking only at
+// the end of input would have stored bytes the file never held together.
+// The control changes nothing and seals.
+func TestChangeAfterTheEndFailsTheObject(t *testing.T) {
+	f := newFixture(t)
+	data := make([]byte, 3*DefaultSegmentSize+99)
+	rand.Read(data)
+	for _, c := range []struct {
+		name   string
+		change func(t *testing.T, p string)
+	}{
+		{"unchanged", nil},
+		{"grown", func(t *testing.T, p string) {
+			g, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			g.Write([]byte("x"))
+			g.Close()
+		}},
+		{"rewritten", func(t *testing.T, p string) {
+			g, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			g.WriteAt([]byte("changed"), int64(len(data)-10))
+			g.Close()
+			// The times move on however coarse the file system's
+			// clock.
+			later := time.Now().Add(time.Hour)
+			if err := os.Chtimes(p, later, later); err != nil {
+				t.Error(err)
+			}
+		}},
+	} {
+		path, src := sourceOf(t, data)
+		cv := &countingViews{Source: src, path: path}
+		if c.change != nil {
+			cv.atEnd = func() { c.change(t, path) }
+		}
+		s, err := NewSealer(cv, f.ident, Attrs{}, f.wrap, SealOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.WriteTo(io.Discard)
+		s.Close()
+		switch {
+		case c.change == nil && err != nil:
+			t.Fatalf("control: %v", err)
+		case c.change != nil && !errors.Is(err, regfile.ErrChanged):
+			t.Fatalf("%s after the end: got %v, want ErrChanged", c.name, err)
+		}
+		if cv.taken.Load() == 0 {
+			t.Fatalf("%s: no view was taken", c.name)
+		}
+		waitReturned(t, c.name)
 	}
 }

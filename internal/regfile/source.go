@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,20 +14,27 @@ import (
 // being read: what was read is no version the file ever had.
 var ErrChanged = errors.New("the file changed while it was being read")
 
+// ErrNotMappable is the error of a View of a file its file system cannot
+// map (some FUSE and special files): nothing was consumed, and the rest
+// of the file can still be read through Read.
+var ErrNotMappable = errors.New("the file cannot be mapped")
+
 // Source reads a regular file to store it, as it was when NewSource saw
-// it: the size then is the whole input, and once all of it was read the
-// file is looked at again, and an input whose size or modification time
-// has changed ends with ErrChanged instead of io.EOF.
+// it: the size then is the whole input, and the file is looked at again
+// once all of it was read — a file whose size, modification time or
+// change time is not what it was ends with ErrChanged instead of io.EOF.
+// (A change is told by those times, so one made within the file system's
+// clock tick of the last change before NewSource, or through a shared
+// writable mapping that has not been written back, can go unseen.)
 //
 // It is an io.Reader, and it can also hand over a piece of the file
 // without copying it (View): the piece is mapped read-only from the
 // page cache, so an encrypting reader reads the file's pages once,
 // where read(2) would first copy them into the process. A 1 GiB put
-// on tmpfs spends about a sixth of its CPU time in that copy.
+// on tmpfs spent about a sixth of its CPU time in that copy.
 type Source struct {
 	f     *os.File
-	size  int64
-	mtime unix.Timespec
+	start unix.Stat_t // what NewSource saw
 	off   int64
 	end   error       // the result at the end, once checked
 	count func(int64) // told of the bytes read, or nil
@@ -34,30 +42,45 @@ type Source struct {
 
 // NewSource reads f, which must be a regular file, from its start.
 func NewSource(f *os.File) (*Source, error) {
-	var st unix.Stat_t
-	if err := fstat(f, &st); err != nil {
+	s := &Source{f: f}
+	if err := s.stat(&s.start); err != nil {
 		return nil, err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if s.start.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("%s is not a regular file", f.Name())
 	}
-	return &Source{f: f, size: st.Size, mtime: st.Mtim}, nil
+	return s, nil
 }
 
-func fstat(f *os.File, st *unix.Stat_t) error {
-	for {
-		err := unix.Fstat(int(f.Fd()), st)
-		if err != unix.EINTR {
-			if err != nil {
-				return &os.PathError{Op: "stat", Path: f.Name(), Err: err}
-			}
-			return nil
-		}
+// fd runs fn on the file's descriptor, which stays open meanwhile (a
+// Close from another goroutine waits, and one before makes fd fail).
+func (s *Source) fd(op string, fn func(fd int) error) error {
+	rc, err := s.f.SyscallConn()
+	if err != nil {
+		return &os.PathError{Op: op, Path: s.f.Name(), Err: err}
 	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return &os.PathError{Op: op, Path: s.f.Name(), Err: err}
+	}
+	if ferr != nil {
+		return &os.PathError{Op: op, Path: s.f.Name(), Err: ferr}
+	}
+	return nil
+}
+
+func (s *Source) stat(st *unix.Stat_t) error {
+	return s.fd("stat", func(fd int) error {
+		for {
+			if err := unix.Fstat(fd, st); err != unix.EINTR {
+				return err
+			}
+		}
+	})
 }
 
 // Size is the file's size when NewSource saw it: the length of the input.
-func (s *Source) Size() int64 { return s.size }
+func (s *Source) Size() int64 { return s.start.Size }
 
 // SetProgress has fn told of the number of bytes every Read or View
 // moves past.
@@ -72,11 +95,12 @@ func (s *Source) advance(n int64) {
 
 // Read reads the next bytes of the file.
 func (s *Source) Read(p []byte) (int, error) {
-	if s.off >= s.size {
+	size := s.start.Size
+	if s.off >= size {
 		return 0, s.atEnd()
 	}
-	if int64(len(p)) > s.size-s.off {
-		p = p[:s.size-s.off]
+	if int64(len(p)) > size-s.off {
+		p = p[:size-s.off]
 	}
 	n, err := s.f.ReadAt(p, s.off)
 	s.advance(int64(n))
@@ -92,39 +116,61 @@ func (s *Source) Read(p []byte) (int, error) {
 // View returns the next min(n, what is left) bytes of the file, mapped
 // read-only, and moves past them; at the end it returns no bytes and
 // the error Read would. The bytes stay valid until release is called,
-// which the caller must do once, and only then.
+// which the caller must do once, and only then. A file its file system
+// cannot map gives ErrNotMappable and moves past nothing.
 //
 // A file truncated while a view of it is read makes the read fault
 // (SIGBUS) where the pages are gone: a reader of views must run with
-// runtime/debug.SetPanicOnFault and treat the fault as ErrChanged.
+// runtime/debug.SetPanicOnFault and treat the fault as a change. Once
+// every view is released, Unchanged tells whether the file changed.
 func (s *Source) View(n int) (view []byte, release func(), err error) {
-	if s.off >= s.size {
+	size := s.start.Size
+	if s.off >= size {
 		return nil, nil, s.atEnd()
 	}
-	k := min(int64(n), s.size-s.off)
+	k := min(int64(n), size-s.off)
 	page := int64(os.Getpagesize())
 	start := s.off &^ (page - 1)
 	lead := s.off - start
-	m, err := unix.Mmap(int(s.f.Fd()), start, int(lead+k), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, nil, &os.PathError{Op: "mmap", Path: s.f.Name(), Err: err}
+	var m []byte
+	err = s.fd("mmap", func(fd int) error {
+		var err error
+		m, err = unix.Mmap(fd, start, int(lead+k), unix.PROT_READ, unix.MAP_SHARED)
+		return err
+	})
+	switch {
+	case errors.Is(err, syscall.ENODEV), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EINVAL):
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotMappable, err)
+	case err != nil:
+		return nil, nil, err
 	}
 	s.advance(k)
 	return m[lead : lead+k : lead+k], func() { _ = unix.Munmap(m) }, nil
 }
 
 // atEnd is what the input ends with: io.EOF if the file is as it was.
+// It is checked once: views handed out before it may still be read, so a
+// reader of views asks Unchanged again once it has released them.
 func (s *Source) atEnd() error {
 	if s.end == nil {
-		var st unix.Stat_t
-		switch err := fstat(s.f, &st); {
-		case err != nil:
-			s.end = err
-		case st.Size != s.size || st.Mtim != s.mtime:
-			s.end = ErrChanged
-		default:
+		s.end = s.Unchanged()
+		if s.end == nil {
 			s.end = io.EOF
 		}
 	}
 	return s.end
+}
+
+// Unchanged looks at the file again: nil if its size, modification time
+// and change time are what NewSource saw, else ErrChanged (or the error
+// looking failed with).
+func (s *Source) Unchanged() error {
+	var st unix.Stat_t
+	if err := s.stat(&st); err != nil {
+		return err
+	}
+	if st.Size != s.start.Size || st.Mtim != s.start.Mtim || st.Ctim != s.start.Ctim {
+		return ErrChanged
+	}
+	return nil
 }

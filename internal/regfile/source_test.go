@@ -104,6 +104,27 @@ func TestSourceChanged(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"mode changed", func(t *testing.T, p string) {
+			// Only the change time moves; wait for it to (the
+			// file system's clock may be coarse), so the test
+			// never races it.
+			var st0 unix.Stat_t
+			if err := unix.Stat(p, &st0); err != nil {
+				t.Fatal(err)
+			}
+			for mode := uint32(0o400); ; mode ^= 0o200 {
+				if err := os.Chmod(p, os.FileMode(mode)); err != nil {
+					t.Fatal(err)
+				}
+				var st unix.Stat_t
+				if err := unix.Stat(p, &st); err != nil {
+					t.Fatal(err)
+				}
+				if st.Ctim != st0.Ctim {
+					return
+				}
+			}
+		}},
 		{"rewritten", func(t *testing.T, p string) {
 			f, err := os.OpenFile(p, os.O_WRONLY, 0)
 			if err != nil {
@@ -195,5 +216,33 @@ func TestSourceNeedsARegularFile(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("%s: NewSource: %v", c.path, err)
 		}
+	}
+}
+
+// TestSourceAfterClose: a Source whose file was closed fails its views
+// and its check with an error, rather than use a descriptor number the
+// process may have given to another file; before the close (the
+// control) the same calls succeed.
+func TestSourceAfterClose(t *testing.T) {
+	data := make([]byte, 3*4096)
+	_, f := writeTemp(t, data)
+	s, err := NewSource(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, release, err := s.View(4096)
+	if err != nil || len(v) != 4096 {
+		t.Fatalf("control view: %d bytes, %v", len(v), err)
+	}
+	release()
+	if err := s.Unchanged(); err != nil {
+		t.Fatalf("control check: %v", err)
+	}
+	f.Close()
+	if v, _, err := s.View(4096); err == nil || len(v) != 0 {
+		t.Fatalf("view after close: %d bytes, %v", len(v), err)
+	}
+	if err := s.Unchanged(); err == nil || errors.Is(err, ErrChanged) {
+		t.Fatalf("check after close: %v, want an error that is not ErrChanged", err)
 	}
 }
