@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"sync"
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keys"
@@ -81,6 +82,73 @@ func (d *derived) padStream() cipher.Stream {
 func fillPadding(s cipher.Stream, dst []byte) {
 	clear(dst)
 	s.XORKeyStream(dst, dst)
+}
+
+// padAhead hands the first pad bytes of the padding stream s to each, in
+// order, a piece at a time. A padding of more than a small buffer (a 1
+// GiB object has 32 MiB) is made on another goroutine a piece ahead, into
+// two pooled off-heap buffers, so that making it overlaps what each does
+// with it (writing it, or reading and comparing the stored padding); a
+// piece is valid only during its call. The first error of each ends it.
+func padAhead(s cipher.Stream, pad uint64, each func(piece []byte) error) error {
+	if pad <= smallSegment {
+		buf := make([]byte, min(pad, 64<<10))
+		for pad > 0 {
+			n := min(pad, uint64(len(buf)))
+			fillPadding(s, buf[:n])
+			if err := each(buf[:n]); err != nil {
+				return err
+			}
+			pad -= n
+		}
+		return nil
+	}
+	var bufs [2][]byte
+	for i := range bufs {
+		b, err := smallBufs.Get()
+		if err != nil {
+			for _, b := range bufs[:i] {
+				smallBufs.Put(b)
+			}
+			return err
+		}
+		bufs[i] = b
+	}
+	empty, filled := make(chan []byte, len(bufs)), make(chan []byte, len(bufs))
+	for _, b := range bufs {
+		empty <- b
+	}
+	stop := make(chan struct{})
+	var made sync.WaitGroup
+	made.Go(func() {
+		defer close(filled)
+		for left := pad; left > 0; {
+			var b []byte
+			select {
+			case b = <-empty:
+			case <-stop:
+				return
+			}
+			n := min(left, uint64(len(b)))
+			fillPadding(s, b[:n])
+			filled <- b[:n] // never blocks: it holds every buffer
+			left -= n
+		}
+	})
+	defer func() {
+		close(stop)
+		made.Wait()
+		for _, b := range bufs {
+			smallBufs.Put(b)
+		}
+	}()
+	for b := range filled {
+		if err := each(b); err != nil {
+			return err
+		}
+		empty <- b[:cap(b)]
+	}
+	return nil
 }
 
 // SealTrailer encrypts a manifest plaintext and the footer that locates it

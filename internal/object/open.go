@@ -440,25 +440,28 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	// The reader closed order: every job is idle.
 	finished = true
-	// Padding: the rest of the body must be the padding keystream.
-	ps := o.d.padStream()
-	// Small objects have little padding: buffers of its size, not 64 KiB,
-	// keep a small GET from making garbage many times its own size.
-	bufLen := min(o.Sizes.Padding, 64<<10)
-	want := make([]byte, bufLen)
-	got := make([]byte, bufLen)
-	for pad := o.Sizes.Padding; pad > 0; {
-		n := min(pad, uint64(len(want)))
-		if _, err := io.ReadFull(rc, got[:n]); err != nil {
-			return written, format.Corrupt(format.LayerSize, "object truncated in padding")
-		}
-		fillPadding(ps, want[:n])
-		if !bytes.Equal(got[:n], want[:n]) {
-			return written, format.Corrupt(format.LayerPadding, "padding altered")
-		}
-		pad -= n
+	// Padding: the rest of the body must be the padding keystream, made
+	// a piece ahead of the reads (padAhead). The stored padding is read
+	// into a ciphertext buffer, idle now (at least 256 KiB), so checking
+	// it makes no garbage.
+	got := jobs[0].ct[:cap(jobs[0].ct)]
+	if len(got) == 0 {
+		got = make([]byte, min(o.Sizes.Padding, 64<<10))
 	}
-	return written, nil
+	err = padAhead(o.d.padStream(), o.Sizes.Padding, func(want []byte) error {
+		for len(want) > 0 {
+			n := min(len(want), len(got))
+			if _, err := io.ReadFull(rc, got[:n]); err != nil {
+				return format.Corrupt(format.LayerSize, "object truncated in padding")
+			}
+			if !bytes.Equal(got[:n], want[:n]) {
+				return format.Corrupt(format.LayerPadding, "padding altered")
+			}
+			want = want[n:]
+		}
+		return nil
+	})
+	return written, err
 }
 
 // Range returns a reader of n plaintext bytes starting at off (n < 0: to

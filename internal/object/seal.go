@@ -240,72 +240,10 @@ func (s *Sealer) WriteTo(w io.Writer) (int64, error) {
 	return written, nil
 }
 
-// writePadding writes the first pad bytes of the padding keystream. A
-// padding of more than a small buffer (a 1 GiB object has 32 MiB) is
-// made on another goroutine, a buffer ahead of the writes, so making it
-// overlaps writing it; it then costs no more than its writes.
+// writePadding writes the first pad bytes of the padding keystream,
+// made a piece ahead of the writes (padAhead).
 func (s *Sealer) writePadding(pad uint64, write func([]byte) error) error {
-	ps := s.d.padStream()
-	if pad <= smallSegment {
-		buf := make([]byte, min(pad, 64<<10))
-		for pad > 0 {
-			n := min(pad, uint64(len(buf)))
-			fillPadding(ps, buf[:n])
-			if err := write(buf[:n]); err != nil {
-				return err
-			}
-			pad -= n
-		}
-		return nil
-	}
-	// Two of the small off-heap buffers: one is filled while the other
-	// is written.
-	var bufs [2][]byte
-	for i := range bufs {
-		b, err := smallBufs.Get()
-		if err != nil {
-			for _, b := range bufs[:i] {
-				smallBufs.Put(b)
-			}
-			return err
-		}
-		bufs[i] = b
-	}
-	empty, filled := make(chan []byte, len(bufs)), make(chan []byte, len(bufs))
-	for _, b := range bufs {
-		empty <- b
-	}
-	stop := make(chan struct{})
-	var made sync.WaitGroup
-	made.Go(func() {
-		defer close(filled)
-		for left := pad; left > 0; {
-			var b []byte
-			select {
-			case b = <-empty:
-			case <-stop:
-				return
-			}
-			n := min(left, uint64(len(b)))
-			fillPadding(ps, b[:n])
-			filled <- b[:n] // never blocks: it holds every buffer
-			left -= n
-		}
-	})
-	defer func() {
-		close(stop)
-		made.Wait()
-		for _, b := range bufs {
-			smallBufs.Put(b)
-		}
-	}()
-	for b := range filled {
-		if err := write(b); err != nil {
-			return err
-		}
-		empty <- b[:cap(b)]
-	}
-	return nil
+	return padAhead(s.d.padStream(), pad, write)
 }
 
 // seal encrypts j.pt as one segment under a fresh key from j.salt.

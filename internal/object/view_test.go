@@ -265,6 +265,31 @@ func TestLargePaddingIsTheKeystream(t *testing.T) {
 		t.Fatal("stored padding is not the padding keystream")
 	}
 
+	// A reader checks the padding a piece ahead too: one byte changed
+	// deep in it (past both buffers' first turn) fails the read with
+	// the padding layer; the clean read above is the control.
+	whole, err := f.st.ReadRange(ctx, name, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := io.ReadAll(whole)
+	whole.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored[res.Sizes.Body+res.Sizes.Padding-100] ^= 1
+	if err := f.st.Put(ctx, name, bytes.NewReader(stored), int64(len(stored))); err != nil {
+		t.Fatal(err)
+	}
+	o, err = Open(ctx, f.st, name, f.expect(res), f.unwrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.WriteTo(ctx, io.Discard); format.LayerOf(err) != format.LayerPadding {
+		t.Fatalf("altered padding: got %v, want a padding-layer error", err)
+	}
+	waitReturned(t, "altered padding")
+
 	boom := errors.New("disk full")
 	for _, fail := range []bool{false, true} {
 		s, err := NewSealer(bytes.NewReader(data), f.ident, Attrs{}, f.wrap, SealOptions{})
