@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"sync"
+	"unsafe"
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keys"
+	"github.com/holdfast/holdfast/internal/regfile"
 	"github.com/holdfast/holdfast/internal/secret"
 	"github.com/holdfast/holdfast/internal/store"
 	"github.com/holdfast/holdfast/internal/stream"
@@ -304,6 +307,82 @@ type openJob struct {
 	segBuf
 	err  error
 	done chan struct{}
+	// The piece's ciphertext where the store holds it (a view), or nil:
+	// then it was read into ct. viewEnd is where the view ends in the
+	// store's range.
+	view    []byte
+	release func()
+	viewEnd int64
+}
+
+// viewMin is the smallest piece of ciphertext read through a view: for
+// fewer pages, mapping and unmapping them costs more than copying.
+const viewMin = 1 << 20
+
+// ctViewer is a store reader that can hand over ciphertext without
+// copying it into the process (a local store's mapped file). Faulted
+// tells why reading a view that ended at offset end of the range faulted:
+// io.ErrUnexpectedEOF if the object now ends before it, else the I/O
+// error reading it met.
+type ctViewer interface {
+	View(n int) (view []byte, release func(), err error)
+	Faulted(end int64) error
+}
+
+// faultIn reports whether the recovered panic value r is a memory fault
+// inside view (and not a fault elsewhere, which is a bug to crash on).
+func faultIn(r any, view []byte) bool {
+	f, ok := r.(interface{ Addr() uintptr })
+	if !ok || len(view) == 0 {
+		return false
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(view)))
+	return f.Addr() >= base && f.Addr()-base < uintptr(len(view))
+}
+
+// unview ends j's view, if it has one.
+func (j *openJob) unview() {
+	if j.release != nil {
+		j.release()
+	}
+	j.view, j.release = nil, nil
+}
+
+// openView opens j's piece from its view. The view is the provider's
+// memory, which may change while it is read, so each chunk is first
+// copied into j's own ciphertext buffer (a 64 KiB piece of it, which
+// stays in cache) and authenticated and decrypted from there: every
+// byte is read from the view once, and what is released is what was
+// authenticated. Reading a view faults where its file was cut short, or
+// where a page could not be read in: the fault fails the piece as a
+// truncated object, or with the I/O error, as v tells.
+func openView(aead cipher.AEAD, v ctViewer, j *openJob) (pt []byte, err error) {
+	view := j.view
+	defer j.unview()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if !faultIn(r, view) {
+				panic(r)
+			}
+			pt, err = j.pt[:0], v.Faulted(j.viewEnd)
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				err = format.Corrupt(format.LayerSize, "object truncated in segment %d", j.seg)
+			} else {
+				err = fmt.Errorf("reading segment %d: %w", j.seg, err)
+			}
+		}
+	}()
+	dst, ct, scratch := j.pt[:0], j.view, j.ct[:cap(j.ct)]
+	for i := uint64(0); len(ct) > 0; i++ {
+		n := min(len(ct), format.ChunkCTSize)
+		c := scratch[:copy(scratch[:n], ct[:n])]
+		if dst, err = stream.OpenChunk(aead, dst, c, j.chunk0+i, j.final && n == len(ct)); err != nil {
+			return dst, format.Corrupt(format.LayerChunk, "segment %d: %v", j.seg, err)
+		}
+		ct = ct[n:]
+	}
+	return dst, nil
 }
 
 // WriteTo decrypts the whole object into w, segments in parallel and in
@@ -369,6 +448,7 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	work := make(chan *openJob, inflight)
 	order := make(chan *openJob, inflight)
+	viewer, _ := rc.(ctViewer)
 	running.Add(workers + 1)
 	for i := 0; i < workers; i++ {
 		go func() {
@@ -376,11 +456,16 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 			for j := range work {
 				s := o.Manifest.Segments[j.seg]
 				aead, err := stream.SegmentAEAD(o.d.dek, s.Salt[:])
-				if err == nil {
-					j.pt, err = openPiece(aead, j.pt[:0], j.ct, j.chunk0, j.final)
-				}
-				if err != nil {
+				switch {
+				case err != nil:
+					j.unview()
 					err = format.Corrupt(format.LayerChunk, "segment %d: %v", j.seg, err)
+				case j.release != nil:
+					j.pt, err = openView(aead, viewer, j)
+				default:
+					if j.pt, err = openPiece(aead, j.pt[:0], j.ct, j.chunk0, j.final); err != nil {
+						err = format.Corrupt(format.LayerChunk, "segment %d: %v", j.seg, err)
+					}
 				}
 				j.err = err
 				close(j.done)
@@ -389,6 +474,8 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	var readErr error
 	go func() {
+		var at int64      // the reader's offset in rc
+		mapping := viewer // until the store cannot map the object
 		defer running.Done()
 		defer close(order)
 		defer close(work)
@@ -404,18 +491,42 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 				}
 				n := min(pieceChunks, chunks-c)
 				ptLen := min(n*format.ChunkSize, s.Len-c*format.ChunkSize)
-				j.ct = j.ct[:ptLen+n*format.TagSize]
-				if _, err := io.ReadFull(rc, j.ct); err != nil {
-					if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-						err = format.Corrupt(format.LayerSize, "object truncated in segment %d", i)
+				ctLen := int(ptLen + n*format.TagSize)
+				if mapping != nil && ctLen >= viewMin {
+					view, release, err := mapping.View(ctLen)
+					switch {
+					case len(view) == ctLen:
+						j.view, j.release, j.viewEnd = view, release, at+int64(ctLen)
+					case len(view) > 0:
+						release()
+						readErr = format.Corrupt(format.LayerSize, "object truncated in segment %d", i)
+						return
+					case errors.Is(err, regfile.ErrNotMappable):
+						mapping = nil // read the rest
+					case err == io.EOF:
+						readErr = format.Corrupt(format.LayerSize, "object truncated in segment %d", i)
+						return
+					default:
+						readErr = err
+						return
 					}
-					readErr = err
-					return
 				}
+				if j.view == nil {
+					j.ct = j.ct[:ctLen]
+					if _, err := io.ReadFull(rc, j.ct); err != nil {
+						if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+							err = format.Corrupt(format.LayerSize, "object truncated in segment %d", i)
+						}
+						readErr = err
+						return
+					}
+				}
+				at += int64(ctLen)
 				j.seg, j.chunk0, j.final, j.err, j.done = i, c, c+n == chunks, nil, make(chan struct{})
 				select {
 				case order <- j:
 				case <-stop:
+					j.unview()
 					return
 				}
 				work <- j

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/format"
@@ -256,19 +257,25 @@ func (s *Sealer) seal(j *sealJob) error {
 }
 
 // sealView seals j, whose plaintext is a view of the input, and ends the
-// view. A fault reading the view fails the segment with ErrInputChanged.
+// view. A fault reading the view fails the segment with ErrInputChanged,
+// or with an I/O error if the input has not changed.
 func (s *Sealer) sealView(j *sealJob) (err error) {
 	defer func() {
 		j.release()
 		j.release = nil
 	}()
+	view := j.pt
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+			if !faultIn(r, view) {
 				panic(r)
 			}
+			// Cut short, or a page that could not be read in.
 			err = ErrInputChanged
+			if v, ok := s.src.(Viewer); ok && v.Unchanged() == nil {
+				err = fmt.Errorf("reading input: %w", syscall.EIO)
+			}
 		}
 	}()
 	return s.seal(j)

@@ -2,10 +2,12 @@ package object
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/regfile"
+	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/store/local"
 )
 
 // countingViews is a regfile.Source whose views are counted, and which
@@ -373,5 +377,151 @@ func TestChangeAfterTheEndFailsTheObject(t *testing.T) {
 			t.Fatalf("%s: no view was taken", c.name)
 		}
 		waitReturned(t, c.name)
+	}
+}
+
+// viewStore counts the ciphertext views its local store's readers hand
+// out, and can cut the object file short after one, or refuse to map.
+type viewStore struct {
+	store.Store
+	root       string       // the local store's directory
+	taken      atomic.Int64 // views handed out
+	open       atomic.Int64 // views not yet released
+	truncateAt int64        // truncate the object after view number truncateAt (from 1), if > 0
+	unmappable bool         // every view fails with ErrNotMappable
+}
+
+type viewReader struct {
+	io.ReadCloser
+	s *viewStore
+}
+
+func (s *viewStore) ReadRange(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	rc, err := s.Store.ReadRange(ctx, name, off, n)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := rc.(ctViewer); !ok {
+		return nil, errors.New("the local store's reader hands out no views")
+	}
+	return &viewReader{rc, s}, nil
+}
+
+func (r *viewReader) View(n int) ([]byte, func(), error) {
+	if r.s.unmappable {
+		return nil, nil, fmt.Errorf("%w: injected", regfile.ErrNotMappable)
+	}
+	v, release, err := r.ReadCloser.(ctViewer).View(n)
+	if len(v) == 0 {
+		return v, release, err
+	}
+	r.s.open.Add(1)
+	if r.s.taken.Add(1) == r.s.truncateAt {
+		r.s.truncateObjects()
+	}
+	return v, func() { r.s.open.Add(-1); release() }, err
+}
+
+func (r *viewReader) Faulted(end int64) error { return r.ReadCloser.(ctViewer).Faulted(end) }
+
+// truncateObjects cuts every object file of the store to 4 KiB.
+func (s *viewStore) truncateObjects() {
+	filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil && fi.Size() > 1<<20 {
+				os.Truncate(p, 4096)
+			}
+		}
+		return nil
+	})
+}
+
+// TestOpenThroughViews: a local store hands a reader its ciphertext as
+// views of the mapped file, and the object reads back exact; a byte
+// flipped in a later segment stops the output before that chunk (every
+// chunk is copied out of the view before it is authenticated, so what
+// is released is what was authenticated); an object cut short under a
+// view fails as truncated instead of crashing the process; a file that
+// cannot be mapped is read for the rest. Every view is released.
+func TestOpenThroughViews(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f := newFixture(t)
+	f.st = st
+	data := make([]byte, 3*DefaultSegmentSize+70000)
+	rand.Read(data)
+	res := f.put(t, data, 0)
+	name := format.StoreName(f.ident.Object)
+	read := func(vs *viewStore) ([]byte, error) {
+		t.Helper()
+		o, err := Open(ctx, vs, name, f.expect(res), f.unwrap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		_, err = o.WriteTo(ctx, &out)
+		waitReturned(t, "open")
+		for deadline := time.Now().Add(10 * time.Second); vs.open.Load() != 0; runtime.Gosched() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d views never released", vs.open.Load())
+			}
+		}
+		return out.Bytes(), err
+	}
+
+	vs := &viewStore{Store: st, root: dir}
+	got, err := read(vs)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("control: %d bytes, %v", len(got), err)
+	}
+	if vs.taken.Load() < 3 {
+		t.Fatalf("control: %d views taken, want one per full segment", vs.taken.Load())
+	}
+
+	un := &viewStore{Store: st, root: dir, unmappable: true}
+	if got, err := read(un); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("unmappable: %d bytes, %v", len(got), err)
+	}
+
+	// Flip a byte in the third segment's second chunk.
+	whole, err := st.ReadRange(ctx, name, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := io.ReadAll(whole)
+	whole.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	segCT := int(format.SegmentCTLen(DefaultSegmentSize))
+	at := format.HeaderLen + 2*segCT + format.ChunkCTSize + 100
+	stored[at] ^= 1
+	if err := st.Put(ctx, name, bytes.NewReader(stored), int64(len(stored))); err != nil {
+		t.Fatal(err)
+	}
+	got, err = read(&viewStore{Store: st, root: dir})
+	if format.LayerOf(err) != format.LayerChunk {
+		t.Fatalf("flipped byte: got %v, want a chunk-layer error", err)
+	}
+	if len(got) > 2*DefaultSegmentSize+format.ChunkSize || !bytes.Equal(got, data[:len(got)]) {
+		t.Fatalf("flipped byte: %d bytes released, past the damaged chunk or not the plaintext", len(got))
+	}
+	stored[at] ^= 1
+	if err := st.Put(ctx, name, bytes.NewReader(stored), int64(len(stored))); err != nil {
+		t.Fatal(err)
+	}
+
+	cut := &viewStore{Store: st, root: dir, truncateAt: 1}
+	got, err = read(cut)
+	if format.LayerOf(err) != format.LayerSize {
+		t.Fatalf("cut short under a view: got %v, want a size-layer error", err)
+	}
+	if len(got) > DefaultSegmentSize || !bytes.Equal(got, data[:len(got)]) {
+		t.Fatalf("cut short: %d bytes released", len(got))
 	}
 }

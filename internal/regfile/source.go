@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,9 +13,10 @@ import (
 // being read: what was read is no version the file ever had.
 var ErrChanged = errors.New("the file changed while it was being read")
 
-// ErrNotMappable is the error of a View of a file its file system cannot
-// map (some FUSE and special files): nothing was consumed, and the rest
-// of the file can still be read through Read.
+// ErrNotMappable is the error of a View or Map that could not map the
+// file (a file system that cannot map it, some FUSE and special files;
+// the process's mapping limits): nothing was consumed, and the rest of
+// the file can still be read through Read.
 var ErrNotMappable = errors.New("the file cannot be mapped")
 
 // Source reads a regular file to store it, as it was when NewSource saw
@@ -129,23 +129,41 @@ func (s *Source) View(n int) (view []byte, release func(), err error) {
 		return nil, nil, s.atEnd()
 	}
 	k := min(int64(n), size-s.off)
-	page := int64(os.Getpagesize())
-	start := s.off &^ (page - 1)
-	lead := s.off - start
-	var m []byte
-	err = s.fd("mmap", func(fd int) error {
-		var err error
-		m, err = unix.Mmap(fd, start, int(lead+k), unix.PROT_READ, unix.MAP_SHARED)
-		return err
-	})
-	switch {
-	case errors.Is(err, syscall.ENODEV), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EINVAL):
-		return nil, nil, fmt.Errorf("%w: %w", ErrNotMappable, err)
-	case err != nil:
+	view, release, err = Map(s.f, s.off, int(k))
+	if err != nil {
 		return nil, nil, err
 	}
 	s.advance(k)
-	return m[lead : lead+k : lead+k], func() { _ = unix.Munmap(m) }, nil
+	return view, release, nil
+}
+
+// Map maps n bytes of f from offset off read-only (MAP_SHARED: the page
+// cache's pages themselves). The bytes stay valid until release is
+// called, which the caller must do once, and only then; reading past
+// the end of a file cut short meanwhile faults (see View), as does an
+// I/O error reading a page in. A failed mapping gives ErrNotMappable; a
+// closed f, another error.
+func Map(f *os.File, off int64, n int) (view []byte, release func(), err error) {
+	page := int64(os.Getpagesize())
+	start := off &^ (page - 1)
+	lead := int(off - start)
+	var m []byte
+	var merr error
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) {
+			m, merr = unix.Mmap(int(fd), start, lead+n, unix.PROT_READ, unix.MAP_SHARED)
+		})
+	}
+	switch {
+	case merr != nil:
+		// Whatever the reason (a file system that cannot map, the
+		// process's mapping limits), reading still may not fail.
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotMappable, &os.PathError{Op: "mmap", Path: f.Name(), Err: merr})
+	case err != nil:
+		return nil, nil, &os.PathError{Op: "mmap", Path: f.Name(), Err: err}
+	}
+	return m[lead : lead+n : lead+n], func() { _ = unix.Munmap(m) }, nil
 }
 
 // atEnd is what the input ends with: io.EOF if the file is as it was.

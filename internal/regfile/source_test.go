@@ -246,3 +246,25 @@ func TestSourceAfterClose(t *testing.T) {
 		t.Fatalf("check after close: %v, want an error that is not ErrChanged", err)
 	}
 }
+
+// TestMapRefusesWhatCannotBeMapped: a /proc file, which its file system
+// cannot map, gives ErrNotMappable; a regular file on disk (the control)
+// maps, at an offset that is not a page boundary too.
+func TestMapRefusesWhatCannotBeMapped(t *testing.T) {
+	data := make([]byte, 3*4096)
+	rand.Read(data)
+	_, f := writeTemp(t, data)
+	v, release, err := Map(f, 5000, 3000)
+	if err != nil || !bytes.Equal(v, data[5000:8000]) {
+		t.Fatalf("control: %v", err)
+	}
+	release()
+	p, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, _, err := Map(p, 0, 100); !errors.Is(err, ErrNotMappable) {
+		t.Fatalf("/proc/self/status: got %v, want ErrNotMappable", err)
+	}
+}

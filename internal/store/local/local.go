@@ -549,6 +549,50 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 	return r.sr.Read(p)
 }
 
+// View hands over the next min(n, what is left) bytes of the range
+// without copying them: mapped read-only from the page cache
+// (regfile.Map, whose ErrNotMappable leaves the range where it was). The
+// caller releases the view once, and copies what it authenticates before
+// it does: the provider's file can change under a mapping.
+func (r *rangeReader) View(n int) ([]byte, func(), error) {
+	if err := r.ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	pos, err := r.sr.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, nil, err
+	}
+	left := r.sr.Size() - pos
+	if left <= 0 {
+		return nil, nil, io.EOF
+	}
+	k := min(int64(n), left)
+	_, base, _ := r.sr.Outer()
+	view, release, err := regfile.Map(r.f, base+pos, int(k))
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := r.sr.Seek(k, io.SeekCurrent); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return view, release, nil
+}
+
+// Faulted tells why reading a view that ended at offset end of the range
+// faulted: io.ErrUnexpectedEOF if the file now ends before it (the
+// provider cut it short), else an I/O error reading it in.
+func (r *rangeReader) Faulted(end int64) error {
+	fi, err := r.f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, base, _ := r.sr.Outer(); fi.Size() < base+end {
+		return io.ErrUnexpectedEOF
+	}
+	return &fs.PathError{Op: "read", Path: r.f.Name(), Err: syscall.EIO}
+}
+
 func (r *rangeReader) Close() error { return r.f.Close() }
 
 // Stat implements store.Store.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/store"
@@ -669,5 +670,69 @@ func TestStaleTempsOfLiveWritersKept(t *testing.T) {
 	}
 	if _, err := os.Stat(dead); !os.IsNotExist(err) {
 		t.Errorf("a dead writer's temporary file was kept: %v", err)
+	}
+}
+
+// TestViewsAndFaults: a range reader hands out views of the object file
+// that hold its bytes and move it along as reads do; asked why a view
+// faulted, it says the object was cut short only when the file now ends
+// before the view did (the control: the same question with the file
+// whole names an I/O error instead).
+func TestViewsAndFaults(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := s.Put(ctx, "obj", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.ReadRange(ctx, "obj", 100, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	v, ok := rc.(interface {
+		View(n int) ([]byte, func(), error)
+		Faulted(end int64) error
+	})
+	if !ok {
+		t.Fatal("the range reader hands out no views")
+	}
+	view, release, err := v.View(1 << 20)
+	if err != nil || !bytes.Equal(view, data[100:100+1<<20]) {
+		t.Fatalf("view: %d bytes, %v", len(view), err)
+	}
+	release()
+	next := make([]byte, 10)
+	if _, err := io.ReadFull(rc, next); err != nil || !bytes.Equal(next, data[100+1<<20:][:10]) {
+		t.Fatalf("read after a view does not follow it: %v", err)
+	}
+	if err := v.Faulted(1 << 20); errors.Is(err, io.ErrUnexpectedEOF) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("fault on a whole file: %v, want an I/O error", err)
+	}
+	var path string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && d.Name() != "" {
+			if fi, _ := d.Info(); fi != nil && fi.Size() == int64(len(data)) {
+				path = p
+			}
+		}
+		return nil
+	})
+	if path == "" {
+		t.Fatal("object file not found")
+	}
+	if err := os.Truncate(path, 1<<19); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Faulted(1 << 20); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("fault on a file cut short: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
