@@ -42,12 +42,7 @@ func TestSealerSourceFailureReturnsBuffers(t *testing.T) {
 		if fail {
 			src = &failAfter{n: 3 * DefaultSegmentSize, err: boom}
 		}
-		s, err := NewSealer(src, f.ident, Attrs{}, f.wrap, SealOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = s.WriteTo(io.Discard)
-		s.Close()
+		err := f.sealDiscard(t, src)
 		switch {
 		case !fail && err != nil:
 			t.Fatalf("control: %v", err)

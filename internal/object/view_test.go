@@ -79,6 +79,19 @@ func sourceOf(t *testing.T, data []byte) (string, *regfile.Source) {
 	return p, s
 }
 
+// sealDiscard seals src whole into nothing, with the fixture's identity
+// and wrapping, and returns the seal's error.
+func (f *fixture) sealDiscard(t *testing.T, src io.Reader) error {
+	t.Helper()
+	s, err := NewSealer(src, f.ident, Attrs{}, f.wrap, SealOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.WriteTo(io.Discard)
+	return err
+}
+
 // TestViewedSealMatchesCopied: an input sealed through views of a mapped
 // file gives the same stored bytes as the same input copied in through
 // Read, with the same randomness, at sizes around the segment size; every
@@ -151,12 +164,7 @@ func TestViewFaultFailsTheObject(t *testing.T) {
 		if truncate {
 			cv.truncateAt = 2
 		}
-		s, err := NewSealer(cv, f.ident, Attrs{}, f.wrap, SealOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = s.WriteTo(io.Discard)
-		s.Close()
+		err := f.sealDiscard(t, cv)
 		switch {
 		case !truncate && err != nil:
 			t.Fatalf("control: %v", err)
@@ -194,12 +202,7 @@ func TestSourceChangeFailsTheObject(t *testing.T) {
 			g.Write([]byte("appended"))
 			g.Close()
 		}
-		s, err := NewSealer(src, f.ident, Attrs{}, f.wrap, SealOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = s.WriteTo(io.Discard)
-		s.Close()
+		err := f.sealDiscard(t, src)
 		switch {
 		case !grow && err != nil:
 			t.Fatalf("control: %v", err)
@@ -208,6 +211,22 @@ func TestSourceChangeFailsTheObject(t *testing.T) {
 		}
 		waitReturned(t, fmt.Sprintf("grow=%v", grow))
 	}
+}
+
+// readStored returns n bytes (-1: to the end) of the stored object name
+// from off.
+func readStored(t *testing.T, st store.Store, name string, off, n int64) []byte {
+	t.Helper()
+	rc, err := st.ReadRange(t.Context(), name, off, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // failingWriter fails every write after the first ok bytes.
@@ -254,15 +273,7 @@ func TestLargePaddingIsTheKeystream(t *testing.T) {
 	if !bytes.Equal(out.Bytes(), data) {
 		t.Fatal("plaintext differs")
 	}
-	rc, err := f.st.ReadRange(ctx, name, int64(res.Sizes.Body), int64(res.Sizes.Padding))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := readStored(t, f.st, name, int64(res.Sizes.Body), int64(res.Sizes.Padding))
 	want := make([]byte, res.Sizes.Padding)
 	fillPadding(o.d.padStream(), want)
 	if !bytes.Equal(got, want) {
@@ -272,15 +283,7 @@ func TestLargePaddingIsTheKeystream(t *testing.T) {
 	// A reader checks the padding a piece ahead too: one byte changed
 	// deep in it (past both buffers' first turn) fails the read with
 	// the padding layer; the clean read above is the control.
-	whole, err := f.st.ReadRange(ctx, name, 0, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, err := io.ReadAll(whole)
-	whole.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored := readStored(t, f.st, name, 0, -1)
 	stored[res.Sizes.Body+res.Sizes.Padding-100] ^= 1
 	if err := f.st.Put(ctx, name, bytes.NewReader(stored), int64(len(stored))); err != nil {
 		t.Fatal(err)
@@ -361,12 +364,7 @@ func TestChangeAfterTheEndFailsTheObject(t *testing.T) {
 		if c.change != nil {
 			cv.atEnd = func() { c.change(t, path) }
 		}
-		s, err := NewSealer(cv, f.ident, Attrs{}, f.wrap, SealOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = s.WriteTo(io.Discard)
-		s.Close()
+		err := f.sealDiscard(t, cv)
 		switch {
 		case c.change == nil && err != nil:
 			t.Fatalf("control: %v", err)
@@ -489,15 +487,7 @@ func TestOpenThroughViews(t *testing.T) {
 	}
 
 	// Flip a byte in the third segment's second chunk.
-	whole, err := st.ReadRange(ctx, name, 0, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, err := io.ReadAll(whole)
-	whole.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored := readStored(t, st, name, 0, -1)
 	segCT := int(format.SegmentCTLen(DefaultSegmentSize))
 	at := format.HeaderLen + 2*segCT + format.ChunkCTSize + 100
 	stored[at] ^= 1
