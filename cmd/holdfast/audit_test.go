@@ -36,8 +36,32 @@ func TestAuditScripts(t *testing.T) {
 			e.Setenv("HOLDFAST_HOME", filepath.Join(e.WorkDir, "home"))
 			return nil
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"code": cmdCode},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"code": cmdCode, "flipnamed": cmdFlipNamed},
 	})
+}
+
+// cmdFlipNamed flips one bit of the byte at OFFSET of the file whose path
+// is the first line of NAMEFILE: an edit that always changes the file
+// (writing a fixed byte there left it as it was when that byte was
+// already there, one time in 256).
+//
+//	flipnamed NAMEFILE OFFSET
+func cmdFlipNamed(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: flipnamed NAMEFILE OFFSET")
+	}
+	name, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	p := strings.TrimSpace(strings.SplitN(string(name), "\n", 2)[0])
+	off, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	b, err := os.ReadFile(p)
+	ts.Check(err)
+	if off >= len(b) {
+		ts.Fatalf("%s has %d bytes, no byte %d", p, len(b), off)
+	}
+	b[off] ^= 1
+	ts.Check(os.WriteFile(p, b, 0o600))
 }
 
 // TestAuditParseSince: --since takes a time or a duration back from now.
