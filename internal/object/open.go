@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
 	"sync"
-	"unsafe"
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/keys"
@@ -329,17 +327,6 @@ type ctViewer interface {
 	Faulted(end int64) error
 }
 
-// faultIn reports whether the recovered panic value r is a memory fault
-// inside view (and not a fault elsewhere, which is a bug to crash on).
-func faultIn(r any, view []byte) bool {
-	f, ok := r.(interface{ Addr() uintptr })
-	if !ok || len(view) == 0 {
-		return false
-	}
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(view)))
-	return f.Addr() >= base && f.Addr()-base < uintptr(len(view))
-}
-
 // unview ends j's view, if it has one.
 func (j *openJob) unview() {
 	if j.release != nil {
@@ -357,32 +344,27 @@ func (j *openJob) unview() {
 // where a page could not be read in: the fault fails the piece as a
 // truncated object, or with the I/O error, as v tells.
 func openView(aead cipher.AEAD, v ctViewer, j *openJob) (pt []byte, err error) {
-	view := j.view
 	defer j.unview()
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			if !faultIn(r, view) {
-				panic(r)
+	faulted := readView(j.view, func() {
+		dst, ct, scratch := j.pt[:0], j.view, j.ct[:cap(j.ct)]
+		for i := uint64(0); len(ct) > 0; i++ {
+			n := min(len(ct), format.ChunkCTSize)
+			c := scratch[:copy(scratch[:n], ct[:n])]
+			if dst, err = stream.OpenChunk(aead, dst, c, j.chunk0+i, j.final && n == len(ct)); err != nil {
+				pt, err = dst, format.Corrupt(format.LayerChunk, "segment %d: %v", j.seg, err)
+				return
 			}
-			pt, err = j.pt[:0], v.Faulted(j.viewEnd)
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				err = format.Corrupt(format.LayerSize, "object truncated in segment %d", j.seg)
-			} else {
-				err = fmt.Errorf("reading segment %d: %w", j.seg, err)
-			}
+			ct = ct[n:]
 		}
-	}()
-	dst, ct, scratch := j.pt[:0], j.view, j.ct[:cap(j.ct)]
-	for i := uint64(0); len(ct) > 0; i++ {
-		n := min(len(ct), format.ChunkCTSize)
-		c := scratch[:copy(scratch[:n], ct[:n])]
-		if dst, err = stream.OpenChunk(aead, dst, c, j.chunk0+i, j.final && n == len(ct)); err != nil {
-			return dst, format.Corrupt(format.LayerChunk, "segment %d: %v", j.seg, err)
-		}
-		ct = ct[n:]
+		pt = dst
+	})
+	if !faulted {
+		return pt, err
 	}
-	return dst, nil
+	if err = v.Faulted(j.viewEnd); errors.Is(err, io.ErrUnexpectedEOF) {
+		return j.pt[:0], format.Corrupt(format.LayerSize, "object truncated in segment %d", j.seg)
+	}
+	return j.pt[:0], fmt.Errorf("reading segment %d: %w", j.seg, err)
 }
 
 // WriteTo decrypts the whole object into w, segments in parallel and in

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -264,21 +263,14 @@ func (s *Sealer) sealView(j *sealJob) (err error) {
 		j.release()
 		j.release = nil
 	}()
-	view := j.pt
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			if !faultIn(r, view) {
-				panic(r)
-			}
-			// Cut short, or a page that could not be read in.
-			err = ErrInputChanged
-			if v, ok := s.src.(Viewer); ok && v.Unchanged() == nil {
-				err = fmt.Errorf("reading input: %w", syscall.EIO)
-			}
+	if readView(j.pt, func() { err = s.seal(j) }) {
+		// Cut short, or a page that could not be read in.
+		err = ErrInputChanged
+		if v, ok := s.src.(Viewer); ok && v.Unchanged() == nil {
+			err = fmt.Errorf("reading input: %w", syscall.EIO)
 		}
-	}()
-	return s.seal(j)
+	}
+	return err
 }
 
 // unview puts j's own plaintext buffer back after a view, ending the

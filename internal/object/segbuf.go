@@ -2,7 +2,9 @@ package object
 
 import (
 	"runtime"
+	"runtime/debug"
 	"sync"
+	"unsafe"
 
 	"github.com/holdfast/holdfast/internal/format"
 	"github.com/holdfast/holdfast/internal/offheap"
@@ -176,4 +178,26 @@ func releaseWhenStopped(finished bool, running *sync.WaitGroup, release func()) 
 		return
 	}
 	go func() { running.Wait(); release() }()
+}
+
+// readView runs read, which reads view: a mapping of a file another
+// process can cut short, or whose pages may fail to be read in. A memory
+// fault inside view ends read and readView reports it (faulted); any
+// other panic, a fault elsewhere included (a bug), goes on.
+func readView(view []byte, read func()) (faulted bool) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		f, ok := r.(interface{ Addr() uintptr })
+		base := uintptr(unsafe.Pointer(unsafe.SliceData(view)))
+		if !ok || len(view) == 0 || f.Addr() < base || f.Addr()-base >= uintptr(len(view)) {
+			panic(r)
+		}
+		faulted = true
+	}()
+	read()
+	return false
 }

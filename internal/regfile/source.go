@@ -52,25 +52,24 @@ func NewSource(f *os.File) (*Source, error) {
 	return s, nil
 }
 
-// fd runs fn on the file's descriptor, which stays open meanwhile (a
-// Close from another goroutine waits, and one before makes fd fail).
-func (s *Source) fd(op string, fn func(fd int) error) error {
-	rc, err := s.f.SyscallConn()
+// withFD runs fn on f's descriptor, which stays open meanwhile (a Close
+// from another goroutine waits, and one before makes withFD fail).
+func withFD(f *os.File, op string, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err == nil {
+		var ferr error
+		if err = rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err == nil {
+			err = ferr
+		}
+	}
 	if err != nil {
-		return &os.PathError{Op: op, Path: s.f.Name(), Err: err}
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return &os.PathError{Op: op, Path: s.f.Name(), Err: err}
-	}
-	if ferr != nil {
-		return &os.PathError{Op: op, Path: s.f.Name(), Err: ferr}
+		return &os.PathError{Op: op, Path: f.Name(), Err: err}
 	}
 	return nil
 }
 
 func (s *Source) stat(st *unix.Stat_t) error {
-	return s.fd("stat", func(fd int) error {
+	return withFD(s.f, "stat", func(fd int) error {
 		for {
 			if err := unix.Fstat(fd, st); err != unix.EINTR {
 				return err
@@ -149,19 +148,17 @@ func Map(f *os.File, off int64, n int) (view []byte, release func(), err error) 
 	lead := int(off - start)
 	var m []byte
 	var merr error
-	rc, err := f.SyscallConn()
-	if err == nil {
-		err = rc.Control(func(fd uintptr) {
-			m, merr = unix.Mmap(int(fd), start, lead+n, unix.PROT_READ, unix.MAP_SHARED)
-		})
-	}
+	err = withFD(f, "mmap", func(fd int) error {
+		m, merr = unix.Mmap(fd, start, lead+n, unix.PROT_READ, unix.MAP_SHARED)
+		return nil
+	})
 	switch {
+	case err != nil:
+		return nil, nil, err
 	case merr != nil:
 		// Whatever the reason (a file system that cannot map, the
 		// process's mapping limits), reading still may not fail.
 		return nil, nil, fmt.Errorf("%w: %w", ErrNotMappable, &os.PathError{Op: "mmap", Path: f.Name(), Err: merr})
-	case err != nil:
-		return nil, nil, &os.PathError{Op: "mmap", Path: f.Name(), Err: err}
 	}
 	return m[lead : lead+n : lead+n], func() { _ = unix.Munmap(m) }, nil
 }
